@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Runs the whole system with demo data:
+#   PostgreSQL (DATABASE_URL, or a private throwaway cluster) → migrations → demo users and data
+#   → fake LLM provider (unless real provider keys are in the environment) → origin → proxy.
+# Prints the URLs and ready-to-paste curl examples, then runs until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ORIGIN_ADDR=${ORIGIN_ADDR:-127.0.0.1:3044}
+PROXY_ADDR=${PROXY_ADDR:-127.0.0.1:8080}
+ADMIN_ADDR=${ADMIN_ADDR:-127.0.0.1:9080}
+FAKE_LLM_ADDR=${FAKE_LLM_ADDR:-127.0.0.1:8090}
+PROFILE=${PROFILE:-release}
+
+log() { printf '\033[1m[demo]\033[0m %s\n' "$*" >&2; }
+
+if ! command -v cmake >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  log "installing cmake (needed to build pingora's zlib-ng)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake build-essential >/dev/null
+fi
+
+log "building ($PROFILE)"
+if [ "$PROFILE" = release ]; then cargo build --release --locked --bins; BIN=target/release; else cargo build --locked --bins; BIN=target/debug; fi
+
+. scripts/pg.sh
+pg_ensure
+DEMO_DB=${DEMO_DB:-llmselect_demo}
+if [ -n "${PG_PRIVATE_DIR:-}" ]; then
+  psql "$DATABASE_URL" -qAtc "CREATE DATABASE $DEMO_DB" >/dev/null
+  export DATABASE_URL="${DATABASE_URL%/*}/$DEMO_DB"
+fi
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pg_stop_private
+}
+trap cleanup EXIT INT TERM
+
+wait_http() { # url
+  for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
+  log "timed out waiting for $1"; return 1
+}
+
+# Demo secrets: generated per run, never stored in the repo.
+export JWT_SECRET_KEY=${JWT_SECRET_KEY:-$(head -c 32 /dev/urandom | base64 | tr -d '\n')}
+export SECRET_KEY=${SECRET_KEY:-$(head -c 32 /dev/urandom | base64 | tr -d '\n')}
+export ENCRYPTION_KEY=${ENCRYPTION_KEY:-$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '\n')}
+export PROXY_ADMIN_TOKEN=${PROXY_ADMIN_TOKEN:-$(head -c 18 /dev/urandom | base64 | tr '+/' '-_' | tr -d '\n')}
+export APP_ENV=demo
+
+if [ -z "${OPENAI_API_KEY:-}${ANTHROPIC_API_KEY:-}${GEMINI_API_KEY:-}${GOOGLE_API_KEY:-}${MISTRAL_API_KEY:-}" ]; then
+  log "no provider keys in the environment: starting the fake LLM provider on $FAKE_LLM_ADDR"
+  "$BIN/llmselect-fake-llm" --listen "$FAKE_LLM_ADDR" & pids+=($!)
+  export OPENAI_BASE_URL="http://$FAKE_LLM_ADDR/v1" MISTRAL_BASE_URL="http://$FAKE_LLM_ADDR/v1"
+  export ANTHROPIC_BASE_URL="http://$FAKE_LLM_ADDR" GEMINI_BASE_URL="http://$FAKE_LLM_ADDR/v1beta"
+  export OPENAI_API_KEY=fake-openai-key ANTHROPIC_API_KEY=fake-anthropic-key GEMINI_API_KEY=fake-gemini-key MISTRAL_API_KEY=fake-mistral-key
+fi
+
+ORIGIN=("$BIN/llmselect-origin" --config config/origin.toml)
+log "migrating and seeding demo data"
+"${ORIGIN[@]}" migrate
+"${ORIGIN[@]}" seed --demo
+log "starting the origin on $ORIGIN_ADDR"
+"${ORIGIN[@]}" serve --listen "$ORIGIN_ADDR" & pids+=($!)
+wait_http "http://$ORIGIN_ADDR/health"
+log "starting the proxy on $PROXY_ADDR (admin $ADMIN_ADDR)"
+"$BIN/llmselect-proxy" --config config/proxy.toml --listen "$PROXY_ADDR" --upstream "http://$ORIGIN_ADDR" --admin-listen "$ADMIN_ADDR" & pids+=($!)
+wait_http "http://$PROXY_ADDR/health"
+
+TOKEN=$("${ORIGIN[@]}" token --username alice)
+P="http://$PROXY_ADDR"
+cat <<MSG
+
+  LLMSelect edge is running.
+    proxy  (use this)   $P
+    origin (direct)     http://$ORIGIN_ADDR      health: http://$ORIGIN_ADDR/health   metrics: http://$ORIGIN_ADDR/metrics
+    proxy admin         http://$ADMIN_ADDR       token: $PROXY_ADMIN_TOKEN
+    database            $DATABASE_URL
+  Demo users: alice / demo-password-123 (admin), bob / demo-password-123
+
+  export TOKEN=$TOKEN
+  # the model registry (public, cached): run twice, watch X-Cache go MISS -> HIT
+  curl -si $P/api/v1/models | grep -iE '^(x-cache|age|cache-status|x-response-time)'
+  # alice's conversations (per-user, cached per credential)
+  curl -s -H "Authorization: Bearer \$TOKEN" "$P/api/v1/conversations?page=1&limit=20"
+  curl -si -H "Authorization: Bearer \$TOKEN" "$P/api/v1/conversations?page=1&limit=20" | grep -i '^x-cache'
+  # rename the first one through the proxy, then list again: MISS with the new title
+  ID=\$(curl -s -H "Authorization: Bearer \$TOKEN" "$P/api/v1/conversations?limit=1" | sed -E 's/.*"id":"([^"]+)".*/\1/')
+  curl -s -X PATCH -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"title":"Renamed"}' $P/api/v1/conversations/\$ID
+  curl -si -H "Authorization: Bearer \$TOKEN" "$P/api/v1/conversations?page=1&limit=20" | grep -iE '^x-cache|Renamed'
+  # chat (streams tokens through the proxy; uses the fake provider unless you exported real keys)
+  curl -N -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
+       -d '{"provider":"openai","model":"gpt-4o","messages":[{"role":"user","content":"Hello!"}]}' $P/api/v1/chat/stream
+  # compare two models side by side
+  curl -s -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
+       -d '{"providers":[{"provider":"openai","model":"gpt-4o"},{"provider":"anthropic","model":"claude-haiku-4-5-20251001"}],"prompt":"Hi"}' $P/api/v1/compare
+  # proxy admin: stats and purges
+  curl -s -H "Authorization: Bearer $PROXY_ADMIN_TOKEN" http://$ADMIN_ADDR/stats
+  curl -s -X POST -H "Authorization: Bearer $PROXY_ADMIN_TOKEN" -d '{"groups":["models"]}' http://$ADMIN_ADDR/purge
+
+  Press Ctrl-C to stop everything.
+MSG
+wait
