@@ -1,0 +1,290 @@
+//! The admin listener: `POST /purge`, `GET /stats`, `GET /metrics`, `GET /health`, all behind
+//! `Authorization: Bearer <token>`. Errors are JSON.
+
+use crate::cache::invalidate::{Invalidator, Source};
+use crate::cache::storage::{Scope, Store};
+use crate::metrics;
+use crate::proxy::key::{normalise_path_query, UrlKey};
+use crate::stats::Stats;
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora_core::apps::http_app::ServeHttp;
+use pingora_core::protocols::http::ServerSession;
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+/// Largest accepted `POST /purge` body.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Admin failures, mapped to statuses in [`AdminError::status`].
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("admin token not configured")]
+    NoToken,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("invalid purge request: {0}")]
+    BadRequest(String),
+    #[error("request body too large")]
+    TooLarge,
+    #[error("could not read request body")]
+    Read,
+}
+
+impl AdminError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AdminError::Unauthorized | AdminError::NoToken => StatusCode::UNAUTHORIZED,
+            AdminError::NotFound => StatusCode::NOT_FOUND,
+            AdminError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AdminError::BadRequest(_) | AdminError::Read => StatusCode::BAD_REQUEST,
+            AdminError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    fn into_response(self) -> Response<Vec<u8>> {
+        let status = self.status();
+        let body = json!({"error": {"status": status.as_u16(), "message": self.to_string()}});
+        let mut resp = json_response(status, &body);
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+/// `POST /purge` body: exactly one of `urls`, `prefix`, `groups`, `all`; `soft` marks stale.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    #[serde(default)]
+    pub urls: Option<Vec<String>>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+    #[serde(default)]
+    pub all: Option<bool>,
+    #[serde(default)]
+    pub soft: bool,
+}
+
+impl PurgeRequest {
+    /// The scopes to invalidate and the kind label.
+    pub fn scopes(&self) -> Result<(&'static str, Vec<Scope>), AdminError> {
+        let selectors = [
+            self.urls.is_some(),
+            self.prefix.is_some(),
+            self.groups.is_some(),
+            self.all.is_some(),
+        ];
+        if selectors.iter().filter(|s| **s).count() != 1 {
+            return Err(AdminError::BadRequest(
+                "name exactly one of urls, prefix, groups, all".into(),
+            ));
+        }
+        if let Some(urls) = &self.urls {
+            let scopes = urls
+                .iter()
+                .map(|u| {
+                    if u.starts_with('/') {
+                        Ok(Scope::Path(normalise_path_query(u)))
+                    } else {
+                        UrlKey::from_absolute(u)
+                            .map(Scope::Url)
+                            .ok_or_else(|| AdminError::BadRequest(format!("invalid url {u:?}")))
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            return Ok(("urls", scopes));
+        }
+        if let Some(prefix) = &self.prefix {
+            if !prefix.starts_with('/') {
+                return Err(AdminError::BadRequest("prefix must start with '/'".into()));
+            }
+            return Ok(("prefix", vec![Scope::Prefix(prefix.clone())]));
+        }
+        if let Some(groups) = &self.groups {
+            let scopes = groups
+                .iter()
+                .map(|g| Scope::Group {
+                    host: None,
+                    name: g.clone(),
+                })
+                .collect();
+            return Ok(("groups", scopes));
+        }
+        match self.all {
+            Some(true) => Ok(("all", vec![Scope::All])),
+            _ => Err(AdminError::BadRequest("\"all\" must be true".into())),
+        }
+    }
+}
+
+/// The admin application.
+pub struct AdminApp {
+    pub token: Option<String>,
+    pub store: &'static Store,
+    pub stats: &'static Stats,
+    pub invalidator: Invalidator,
+}
+
+impl AdminApp {
+    fn authorize(&self, session: &ServerSession) -> Result<(), AdminError> {
+        let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) else {
+            return Err(AdminError::NoToken);
+        };
+        let presented = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(AdminError::Unauthorized)?;
+        if bool::from(presented.trim().as_bytes().ct_eq(token.as_bytes())) {
+            Ok(())
+        } else {
+            Err(AdminError::Unauthorized)
+        }
+    }
+
+    async fn route(&self, session: &mut ServerSession) -> Result<Response<Vec<u8>>, AdminError> {
+        self.authorize(session)?;
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        match (path.as_str(), method) {
+            ("/purge", Method::POST) => self.purge(session).await,
+            ("/stats", Method::GET) => Ok(json_response(StatusCode::OK, &self.stats_json())),
+            ("/metrics", Method::GET) => {
+                self.publish_store_gauges();
+                let mut resp = Response::new(metrics::render());
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                Ok(resp)
+            }
+            ("/health", Method::GET) => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+            ("/purge" | "/stats" | "/metrics" | "/health", _) => Err(AdminError::MethodNotAllowed),
+            _ => Err(AdminError::NotFound),
+        }
+    }
+
+    async fn purge(&self, session: &mut ServerSession) -> Result<Response<Vec<u8>>, AdminError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = session
+            .read_request_body()
+            .await
+            .map_err(|_| AdminError::Read)?
+        {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_BODY {
+                return Err(AdminError::TooLarge);
+            }
+        }
+        let req: PurgeRequest =
+            serde_json::from_slice(&body).map_err(|e| AdminError::BadRequest(e.to_string()))?;
+        let (kind, scopes) = req.scopes()?;
+        let affected = self.invalidator.apply(Source::Admin, &scopes, req.soft);
+        tracing::info!(target: "admin", kind, soft = req.soft, affected, "purge");
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"purged": affected, "kind": kind, "soft": req.soft}),
+        ))
+    }
+
+    fn publish_store_gauges(&self) {
+        metrics::set_store(
+            self.store.entries(),
+            self.store.weight(),
+            self.store.evictions(),
+        );
+    }
+
+    fn stats_json(&self) -> serde_json::Value {
+        let s = self.stats.snapshot();
+        json!({
+            "entries": self.store.entries(),
+            "bytes": self.store.weight(),
+            "capacity": self.store.capacity(),
+            "hits": s.hits,
+            "misses": s.misses,
+            "stale": s.stale,
+            "revalidated": s.revalidated,
+            "pass": s.pass,
+            "bypass": s.bypass,
+            "errors": s.errors,
+            "hit_ratio": s.hit_ratio,
+            "evictions": self.store.evictions(),
+            "purges": s.purges,
+            "purged_entries": s.purged_entries,
+        })
+    }
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Vec<u8>> {
+    let bytes = body.to_string().into_bytes();
+    let mut resp = Response::new(bytes);
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let mut resp = match self.route(session).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+        let len = resp.body().len();
+        resp.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<(&'static str, Vec<Scope>), AdminError> {
+        let req: PurgeRequest =
+            serde_json::from_str(s).map_err(|e| AdminError::BadRequest(e.to_string()))?;
+        req.scopes()
+    }
+
+    #[test]
+    fn purge_bodies() {
+        let (k, s) = parse(r#"{"urls": ["/a?b&a", "http://h:1/x"]}"#).unwrap();
+        assert_eq!(k, "urls");
+        assert_eq!(s[0], Scope::Path("/a?a&b".into()));
+        assert_eq!(s[1], Scope::Url(UrlKey::new("h:1", "/x")));
+        assert_eq!(parse(r#"{"prefix": "/api/"}"#).unwrap().0, "prefix");
+        assert_eq!(
+            parse(r#"{"groups": ["g"], "soft": true}"#).unwrap().0,
+            "groups"
+        );
+        assert_eq!(parse(r#"{"all": true}"#).unwrap().1, vec![Scope::All]);
+        assert!(parse(r#"{"all": false}"#).is_err());
+        assert!(parse(r#"{}"#).is_err());
+        assert!(parse(r#"{"urls": [], "prefix": "/"}"#).is_err());
+        assert!(parse(r#"{"prefix": "api"}"#).is_err());
+        assert!(parse(r#"{"bogus": 1}"#).is_err());
+    }
+}

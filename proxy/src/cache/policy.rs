@@ -1,0 +1,630 @@
+//! RFC 9111 decisions on top of http-cache-semantics and pingora's `Cache-Control` parser:
+//! what to store and for how long (`decide`), and what the request's own directives demand of a
+//! stored response (`request_freshness`).
+
+use http::{header, HeaderMap, HeaderValue, Method};
+use http_cache_semantics::{CacheOptions, CachePolicy};
+use pingora_cache::cache_control::{CacheControl, InterpretCacheControl};
+use pingora_cache::filters::calculate_serve_stale_durations;
+use pingora_cache::{CacheMeta, CacheMetaDefaults, ForcedFreshness, NoCacheReason};
+use pingora_http::{RequestHeader, ResponseHeader};
+use std::time::{Duration, SystemTime};
+
+/// `CDN-Cache-Control` (RFC 9213): the field this proxy obeys instead of `Cache-Control`.
+pub const CDN_CACHE_CONTROL: &str = "cdn-cache-control";
+
+/// Settings the policy needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct PolicyOptions {
+    pub default_swr_secs: u32,
+    pub default_sie_secs: u32,
+    pub auth_cookies: Vec<String>,
+}
+
+/// Reason labels for uncacheable responses.
+pub mod reason {
+    /// An authentication failure for a request that carried credentials: do not teach the
+    /// (variance-blind) predictor to bypass the URL for everybody.
+    pub const CREDENTIAL: &str = "credential";
+    pub const VARY_STAR: &str = "vary-star";
+    pub const NOT_STORABLE: &str = "not-storable";
+    pub const NO_FRESHNESS: &str = "no-freshness";
+    pub const SET_COOKIE: &str = "set-cookie";
+    pub const STREAM: &str = "event-stream";
+}
+
+/// Decides whether `resp` (answering `req`) is stored, and builds its `CacheMeta`.
+/// `now` is the time the response header arrived.
+pub fn decide(
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+    now: SystemTime,
+    opts: &PolicyOptions,
+) -> Result<CacheMeta, NoCacheReason> {
+    // An authentication failure says nothing about other users of the URL: keep it away from
+    // the (variance-blind) predictor so one bad credential does not bypass the cache for all.
+    let auth_failure = matches!(resp.status.as_u16(), 401 | 403 | 407)
+        && carries_credentials(&req.headers, &opts.auth_cookies);
+    let custom = |r: &'static str| {
+        if auth_failure {
+            NoCacheReason::Custom(reason::CREDENTIAL)
+        } else {
+            NoCacheReason::Custom(r)
+        }
+    };
+    if vary_names(&resp.headers).any(|n| n == "*") {
+        return Err(custom(reason::VARY_STAR));
+    }
+    if is_event_stream(&resp.headers) {
+        return Err(custom(reason::STREAM));
+    }
+    let resp_view = response_view(resp);
+    let req_view = request_view(req, &opts.auth_cookies);
+    let policy = CachePolicy::new_options(
+        &req_view,
+        &resp_view,
+        now,
+        CacheOptions {
+            shared: true,
+            ..CacheOptions::default()
+        },
+    );
+    if !policy.is_storable() {
+        return Err(custom(reason::NOT_STORABLE));
+    }
+    let cc = CacheControl::from_headers_named("cache-control", &resp_view.headers);
+    let public = cc.as_ref().is_some_and(|c| c.public());
+    if resp.headers.contains_key(header::SET_COOKIE) && !public {
+        return Err(custom(reason::SET_COOKIE));
+    }
+    let (ttl, age) = freshness(&policy, &resp.headers, now);
+    let defaults = CacheMetaDefaults::new(|_| None, opts.default_swr_secs, opts.default_sie_secs);
+    let (mut swr, mut sie) = calculate_serve_stale_durations(cc.as_ref(), &defaults);
+    if cc.as_ref().is_some_and(|c| c.no_cache()) {
+        // every use needs a successful validation first
+        (swr, sie) = (0, 0);
+    }
+    let has_validator =
+        resp.headers.contains_key(header::ETAG) || resp.headers.contains_key(header::LAST_MODIFIED);
+    // Something already stale without a validator is only worth storing when the origin asked
+    // for stale serving itself; the configured default windows alone would hand a response
+    // meant to be refetched (`max-age=0`, `Expires: 0`) to the next clients.
+    let explicit = cc.as_ref().is_some_and(|c| {
+        c.serve_stale_while_revalidate_duration()
+            .is_some_and(|d| !d.is_zero())
+            || c.serve_stale_if_error_duration()
+                .is_some_and(|d| !d.is_zero())
+    });
+    if ttl.is_zero() && !has_validator && !explicit {
+        return Err(custom(reason::NO_FRESHNESS));
+    }
+    let fresh_until = if ttl.is_zero() {
+        now - Duration::from_secs(1)
+    } else {
+        now + ttl
+    };
+    let mut header = resp.clone();
+    header.remove_header(&header::AGE);
+    let mut meta = CacheMeta::new(fresh_until, now, swr, sie, header);
+    meta.set_epoch_override(now - age);
+    Ok(meta)
+}
+
+/// Remaining freshness and current age (RFC 9111 §4.2.3). http-cache-semantics counts the
+/// upstream `Age` and resident time; the apparent age from `Date` is added here.
+fn freshness(policy: &CachePolicy, headers: &HeaderMap, now: SystemTime) -> (Duration, Duration) {
+    let ttl = policy.time_to_live(now);
+    let age = policy.age(now);
+    let lifetime = ttl + age;
+    let apparent = headers
+        .get(header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .and_then(|date| now.duration_since(date).ok())
+        .unwrap_or_default();
+    let age = age.max(apparent);
+    (lifetime.saturating_sub(age), age)
+}
+
+/// The cached header updated by a 304 (RFC 9111 §4.3.4): every field of the 304 replaces the
+/// stored one, except the framing fields that describe the stored body.
+pub fn overlay_304(stored: &ResponseHeader, not_modified: &ResponseHeader) -> ResponseHeader {
+    let mut out = stored.clone();
+    let skip = [
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::CONTENT_ENCODING,
+        header::CONTENT_RANGE,
+        header::CONNECTION,
+    ];
+    let mut replaced: Vec<&http::HeaderName> = Vec::new();
+    for (name, value) in not_modified.headers.iter() {
+        if skip.contains(name) || name == header::CONTENT_TYPE {
+            continue;
+        }
+        if !replaced.contains(&name) {
+            out.remove_header(name);
+            replaced.push(name);
+        }
+        let _ = out.append_header(name.clone(), value.clone());
+    }
+    out
+}
+
+/// What the request's `Cache-Control` / `Pragma` demand of a stored response (RFC 9111 §5.2.1).
+/// `age` is the stored response's current age, `fresh_for` how long it stays fresh (negative when
+/// stale) and `must_revalidate` whether the response forbids serving it stale.
+pub fn request_freshness(
+    req: &HeaderMap,
+    age: Duration,
+    fresh_for: i64,
+    must_revalidate: bool,
+) -> Option<ForcedFreshness> {
+    let dirs = request_directives(req);
+    let has = |n: &str| dirs.iter().any(|(k, _)| k == n);
+    let value = |n: &str| -> Option<u64> {
+        dirs.iter()
+            .find(|(k, _)| k == n)
+            .and_then(|(_, v)| v.as_deref())
+            .and_then(|v| v.parse().ok())
+    };
+    let pragma_no_cache = !req.contains_key(header::CACHE_CONTROL)
+        && req
+            .get_all(header::PRAGMA)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.contains("no-cache")));
+    if has("no-cache") || pragma_no_cache {
+        return Some(ForcedFreshness::ForceExpired);
+    }
+    if let Some(max_age) = value("max-age") {
+        if age > Duration::from_secs(max_age) {
+            return Some(ForcedFreshness::ForceExpired);
+        }
+    }
+    if let Some(min_fresh) = value("min-fresh") {
+        if fresh_for < min_fresh as i64 {
+            return Some(ForcedFreshness::ForceExpired);
+        }
+    }
+    if fresh_for < 0 && has("max-stale") && !must_revalidate {
+        let stale_for = (-fresh_for) as u64;
+        if value("max-stale").is_none_or(|limit| stale_for <= limit) {
+            return Some(ForcedFreshness::ForceFresh);
+        }
+    }
+    None
+}
+
+/// Whether the request says `only-if-cached`.
+pub fn only_if_cached(req: &HeaderMap) -> bool {
+    request_directives(req)
+        .iter()
+        .any(|(k, _)| k == "only-if-cached")
+}
+
+/// Whether a stored response forbids being served stale (`must-revalidate`, `proxy-revalidate`,
+/// `s-maxage`, in the field this proxy obeys).
+pub fn forbids_stale(resp: &HeaderMap) -> bool {
+    let field = if resp.contains_key(CDN_CACHE_CONTROL) {
+        CDN_CACHE_CONTROL
+    } else {
+        "cache-control"
+    };
+    resp.get_all(field).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            let s = s.to_ascii_lowercase();
+            s.contains("must-revalidate")
+                || s.contains("proxy-revalidate")
+                || s.contains("s-maxage")
+        })
+    })
+}
+
+/// Lower-cased `Cache-Control` request directives with their optional values.
+fn request_directives(req: &HeaderMap) -> Vec<(String, Option<String>)> {
+    req.get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .filter_map(|d| {
+            let d = d.trim();
+            if d.is_empty() {
+                return None;
+            }
+            Some(match d.split_once('=') {
+                Some((k, v)) => (
+                    k.trim().to_ascii_lowercase(),
+                    Some(v.trim().trim_matches('"').to_string()),
+                ),
+                None => (d.to_ascii_lowercase(), None),
+            })
+        })
+        .collect()
+}
+
+/// The response as the policy sees it: with a valid `CDN-Cache-Control`, that field replaces
+/// `Cache-Control` and `Expires` is ignored (RFC 9213 §2.1).
+pub fn response_view(resp: &ResponseHeader) -> http::response::Parts {
+    let mut parts = resp.as_owned_parts();
+    if let Some(cdn) = cdn_cache_control(&resp.headers) {
+        parts.headers.remove(header::CACHE_CONTROL);
+        parts.headers.remove(header::EXPIRES);
+        parts.headers.remove(header::PRAGMA);
+        parts.headers.insert(header::CACHE_CONTROL, cdn);
+    }
+    parts
+}
+
+/// A valid `CDN-Cache-Control` value (a structured-field dictionary), if present.
+fn cdn_cache_control(headers: &HeaderMap) -> Option<HeaderValue> {
+    let values: Vec<&str> = headers
+        .get_all(CDN_CACHE_CONTROL)
+        .iter()
+        .map(|v| v.to_str())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    if values.is_empty() {
+        return None;
+    }
+    let joined = values.join(", ");
+    sfv::Parser::new(joined.as_str())
+        .parse_dictionary::<sfv::Dictionary>()
+        .ok()?;
+    HeaderValue::from_str(&joined).ok()
+}
+
+/// The request as the policy sees it: the GET form (pingora fetches HEAD misses with GET), with
+/// `Cookie` reduced to the authentication cookies.
+pub fn request_view(req: &RequestHeader, auth_cookies: &[String]) -> http::request::Parts {
+    let mut parts = req.as_owned_parts();
+    if parts.method == Method::HEAD {
+        parts.method = Method::GET;
+    }
+    let cookie = normalised_cookie(&req.headers, auth_cookies);
+    parts.headers.remove(header::COOKIE);
+    if let Some(c) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        parts.headers.insert(header::COOKIE, c);
+    }
+    parts
+}
+
+/// All `Cookie` headers joined, reduced to the configured authentication cookies, sorted.
+/// `None` when no authentication cookie is present.
+pub fn normalised_cookie(headers: &HeaderMap, auth_cookies: &[String]) -> Option<String> {
+    let mut pairs: Vec<&str> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or("").trim();
+            auth_cookies.iter().any(|c| c == name)
+        })
+        .collect();
+    if pairs.is_empty() {
+        return None;
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    Some(pairs.join("; "))
+}
+
+/// Whether the request identifies a user (`Authorization` or an authentication cookie).
+pub fn carries_credentials(headers: &HeaderMap, auth_cookies: &[String]) -> bool {
+    headers.contains_key(header::AUTHORIZATION)
+        || normalised_cookie(headers, auth_cookies).is_some()
+}
+
+/// Lower-cased field names listed in `Vary`.
+pub fn vary_names(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+    headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+}
+
+/// `Content-Type: text/event-stream`.
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> PolicyOptions {
+        PolicyOptions {
+            default_swr_secs: 5,
+            default_sie_secs: 7,
+            auth_cookies: vec!["session".into()],
+        }
+    }
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/x", None).unwrap();
+        r.insert_header("host", "h").unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    fn resp(status: u16, headers: &[(&str, &str)]) -> ResponseHeader {
+        let mut r = ResponseHeader::build(status, None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    fn ttl(meta: &CacheMeta, now: SystemTime) -> i64 {
+        match meta.fresh_until().duration_since(now) {
+            Ok(d) => d.as_secs() as i64,
+            Err(_) => -1,
+        }
+    }
+
+    #[test]
+    fn max_age_and_upstream_age() {
+        let now = SystemTime::now();
+        let m = decide(
+            &req(&[]),
+            &resp(200, &[("cache-control", "max-age=100"), ("age", "30")]),
+            now,
+            &opts(),
+        )
+        .unwrap();
+        assert_eq!(ttl(&m, now), 70);
+        assert!(m.headers().get("age").is_none());
+        assert_eq!(m.stale_while_revalidate_sec(), 5);
+        assert_eq!(m.stale_if_error_sec(), 7);
+    }
+
+    #[test]
+    fn s_maxage_wins_and_disables_stale() {
+        let now = SystemTime::now();
+        let m = decide(
+            &req(&[]),
+            &resp(200, &[("cache-control", "max-age=10, s-maxage=50")]),
+            now,
+            &opts(),
+        )
+        .unwrap();
+        assert_eq!(ttl(&m, now), 50);
+        assert_eq!(m.stale_while_revalidate_sec(), 0);
+    }
+
+    #[test]
+    fn cdn_cache_control_takes_precedence() {
+        let now = SystemTime::now();
+        let m = decide(
+            &req(&[]),
+            &resp(
+                200,
+                &[
+                    ("cache-control", "private, no-store"),
+                    ("cdn-cache-control", "max-age=60, stale-while-revalidate=9"),
+                ],
+            ),
+            now,
+            &opts(),
+        )
+        .unwrap();
+        assert_eq!(ttl(&m, now), 60);
+        assert_eq!(m.stale_while_revalidate_sec(), 9);
+        // the downstream still gets the origin's Cache-Control
+        assert_eq!(m.headers()["cache-control"], "private, no-store");
+        // an invalid CDN-Cache-Control is ignored
+        let r = resp(
+            200,
+            &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=("),
+            ],
+        );
+        assert!(decide(&req(&[]), &r, now, &opts()).is_err());
+    }
+
+    #[test]
+    fn uncacheable_cases() {
+        let now = SystemTime::now();
+        let o = opts();
+        for (rq, rs) in [
+            (req(&[]), resp(200, &[("cache-control", "no-store")])),
+            (
+                req(&[]),
+                resp(200, &[("cache-control", "private, max-age=60")]),
+            ),
+            (
+                req(&[]),
+                resp(200, &[("cache-control", "max-age=60"), ("vary", "*")]),
+            ),
+            (
+                req(&[("authorization", "Bearer a")]),
+                resp(200, &[("cache-control", "max-age=60")]),
+            ),
+            (
+                req(&[("cache-control", "no-store")]),
+                resp(200, &[("cache-control", "max-age=60")]),
+            ),
+            (
+                req(&[]),
+                resp(
+                    200,
+                    &[("cache-control", "max-age=60"), ("set-cookie", "a=b")],
+                ),
+            ),
+            (req(&[]), resp(200, &[])),
+            (req(&[]), resp(200, &[("cache-control", "max-age=0")])),
+            (req(&[]), resp(200, &[("expires", "0")])),
+            (req(&[]), resp(206, &[("cache-control", "max-age=60")])),
+            (
+                req(&[]),
+                resp(
+                    200,
+                    &[
+                        ("cache-control", "max-age=60"),
+                        ("content-type", "text/event-stream"),
+                    ],
+                ),
+            ),
+        ] {
+            assert!(decide(&rq, &rs, now, &o).is_err(), "{rq:?} {rs:?}");
+        }
+    }
+
+    #[test]
+    fn authorization_allowed_with_must_revalidate() {
+        let now = SystemTime::now();
+        let m = decide(
+            &req(&[("authorization", "Bearer a")]),
+            &resp(200, &[("cdn-cache-control", "max-age=30, must-revalidate")]),
+            now,
+            &opts(),
+        )
+        .unwrap();
+        assert_eq!(ttl(&m, now), 30);
+        assert_eq!(m.stale_if_error_sec(), 0);
+    }
+
+    #[test]
+    fn credential_reason_is_tagged() {
+        let r = decide(
+            &req(&[("cookie", "theme=dark; session=abc")]),
+            &resp(401, &[("cache-control", "no-store")]),
+            SystemTime::now(),
+            &opts(),
+        );
+        assert_eq!(r.unwrap_err(), NoCacheReason::Custom(reason::CREDENTIAL));
+    }
+
+    #[test]
+    fn heuristic_and_validator_only() {
+        let now = SystemTime::now();
+        let lm = httpdate(now - Duration::from_secs(1000));
+        let m = decide(
+            &req(&[]),
+            &resp(200, &[("last-modified", &lm)]),
+            now,
+            &opts(),
+        )
+        .unwrap();
+        assert!((99..=100).contains(&ttl(&m, now)), "{}", ttl(&m, now));
+        let m = decide(
+            &req(&[]),
+            &resp(200, &[("cache-control", "no-cache"), ("etag", "\"v1\"")]),
+            now,
+            &opts(),
+        )
+        .unwrap();
+        assert!(!m.is_fresh(now));
+    }
+
+    #[test]
+    fn expires_relative_to_date() {
+        let now = SystemTime::now();
+        let date = now - Duration::from_secs(100);
+        let m = decide(
+            &req(&[]),
+            &resp(
+                200,
+                &[
+                    ("date", &httpdate(date)),
+                    ("expires", &httpdate(date + Duration::from_secs(300))),
+                ],
+            ),
+            now,
+            &opts(),
+        )
+        .unwrap();
+        // 300 s of freshness, 100 s of it already used upstream
+        assert!((199..=200).contains(&ttl(&m, now)), "{}", ttl(&m, now));
+    }
+
+    #[test]
+    fn request_directives() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert("cache-control", v.parse().unwrap());
+            m
+        };
+        let age = Duration::from_secs(20);
+        assert_eq!(
+            request_freshness(&h("no-cache"), age, 10, false),
+            Some(ForcedFreshness::ForceExpired)
+        );
+        assert_eq!(
+            request_freshness(&h("max-age=10"), age, 10, false),
+            Some(ForcedFreshness::ForceExpired)
+        );
+        assert_eq!(request_freshness(&h("max-age=30"), age, 10, false), None);
+        assert_eq!(
+            request_freshness(&h("min-fresh=20"), age, 10, false),
+            Some(ForcedFreshness::ForceExpired)
+        );
+        assert_eq!(
+            request_freshness(&h("max-stale=5"), age, -3, false),
+            Some(ForcedFreshness::ForceFresh)
+        );
+        assert_eq!(request_freshness(&h("max-stale=5"), age, -9, false), None);
+        assert_eq!(request_freshness(&h("max-stale"), age, -9, true), None);
+        let mut pragma = HeaderMap::new();
+        pragma.insert("pragma", "no-cache".parse().unwrap());
+        assert_eq!(
+            request_freshness(&pragma, age, 10, false),
+            Some(ForcedFreshness::ForceExpired)
+        );
+        assert!(only_if_cached(&h("max-age=1, only-if-cached")));
+    }
+
+    #[test]
+    fn overlay_replaces_all_but_framing() {
+        let stored = resp(
+            200,
+            &[
+                ("content-length", "10"),
+                ("x-v", "1"),
+                ("cache-groups", "\"a\""),
+                ("date", "old"),
+            ],
+        );
+        let nm = resp(
+            304,
+            &[
+                ("x-v", "2"),
+                ("cache-groups", "\"b\""),
+                ("content-length", "0"),
+                ("date", "new"),
+            ],
+        );
+        let out = overlay_304(&stored, &nm);
+        assert_eq!(out.status, 200);
+        assert_eq!(out.headers["x-v"], "2");
+        assert_eq!(out.headers["cache-groups"], "\"b\"");
+        assert_eq!(out.headers["date"], "new");
+        assert_eq!(out.headers["content-length"], "10");
+    }
+
+    #[test]
+    fn cookie_normalisation() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", "theme=dark; session=b".parse().unwrap());
+        h.append("cookie", "x=1; session=a".parse().unwrap());
+        let c = normalised_cookie(&h, &["session".into()]).unwrap();
+        assert_eq!(c, "session=a; session=b");
+        let mut other = HeaderMap::new();
+        other.append("cookie", "theme=light".parse().unwrap());
+        assert!(normalised_cookie(&other, &["session".into()]).is_none());
+    }
+
+    fn httpdate(t: SystemTime) -> String {
+        httpdate::fmt_http_date(t)
+    }
+}

@@ -1,0 +1,649 @@
+//! The bounded in-memory store: a `pingora_cache::Storage` on quick_cache, weighed in bytes
+//! (body, serialized meta and headers, key strings, groups and a fixed overhead), with indexes
+//! for purges and tombstones against the purge-vs-fill race.
+
+use super::handlers::{BodyHit, BufferedMiss};
+use super::index::{Index, Tombstones};
+use crate::proxy::key::UrlKey;
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use pingora_cache::key::{CacheHashKey, HashBinary};
+use pingora_cache::storage::{HitHandler, MissHandler, PurgeOutcome, PurgeTarget, PurgeType};
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::{CacheKey, CacheMeta, Storage};
+use pingora_error::{Error, ErrorType, Result};
+use quick_cache::sync::Cache;
+use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
+use std::any::Any;
+use std::collections::hash_map::RandomState;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Fixed per-entry weight for the index slots, the `Arc`, the map slot and the struct itself.
+const ENTRY_OVERHEAD: u64 = 512;
+
+/// Fill metadata the proxy attaches to a `CacheMeta`'s extensions in `response_cache_filter`;
+/// the storage reads it when the fill commits.
+#[derive(Debug, Clone)]
+pub struct FillInfo {
+    /// When the request that fetched this response arrived.
+    pub started: Instant,
+    pub url: UrlKey,
+    /// The response's groups (`Cache-Groups` / `Surrogate-Key`).
+    pub groups: Vec<String>,
+}
+
+/// One stored response.
+#[derive(Debug)]
+pub struct Entry {
+    /// `CacheMeta::serialize()` output (internal, header).
+    pub meta: (Vec<u8>, Vec<u8>),
+    pub body: Bytes,
+    pub primary: HashBinary,
+    pub url: UrlKey,
+    pub groups: Vec<String>,
+    /// Soft purge time in Unix milliseconds; 0 when not soft-purged.
+    pub expired_at_ms: AtomicU64,
+}
+
+impl Entry {
+    /// Bytes this entry is charged in the store.
+    pub fn weight(&self) -> u64 {
+        let groups: usize = self.groups.iter().map(|g| g.len() * 2 + 32).sum();
+        (self.body.len()
+            + self.meta.0.len()
+            + self.meta.1.len()
+            + self.url.host.len()
+            + self.url.path.len() * 2
+            + groups) as u64
+            + ENTRY_OVERHEAD
+    }
+
+    fn soft_expiry(&self) -> Option<SystemTime> {
+        match self.expired_at_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct EntryWeighter;
+
+impl Weighter<HashBinary, Arc<Entry>> for EntryWeighter {
+    fn weight(&self, _key: &HashBinary, val: &Arc<Entry>) -> u64 {
+        val.weight()
+    }
+}
+
+/// Records evictions; the index is cleaned afterwards, outside the cache's shard lock.
+/// Entries evicted since the last drain, with their storage keys.
+type EvictedQueue = Arc<Mutex<Vec<(HashBinary, Arc<Entry>)>>>;
+
+#[derive(Clone, Default)]
+struct EvictionHook {
+    evicted: EvictedQueue,
+    count: Arc<AtomicU64>,
+}
+
+impl Lifecycle<HashBinary, Arc<Entry>> for EvictionHook {
+    type RequestState = ();
+
+    fn on_evict(&self, _state: &mut (), key: HashBinary, val: Arc<Entry>) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.evicted.lock().push((key, val));
+    }
+}
+
+/// Sizing of the store.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    pub capacity_bytes: u64,
+    pub shards: usize,
+    pub max_object_bytes: usize,
+    /// How long tombstones must survive (longer than any fill).
+    pub tombstone_retention: Duration,
+}
+
+/// What a purge should reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every variant of one URL.
+    Url(UrlKey),
+    /// Every variant of a path on any host.
+    Path(String),
+    /// Every URL whose path starts with the prefix, on any host.
+    Prefix(String),
+    /// A group on one host (mutations) or on every host (`host: None`, admin and bus).
+    Group {
+        host: Option<String>,
+        name: String,
+    },
+    All,
+}
+
+struct State {
+    index: Index,
+    tombstones: Tombstones,
+}
+
+/// The store. Build one per proxy instance and leak it (pingora wants `&'static`).
+pub struct Store {
+    entries: Cache<HashBinary, Arc<Entry>, EntryWeighter, RandomState, EvictionHook>,
+    state: Mutex<State>,
+    hook: EvictionHook,
+    max_object: usize,
+    max_weight: u64,
+}
+
+impl Store {
+    pub fn new(opts: StoreOptions) -> Result<Store> {
+        // quick_cache halves the shard count until each shard expects 32 items: keep it explicit.
+        let estimated = ((opts.capacity_bytes / 4096) as usize).clamp(32 * opts.shards, 1 << 22);
+        let options = OptionsBuilder::new()
+            .estimated_items_capacity(estimated)
+            .weight_capacity(opts.capacity_bytes)
+            .shards(opts.shards)
+            .build()
+            .map_err(|e| {
+                Error::explain(ErrorType::InternalError, format!("store options: {e:?}"))
+            })?;
+        let hook = EvictionHook::default();
+        let entries = Cache::with_options(options, EntryWeighter, RandomState::new(), hook.clone());
+        // quick_cache silently refuses items heavier than a shard's hot section.
+        let max_weight = (entries.shard_capacity() as f64 * 0.97) as u64;
+        Ok(Store {
+            entries,
+            state: Mutex::new(State {
+                index: Index::default(),
+                tombstones: Tombstones::new(opts.tombstone_retention, 100_000),
+            }),
+            hook,
+            max_object: opts.max_object_bytes,
+            max_weight,
+        })
+    }
+
+    pub fn max_object_bytes(&self) -> usize {
+        self.max_object
+    }
+
+    pub fn entries(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn weight(&self) -> u64 {
+        self.entries.weight()
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.entries.capacity()
+    }
+
+    pub fn evictions(&self) -> u64 {
+        self.hook.count.load(Ordering::Relaxed)
+    }
+
+    /// The committed entry under a storage key.
+    pub fn get(&self, combined: &HashBinary) -> Option<Arc<Entry>> {
+        self.entries.get(combined)
+    }
+
+    /// Commits a finished fill unless an invalidation that touches it happened after it
+    /// started. Returns the weight stored (0 when dropped).
+    pub fn commit(
+        &self,
+        combined: HashBinary,
+        primary: HashBinary,
+        meta: (Vec<u8>, Vec<u8>),
+        body: Bytes,
+        info: FillInfo,
+    ) -> u64 {
+        let entry = Arc::new(Entry {
+            meta,
+            body,
+            primary,
+            url: info.url,
+            groups: info.groups,
+            expired_at_ms: AtomicU64::new(0),
+        });
+        let weight = entry.weight();
+        if weight > self.max_weight {
+            return 0;
+        }
+        let mut state = self.state.lock();
+        if !state
+            .tombstones
+            .allows(info.started, &primary, &entry.url, &entry.groups)
+        {
+            return 0;
+        }
+        if let Some(old) = self.entries.peek(&combined) {
+            state.index.remove(combined, &old);
+        }
+        state.index.add(combined, &entry);
+        self.entries.insert(combined, entry);
+        self.drain_evicted(&mut state);
+        weight
+    }
+
+    /// Replaces the meta of a stored entry after a 304, keeping its body. `false` when the entry
+    /// is gone or the revalidation started before an invalidation that touches it.
+    pub fn refresh(
+        &self,
+        combined: HashBinary,
+        meta: (Vec<u8>, Vec<u8>),
+        info: Option<FillInfo>,
+    ) -> bool {
+        let Some(old) = self.entries.peek(&combined) else {
+            return false;
+        };
+        let (url, groups, started) = match info {
+            Some(i) => (i.url, i.groups, Some(i.started)),
+            None => (old.url.clone(), old.groups.clone(), None),
+        };
+        let entry = Arc::new(Entry {
+            meta,
+            body: old.body.clone(),
+            primary: old.primary,
+            url,
+            groups,
+            expired_at_ms: AtomicU64::new(0),
+        });
+        if entry.weight() > self.max_weight {
+            return false;
+        }
+        let mut state = self.state.lock();
+        if let Some(started) = started {
+            if !state
+                .tombstones
+                .allows(started, &entry.primary, &entry.url, &entry.groups)
+            {
+                return false;
+            }
+        }
+        // purged while we were revalidating
+        let Some(current) = self.entries.peek(&combined) else {
+            return false;
+        };
+        state.index.remove(combined, &current);
+        state.index.add(combined, &entry);
+        self.entries.insert(combined, entry);
+        self.drain_evicted(&mut state);
+        true
+    }
+
+    /// Removes (or, when `soft`, marks stale) everything `scope` reaches and records a tombstone
+    /// so in-flight fills that started earlier are not stored. Returns the entries affected.
+    pub fn invalidate(&self, scope: &Scope, soft: bool) -> usize {
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        let keys: Vec<HashBinary> = match scope {
+            Scope::Url(url) => {
+                let primary = url.primary_hash();
+                state.tombstones.url(primary, now);
+                state.index.variants(&primary)
+            }
+            Scope::Path(path) => {
+                state.tombstones.path(path, now);
+                let primaries = state.index.primaries_for_path(path);
+                primaries
+                    .iter()
+                    .flat_map(|p| state.index.variants(p))
+                    .collect()
+            }
+            Scope::Prefix(prefix) => {
+                state.tombstones.prefix(prefix, now);
+                let primaries = state.index.primaries_with_prefix(prefix);
+                primaries
+                    .iter()
+                    .flat_map(|p| state.index.variants(p))
+                    .collect()
+            }
+            Scope::Group { host, name } => {
+                state.tombstones.group(host.as_deref(), name, now);
+                let members = state.index.group_members(name);
+                match host {
+                    None => members,
+                    Some(h) => members
+                        .into_iter()
+                        .filter(|k| self.entries.peek(k).is_some_and(|e| &e.url.host == h))
+                        .collect(),
+                }
+            }
+            Scope::All => {
+                state.tombstones.all(now);
+                if soft {
+                    self.entries.iter().map(|(k, _)| k).collect()
+                } else {
+                    let n = self.entries.len();
+                    self.entries.clear();
+                    state.index.clear();
+                    self.hook.evicted.lock().clear();
+                    return n;
+                }
+            }
+        };
+        let mut affected = 0;
+        if soft {
+            let at_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(1)
+                .max(1);
+            for k in keys {
+                if let Some(e) = self.entries.peek(&k) {
+                    let _ = e.expired_at_ms.compare_exchange(
+                        0,
+                        at_ms,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    affected += 1;
+                }
+            }
+        } else {
+            for k in keys {
+                if let Some((_, e)) = self.entries.remove(&k) {
+                    state.index.remove(k, &e);
+                    affected += 1;
+                }
+            }
+        }
+        affected
+    }
+
+    /// Removes one storage key (pingora's own purge path).
+    fn remove_exact(&self, combined: &HashBinary) -> bool {
+        let mut state = self.state.lock();
+        match self.entries.remove(combined) {
+            Some((k, e)) => {
+                state.index.remove(k, &e);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Empties the store (used when an instance shuts down).
+    pub fn clear(&self) {
+        let mut state = self.state.lock();
+        self.entries.clear();
+        state.index.clear();
+        self.hook.evicted.lock().clear();
+    }
+
+    fn drain_evicted(&self, state: &mut State) {
+        let evicted = std::mem::take(&mut *self.hook.evicted.lock());
+        for (k, e) in evicted {
+            // a newer entry under the same key keeps its index records
+            if self.entries.peek(&k).is_none() {
+                state.index.remove(k, &e);
+            }
+        }
+    }
+
+    /// Distinct primaries in the index (for tests and stats).
+    pub fn indexed_urls(&self) -> usize {
+        self.state.lock().index.primary_count()
+    }
+}
+
+fn meta_of(entry: &Entry) -> Result<CacheMeta> {
+    let mut meta = CacheMeta::deserialize(&entry.meta.0, &entry.meta.1)?;
+    if let Some(at) = entry.soft_expiry() {
+        meta.expire_at(at);
+    }
+    Ok(meta)
+}
+
+#[async_trait]
+impl Storage for Store {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let Some(entry) = self.get(&key.combined_bin()) else {
+            return Ok(None);
+        };
+        let meta = meta_of(&entry)?;
+        Ok(Some((meta, Box::new(BodyHit::new(entry.body.clone())))))
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
+        let info = match meta.extensions().get::<FillInfo>() {
+            Some(i) => i.clone(),
+            None => FillInfo {
+                // No fill start recorded (the proxy always records one): assume it started
+                // long ago, so any recent invalidation drops it.
+                started: Instant::now()
+                    .checked_sub(Duration::from_secs(3600))
+                    .unwrap_or_else(Instant::now),
+                url: key
+                    .primary_key_str()
+                    .and_then(UrlKey::from_absolute)
+                    .ok_or_else(|| {
+                        Error::explain(ErrorType::InternalError, "fill without FillInfo")
+                    })?,
+                groups: Vec::new(),
+            },
+        };
+        Ok(Box::new(BufferedMiss::new(
+            self,
+            key.combined_bin(),
+            key.primary_bin(),
+            meta.serialize()?,
+            info,
+        )))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _type: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        let key = target.key();
+        let removed = if key.variance_bin().is_none() {
+            let mut state = self.state.lock();
+            let mut n = 0;
+            for k in state.index.variants(&key.primary_bin()) {
+                if let Some((_, e)) = self.entries.remove(&k) {
+                    state.index.remove(k, &e);
+                    n += 1;
+                }
+            }
+            drop(state);
+            n > 0 || self.remove_exact(&key.combined_bin())
+        } else {
+            self.remove_exact(&key.combined_bin())
+        };
+        Ok(if removed {
+            PurgeOutcome::Purged(None)
+        } else {
+            PurgeOutcome::NotFound
+        })
+    }
+
+    async fn expire(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        let key = target.key();
+        let Some(entry) = self.get(&key.combined_bin()) else {
+            return Ok(PurgeOutcome::NotFound);
+        };
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(1)
+            .max(1);
+        let _ =
+            entry
+                .expired_at_ms
+                .compare_exchange(0, now_ms, Ordering::Relaxed, Ordering::Relaxed);
+        Ok(PurgeOutcome::Expired)
+    }
+
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<bool> {
+        let info = meta.extensions().get::<FillInfo>().cloned();
+        Ok(self.refresh(key.combined_bin(), meta.serialize()?, info))
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        false
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora_http::ResponseHeader;
+
+    fn store(capacity: u64, shards: usize) -> Store {
+        Store::new(StoreOptions {
+            capacity_bytes: capacity,
+            shards,
+            max_object_bytes: (capacity as usize) / shards / 2,
+            tombstone_retention: Duration::from_secs(60),
+        })
+        .unwrap()
+    }
+
+    fn meta() -> (Vec<u8>, Vec<u8>) {
+        let now = SystemTime::now();
+        let h = ResponseHeader::build(200, None).unwrap();
+        CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, h)
+            .serialize()
+            .unwrap()
+    }
+
+    fn fill(s: &Store, path: &str, groups: &[&str], body: usize) -> (HashBinary, u64) {
+        let url = UrlKey::new("h", path);
+        let p = url.primary_hash();
+        let w = s.commit(
+            p,
+            p,
+            meta(),
+            Bytes::from(vec![b'x'; body]),
+            FillInfo {
+                started: Instant::now(),
+                url,
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+            },
+        );
+        (p, w)
+    }
+
+    #[test]
+    fn weight_counts_meta_and_overhead() {
+        let s = store(1 << 20, 4);
+        let (_, w) = fill(&s, "/a", &["g"], 1000);
+        assert!(w > 1000 + ENTRY_OVERHEAD, "{w}");
+        assert_eq!(s.weight(), w);
+    }
+
+    #[test]
+    fn stays_under_capacity_when_overfilled() {
+        let cap = 256 * 1024;
+        let s = store(cap, 4);
+        for i in 0..200 {
+            fill(&s, &format!("/{i}"), &["all"], 2048);
+            assert!(s.weight() <= cap);
+        }
+        assert!(s.evictions() > 0);
+        assert!(s.entries() < 200);
+        // the index followed the evictions
+        assert_eq!(s.indexed_urls(), s.entries());
+    }
+
+    #[test]
+    fn oversize_for_shard_is_not_stored() {
+        let s = store(64 * 1024, 4);
+        let (p, w) = fill(&s, "/big", &[], 20 * 1024);
+        assert_eq!(w, 0);
+        assert!(s.get(&p).is_none());
+    }
+
+    #[test]
+    fn group_and_prefix_purges() {
+        let s = store(1 << 20, 4);
+        fill(&s, "/api/a", &["g1"], 10);
+        fill(&s, "/api/b", &["g1", "g2"], 10);
+        fill(&s, "/other", &["g2"], 10);
+        let g1 = Scope::Group {
+            host: Some("h".into()),
+            name: "g1".into(),
+        };
+        assert_eq!(s.invalidate(&g1, false), 2);
+        assert_eq!(s.entries(), 1);
+        let other_host = Scope::Group {
+            host: Some("x".into()),
+            name: "g2".into(),
+        };
+        assert_eq!(s.invalidate(&other_host, false), 0);
+        assert_eq!(s.invalidate(&Scope::Prefix("/oth".into()), false), 1);
+        assert_eq!(s.entries(), 0);
+    }
+
+    #[test]
+    fn soft_purge_keeps_body_but_expires() {
+        let s = store(1 << 20, 4);
+        let (p, _) = fill(&s, "/s", &[], 10);
+        assert_eq!(s.invalidate(&Scope::Path("/s".into()), true), 1);
+        let e = s.get(&p).unwrap();
+        let m = meta_of(&e).unwrap();
+        assert!(!m.is_fresh(SystemTime::now()));
+        assert_eq!(e.body.len(), 10);
+    }
+
+    #[test]
+    fn fill_started_before_purge_is_dropped() {
+        let s = store(1 << 20, 4);
+        let url = UrlKey::new("h", "/race");
+        let p = url.primary_hash();
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        s.invalidate(&Scope::Url(url.clone()), false);
+        let info = FillInfo {
+            started,
+            url: url.clone(),
+            groups: vec![],
+        };
+        assert_eq!(s.commit(p, p, meta(), Bytes::from_static(b"old"), info), 0);
+        let info = FillInfo {
+            started: Instant::now(),
+            url,
+            groups: vec![],
+        };
+        assert!(s.commit(p, p, meta(), Bytes::from_static(b"new"), info) > 0);
+    }
+
+    #[test]
+    fn purge_all() {
+        let s = store(1 << 20, 4);
+        fill(&s, "/1", &[], 1);
+        fill(&s, "/2", &[], 1);
+        assert_eq!(s.invalidate(&Scope::All, false), 2);
+        assert_eq!(s.entries(), 0);
+        assert_eq!(s.indexed_urls(), 0);
+    }
+}

@@ -1,0 +1,446 @@
+//! Proxy configuration: the TOML file, flag overrides, the `PROXY_ADMIN_TOKEN` environment
+//! variable, and validation that reports every problem at once.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Environment variable that supplies (or overrides) the admin bearer token.
+pub const ADMIN_TOKEN_ENV: &str = "PROXY_ADMIN_TOKEN";
+
+/// The complete proxy configuration. Every field has a default, so an empty file is valid.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the proxy listens on, e.g. `0.0.0.0:8080`.
+    pub listen: String,
+    /// Origin base URL (`http://host:port`); only plain HTTP is supported.
+    pub upstream: String,
+    /// Address of the admin listener (purge, stats, metrics, health).
+    pub admin_listen: String,
+    /// Bearer token required by every admin endpoint. Mandatory on a non-loopback admin address.
+    pub admin_token: Option<String>,
+    pub cache: CacheConfig,
+    pub timeouts: TimeoutConfig,
+    pub server: ServerConfig,
+}
+
+/// Cache store and policy settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Upper bound of the store's weight in bytes (bodies, headers, metadata, keys).
+    pub capacity_bytes: u64,
+    /// Largest object that is stored; bigger responses are streamed through uncached.
+    /// Must be at most 0.97 × capacity / shards (quick_cache drops heavier items silently).
+    pub max_object_bytes: u64,
+    /// Number of store shards (explicit, see `max_object_bytes`).
+    pub shards: usize,
+    /// A coalescing writer loses the cache lock after this long (ms).
+    pub lock_age_timeout_ms: u64,
+    /// A coalesced reader stops waiting for the writer after this long (ms).
+    pub lock_wait_timeout_ms: u64,
+    /// stale-while-revalidate window (s) when the origin names none.
+    pub default_stale_while_revalidate_secs: u32,
+    /// stale-if-error window (s) when the origin names none.
+    pub default_stale_if_error_secs: u32,
+    /// Cookies that identify a user; `Cookie` is reduced to these before it keys a `Vary` variant.
+    pub auth_cookies: Vec<String>,
+    /// Honour request `Cache-Control: no-cache` / `max-age` / `min-fresh` / `max-stale` / `Pragma`.
+    pub honour_request_directives: bool,
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutConfig {
+    pub connect_ms: u64,
+    /// Read timeout between upstream reads; at least 120 s so SSE streams survive quiet periods.
+    pub read_secs: u64,
+    pub write_secs: u64,
+    /// Idle keep-alive timeout for pooled upstream connections.
+    pub idle_secs: u64,
+}
+
+/// Process settings handed to pingora's `ServerConf`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Worker threads of the proxy service (0 = number of CPUs).
+    pub threads: usize,
+    /// Pingora pid file; defaults to a per-instance path in the temp directory.
+    pub pid_file: Option<PathBuf>,
+    /// Pingora upgrade socket; defaults to a per-instance path in the temp directory.
+    pub upgrade_sock: Option<PathBuf>,
+    /// Seconds a graceful shutdown waits for in-flight requests.
+    pub grace_period_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            upstream: "http://127.0.0.1:3000".into(),
+            admin_listen: "127.0.0.1:9090".into(),
+            admin_token: None,
+            cache: CacheConfig::default(),
+            timeouts: TimeoutConfig::default(),
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            capacity_bytes: 256 * 1024 * 1024,
+            max_object_bytes: 8 * 1024 * 1024,
+            shards: 16,
+            lock_age_timeout_ms: 31_000,
+            lock_wait_timeout_ms: 30_000,
+            default_stale_while_revalidate_secs: 0,
+            default_stale_if_error_secs: 0,
+            auth_cookies: vec!["session".into()],
+            honour_request_directives: true,
+        }
+    }
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        Self {
+            connect_ms: 2_000,
+            read_secs: 120,
+            write_secs: 30,
+            idle_secs: 60,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            pid_file: None,
+            upgrade_sock: None,
+            grace_period_secs: 5,
+        }
+    }
+}
+
+/// Command-line values that win over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub admin_listen: Option<String>,
+}
+
+/// Every problem found while loading or validating, reported together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        let plural = if n == 1 { "" } else { "s" };
+        writeln!(f, "invalid proxy configuration ({n} error{plural}):")?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A parsed `http://host:port` upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// `host:port`, as pingora's peer wants it.
+    pub address: String,
+    pub host: String,
+}
+
+impl Config {
+    /// Reads `path` (if any), applies the environment token and `overrides`, then validates.
+    pub fn load(path: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigErrors> {
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigErrors(vec![format!("{}: {e}", p.display())]))?;
+                Self::from_toml(&text)?
+            }
+            None => Config::default(),
+        };
+        if let Ok(token) = std::env::var(ADMIN_TOKEN_ENV) {
+            if !token.is_empty() {
+                cfg.admin_token = Some(token);
+            }
+        }
+        if let Some(v) = overrides.listen {
+            cfg.listen = v;
+        }
+        if let Some(v) = overrides.upstream {
+            cfg.upstream = v;
+        }
+        if let Some(v) = overrides.admin_listen {
+            cfg.admin_listen = v;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text without validating it.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
+        toml::from_str(text).map_err(|e| ConfigErrors(vec![format!("TOML: {e}")]))
+    }
+
+    /// A configuration for tests: ephemeral loopback ports, a small cache, the token
+    /// `test-admin-token`, short lock timeouts and per-instance pid/upgrade paths.
+    pub fn for_upstream(url: &str) -> Config {
+        Config {
+            listen: format!("127.0.0.1:{}", free_port()),
+            upstream: url.to_string(),
+            admin_listen: format!("127.0.0.1:{}", free_port()),
+            admin_token: Some("test-admin-token".into()),
+            cache: CacheConfig {
+                capacity_bytes: 16 * 1024 * 1024,
+                max_object_bytes: 512 * 1024,
+                shards: 8,
+                lock_age_timeout_ms: 10_000,
+                lock_wait_timeout_ms: 10_000,
+                ..CacheConfig::default()
+            },
+            timeouts: TimeoutConfig::default(),
+            server: ServerConfig {
+                threads: 2,
+                grace_period_secs: 0,
+                ..ServerConfig::default()
+            },
+        }
+    }
+
+    /// Checks every setting and returns all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errors = Vec::new();
+        let listen = parse_addr("listen", &self.listen, &mut errors);
+        let admin = parse_addr("admin_listen", &self.admin_listen, &mut errors);
+        if let (Some(l), Some(a)) = (listen, admin) {
+            if l == a {
+                errors.push("listen and admin_listen must differ".into());
+            }
+        }
+        if let Some(a) = admin {
+            let token_missing = self.admin_token.as_deref().is_none_or(str::is_empty);
+            if !a.ip().is_loopback() && token_missing {
+                errors.push(format!(
+                    "admin_listen {a} is not loopback: an admin token is required \
+                     (admin_token or {ADMIN_TOKEN_ENV})"
+                ));
+            }
+        }
+        if let Err(e) = self.upstream() {
+            errors.push(e);
+        }
+        let c = &self.cache;
+        if c.capacity_bytes < 64 * 1024 {
+            errors.push("cache.capacity_bytes must be at least 65536".into());
+        }
+        if c.shards == 0 || !c.shards.is_power_of_two() {
+            errors.push("cache.shards must be a power of two ≥ 1".into());
+        }
+        if c.max_object_bytes == 0 {
+            errors.push("cache.max_object_bytes must be positive".into());
+        } else if c.shards > 0 && c.max_object_bytes > max_object_for(c.capacity_bytes, c.shards) {
+            errors.push(format!(
+                "cache.max_object_bytes {} exceeds 0.97 × capacity / shards = {} \
+                 (such objects would be dropped by the store)",
+                c.max_object_bytes,
+                max_object_for(c.capacity_bytes, c.shards)
+            ));
+        }
+        if c.lock_wait_timeout_ms == 0 || c.lock_age_timeout_ms == 0 {
+            errors.push("cache lock timeouts must be positive".into());
+        }
+        for name in &c.auth_cookies {
+            if name.is_empty() || name.contains([';', '=', ' ', ',']) {
+                errors.push(format!("cache.auth_cookies: invalid cookie name {name:?}"));
+            }
+        }
+        let t = &self.timeouts;
+        if t.read_secs < 120 {
+            errors.push("timeouts.read_secs must be at least 120 (SSE streams)".into());
+        }
+        if t.connect_ms == 0 || t.write_secs == 0 {
+            errors.push("timeouts.connect_ms and timeouts.write_secs must be positive".into());
+        }
+        if let (Some(p), Some(u)) = (&self.server.pid_file, &self.server.upgrade_sock) {
+            if p == u {
+                errors.push("server.pid_file and server.upgrade_sock must differ".into());
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The parsed upstream.
+    pub fn upstream(&self) -> Result<Upstream, String> {
+        let url = url::Url::parse(&self.upstream)
+            .map_err(|e| format!("upstream {:?}: {e}", self.upstream))?;
+        if url.scheme() != "http" {
+            return Err(format!(
+                "upstream {:?}: only http:// is supported",
+                self.upstream
+            ));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| format!("upstream {:?}: no host", self.upstream))?
+            .to_string();
+        let port = url.port_or_known_default().unwrap_or(80);
+        let address = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(Upstream { address, host })
+    }
+
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listen.parse().ok()
+    }
+
+    pub fn lock_age_timeout(&self) -> Duration {
+        Duration::from_millis(self.cache.lock_age_timeout_ms)
+    }
+
+    pub fn lock_wait_timeout(&self) -> Duration {
+        Duration::from_millis(self.cache.lock_wait_timeout_ms)
+    }
+
+    /// How long purge tombstones must live: longer than any fill can take.
+    pub fn tombstone_retention(&self) -> Duration {
+        Duration::from_secs(self.timeouts.read_secs) + self.lock_age_timeout()
+    }
+
+    /// Pid and upgrade-socket paths, unique per instance unless configured.
+    pub fn runtime_paths(&self) -> (PathBuf, PathBuf) {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let tag = format!(
+            "llmselect-proxy-{}-{}-{n}",
+            std::process::id(),
+            self.listen.replace([':', '.', '[', ']'], "_")
+        );
+        let dir = std::env::temp_dir();
+        let pid = self
+            .server
+            .pid_file
+            .clone()
+            .unwrap_or_else(|| dir.join(format!("{tag}.pid")));
+        let sock = self
+            .server
+            .upgrade_sock
+            .clone()
+            .unwrap_or_else(|| dir.join(format!("{tag}.upgrade.sock")));
+        (pid, sock)
+    }
+}
+
+/// The largest object a store with this capacity and shard count can hold.
+pub fn max_object_for(capacity: u64, shards: usize) -> u64 {
+    (capacity as f64 * 0.97 / shards as f64) as u64
+}
+
+fn parse_addr(field: &str, value: &str, errors: &mut Vec<String>) -> Option<SocketAddr> {
+    match value.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(e) => {
+            errors.push(format!("{field} {value:?}: {e} (expected ip:port)"));
+            None
+        }
+    }
+}
+
+/// Reserves a free loopback port (bind, read, release). There is a small race until the
+/// proxy binds it; tests accept that.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+        Config::for_upstream("http://127.0.0.1:1")
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn all_errors_reported_at_once() {
+        let cfg = Config::from_toml(
+            r#"
+            listen = "nope"
+            upstream = "https://x"
+            admin_listen = "0.0.0.0:9000"
+            [cache]
+            shards = 3
+            [timeouts]
+            read_secs = 5
+            "#,
+        )
+        .unwrap();
+        let errs = cfg.validate().unwrap_err().0;
+        assert!(errs.len() >= 5, "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("not loopback")));
+        assert!(errs.iter().any(|e| e.contains("only http")));
+    }
+
+    #[test]
+    fn max_object_must_fit_a_shard() {
+        let mut cfg = Config::default();
+        cfg.cache.capacity_bytes = 1024 * 1024;
+        cfg.cache.shards = 4;
+        cfg.cache.max_object_bytes = 300 * 1024;
+        let errs = cfg.validate().unwrap_err().0;
+        assert!(errs[0].contains("exceeds"), "{errs:?}");
+    }
+
+    #[test]
+    fn shipped_configs_parse_and_validate() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        for f in ["proxy.toml", "proxy.production.example.toml"] {
+            let text = std::fs::read_to_string(root.join(f)).unwrap();
+            let mut cfg = Config::from_toml(&text).unwrap();
+            cfg.admin_token.get_or_insert_with(|| "t".into());
+            cfg.validate().unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+
+    #[test]
+    fn upstream_parsing() {
+        let cfg = Config {
+            upstream: "http://localhost".into(),
+            ..Config::default()
+        };
+        assert_eq!(cfg.upstream().unwrap().address, "localhost:80");
+    }
+}

@@ -1,0 +1,273 @@
+//! llmselect-edge: an RFC 9111 caching reverse proxy on pingora with a bounded quick_cache
+//! store, RFC 9875 group invalidation and an admin listener.
+//!
+//! [`start`] builds the pingora server from a [`Config`], runs it on its own thread and returns
+//! once both listeners accept; the returned [`ProxyHandle`] shuts it down.
+//!
+//! ```text
+//! let mut cfg = Config::for_upstream("http://127.0.0.1:3000"); // ephemeral loopback ports
+//! cfg.cache.capacity_bytes = 64 << 20;
+//! let proxy = llmselect_proxy::start(cfg)?;                    // both listeners accept now
+//! // http://{proxy.listen_addr}/...  and  http://{proxy.admin_addr}/stats (Bearer token)
+//! proxy.shutdown();                                            // or drop it
+//! ```
+//!
+//! Layout: `proxy/` holds the pingora hooks, cache keys and response headers; `cache/` the
+//! RFC 9111 policy, `Vary`, the quick_cache store with its indexes and tombstones, and the one
+//! invalidation API ([`cache::invalidate::Invalidator`]) shared by mutations, the admin purge
+//! and any later purge bus.
+
+pub mod admin;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod proxy;
+pub mod stats;
+
+pub use config::{Config, ConfigErrors, Overrides};
+
+use admin::AdminApp;
+use anyhow::Context;
+use cache::invalidate::Invalidator;
+use cache::policy::PolicyOptions;
+use cache::storage::{Store, StoreOptions};
+use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora_cache::predictor::Predictor;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora_core::services::listening::Service;
+use proxy::{EdgeProxy, PREDICTOR_SHARDS};
+use stats::Stats;
+use std::net::{SocketAddr, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How long [`start`] waits for the listeners.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running proxy. Dropping it requests a fast shutdown; [`ProxyHandle::shutdown`] also waits.
+pub struct ProxyHandle {
+    pub listen_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    store: &'static Store,
+    stats: &'static Stats,
+    invalidator: Invalidator,
+    signal: watch::Sender<Option<Stop>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ProxyHandle {
+    /// Fast shutdown, waiting for the server thread to finish.
+    pub fn shutdown(mut self) {
+        self.stop(Stop::Fast);
+    }
+
+    /// Graceful shutdown (waits up to the configured grace period), waiting for the thread.
+    pub fn shutdown_graceful(mut self) {
+        self.stop(Stop::Graceful);
+    }
+
+    /// The proxy's own counters (the admin `/stats` numbers).
+    pub fn stats(&self) -> stats::StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// The invalidation API of this instance, for another purge source (e.g. a purge bus).
+    pub fn invalidator(&self) -> Invalidator {
+        self.invalidator
+    }
+
+    /// Store weight in bytes and its capacity.
+    pub fn store_weight(&self) -> (u64, u64) {
+        (self.store.weight(), self.store.capacity())
+    }
+
+    fn stop(&mut self, how: Stop) {
+        let _ = self.signal.send(Some(how));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.store.clear();
+    }
+}
+
+impl Drop for ProxyHandle {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.signal.send(Some(Stop::Fast));
+            self.thread.take();
+            self.store.clear();
+        }
+    }
+}
+
+/// Delivers the handle's shutdown request to pingora.
+struct WatchSignal(watch::Receiver<Option<Stop>>);
+
+/// How to stop (pingora's `ShutdownSignal` is not `Copy`).
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Fast,
+    Graceful,
+}
+
+#[async_trait::async_trait]
+impl ShutdownSignalWatch for WatchSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut rx = self.0.clone();
+        loop {
+            let current = *rx.borrow_and_update();
+            match current {
+                Some(Stop::Fast) => return ShutdownSignal::FastShutdown,
+                Some(Stop::Graceful) => return ShutdownSignal::GracefulTerminate,
+                None => {}
+            }
+            if rx.changed().await.is_err() {
+                return ShutdownSignal::FastShutdown;
+            }
+        }
+    }
+}
+
+/// Builds and runs the proxy on its own thread; returns when both listeners accept.
+pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
+    config.validate()?;
+    metrics::init();
+    let listen_addr = config.listen_addr().context("listen address")?;
+    let admin_addr = config.admin_addr().context("admin address")?;
+    let upstream = config.upstream().map_err(anyhow::Error::msg)?;
+    // pingora retries a busy port for 30 s and then panics inside its service; fail fast instead.
+    for addr in [listen_addr, admin_addr] {
+        check_bindable(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    }
+
+    // pingora wants `&'static` storage, lock and predictor: one leak per instance (the store is
+    // emptied at shutdown).
+    let store: &'static Store = Box::leak(Box::new(
+        Store::new(StoreOptions {
+            capacity_bytes: config.cache.capacity_bytes,
+            shards: config.cache.shards,
+            max_object_bytes: config.cache.max_object_bytes as usize,
+            tombstone_retention: config.tombstone_retention(),
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+    ));
+    let stats: &'static Stats = Box::leak(Box::default());
+    let lock: &'static CacheKeyLockImpl =
+        Box::leak(CacheLock::new_boxed(config.lock_age_timeout()));
+    let predictor: &'static Predictor<PREDICTOR_SHARDS> =
+        Box::leak(Box::new(Predictor::new(1024, Some(proxy::predictor_skips))));
+    let invalidator = Invalidator::new(store, stats);
+
+    let (pid_file, upgrade_sock) = config.runtime_paths();
+    let threads = match config.server.threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let conf = ServerConf {
+        pid_file: pid_file.to_string_lossy().into_owned(),
+        upgrade_sock: upgrade_sock.to_string_lossy().into_owned(),
+        threads,
+        grace_period_seconds: Some(config.server.grace_period_secs),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let edge = EdgeProxy {
+        store,
+        lock,
+        predictor,
+        invalidator,
+        stats,
+        policy: PolicyOptions {
+            default_swr_secs: config.cache.default_stale_while_revalidate_secs,
+            default_sie_secs: config.cache.default_stale_if_error_secs,
+            auth_cookies: config.cache.auth_cookies.clone(),
+        },
+        upstream_addr: upstream.address,
+        timeouts: config.timeouts.clone(),
+        lock_wait: config.lock_wait_timeout(),
+        honour_request_directives: config.cache.honour_request_directives,
+    };
+    let mut proxy_service =
+        pingora_proxy::http_proxy_service_with_name(&server.configuration, edge, "llmselect-edge");
+    proxy_service.add_tcp(&config.listen);
+    proxy_service.threads = Some(threads);
+
+    let mut admin_service = Service::new(
+        "llmselect-edge admin".to_string(),
+        AdminApp {
+            token: config.admin_token.clone(),
+            store,
+            stats,
+            invalidator,
+        },
+    );
+    admin_service.add_tcp(&config.admin_listen);
+    admin_service.threads = Some(1);
+    server.add_service(proxy_service);
+    server.add_service(admin_service);
+
+    let (signal, rx) = watch::channel(None);
+    let thread = std::thread::Builder::new()
+        .name("llmselect-proxy".into())
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(WatchSignal(rx)),
+            })
+        })
+        .context("spawning the server thread")?;
+
+    let handle = ProxyHandle {
+        listen_addr,
+        admin_addr,
+        store,
+        stats,
+        invalidator,
+        signal,
+        thread: Some(thread),
+    };
+    wait_until_accepting(&handle, [listen_addr, admin_addr])?;
+    tracing::info!(
+        %listen_addr,
+        %admin_addr,
+        upstream = %config.upstream,
+        "llmselect-edge proxy running"
+    );
+    Ok(handle)
+}
+
+/// Binds (with `SO_REUSEADDR`, as pingora does, so TIME_WAIT leftovers do not count) and
+/// releases the address: fails when another socket is listening on it.
+fn check_bindable(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)
+}
+
+fn wait_until_accepting(handle: &ProxyHandle, addrs: [SocketAddr; 2]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    for addr in addrs {
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            if handle.thread.as_ref().is_none_or(|t| t.is_finished()) {
+                anyhow::bail!("proxy server exited before {addr} accepted connections");
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("{addr} did not accept connections within {READY_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! `llmselect-proxy`: parse the command line, load the configuration, set up logging and run
+//! until SIGINT (fast) or SIGTERM (graceful).
+
+use clap::Parser;
+use llmselect_proxy::{Config, Overrides};
+use std::path::PathBuf;
+use tracing_subscriber::EnvFilter;
+
+/// RFC 9111 caching reverse proxy (pingora) for llmselect-edge.
+#[derive(Debug, Parser)]
+#[command(name = "llmselect-proxy", version, about)]
+struct Cli {
+    /// TOML configuration file (see config/proxy.toml).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Proxy listen address (overrides `listen`).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Origin base URL (overrides `upstream`).
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    /// Admin listen address (overrides `admin_listen`).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
+}
+
+/// JSON logs through `tracing`; pingora's `log` records are bridged in with tracing-log.
+fn init_logging() -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .json()
+        .finish();
+    tracing::subscriber::set_global_default(subscriber)?;
+    tracing_log::LogTracer::init()?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        listen: cli.listen,
+        upstream: cli.upstream,
+        admin_listen: cli.admin_listen,
+    };
+    let config = match Config::load(cli.config.as_deref(), overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging()?;
+
+    let handle = llmselect_proxy::start(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let graceful = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        anyhow::Ok(tokio::select! {
+            _ = term.recv() => true,
+            _ = int.recv() => false,
+        })
+    })?;
+    tracing::info!(graceful, "shutting down");
+    if graceful {
+        handle.shutdown_graceful();
+    } else {
+        handle.shutdown();
+    }
+    Ok(())
+}

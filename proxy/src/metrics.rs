@@ -1,0 +1,135 @@
+//! Prometheus metrics in the process-global default registry, all prefixed `proxy_`.
+
+use once_cell::sync::Lazy;
+use prometheus::{
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge, Encoder, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    TextEncoder,
+};
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 120.0,
+];
+
+static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "proxy_requests_total",
+        "Requests by X-Cache status",
+        &["cache_status"]
+    )
+    .expect("metric registers once")
+});
+
+static REQUEST_SECONDS: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "proxy_request_duration_seconds",
+        "Full request duration (body included) by cache status and kind (client or background)",
+        &["cache_status", "kind"],
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("metric registers once")
+});
+
+static ORIGIN_SECONDS: Lazy<Histogram> = Lazy::new(|| {
+    register_histogram!(
+        "proxy_origin_fetch_duration_seconds",
+        "Time from sending the upstream request to its response header",
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("metric registers once")
+});
+
+static COALESCED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "proxy_coalesced_waiters_total",
+        "Requests that waited on another request's fill (cache lock)"
+    )
+    .expect("metric registers once")
+});
+
+static PURGES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "proxy_purges_total",
+        "Invalidations by source and kind",
+        &["source", "kind", "mode"]
+    )
+    .expect("metric registers once")
+});
+
+static PURGED_ENTRIES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "proxy_purged_entries_total",
+        "Entries removed or marked stale by invalidations",
+        &["source", "kind", "mode"]
+    )
+    .expect("metric registers once")
+});
+
+static STORE_ENTRIES: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!("proxy_store_entries", "Entries in the cache store")
+        .expect("metric registers once")
+});
+
+static STORE_BYTES: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!("proxy_store_bytes", "Weight of the cache store in bytes")
+        .expect("metric registers once")
+});
+
+static STORE_EVICTIONS: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "proxy_store_evictions",
+        "Entries evicted by the store since start (counter semantics, per instance)"
+    )
+    .expect("metric registers once")
+});
+
+/// Registers every metric so `/metrics` lists them before the first request.
+pub fn init() {
+    Lazy::force(&REQUESTS);
+    Lazy::force(&REQUEST_SECONDS);
+    Lazy::force(&ORIGIN_SECONDS);
+    Lazy::force(&COALESCED);
+    Lazy::force(&PURGES);
+    Lazy::force(&PURGED_ENTRIES);
+    Lazy::force(&STORE_ENTRIES);
+    Lazy::force(&STORE_BYTES);
+    Lazy::force(&STORE_EVICTIONS);
+}
+
+pub fn record_request(cache_status: &str, background: bool, seconds: f64) {
+    REQUESTS.with_label_values(&[cache_status]).inc();
+    let kind = if background { "background" } else { "client" };
+    REQUEST_SECONDS
+        .with_label_values(&[cache_status, kind])
+        .observe(seconds);
+}
+
+pub fn record_origin_fetch(seconds: f64) {
+    ORIGIN_SECONDS.observe(seconds);
+}
+
+pub fn record_coalesced() {
+    COALESCED.inc();
+}
+
+pub fn record_purge(source: &str, kind: &str, soft: bool, entries: usize) {
+    let mode = if soft { "soft" } else { "hard" };
+    PURGES.with_label_values(&[source, kind, mode]).inc();
+    PURGED_ENTRIES
+        .with_label_values(&[source, kind, mode])
+        .inc_by(entries as u64);
+}
+
+pub fn set_store(entries: usize, bytes: u64, evictions: u64) {
+    STORE_ENTRIES.set(entries as i64);
+    STORE_BYTES.set(bytes as i64);
+    STORE_EVICTIONS.set(evictions as i64);
+}
+
+/// The default registry in the Prometheus text format.
+pub fn render() -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&prometheus::gather(), &mut out);
+    out
+}

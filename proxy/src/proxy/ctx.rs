@@ -1,0 +1,56 @@
+//! Per-request state carried through pingora's hooks.
+
+use super::headers::XCache;
+use super::key::UrlKey;
+use crate::cache::storage::Scope;
+use pingora_http::ResponseHeader;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub struct Ctx {
+    /// Request arrival (also the start of any fill this request makes).
+    pub start: Instant,
+    /// Cache key of the target, when the request has a host and an origin-form target.
+    pub url: Option<UrlKey>,
+    pub upstream_start: Option<Instant>,
+    /// Time from sending the upstream request to its response header.
+    pub upstream_time: Option<Duration>,
+    /// Status the origin answered with.
+    pub fwd_status: Option<u16>,
+    /// The raw 304 of a revalidation, overlaid onto the stored header (RFC 9111 §4.3.4).
+    pub raw_304: Option<ResponseHeader>,
+    /// `response_cache_filter` admitted the response.
+    pub cacheable: bool,
+    /// A request directive (`no-cache`, `max-age`, ...) forced the revalidation.
+    pub forced_by_request: bool,
+    /// The predictor skipped the lookup (pingora later reports the phase as disabled).
+    pub bypassed: bool,
+    /// Group invalidations of a mutation response, applied again at end of body.
+    pub pending_groups: Vec<Scope>,
+    /// Status reported to the client (set when the response header is written).
+    pub x_cache: Option<XCache>,
+}
+
+impl Ctx {
+    pub fn new() -> Ctx {
+        Ctx {
+            start: Instant::now(),
+            url: None,
+            upstream_start: None,
+            upstream_time: None,
+            fwd_status: None,
+            raw_304: None,
+            cacheable: false,
+            forced_by_request: false,
+            bypassed: false,
+            pending_groups: Vec::new(),
+            x_cache: None,
+        }
+    }
+}
+
+impl Default for Ctx {
+    fn default() -> Self {
+        Ctx::new()
+    }
+}

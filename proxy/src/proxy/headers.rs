@@ -1,0 +1,247 @@
+//! The headers this proxy adds to every response: `X-Cache`, `Cache-Status` (RFC 9211),
+//! `X-Response-Time` and `Server-Timing`. Used for hits, misses, passes and the errors the
+//! proxy generates itself.
+
+use pingora_cache::{CachePhase, NoCacheReason};
+use pingora_http::ResponseHeader;
+use std::time::Duration;
+
+/// Cache name in `Cache-Status`.
+pub const CACHE_NAME: &str = "llmselect-edge";
+
+/// The `X-Cache` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XCache {
+    Hit,
+    Miss,
+    Stale,
+    Revalidated,
+    Pass,
+    Bypass,
+    Error,
+}
+
+impl XCache {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XCache::Hit => "HIT",
+            XCache::Miss => "MISS",
+            XCache::Stale => "STALE",
+            XCache::Revalidated => "REVALIDATED",
+            XCache::Pass => "PASS",
+            XCache::Bypass => "BYPASS",
+            XCache::Error => "ERROR",
+        }
+    }
+}
+
+/// What happened to a request, as the cache saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub phase: CachePhase,
+    /// The request waited on another request's fill.
+    pub collapsed: bool,
+    pub fwd_status: Option<u16>,
+    pub stored: bool,
+    /// Remaining freshness in seconds (negative when stale), when a stored response is served.
+    pub ttl: Option<i64>,
+    /// A request directive forced the origin fetch.
+    pub forced_by_request: bool,
+    /// The predictor bypassed the cache for this request.
+    pub bypassed: bool,
+}
+
+/// `X-Cache` and the `Cache-Status` member for an outcome.
+pub fn classify(o: &Outcome) -> (XCache, String) {
+    let mut parts: Vec<String> = vec![CACHE_NAME.to_string()];
+    let fwd_status = |parts: &mut Vec<String>| {
+        if let Some(s) = o.fwd_status {
+            parts.push(format!("fwd-status={s}"));
+        }
+    };
+    let phase = match o.phase {
+        CachePhase::Disabled(_) if o.bypassed => CachePhase::Bypass,
+        p => p,
+    };
+    let x = match phase {
+        CachePhase::Hit => {
+            if o.collapsed {
+                parts.push("fwd=uri-miss".into());
+                parts.push("collapsed".into());
+            } else {
+                parts.push("hit".into());
+            }
+            XCache::Hit
+        }
+        CachePhase::Stale | CachePhase::StaleUpdating => {
+            parts.push("hit".into());
+            XCache::Stale
+        }
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => {
+            parts.push("fwd=stale".into());
+            fwd_status(&mut parts);
+            if matches!(o.phase, CachePhase::Revalidated) {
+                parts.push("stored".into());
+            }
+            XCache::Revalidated
+        }
+        CachePhase::Expired => {
+            parts.push(
+                if o.forced_by_request {
+                    "fwd=request"
+                } else {
+                    "fwd=stale"
+                }
+                .into(),
+            );
+            fwd_status(&mut parts);
+            if o.stored {
+                parts.push("stored".into());
+            }
+            XCache::Miss
+        }
+        CachePhase::Miss => {
+            parts.push("fwd=uri-miss".into());
+            fwd_status(&mut parts);
+            if o.stored {
+                parts.push("stored".into());
+            }
+            XCache::Miss
+        }
+        CachePhase::Bypass => {
+            parts.push("fwd=bypass".into());
+            fwd_status(&mut parts);
+            XCache::Bypass
+        }
+        CachePhase::Disabled(NoCacheReason::NeverEnabled)
+        | CachePhase::Uninit
+        | CachePhase::CacheKey => {
+            parts.push("fwd=method".into());
+            fwd_status(&mut parts);
+            XCache::Pass
+        }
+        CachePhase::Disabled(_) => {
+            parts.push("fwd=uri-miss".into());
+            fwd_status(&mut parts);
+            XCache::Miss
+        }
+    };
+    if let Some(ttl) = o.ttl {
+        if matches!(x, XCache::Hit | XCache::Stale | XCache::Revalidated) || o.stored {
+            parts.push(format!("ttl={ttl}"));
+        }
+    }
+    (x, parts.join("; "))
+}
+
+/// The `Cache-Status` of a response the proxy generated itself.
+pub fn error_cache_status(detail: &str) -> String {
+    format!("{CACHE_NAME}; fwd=uri-miss; detail={detail}")
+}
+
+/// Durations reported in `Server-Timing` (milliseconds).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    pub total: Duration,
+    pub lookup: Option<Duration>,
+    pub lock: Option<Duration>,
+    pub origin: Option<Duration>,
+}
+
+/// Seconds with microsecond precision and an `s` suffix, as the origin writes them.
+pub fn response_time(d: Duration) -> String {
+    format!("{:.6}s", d.as_secs_f64())
+}
+
+/// `Server-Timing: cache;desc="HIT", total;dur=…, lookup;dur=…, lock;dur=…, origin;dur=…`.
+pub fn server_timing(x: XCache, t: &Timing) -> String {
+    let ms = |d: Duration| format!("{:.3}", d.as_secs_f64() * 1000.0);
+    let mut s = format!("cache;desc=\"{}\", total;dur={}", x.as_str(), ms(t.total));
+    for (name, d) in [("lookup", t.lookup), ("lock", t.lock), ("origin", t.origin)] {
+        if let Some(d) = d {
+            s.push_str(&format!(", {name};dur={}", ms(d)));
+        }
+    }
+    s
+}
+
+/// Writes the four headers, replacing any copies from the origin or the store.
+pub fn stamp(resp: &mut ResponseHeader, x: XCache, cache_status: &str, t: &Timing) {
+    let _ = resp.insert_header("x-cache", x.as_str());
+    let _ = resp.insert_header("cache-status", cache_status);
+    let _ = resp.insert_header("x-response-time", response_time(t.total));
+    let _ = resp.insert_header("server-timing", server_timing(x, t));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn o(phase: CachePhase) -> Outcome {
+        Outcome {
+            phase,
+            collapsed: false,
+            fwd_status: Some(200),
+            stored: false,
+            ttl: None,
+            forced_by_request: false,
+            bypassed: false,
+        }
+    }
+
+    #[test]
+    fn statuses() {
+        let mut hit = o(CachePhase::Hit);
+        hit.ttl = Some(57);
+        assert_eq!(
+            classify(&hit),
+            (XCache::Hit, "llmselect-edge; hit; ttl=57".into())
+        );
+        hit.collapsed = true;
+        assert_eq!(
+            classify(&hit).1,
+            "llmselect-edge; fwd=uri-miss; collapsed; ttl=57"
+        );
+        let mut miss = o(CachePhase::Miss);
+        miss.stored = true;
+        miss.ttl = Some(60);
+        assert_eq!(
+            classify(&miss),
+            (
+                XCache::Miss,
+                "llmselect-edge; fwd=uri-miss; fwd-status=200; stored; ttl=60".into()
+            )
+        );
+        assert_eq!(
+            classify(&o(CachePhase::Disabled(NoCacheReason::NeverEnabled))).0,
+            XCache::Pass
+        );
+        assert_eq!(classify(&o(CachePhase::Bypass)).0, XCache::Bypass);
+        let mut bypassed = o(CachePhase::Disabled(NoCacheReason::OriginNotCache));
+        assert_eq!(classify(&bypassed).0, XCache::Miss);
+        bypassed.bypassed = true;
+        assert_eq!(classify(&bypassed).0, XCache::Bypass);
+        assert_eq!(classify(&o(CachePhase::StaleUpdating)).0, XCache::Stale);
+        let mut reval = o(CachePhase::Revalidated);
+        reval.fwd_status = Some(304);
+        assert_eq!(
+            classify(&reval).1,
+            "llmselect-edge; fwd=stale; fwd-status=304; stored"
+        );
+    }
+
+    #[test]
+    fn timing_formats() {
+        assert_eq!(response_time(Duration::from_micros(412)), "0.000412s");
+        let t = Timing {
+            total: Duration::from_micros(1500),
+            lookup: Some(Duration::from_micros(100)),
+            lock: None,
+            origin: Some(Duration::from_millis(1)),
+        };
+        assert_eq!(
+            server_timing(XCache::Miss, &t),
+            "cache;desc=\"MISS\", total;dur=1.500, lookup;dur=0.100, origin;dur=1.000"
+        );
+    }
+}

@@ -1,0 +1,455 @@
+//! The pingora `ProxyHttp` implementation. Each hook stays thin and delegates to the cache,
+//! key and header modules.
+
+pub mod ctx;
+pub mod headers;
+pub mod key;
+
+use crate::cache::invalidate::{
+    group_scopes, mutation_scopes, response_groups, Invalidator, Source,
+};
+use crate::cache::policy::{self, PolicyOptions};
+use crate::cache::storage::{FillInfo, Store};
+use crate::cache::vary;
+use crate::config::TimeoutConfig;
+use crate::error::EdgeError;
+use crate::metrics;
+use crate::stats::Stats;
+use async_trait::async_trait;
+use bytes::Bytes;
+use ctx::Ctx;
+use headers::{Outcome, Timing, XCache};
+use http::Method;
+use key::UrlKey;
+use pingora_cache::key::HashBinary;
+use pingora_cache::lock::CacheKeyLockImpl;
+use pingora_cache::predictor::Predictor;
+use pingora_cache::{
+    CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, ForcedFreshness, HitHandler,
+    RespCacheable,
+};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+/// Shard count of the uncacheable-URL predictor.
+pub const PREDICTOR_SHARDS: usize = 16;
+
+/// Everything the proxy service shares across requests.
+pub struct EdgeProxy {
+    pub store: &'static Store,
+    pub lock: &'static CacheKeyLockImpl,
+    pub predictor: &'static Predictor<PREDICTOR_SHARDS>,
+    pub invalidator: Invalidator,
+    pub stats: &'static Stats,
+    pub policy: PolicyOptions,
+    pub upstream_addr: String,
+    pub timeouts: TimeoutConfig,
+    pub lock_wait: Duration,
+    pub honour_request_directives: bool,
+}
+
+/// Predictor filter: an authentication failure for one credential says nothing about the URL.
+pub fn predictor_skips(reason: &'static str) -> bool {
+    reason == policy::reason::CREDENTIAL
+}
+
+impl EdgeProxy {
+    fn outcome(&self, session: &Session, ctx: &Ctx) -> Outcome {
+        let phase = session.cache.phase();
+        let ttl = session.cache.maybe_cache_meta().map(|m| {
+            let now = SystemTime::now();
+            match m.fresh_until().duration_since(now) {
+                Ok(d) => d.as_secs() as i64,
+                Err(e) => -(e.duration().as_secs() as i64) - 1,
+            }
+        });
+        Outcome {
+            phase,
+            collapsed: session.cache.lock_duration().is_some(),
+            fwd_status: ctx.fwd_status,
+            stored: ctx.cacheable
+                && matches!(phase, CachePhase::Miss | CachePhase::Expired)
+                && session.cache.enabled(),
+            ttl,
+            forced_by_request: ctx.forced_by_request,
+            bypassed: ctx.bypassed,
+        }
+    }
+
+    fn timing(&self, session: &Session, ctx: &Ctx) -> Timing {
+        Timing {
+            total: ctx.start.elapsed(),
+            lookup: session.cache.lookup_duration(),
+            lock: session.cache.lock_duration(),
+            origin: ctx.upstream_time,
+        }
+    }
+
+    /// Writes a response the proxy generates itself, with the standard headers.
+    async fn respond_error(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        err: EdgeError,
+    ) -> Result<()> {
+        let status = err.status();
+        if status == 0 {
+            return Ok(());
+        }
+        let body = err.body();
+        let mut resp = ResponseHeader::build(status, Some(6))?;
+        resp.insert_header("content-type", "application/json")?;
+        resp.insert_header("content-length", body.len().to_string())?;
+        resp.insert_header("cache-control", "no-store")?;
+        let timing = self.timing(session, ctx);
+        headers::stamp(
+            &mut resp,
+            XCache::Error,
+            &headers::error_cache_status(err.code()),
+            &timing,
+        );
+        ctx.x_cache = Some(XCache::Error);
+        session.set_keepalive(None);
+        session.write_response_header(Box::new(resp), false).await?;
+        let is_head = session.req_header().method == Method::HEAD;
+        session
+            .write_response_body(if is_head { None } else { Some(body) }, true)
+            .await
+    }
+
+    fn is_mutation(req: &RequestHeader) -> bool {
+        !req.method.is_safe()
+    }
+}
+
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .as_downstream()
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+/// Appends to `X-Forwarded-For` and `Forwarded` (RFC 7239).
+fn add_forwarding(req: &mut RequestHeader, ip: IpAddr) -> Result<()> {
+    let xff = match req
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+        _ => ip.to_string(),
+    };
+    req.insert_header("x-forwarded-for", xff)?;
+    let node = match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    let mut element = format!("for={node};proto=http");
+    if let Some(host) = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+    {
+        if !host.is_empty() && host.chars().all(|c| c.is_ascii_graphic()) {
+            element.push_str(&format!(";host=\"{host}\""));
+        }
+    }
+    let fwd = match req.headers.get("forwarded").and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {element}"),
+        _ => element,
+    };
+    req.insert_header("forwarded", fwd)
+}
+
+#[async_trait]
+impl ProxyHttp for EdgeProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::new()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let local = session
+            .as_downstream()
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.to_string());
+        ctx.url = UrlKey::from_request_or(session.req_header(), local.as_deref());
+        if ctx.url.is_none() {
+            self.respond_error(session, ctx, EdgeError::BadRequest)
+                .await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        let req = session.req_header();
+        let cacheable_method = req.method == Method::GET || req.method == Method::HEAD;
+        let upgrade = req.headers.contains_key(http::header::UPGRADE);
+        if cacheable_method && !upgrade && ctx.url.is_some() {
+            let mut overrides = CacheOptionOverrides::default();
+            overrides.wait_timeout = Some(self.lock_wait);
+            session.cache.enable(
+                self.store,
+                None,
+                Some(self.predictor),
+                Some(self.lock),
+                Some(overrides),
+            );
+            session
+                .cache
+                .set_max_file_size_bytes(self.store.max_object_bytes());
+        }
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, _session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
+        match &ctx.url {
+            Some(u) => Ok(u.cache_key()),
+            None => Error::e_explain(pingora_error::ErrorType::InternalError, "no cache key"),
+        }
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        meta: &CacheMeta,
+        _hit: &mut HitHandler,
+        _is_fresh: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<ForcedFreshness>> {
+        if !self.honour_request_directives {
+            return Ok(None);
+        }
+        let now = SystemTime::now();
+        let age = now.duration_since(meta.epoch()).unwrap_or_default();
+        let fresh_for = match meta.fresh_until().duration_since(now) {
+            Ok(d) => d.as_secs() as i64,
+            Err(e) => -(e.duration().as_secs() as i64) - 1,
+        };
+        let forced = policy::request_freshness(
+            &session.req_header().headers,
+            age,
+            fresh_for,
+            policy::forbids_stale(meta.headers()),
+        );
+        if forced == Some(ForcedFreshness::ForceExpired) {
+            ctx.forced_by_request = true;
+        }
+        Ok(forced)
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut Ctx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        vary::variance(meta.headers(), &req.headers, &self.policy.auth_cookies)
+    }
+
+    fn should_serve_stale(
+        &self,
+        session: &mut Session,
+        _ctx: &mut Ctx,
+        error: Option<&Error>,
+    ) -> bool {
+        // Only called inside the stored response's SWR / SIE window.
+        match error {
+            None => true,
+            Some(e) if e.esource() == &ErrorSource::Downstream => false,
+            Some(_) => {
+                // pingora does not reuse the client connection after serving stale on an error;
+                // say so in the response (`Connection: close`) so clients do not reuse it either.
+                session.set_keepalive(None);
+                true
+            }
+        }
+    }
+
+    async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.bypassed = session.cache.bypassing();
+        if policy::only_if_cached(&session.req_header().headers) {
+            self.respond_error(session, ctx, EdgeError::NotCached)
+                .await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let mut peer = HttpPeer::new(self.upstream_addr.as_str(), false, String::new());
+        let t = &self.timeouts;
+        peer.options.connection_timeout = Some(Duration::from_millis(t.connect_ms));
+        peer.options.total_connection_timeout = Some(Duration::from_millis(t.connect_ms * 2));
+        peer.options.read_timeout = Some(Duration::from_secs(t.read_secs));
+        peer.options.write_timeout = Some(Duration::from_secs(t.write_secs));
+        peer.options.idle_timeout = Some(Duration::from_secs(t.idle_secs));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.upstream_start = Some(std::time::Instant::now());
+        if let Some(ip) = client_ip(session) {
+            add_forwarding(req, ip)?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(start) = ctx.upstream_start {
+            let d = start.elapsed();
+            ctx.upstream_time = Some(d);
+            metrics::record_origin_fetch(d.as_secs_f64());
+        }
+        ctx.fwd_status = Some(resp.status.as_u16());
+        if resp.status == http::StatusCode::NOT_MODIFIED
+            && session.cache.maybe_cache_meta().is_some()
+        {
+            ctx.raw_304 = Some(resp.clone());
+        }
+        let req = session.req_header();
+        let success = resp.status.is_success() || resp.status.is_redirection();
+        if Self::is_mutation(req) && success {
+            if let Some(url) = &ctx.url {
+                // Before the client sees the response: read-your-writes through this proxy.
+                let scopes = mutation_scopes(url, &resp.headers);
+                self.invalidator.apply(Source::Mutation, &scopes, false);
+                ctx.pending_groups = group_scopes(&url.host, &resp.headers);
+            }
+        }
+        Ok(())
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<RespCacheable> {
+        let header = match ctx.raw_304.take() {
+            Some(not_modified) => policy::overlay_304(resp, &not_modified),
+            None => resp.clone(),
+        };
+        let Some(url) = ctx.url.clone() else {
+            return Ok(RespCacheable::Uncacheable(
+                pingora_cache::NoCacheReason::NeverEnabled,
+            ));
+        };
+        match policy::decide(
+            session.req_header(),
+            &header,
+            SystemTime::now(),
+            &self.policy,
+        ) {
+            Ok(mut meta) => {
+                let groups = response_groups(&header.headers);
+                meta.extensions_mut().insert(FillInfo {
+                    started: ctx.start,
+                    url,
+                    groups,
+                });
+                ctx.cacheable = true;
+                Ok(RespCacheable::Cacheable(meta))
+            }
+            Err(reason) => Ok(RespCacheable::Uncacheable(reason)),
+        }
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if end_of_stream && !ctx.pending_groups.is_empty() {
+            // A streamed mutation commits its last write just before the body ends.
+            let scopes = std::mem::take(&mut ctx.pending_groups);
+            self.invalidator.apply(Source::Mutation, &scopes, false);
+        }
+        Ok(None)
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let outcome = self.outcome(session, ctx);
+        let (x, cache_status) = headers::classify(&outcome);
+        ctx.x_cache = Some(x);
+        let timing = self.timing(session, ctx);
+        headers::stamp(resp, x, &cache_status, &timing);
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let err = EdgeError::from_pingora(e);
+        let mut code = err.status();
+        if code > 0 && session.response_written().is_none() {
+            if let Err(write_err) = self.respond_error(session, ctx, err).await {
+                tracing::debug!(error = %write_err, "failed to send error response");
+                code = 0;
+            }
+        } else {
+            ctx.x_cache.get_or_insert(XCache::Error);
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let x = ctx.x_cache.unwrap_or(if e.is_some() {
+            XCache::Error
+        } else {
+            XCache::Pass
+        });
+        let background = session.subrequest_ctx.is_some();
+        let elapsed = ctx.start.elapsed();
+        metrics::record_request(x.as_str(), background, elapsed.as_secs_f64());
+        if session.cache.lock_duration().is_some() {
+            metrics::record_coalesced();
+        }
+        if !background {
+            self.stats.record(x);
+        }
+        let req = session.req_header();
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        tracing::info!(
+            target: "access",
+            method = %req.method,
+            uri = %req.uri,
+            status,
+            cache = x.as_str(),
+            background,
+            upstream_status = ctx.fwd_status,
+            duration_us = elapsed.as_micros() as u64,
+            error = e.map(|e| e.to_string()),
+            "request"
+        );
+    }
+}

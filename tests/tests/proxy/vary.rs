@@ -1,0 +1,122 @@
+//! Per-user isolation under `Vary: Authorization, Cookie`.
+
+use crate::{env, send};
+use llmselect_e2e::test_origin::Route;
+
+fn per_user() -> Route {
+    Route::ok("private data #{n}")
+        .cache("private, no-cache")
+        .header("cdn-cache-control", "max-age=60, must-revalidate")
+        .header("vary", "Authorization, Cookie")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_credential_never_gets_a_cached_response() {
+    let e = env().await;
+    e.origin.route("GET", "/me", per_user());
+    let a1 = send(e.proxy.get("/me").bearer_auth("token-a")).await;
+    assert_eq!(a1.body, "private data #1");
+    let a2 = send(e.proxy.get("/me").bearer_auth("token-a")).await;
+    assert_eq!(a2.x_cache(), "HIT");
+    assert_eq!(a2.body, "private data #1");
+
+    let b = send(e.proxy.get("/me").bearer_auth("token-b")).await;
+    assert_ne!(b.x_cache(), "HIT");
+    assert_eq!(
+        b.body, "private data #2",
+        "user B got its own response from the origin"
+    );
+    let anon = send(e.proxy.get("/me")).await;
+    assert_eq!(anon.body, "private data #3");
+    assert_eq!(
+        send(e.proxy.get("/me").bearer_auth("token-b")).await.body,
+        "private data #2"
+    );
+    assert_eq!(
+        send(e.proxy.get("/me").bearer_auth("token-a")).await.body,
+        "private data #1"
+    );
+    assert_eq!(e.origin.count("/me"), 3);
+    let seen = e.origin.seen();
+    assert_eq!(seen[1].headers["authorization"], "Bearer token-b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_normalised_to_the_auth_cookie() {
+    let e = env().await;
+    e.origin.route("GET", "/mine", per_user());
+    let a = send(
+        e.proxy
+            .get("/mine")
+            .header("cookie", "theme=dark; session=alice"),
+    )
+    .await;
+    assert_eq!(a.body, "private data #1");
+    // unrelated cookies change nothing: same user, hit
+    let a2 = send(
+        e.proxy
+            .get("/mine")
+            .header("cookie", "session=alice; lang=fr; theme=light"),
+    )
+    .await;
+    assert_eq!(a2.x_cache(), "HIT");
+    assert_eq!(a2.body, "private data #1");
+    // another session: miss
+    let b = send(
+        e.proxy
+            .get("/mine")
+            .header("cookie", "theme=dark; session=bob"),
+    )
+    .await;
+    assert_eq!(b.body, "private data #2");
+    assert_ne!(b.x_cache(), "HIT");
+    // only unrelated cookies: not alice
+    let none = send(e.proxy.get("/mine").header("cookie", "theme=dark")).await;
+    assert_eq!(none.body, "private data #3");
+    assert_eq!(e.origin.count("/mine"), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unauthorised_answer_does_not_disable_caching_for_others() {
+    let e = env().await;
+    e.origin.route("GET", "/u", per_user());
+    send(e.proxy.get("/u").bearer_auth("a")).await;
+    // a 401 (no-store) for a bad credential
+    e.origin.route(
+        "GET",
+        "/u",
+        Route::status(401, "no")
+            .cache("no-store")
+            .header("vary", "Authorization, Cookie"),
+    );
+    let bad = send(e.proxy.get("/u").bearer_auth("bad")).await;
+    assert_eq!(bad.status, 401);
+    e.origin.route("GET", "/u", per_user());
+    let a = send(e.proxy.get("/u").bearer_auth("a")).await;
+    assert_eq!(a.x_cache(), "HIT");
+    assert_eq!(a.body, "private data #1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_vary_fields_select_variants() {
+    let e = env().await;
+    e.origin.route(
+        "GET",
+        "/lang",
+        Route::ok("lang #{n}")
+            .cache("max-age=60")
+            .header("vary", "Accept-Language"),
+    );
+    let en = || e.proxy.get("/lang").header("accept-language", "en");
+    let fr = || e.proxy.get("/lang").header("accept-language", "fr");
+    assert_eq!(send(en()).await.body, "lang #1");
+    assert_eq!(send(fr()).await.body, "lang #2");
+    let en2 = send(en()).await;
+    assert_eq!((en2.x_cache(), en2.body.as_str()), ("HIT", "lang #1"));
+    let fr2 = send(fr()).await;
+    assert_eq!((fr2.x_cache(), fr2.body.as_str()), ("HIT", "lang #2"));
+    assert_eq!(e.origin.count("/lang"), 2);
+    // a URL purge removes every variant
+    let (_, body) = e.proxy.purge(serde_json::json!({"urls": ["/lang"]})).await;
+    assert_eq!(body["purged"], 2);
+}
