@@ -1,0 +1,24 @@
+//! llmselect-bench: the benchmark suite behind the README's performance figures.
+//!
+//! [`loadgen`] is a closed-loop keep-alive HTTP/1.1 load generator; [`procs`] starts the release
+//! binaries (origin, proxy) and nginx as pinned child processes; [`db`] creates and seeds a
+//! throwaway database; the parts are [`origin_bench`], [`http_bench`] and [`workload`];
+//! [`report`] writes `bench/results/latest.{md,json}`. [`suite::run`] ties them together.
+
+pub mod cli;
+pub mod client;
+pub mod db;
+pub mod fixtures;
+pub mod http_bench;
+pub mod loadgen;
+pub mod machine;
+pub mod origin_bench;
+pub mod procs;
+pub mod promtext;
+pub mod report;
+pub mod stats;
+pub mod suite;
+pub mod targets;
+pub mod workload;
+pub mod wrk;
+pub mod zipf;

@@ -1,0 +1,174 @@
+//! Part 2: the origin's hot endpoints, measured directly (no proxy) without and then with the
+//! performance-index migration, with statements per request read from the origin's own
+//! `origin_db_statements_per_request` histogram.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::Method;
+use serde::Serialize;
+
+use crate::fixtures::{User, BULK_PASSWORD, CURSOR_PAGE_LIMIT};
+use crate::loadgen::{self, Plan, Req, Scenario};
+use crate::promtext;
+
+/// The measured endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ListFirst,
+    ListCursor,
+    Detail,
+    Comparisons,
+    Models,
+    Login,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 6] = [
+        Endpoint::ListFirst,
+        Endpoint::ListCursor,
+        Endpoint::Detail,
+        Endpoint::Comparisons,
+        Endpoint::Models,
+        Endpoint::Login,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::ListFirst => "conversation list, first page (limit 20)",
+            Endpoint::ListCursor => "conversation list, cursor page (limit 5)",
+            Endpoint::Detail => "conversation detail",
+            Endpoint::Comparisons => "comparisons list",
+            Endpoint::Models => "models",
+            Endpoint::Login => "login",
+        }
+    }
+
+    /// The origin's route template (the metrics label).
+    pub fn route(self) -> &'static str {
+        match self {
+            Endpoint::ListFirst | Endpoint::ListCursor => "GET /api/v1/conversations",
+            Endpoint::Detail => "GET /api/v1/conversations/{id}",
+            Endpoint::Comparisons => "GET /api/v1/comparisons",
+            Endpoint::Models => "GET /api/v1/models",
+            Endpoint::Login => "POST /api/v1/auth/login",
+        }
+    }
+}
+
+/// Requests of one endpoint, spread over the logged-in users.
+struct EndpointScenario {
+    endpoint: Endpoint,
+    users: Arc<Vec<User>>,
+}
+
+impl Scenario for EndpointScenario {
+    fn next(&self, conn: usize, seq: u64) -> Req {
+        let n = self.users.len();
+        let i = (conn.wrapping_mul(7919) + seq as usize * 31) % n;
+        let user = &self.users[i];
+        let bearer = format!("Bearer {}", user.token);
+        let req = match self.endpoint {
+            Endpoint::ListFirst => Req::get("/api/v1/conversations?limit=20"),
+            Endpoint::ListCursor => match &user.cursor {
+                Some(c) => Req::get(format!(
+                    "/api/v1/conversations?limit={CURSOR_PAGE_LIMIT}&cursor={c}"
+                )),
+                None => Req::get(format!("/api/v1/conversations?limit={CURSOR_PAGE_LIMIT}")),
+            },
+            Endpoint::Detail => {
+                let convs = &user.conversations;
+                match convs.get(seq as usize % convs.len().max(1)) {
+                    Some(id) => Req::get(format!("/api/v1/conversations/{id}")),
+                    None => Req::get("/api/v1/conversations?limit=20"),
+                }
+            }
+            Endpoint::Comparisons => Req::get("/api/v1/comparisons"),
+            Endpoint::Models => return Req::get("/api/v1/models"),
+            Endpoint::Login => {
+                let body =
+                    serde_json::json!({"username": user.username, "password": BULK_PASSWORD});
+                let mut r = Req::get("/api/v1/auth/login").header(CONTENT_TYPE, "application/json");
+                r.method = Method::POST;
+                r.body = Bytes::from(body.to_string());
+                return r;
+            }
+        };
+        req.header(AUTHORIZATION, &bearer)
+    }
+}
+
+/// One endpoint in one phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct OriginRow {
+    pub endpoint: String,
+    pub indexes: bool,
+    pub connections: usize,
+    pub requests: u64,
+    pub errors: u64,
+    pub rps: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub statements_per_request: f64,
+}
+
+/// Measures every endpoint once against `origin`.
+pub async fn measure_all(
+    origin: SocketAddr,
+    users: Arc<Vec<User>>,
+    connections: usize,
+    duration: Duration,
+    indexes: bool,
+) -> anyhow::Result<Vec<OriginRow>> {
+    let mut rows = Vec::new();
+    for endpoint in Endpoint::ALL {
+        let before = promtext::scrape(origin).await?;
+        let plan = Plan {
+            addr: origin,
+            connections,
+            duration,
+            warmup: duration / 5,
+            max_requests: None,
+        };
+        let scenario = Arc::new(EndpointScenario {
+            endpoint,
+            users: users.clone(),
+        });
+        let result = loadgen::run(&plan, scenario).await?;
+        let after = promtext::scrape(origin).await?;
+        let stmt = |text: &str, suffix: &str| {
+            promtext::sum(
+                text,
+                &format!("origin_db_statements_per_request_{suffix}"),
+                &[("route", endpoint.route())],
+            )
+        };
+        let count = stmt(&after, "count") - stmt(&before, "count");
+        let sum = stmt(&after, "sum") - stmt(&before, "sum");
+        let t = &result.total;
+        rows.push(OriginRow {
+            endpoint: endpoint.label().to_string(),
+            indexes,
+            connections,
+            requests: t.requests,
+            errors: t.errors,
+            rps: result.rps(),
+            p50_us: t.latency.p50_us,
+            p99_us: t.latency.p99_us,
+            statements_per_request: if count > 0.0 { sum / count } else { f64::NAN },
+        });
+        eprintln!(
+            "  origin {:<42} indexes={:<5} {:>8.0} req/s p50 {:>9.0} µs p99 {:>9.0} µs ({} errors)",
+            endpoint.label(),
+            indexes,
+            result.rps(),
+            t.latency.p50_us,
+            t.latency.p99_us,
+            t.errors
+        );
+    }
+    Ok(rows)
+}

@@ -1,0 +1,272 @@
+//! The servers under test as child processes (release binaries of the workspace and Debian's
+//! nginx), each optionally pinned with `taskset` to the server CPUs, killed when dropped.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+/// Where the binaries are, where scratch files go, and how to pin servers.
+#[derive(Debug, Clone)]
+pub struct ProcEnv {
+    /// Directory holding `llmselect-origin` and `llmselect-proxy`.
+    pub bin_dir: PathBuf,
+    /// Scratch directory for configuration files, logs and nginx's cache.
+    pub work_dir: PathBuf,
+    /// `taskset -c` CPU list for servers (none: no pinning).
+    pub server_cpus: Option<String>,
+    pub nginx: PathBuf,
+    /// Worker threads of the proxy.
+    pub proxy_threads: usize,
+}
+
+/// A running child process listening on `addr`.
+pub struct Server {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    /// Extra address (the proxy's admin listener).
+    pub admin_addr: Option<SocketAddr>,
+    child: Child,
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Dev-only secrets of the bench origin (loopback only, throwaway database).
+pub const JWT_SECRET: &str = "bench-only-jwt-secret-not-for-production";
+const FERNET_KEY: &str = "bGxtc2VsZWN0LWJlbmNoLWZlcm5ldC1rZXktMzJieXQ=";
+pub const PROXY_ADMIN_TOKEN: &str = "bench-admin-token";
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl ProcEnv {
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = match &self.server_cpus {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpus).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        cmd.env_clear();
+        if let Ok(path) = std::env::var("PATH") {
+            cmd.env("PATH", path);
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    fn log_file(&self, name: &str) -> anyhow::Result<std::fs::File> {
+        std::fs::File::create(self.work_dir.join(format!("{name}.log")))
+            .with_context(|| format!("creating {name}.log"))
+    }
+
+    /// The origin's TOML configuration for `database_url`, written to the work directory.
+    pub fn origin_config(&self, database_url: &str, pool_size: u32) -> anyhow::Result<PathBuf> {
+        let path = self.work_dir.join("origin.toml");
+        let text = format!(
+            r#"environment = "bench"
+log_level = "warn"
+
+[database]
+url = "{database_url}"
+pool_min_idle = {pool_size}
+pool_max_size = {pool_size}
+run_migrations_on_start = true
+slow_query_threshold_ms = 60000
+
+[auth]
+secret_key = "bench-only-secret-key"
+jwt_secret_key = "{JWT_SECRET}"
+encryption_key = "{FERNET_KEY}"
+access_token_expires_minutes = 120
+allow_open_registration = true
+password_hash_log_n = 10
+
+[http]
+slow_request_threshold_ms = 60000
+
+[rate_limit]
+enabled = false
+
+[providers]
+verify_model_lists = false
+"#
+        );
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+
+    /// `llmselect-origin seed` with the bench configuration (set-based SQL in the origin).
+    pub fn seed(&self, config: &Path, args: &[String]) -> anyhow::Result<String> {
+        let out = Command::new(self.bin_dir.join("llmselect-origin"))
+            .env_clear()
+            .arg("--config")
+            .arg(config)
+            .arg("seed")
+            .args(args)
+            .output()
+            .context("running llmselect-origin seed")?;
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        anyhow::ensure!(out.status.success(), "seed failed: {stderr}");
+        Ok(stderr
+            .lines()
+            .rfind(|l| l.starts_with("seeded"))
+            .unwrap_or("")
+            .to_string())
+    }
+
+    pub fn start_origin(&self, config: &Path) -> anyhow::Result<Server> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut cmd = self.command(&self.bin_dir.join("llmselect-origin"));
+        cmd.arg("--config")
+            .arg(config)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(self.log_file("origin")?);
+        let child = cmd.spawn().context("starting llmselect-origin")?;
+        wait_listening("origin", child, addr, None)
+    }
+
+    pub fn start_proxy(&self, upstream: SocketAddr) -> anyhow::Result<Server> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let path = self.work_dir.join("proxy.toml");
+        let dir = self.work_dir.display();
+        std::fs::write(
+            &path,
+            format!(
+                r#"listen = "{addr}"
+upstream = "http://{upstream}"
+admin_listen = "{admin}"
+admin_token = "{PROXY_ADMIN_TOKEN}"
+
+[cache]
+capacity_bytes = 268435456
+shards = 16
+
+[server]
+threads = {threads}
+pid_file = "{dir}/proxy.pid"
+upgrade_sock = "{dir}/proxy-upgrade.sock"
+grace_period_secs = 1
+"#,
+                threads = self.proxy_threads
+            ),
+        )?;
+        let mut cmd = self.command(&self.bin_dir.join("llmselect-proxy"));
+        cmd.arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(self.log_file("proxy")?);
+        let child = cmd.spawn().context("starting llmselect-proxy")?;
+        wait_listening("proxy", child, addr, Some(admin))
+    }
+
+    /// nginx with `proxy_cache` in front of `upstream`: one process, keep-alive to the origin,
+    /// cache lock on, caching what `Cache-Control` allows (`public, max-age` on the models list).
+    pub fn start_nginx(&self, upstream: SocketAddr) -> anyhow::Result<Server> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let dir = self.work_dir.join("nginx");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("cache"))?;
+        let d = dir.display();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/client_body;
+  proxy_temp_path {d}/proxy_temp;
+  fastcgi_temp_path {d}/fastcgi_temp;
+  uwsgi_temp_path {d}/uwsgi_temp;
+  scgi_temp_path {d}/scgi_temp;
+  proxy_cache_path {d}/cache levels=1:2 keys_zone=bench:16m max_size=256m inactive=10m use_temp_path=off;
+  upstream origin {{ server {upstream}; keepalive 64; }}
+  server {{
+    listen {addr};
+    keepalive_requests 1000000;
+    location / {{
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache bench;
+      proxy_cache_lock on;
+      add_header X-Cache $upstream_cache_status;
+    }}
+  }}
+}}
+"#
+            ),
+        )?;
+        let mut cmd = self.command(&self.nginx);
+        cmd.arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(self.log_file("nginx")?);
+        let child = cmd.spawn().context("starting nginx")?;
+        wait_listening("nginx", child, addr, None)
+    }
+}
+
+/// Waits until `addr` (and `admin`) accept connections or the child exits.
+fn wait_listening(
+    name: &'static str,
+    mut child: Child,
+    addr: SocketAddr,
+    admin: Option<SocketAddr>,
+) -> anyhow::Result<Server> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let up = |a: SocketAddr| TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok();
+        if up(addr) && admin.is_none_or(up) {
+            return Ok(Server {
+                name,
+                addr,
+                admin_addr: admin,
+                child,
+            });
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!(
+                "{name} exited during start-up ({status}); see {name}.log in the work directory"
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("{name} did not listen on {addr} within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,97 @@
+//! The targets, decided from the measured figures.
+
+use crate::report::{Report, TargetCheck};
+
+pub fn check(r: &Report) -> Vec<TargetCheck> {
+    let mut out = Vec::new();
+    if let Some(h) = &r.http {
+        for ratio in &h.ratios {
+            out.push(TargetCheck {
+                target: format!(
+                    "proxy hits ≥ 1.2× nginx proxy_cache req/s ({} conns)",
+                    ratio.connections
+                ),
+                measured: format!("{:.2}×", ratio.proxy_over_nginx_hit_rps),
+                met: ratio.proxy_over_nginx_hit_rps >= 1.2,
+            });
+        }
+        if let Some(ratio) = h.ratios.iter().find(|x| x.connections == 64) {
+            out.push(TargetCheck {
+                target: "proxy hit p99 ≤ 1 ms at 64 connections".into(),
+                measured: format!("{:.2} ms", ratio.proxy_hit_p99_us / 1000.0),
+                met: ratio.proxy_hit_p99_us <= 1000.0,
+            });
+        }
+        for &c in &[1usize, 64] {
+            let find = |label: &str| {
+                h.wrk
+                    .iter()
+                    .find(|w| w.connections == c && w.target == label)
+            };
+            if let (Some(p), Some(n)) = (find("proxy hit"), find("nginx proxy_cache hit")) {
+                if n.rps > 0.0 {
+                    out.push(TargetCheck {
+                        target: format!("same, measured by wrk ({c} conns)"),
+                        measured: format!(
+                            "{:.2}× (p99 {:.2} ms vs {:.2} ms)",
+                            p.rps / n.rps,
+                            p.p99_us / 1000.0,
+                            n.p99_us / 1000.0
+                        ),
+                        met: p.rps / n.rps >= 1.2,
+                    });
+                }
+            }
+        }
+        let hit_origin: f64 = h
+            .rows
+            .iter()
+            .filter(|x| x.target == "proxy hit")
+            .map(|x| x.origin_requests)
+            .sum();
+        out.push(TargetCheck {
+            target: "proxy hits never reach the origin".into(),
+            measured: format!("{hit_origin:.0} origin requests during hit runs"),
+            met: hit_origin == 0.0,
+        });
+    }
+    if let Some(c) = r.coalescing.iter().find(|c| c.server == "proxy") {
+        out.push(TargetCheck {
+            target: format!(
+                "{} concurrent requests on one cold key → 1 origin request",
+                c.concurrent_requests
+            ),
+            measured: format!(
+                "{:.0} origin request(s), {} errors",
+                c.origin_requests, c.errors
+            ),
+            met: c.origin_requests == 1.0 && c.errors == 0,
+        });
+    }
+    for row in r
+        .origin
+        .iter()
+        .filter(|x| x.indexes && x.endpoint.starts_with("conversation list"))
+    {
+        out.push(TargetCheck {
+            target: format!(
+                "{} at {} conns: p99 < 5 ms, ≤ 2 statements/request",
+                row.endpoint, row.connections
+            ),
+            measured: format!(
+                "p99 {:.2} ms, {:.1} statements",
+                row.p99_us / 1000.0,
+                row.statements_per_request
+            ),
+            met: row.p99_us < 5000.0 && row.statements_per_request <= 2.0,
+        });
+    }
+    if let Some(w) = &r.workload {
+        out.push(TargetCheck {
+            target: "read-mostly mix: hit rate ≥ 95 %, 0 stale reads".into(),
+            measured: format!("{:.1} %, {} stale reads", w.hit_rate * 100.0, w.stale_reads),
+            met: w.hit_rate >= 0.95 && w.stale_reads == 0,
+        });
+    }
+    out
+}

@@ -1,0 +1,169 @@
+//! Authentication: the access token from `Authorization: Bearer` (no CSRF) or from the
+//! `access_token_cookie` (CSRF double submit on unsafe methods), then the user row.
+//!
+//! Any handler authenticates with [`authenticate`]: one statement (the user load, which also
+//! returns the user's `cache_version` for cheap ETags).
+
+pub mod jwt;
+pub mod password;
+
+use chrono::Utc;
+use http::Method;
+use tokio_postgres::GenericClient;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::AppError;
+use crate::http::request::RequestCtx;
+use crate::repo::users;
+
+pub const ACCESS_COOKIE: &str = "access_token_cookie";
+pub const REFRESH_COOKIE: &str = "refresh_token_cookie";
+pub const CSRF_ACCESS_COOKIE: &str = "csrf_access_token";
+pub const CSRF_REFRESH_COOKIE: &str = "csrf_refresh_token";
+
+/// The authenticated user of a request.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: i64,
+    pub username: String,
+    pub is_admin: bool,
+    /// Bumped with every write to this user's conversations or comparisons.
+    pub cache_version: i64,
+    /// `exp` of the access token used.
+    pub token_exp: i64,
+}
+
+impl AuthUser {
+    /// `max-age` for `CDN-Cache-Control` on this user's responses: never beyond the token's life.
+    pub fn cdn_max_age(&self, config: &Config) -> u64 {
+        let remaining = (self.token_exp - Utc::now().timestamp()).max(0) as u64;
+        remaining.min(config.cache.cdn_per_user_max_age_secs)
+    }
+
+    pub fn require_admin(&self) -> Result<(), AppError> {
+        if self.is_admin {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden("Admin access required".into()))
+        }
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'a>(ctx: &'a RequestCtx, name: &str) -> Option<&'a str> {
+    ctx.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+fn is_unsafe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
+}
+
+/// Verifies the request's token of `token_type` (`access` or `refresh`) without touching the
+/// database. Bearer wins over the cookie; cookie auth checks CSRF on unsafe methods.
+pub fn verify_token(ctx: &RequestCtx, token_type: &str) -> Result<jwt::Claims, AppError> {
+    let cookie_name = if token_type == "refresh" {
+        REFRESH_COOKIE
+    } else {
+        ACCESS_COOKIE
+    };
+    if token_type == "access" {
+        if let Some(h) = ctx.headers.get(http::header::AUTHORIZATION) {
+            let h = h.to_str().unwrap_or_default();
+            return match h.strip_prefix("Bearer ") {
+                Some(token) => ctx.state.jwt.verify(token.trim(), token_type),
+                None => Err(AppError::unauthorized(
+                    "invalid_token",
+                    "Bad Authorization header. Expected 'Authorization: Bearer <JWT>'",
+                )),
+            };
+        }
+    }
+    let Some(token) = cookie(ctx, cookie_name) else {
+        return Err(AppError::unauthorized(
+            "authentication_error",
+            format!("Missing cookie \"{cookie_name}\""),
+        ));
+    };
+    let claims = ctx.state.jwt.verify(token, token_type)?;
+    if is_unsafe(&ctx.method) {
+        let Some(sent) = ctx
+            .headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Err(AppError::unauthorized(
+                "authentication_error",
+                "Missing CSRF token",
+            ));
+        };
+        let equal: bool =
+            subtle::ConstantTimeEq::ct_eq(sent.as_bytes(), claims.csrf.as_bytes()).into();
+        if !equal {
+            return Err(AppError::unauthorized(
+                "authentication_error",
+                "CSRF double submit tokens do not match",
+            ));
+        }
+    }
+    Ok(claims)
+}
+
+/// Authenticates the request and loads its user (one statement).
+pub async fn authenticate(
+    ctx: &RequestCtx,
+    db: &Db<'_, impl GenericClient + Sync>,
+) -> Result<AuthUser, AppError> {
+    let claims = verify_token(ctx, "access")?;
+    let Ok(id) = claims.sub.parse::<i64>() else {
+        return Err(AppError::UserNotFound(claims.sub));
+    };
+    let Some(user) = users::by_id(db, id).await? else {
+        return Err(AppError::UserNotFound(claims.sub));
+    };
+    Ok(AuthUser {
+        id: user.id,
+        username: user.username,
+        is_admin: user.is_admin,
+        cache_version: user.cache_version,
+        token_exp: claims.exp,
+    })
+}
+
+/// The user id of a valid access token, if any (used to key rate limits; no database access).
+pub fn peek_user_id(ctx: &RequestCtx) -> Option<String> {
+    let token = match ctx.headers.get(http::header::AUTHORIZATION) {
+        Some(h) => h.to_str().ok()?.strip_prefix("Bearer ")?.trim(),
+        None => cookie(ctx, ACCESS_COOKIE)?,
+    };
+    ctx.state.jwt.verify(token, "access").ok().map(|c| c.sub)
+}
+
+/// A `Set-Cookie` value for an auth cookie (no `Max-Age`/`Expires`: session cookies).
+pub fn set_cookie(name: &str, value: &str, http_only: bool, secure: bool) -> String {
+    let mut c = format!("{name}={value}; Path=/; SameSite=Lax");
+    if http_only {
+        c.push_str("; HttpOnly");
+    }
+    if secure {
+        c.push_str("; Secure");
+    }
+    c
+}
+
+/// A `Set-Cookie` value that deletes an auth cookie.
+pub fn clear_cookie(name: &str, http_only: bool, secure: bool) -> String {
+    let mut c = set_cookie(name, "", http_only, secure);
+    c.push_str("; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+    c
+}

@@ -1,0 +1,215 @@
+//! Response bodies and builders, and the caching headers of origin-api.md §7.
+
+use bytes::Bytes;
+use http::header::{
+    HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY,
+};
+use http::{HeaderMap, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Error type of response bodies (streams may fail mid-way).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every response: a full buffer or a stream (SSE).
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+pub type Response = http::Response<Body>;
+
+pub const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+pub const CACHE_GROUPS: HeaderName = HeaderName::from_static("cache-groups");
+pub const CACHE_GROUP_INVALIDATION: HeaderName =
+    HeaderName::from_static("cache-group-invalidation");
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, value: &Value) -> Response {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    bytes_response(status, "application/json", bytes.into())
+}
+
+pub fn bytes_response(status: StatusCode, content_type: &'static str, bytes: Bytes) -> Response {
+    let mut response = http::Response::new(full(bytes));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A 2xx JSON answer to a mutation: `no-store`, plus `Cache-Group-Invalidation` naming `groups`
+/// when there are any. Build it only after the write committed.
+pub fn mutation_response(status: StatusCode, value: &Value, groups: &[String]) -> Response {
+    let mut response = json_response(status, value);
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if !groups.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&sf_string_list(groups)) {
+            response.headers_mut().insert(CACHE_GROUP_INVALIDATION, v);
+        }
+    }
+    response
+}
+
+/// A JSON response that must not be stored anywhere (`no-store`), optionally `private`.
+pub fn uncacheable(status: StatusCode, value: &Value, private: bool) -> Response {
+    let mut response = json_response(status, value);
+    let cc = if private {
+        "private, no-store"
+    } else {
+        "no-store"
+    };
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static(cc));
+    if private {
+        response
+            .headers_mut()
+            .insert(VARY, HeaderValue::from_static("Authorization, Cookie"));
+    }
+    response
+}
+
+/// An RFC 8941 list of strings: `"a", "b"`.
+pub fn sf_string_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|s| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A strong ETag from the first 32 hex characters of SHA-256 over `parts` (joined by NUL).
+pub fn etag_of(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            hasher.update([0u8]);
+        }
+        hasher.update(part);
+    }
+    let digest = hex::encode(hasher.finalize());
+    format!("\"{}\"", &digest[..32])
+}
+
+/// The headers of a cacheable GET (§7.3) and its conditional handling.
+#[derive(Debug, Clone)]
+pub struct Cacheable {
+    pub cache_control: String,
+    pub cdn_cache_control: Option<String>,
+    pub vary: Option<&'static str>,
+    pub groups: Vec<String>,
+    pub etag: String,
+}
+
+impl Cacheable {
+    /// Per-user data: `private, no-cache` for browsers; the proxy may keep it `max_age` seconds,
+    /// keyed per credential.
+    pub fn per_user(max_age: u64, groups: Vec<String>, etag: String) -> Cacheable {
+        Cacheable {
+            cache_control: "private, no-cache".into(),
+            cdn_cache_control: Some(format!("max-age={max_age}, must-revalidate")),
+            vary: Some("Authorization, Cookie"),
+            groups,
+            etag,
+        }
+    }
+
+    /// Public data.
+    pub fn public(
+        browser_max_age: u64,
+        cdn_max_age: u64,
+        groups: Vec<String>,
+        etag: String,
+    ) -> Cacheable {
+        Cacheable {
+            cache_control: format!("public, max-age={browser_max_age}"),
+            cdn_cache_control: Some(format!("public, max-age={cdn_max_age}")),
+            vary: None,
+            groups,
+            etag,
+        }
+    }
+
+    /// True when the request's `If-None-Match` matches this ETag (weak comparison, `*`).
+    pub fn matches(&self, request_headers: &HeaderMap) -> bool {
+        let ours = self.etag.trim_start_matches("W/");
+        request_headers.get_all(IF_NONE_MATCH).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',').any(|tag| {
+                    let tag = tag.trim();
+                    tag == "*" || tag.trim_start_matches("W/") == ours
+                })
+            })
+        })
+    }
+
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        let mut set = |name: HeaderName, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(name, v);
+            }
+        };
+        set(CACHE_CONTROL, &self.cache_control);
+        if let Some(cdn) = &self.cdn_cache_control {
+            set(CDN_CACHE_CONTROL, cdn);
+        }
+        if let Some(vary) = self.vary {
+            set(VARY, vary);
+        }
+        if !self.groups.is_empty() {
+            set(CACHE_GROUPS, &sf_string_list(&self.groups));
+        }
+        set(ETAG, &self.etag);
+    }
+
+    /// The 304 for a matching `If-None-Match`: no body, same validators and caching headers.
+    pub fn not_modified(&self) -> Response {
+        let mut response = http::Response::new(empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        self.apply(response.headers_mut());
+        response
+    }
+
+    /// `response` with these headers.
+    pub fn wrap(&self, mut response: Response) -> Response {
+        self.apply(response.headers_mut());
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_comparison() {
+        let c = Cacheable::public(1, 1, vec![], "\"abc\"".into());
+        let mut h = HeaderMap::new();
+        h.insert(IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"abc\""));
+        assert!(c.matches(&h));
+        h.insert(IF_NONE_MATCH, HeaderValue::from_static("\"x\""));
+        assert!(!c.matches(&h));
+        h.insert(IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert!(c.matches(&h));
+    }
+
+    #[test]
+    fn structured_list() {
+        assert_eq!(
+            sf_string_list(&["all".into(), "user:1".into()]),
+            "\"all\", \"user:1\""
+        );
+        assert_eq!(etag_of(&[b"a"]).len(), 34);
+    }
+}

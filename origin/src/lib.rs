@@ -1,0 +1,88 @@
+//! llmselect-origin: the LLMSelect JSON API on PostgreSQL (hyper 1.x, bb8-postgres).
+//!
+//! [`App::build`] connects the pool, migrates when configured and binds the listener;
+//! [`App::run`] serves until the shutdown future resolves. `main.rs` only parses the command line.
+
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod cursor;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod llm;
+pub mod metrics;
+pub mod models;
+pub mod provider_keys;
+pub mod ratelimit;
+pub mod repo;
+pub mod routes;
+pub mod seed;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use error::AppError;
+pub use state::AppState;
+
+/// A built origin: pool created, migrations applied (when configured), listener bound.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    local_addr: SocketAddr,
+}
+
+impl App {
+    /// Validates `config`, creates the pool, runs the embedded migrations when
+    /// `database.run_migrations_on_start` is set, and binds `config.listen` (port 0 allowed).
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        config.validate()?;
+        let metrics = Arc::new(metrics::Metrics::new());
+        let pool = db::build_pool(&config)?;
+        if config.database.run_migrations_on_start {
+            migrate(&pool).await?;
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        let state = AppState::new(config, pool, metrics)?;
+        Ok(App {
+            listener,
+            state,
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared state (pool, config, metrics) for callers that need it next to the server.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(event = "listening", addr = %self.local_addr, "origin listening");
+        http::server::serve(self.listener, self.state, shutdown).await
+    }
+}
+
+/// Applies the embedded migrations on a dedicated connection of `pool`.
+pub async fn migrate(pool: &db::Pool) -> anyhow::Result<Vec<String>> {
+    let mut conn = pool
+        .dedicated_connection()
+        .await
+        .context("connecting to the database for migrations")?;
+    Ok(db::migrate::run(&mut conn.client, &db::migrate::embedded()).await?)
+}

@@ -1,0 +1,53 @@
+//! Glue between the HTTP handlers and the provider adapters of `llmselect-llm`: the shared
+//! [`LlmService`], request validation ([`input`]), SSE bodies ([`sse`]) and how provider failures
+//! become client answers ([`errors`]). Key resolution lives in `crate::provider_keys`.
+
+pub mod errors;
+pub mod input;
+pub mod sse;
+
+use std::time::Duration;
+
+use llmselect_llm::{Gateway, LlmClient, LlmConfig};
+
+use crate::config::Config;
+
+/// The LLM client and the streaming settings, built once from the configuration.
+pub struct LlmService {
+    pub client: LlmClient,
+    /// Interval of `: keep-alive` comments on SSE responses (15 s by default).
+    pub keepalive: Duration,
+}
+
+impl LlmService {
+    /// Builds the client from `providers.*` (base URLs, gateway, `LLM_MAX_TOKENS`).
+    pub fn from_config(config: &Config) -> anyhow::Result<LlmService> {
+        let p = &config.providers;
+        let gateway = match (&p.gateway_base_url, &p.gateway_api_key) {
+            (Some(base_url), Some(api_key)) if !base_url.trim().is_empty() => Some(Gateway {
+                base_url: base_url.clone(),
+                api_key: api_key.clone(),
+            }),
+            _ => None,
+        };
+        let cfg = LlmConfig {
+            openai_base_url: p.openai_base_url.clone(),
+            anthropic_base_url: p.anthropic_base_url.clone(),
+            gemini_base_url: p.gemini_base_url.clone(),
+            mistral_base_url: p.mistral_base_url.clone(),
+            gateway,
+            max_tokens_stream: p.llm_max_tokens.max(1),
+            read_timeout: Duration::from_millis(p.llm_read_timeout_ms.max(1)),
+            ..LlmConfig::default()
+        };
+        Ok(LlmService {
+            client: LlmClient::new(cfg)?,
+            keepalive: Duration::from_millis(p.sse_keepalive_ms.max(10)),
+        })
+    }
+}
+
+/// `max(1, chars / 4)`: the rough token count the original reports.
+pub fn estimate_tokens(text: &str) -> usize {
+    (text.chars().count() / 4).max(1)
+}

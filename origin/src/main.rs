@@ -1,0 +1,7 @@
+//! `llmselect-origin`: command-line entry point (see `cli.rs`).
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

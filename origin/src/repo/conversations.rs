@@ -1,0 +1,322 @@
+//! Conversations and their messages.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::db::{Db, Sql};
+
+/// One row of the conversation list page.
+#[derive(Debug, Clone)]
+pub struct ListItem {
+    pub id: Uuid,
+    pub title: Option<String>,
+    pub provider: String,
+    pub model: String,
+    pub last_message_at: DateTime<Utc>,
+    pub message_count: i64,
+    pub preview: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub user_id: i64,
+    pub title: Option<String>,
+    pub provider: String,
+    pub model: String,
+    pub last_message_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Conversation {
+    /// The title the API shows: the stored one, or `"<provider> - <model>"`.
+    pub fn display_title(&self) -> String {
+        display_title(self.title.as_deref(), &self.provider, &self.model)
+    }
+}
+
+pub fn display_title(title: Option<&str>, provider: &str, model: &str) -> String {
+    match title {
+        Some(t) => t.to_string(),
+        None => format!("{provider} - {model}"),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: i64,
+    pub role: String,
+    pub content: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Search filter: `None`, or an already escaped `ILIKE` pattern (see `repo::like_pattern`).
+pub type Search<'a> = Option<&'a str>;
+
+const LIST_OFFSET: Sql = Sql {
+    name: "conversation_list_page",
+    text: "SELECT c.id, c.title, c.provider, c.model, c.last_message_at,
+       (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count,
+       COALESCE((SELECT left(m.content, 100) FROM messages m
+                 WHERE m.conversation_id = c.id AND m.role = 'user'
+                 ORDER BY m.created_at DESC, m.id DESC LIMIT 1), '') AS preview
+FROM conversations c
+WHERE c.user_id = $1
+  AND ($2::text IS NULL OR c.title ILIKE $2 OR c.provider ILIKE $2 OR c.model ILIKE $2)
+ORDER BY c.last_message_at DESC, c.id DESC
+LIMIT $3 OFFSET $4",
+};
+
+const LIST_KEYSET: Sql = Sql {
+    name: "conversation_list_keyset",
+    text: "SELECT c.id, c.title, c.provider, c.model, c.last_message_at,
+       (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count,
+       COALESCE((SELECT left(m.content, 100) FROM messages m
+                 WHERE m.conversation_id = c.id AND m.role = 'user'
+                 ORDER BY m.created_at DESC, m.id DESC LIMIT 1), '') AS preview
+FROM conversations c
+WHERE c.user_id = $1
+  AND ($2::text IS NULL OR c.title ILIKE $2 OR c.provider ILIKE $2 OR c.model ILIKE $2)
+  AND (c.last_message_at, c.id) < ($4, $5)
+ORDER BY c.last_message_at DESC, c.id DESC
+LIMIT $3",
+};
+
+const COUNT: Sql = Sql {
+    name: "conversation_count",
+    text: "SELECT count(*) FROM conversations c
+WHERE c.user_id = $1
+  AND ($2::text IS NULL OR c.title ILIKE $2 OR c.provider ILIKE $2 OR c.model ILIKE $2)",
+};
+
+const GET: Sql = Sql {
+    name: "conversation_get",
+    text: "SELECT id, user_id, title, provider, model, last_message_at, updated_at
+FROM conversations WHERE id = $1 AND user_id = $2",
+};
+
+const MESSAGES: Sql = Sql {
+    name: "conversation_messages",
+    text: "SELECT id, role, content, created_at FROM messages
+WHERE conversation_id = $1 ORDER BY created_at, id",
+};
+
+const CREATE: Sql = Sql {
+    name: "conversation_create",
+    text: "WITH ins AS (
+  INSERT INTO conversations (user_id, provider, model, title) VALUES ($1, $2, $3, $4)
+  RETURNING id, user_id, title, provider, model, last_message_at, updated_at),
+bump AS (UPDATE users SET cache_version = cache_version + 1 WHERE id = $1)
+SELECT * FROM ins",
+};
+
+const RENAME: Sql = Sql {
+    name: "conversation_rename",
+    text: "WITH upd AS (
+  UPDATE conversations SET title = $3, updated_at = clock_timestamp()
+  WHERE id = $1 AND user_id = $2
+  RETURNING id, user_id, title, provider, model, last_message_at, updated_at),
+bump AS (UPDATE users SET cache_version = cache_version + 1
+         WHERE id = $2 AND EXISTS (SELECT 1 FROM upd))
+SELECT * FROM upd",
+};
+
+const SET_MODEL: Sql = Sql {
+    name: "conversation_set_model",
+    text: "WITH upd AS (
+  UPDATE conversations SET provider = $3, model = $4, updated_at = clock_timestamp()
+  WHERE id = $1 AND user_id = $2 AND (provider <> $3 OR model <> $4)
+  RETURNING id),
+bump AS (UPDATE users SET cache_version = cache_version + 1
+         WHERE id = $2 AND EXISTS (SELECT 1 FROM upd))
+SELECT count(*) FROM upd",
+};
+
+const DELETE: Sql = Sql {
+    name: "conversation_delete",
+    text: "WITH del AS (DELETE FROM conversations WHERE id = $1 AND user_id = $2 RETURNING id),
+bump AS (UPDATE users SET cache_version = cache_version + 1
+         WHERE id = $2 AND EXISTS (SELECT 1 FROM del))
+SELECT id FROM del",
+};
+
+const ADD_MESSAGE: Sql = Sql {
+    name: "message_insert",
+    text: "WITH conv AS (
+  UPDATE conversations SET last_message_at = clock_timestamp(), updated_at = clock_timestamp()
+  WHERE id = $1 AND user_id = $2
+  RETURNING id, last_message_at),
+msg AS (
+  INSERT INTO messages (conversation_id, role, content, created_at, updated_at)
+  SELECT id, $3, $4, last_message_at, last_message_at FROM conv
+  RETURNING id, role, content, created_at),
+bump AS (UPDATE users SET cache_version = cache_version + 1
+         WHERE id = $2 AND EXISTS (SELECT 1 FROM conv))
+SELECT id, role, content, created_at FROM msg",
+};
+
+fn list_item(r: &tokio_postgres::Row) -> ListItem {
+    ListItem {
+        id: r.get(0),
+        title: r.get(1),
+        provider: r.get(2),
+        model: r.get(3),
+        last_message_at: r.get(4),
+        message_count: r.get(5),
+        preview: r.get(6),
+    }
+}
+
+fn conversation(r: &tokio_postgres::Row) -> Conversation {
+    Conversation {
+        id: r.get(0),
+        user_id: r.get(1),
+        title: r.get(2),
+        provider: r.get(3),
+        model: r.get(4),
+        last_message_at: r.get(5),
+        updated_at: r.get(6),
+    }
+}
+
+fn message(r: &tokio_postgres::Row) -> Message {
+    Message {
+        id: r.get(0),
+        role: r.get(1),
+        content: r.get(2),
+        created_at: r.get(3),
+    }
+}
+
+/// A list page by offset (one statement, message count and preview included).
+pub async fn list_page(
+    db: &Db<'_, impl GenericClient + Sync>,
+    user_id: i64,
+    search: Search<'_>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<ListItem>, tokio_postgres::Error> {
+    let rows = db
+        .query(&LIST_OFFSET, &[&user_id, &search, &limit, &offset])
+        .await?;
+    Ok(rows.iter().map(list_item).collect())
+}
+
+/// A list page after the keyset cursor `(last_message_at, id)`.
+pub async fn list_after(
+    db: &Db<'_, impl GenericClient + Sync>,
+    user_id: i64,
+    search: Search<'_>,
+    limit: i64,
+    after: (DateTime<Utc>, Uuid),
+) -> Result<Vec<ListItem>, tokio_postgres::Error> {
+    let rows = db
+        .query(
+            &LIST_KEYSET,
+            &[&user_id, &search, &limit, &after.0, &after.1],
+        )
+        .await?;
+    Ok(rows.iter().map(list_item).collect())
+}
+
+pub async fn count(
+    db: &Db<'_, impl GenericClient + Sync>,
+    user_id: i64,
+    search: Search<'_>,
+) -> Result<i64, tokio_postgres::Error> {
+    Ok(db.query_one(&COUNT, &[&user_id, &search]).await?.get(0))
+}
+
+/// The conversation if it exists and belongs to `user_id`.
+pub async fn get(
+    db: &Db<'_, impl GenericClient + Sync>,
+    id: Uuid,
+    user_id: i64,
+) -> Result<Option<Conversation>, tokio_postgres::Error> {
+    Ok(db
+        .query_opt(&GET, &[&id, &user_id])
+        .await?
+        .as_ref()
+        .map(conversation))
+}
+
+/// Messages of a conversation, oldest first (check ownership with [`get`] first).
+pub async fn messages(
+    db: &Db<'_, impl GenericClient + Sync>,
+    id: Uuid,
+) -> Result<Vec<Message>, tokio_postgres::Error> {
+    Ok(db
+        .query(&MESSAGES, &[&id])
+        .await?
+        .iter()
+        .map(message)
+        .collect())
+}
+
+pub async fn create(
+    db: &Db<'_, impl GenericClient + Sync>,
+    user_id: i64,
+    provider: &str,
+    model: &str,
+    title: Option<&str>,
+) -> Result<Conversation, tokio_postgres::Error> {
+    let r = db
+        .query_one(&CREATE, &[&user_id, &provider, &model, &title])
+        .await?;
+    Ok(conversation(&r))
+}
+
+/// Renames; `None` when missing or not owned.
+pub async fn rename(
+    db: &Db<'_, impl GenericClient + Sync>,
+    id: Uuid,
+    user_id: i64,
+    title: &str,
+) -> Result<Option<Conversation>, tokio_postgres::Error> {
+    Ok(db
+        .query_opt(&RENAME, &[&id, &user_id, &title])
+        .await?
+        .as_ref()
+        .map(conversation))
+}
+
+/// Switches the conversation's provider/model when they differ (for chat); true when changed.
+pub async fn set_model(
+    db: &Db<'_, impl GenericClient + Sync>,
+    id: Uuid,
+    user_id: i64,
+    provider: &str,
+    model: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let n: i64 = db
+        .query_one(&SET_MODEL, &[&id, &user_id, &provider, &model])
+        .await?
+        .get(0);
+    Ok(n > 0)
+}
+
+/// Deletes (messages go by cascade); false when missing or not owned.
+pub async fn delete(
+    db: &Db<'_, impl GenericClient + Sync>,
+    id: Uuid,
+    user_id: i64,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(db.query_opt(&DELETE, &[&id, &user_id]).await?.is_some())
+}
+
+/// Appends a message and moves `last_message_at`; `None` when the conversation is missing or not
+/// owned. `role` must be `system`, `user` or `assistant`.
+pub async fn add_message(
+    db: &Db<'_, impl GenericClient + Sync>,
+    id: Uuid,
+    user_id: i64,
+    role: &str,
+    content: &str,
+) -> Result<Option<Message>, tokio_postgres::Error> {
+    Ok(db
+        .query_opt(&ADD_MESSAGE, &[&id, &user_id, &role, &content])
+        .await?
+        .as_ref()
+        .map(message))
+}

@@ -1,0 +1,200 @@
+//! `/api/v1/auth/*`: register, login, logout, refresh, me (origin-api.md §3.3).
+
+use http::header::{HeaderValue, SET_COOKIE};
+use http::StatusCode;
+use serde_json::json;
+use tokio_postgres::error::SqlState;
+
+use crate::auth::{
+    self, password, ACCESS_COOKIE, CSRF_ACCESS_COOKIE, CSRF_REFRESH_COOKIE, REFRESH_COOKIE,
+};
+use crate::error::AppError;
+use crate::http::input::Fields;
+use crate::http::request::RequestCtx;
+use crate::http::response::{uncacheable, Response};
+use crate::repo::users;
+
+fn add_cookies(response: &mut Response, cookies: &[String]) {
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            response.headers_mut().append(SET_COOKIE, v);
+        }
+    }
+}
+
+pub async fn register(ctx: &RequestCtx) -> Result<Response, AppError> {
+    let body = ctx.json_body()?;
+    let mut f = Fields::new(&body, &["username", "password", "registration_token"])?;
+    let username = f.string("username", true, Some((3, 50)));
+    let pw = f.string("password", true, Some((8, 128)));
+    let token = f.string("registration_token", false, None);
+    f.finish()?;
+    let (Some(username), Some(pw)) = (username, pw) else {
+        return Err(AppError::Internal(anyhow::anyhow!(
+            "validated fields missing"
+        )));
+    };
+    let username = username.to_lowercase();
+    let cfg = &ctx.state.config.auth;
+    let first_user_only = !cfg.allow_open_registration && cfg.registration_token.is_none();
+    if !cfg.allow_open_registration {
+        if let Some(expected) = &cfg.registration_token {
+            let ok: bool = token.as_deref().is_some_and(|t| {
+                subtle::ConstantTimeEq::ct_eq(t.as_bytes(), expected.as_bytes()).into()
+            });
+            if !ok {
+                return Err(AppError::Forbidden(
+                    "Invalid registration token supplied".into(),
+                ));
+            }
+        }
+    }
+    let closed = || AppError::BadRequest {
+        message: "Registration is disabled. Contact an administrator to create an account.".into(),
+        details: Some(json!({"code": "registration_closed"})),
+    };
+    let mut conn = ctx.conn().await?;
+    if first_user_only && users::any_exist(&conn.db(&ctx.obs)).await? {
+        return Err(closed());
+    }
+    let log_n = cfg.password_hash_log_n;
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw, log_n))
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let tx = conn.begin().await?;
+    let db = tx.db(&ctx.obs);
+    users::lock_registrations(&db).await?;
+    if first_user_only && users::any_exist(&db).await? {
+        return Err(closed());
+    }
+    match users::insert(&db, &username, &hash).await {
+        Ok(_) => {}
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            return Err(AppError::BadRequest {
+                message: "Username already exists".into(),
+                details: Some(json!({"field": "username"})),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tx.commit().await?;
+    Ok(uncacheable(
+        StatusCode::CREATED,
+        &json!({"message": "Registration successful"}),
+        false,
+    ))
+}
+
+pub async fn login(ctx: &RequestCtx) -> Result<Response, AppError> {
+    let body = ctx.json_body()?;
+    let mut f = Fields::new(&body, &["username", "password"])?;
+    let username = f.string("username", true, None);
+    let pw = f.string("password", true, None);
+    f.finish()?;
+    let (Some(username), Some(pw)) = (username, pw) else {
+        return Err(AppError::Internal(anyhow::anyhow!(
+            "validated fields missing"
+        )));
+    };
+    let invalid = || AppError::unauthorized("authentication_error", "Invalid username or password");
+    let creds = {
+        let conn = ctx.conn().await?;
+        users::credentials(&conn.db(&ctx.obs), &username.to_lowercase()).await?
+    };
+    let Some(creds) = creds else {
+        return Err(invalid());
+    };
+    let stored = creds.password_hash.clone();
+    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &stored))
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    if !ok {
+        return Err(invalid());
+    }
+    let cfg = &ctx.state.config.auth;
+    let access = ctx
+        .state
+        .jwt
+        .issue(creds.id, "access", cfg.access_token_expires_minutes * 60)?;
+    let refresh =
+        ctx.state
+            .jwt
+            .issue(creds.id, "refresh", cfg.refresh_token_expires_days * 86_400)?;
+    let secure = cfg.jwt_cookie_secure;
+    let mut response = uncacheable(
+        StatusCode::OK,
+        &json!({"message": "Login successful", "user": {"username": creds.username}}),
+        false,
+    );
+    add_cookies(
+        &mut response,
+        &[
+            auth::set_cookie(ACCESS_COOKIE, &access.token, true, secure),
+            auth::set_cookie(CSRF_ACCESS_COOKIE, &access.csrf, false, secure),
+            auth::set_cookie(REFRESH_COOKIE, &refresh.token, true, secure),
+            auth::set_cookie(CSRF_REFRESH_COOKIE, &refresh.csrf, false, secure),
+        ],
+    );
+    Ok(response)
+}
+
+pub async fn logout(ctx: &RequestCtx) -> Result<Response, AppError> {
+    let secure = ctx.state.config.auth.jwt_cookie_secure;
+    let mut response = uncacheable(StatusCode::OK, &json!({"message": "Logged out"}), false);
+    add_cookies(
+        &mut response,
+        &[
+            auth::clear_cookie(ACCESS_COOKIE, true, secure),
+            auth::clear_cookie(CSRF_ACCESS_COOKIE, false, secure),
+            auth::clear_cookie(REFRESH_COOKIE, true, secure),
+            auth::clear_cookie(CSRF_REFRESH_COOKIE, false, secure),
+        ],
+    );
+    Ok(response)
+}
+
+pub async fn refresh(ctx: &RequestCtx) -> Result<Response, AppError> {
+    let claims = auth::verify_token(ctx, "refresh")?;
+    let Ok(id) = claims.sub.parse::<i64>() else {
+        return Err(AppError::UserNotFound(claims.sub));
+    };
+    {
+        let conn = ctx.conn().await?;
+        if users::by_id(&conn.db(&ctx.obs), id).await?.is_none() {
+            return Err(AppError::UserNotFound(claims.sub));
+        }
+    }
+    let cfg = &ctx.state.config.auth;
+    let access = ctx
+        .state
+        .jwt
+        .issue(id, "access", cfg.access_token_expires_minutes * 60)?;
+    let mut response = uncacheable(
+        StatusCode::OK,
+        &json!({"message": "Token refreshed"}),
+        false,
+    );
+    add_cookies(
+        &mut response,
+        &[
+            auth::set_cookie(ACCESS_COOKIE, &access.token, true, cfg.jwt_cookie_secure),
+            auth::set_cookie(
+                CSRF_ACCESS_COOKIE,
+                &access.csrf,
+                false,
+                cfg.jwt_cookie_secure,
+            ),
+        ],
+    );
+    Ok(response)
+}
+
+pub async fn me(ctx: &RequestCtx) -> Result<Response, AppError> {
+    let conn = ctx.conn().await?;
+    let user = auth::authenticate(ctx, &conn.db(&ctx.obs)).await?;
+    Ok(uncacheable(
+        StatusCode::OK,
+        &json!({"user": {"username": user.username}}),
+        true,
+    ))
+}

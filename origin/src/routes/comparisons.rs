@@ -1,0 +1,188 @@
+//! `/api/v1/comparisons…` (origin-api.md §3.7), plus creating a record.
+
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::auth::authenticate;
+use crate::cursor;
+use crate::error::AppError;
+use crate::http::input::Fields;
+use crate::http::request::RequestCtx;
+use crate::http::response::{etag_of, json_response, mutation_response, Cacheable, Response};
+use crate::models::PROVIDERS;
+use crate::repo::comparisons::{self as repo, Vote};
+use crate::routes::groups;
+
+const NOT_FOUND: &str = "Comparison not found";
+
+fn parse_id(ctx: &RequestCtx) -> Result<i64, AppError> {
+    ctx.params
+        .first()
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or_else(|| AppError::not_found(NOT_FOUND))
+}
+
+pub async fn list(ctx: &RequestCtx) -> Result<Response, AppError> {
+    let conn = ctx.conn().await?;
+    let db = conn.db(&ctx.obs);
+    let user = authenticate(ctx, &db).await?;
+    let int = |name: &str| {
+        ctx.query_param(name)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    };
+    let limit = int("limit").unwrap_or(50).clamp(1, 100);
+    let offset = int("offset").unwrap_or(0).max(0);
+    let cursor_text = ctx
+        .query_param("cursor")
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let after = match &cursor_text {
+        Some(c) => {
+            let (at, id) = cursor::decode(c, "cmp", user.id)?;
+            let id: i64 = id
+                .parse()
+                .map_err(|_| AppError::bad_request("Invalid cursor"))?;
+            Some((at, id))
+        }
+        None => None,
+    };
+    let normalised = format!(
+        "limit={limit}&offset={}&cursor={}",
+        if after.is_some() { 0 } else { offset },
+        cursor_text.as_deref().unwrap_or("")
+    );
+    let cache = Cacheable::per_user(
+        user.cdn_max_age(&ctx.state.config),
+        vec![
+            groups::ALL.into(),
+            groups::user(user.id),
+            groups::user_comparisons(user.id),
+        ],
+        etag_of(&[
+            b"comparisons",
+            &user.id.to_be_bytes(),
+            &user.cache_version.to_be_bytes(),
+            normalised.as_bytes(),
+        ]),
+    );
+    if cache.matches(&ctx.headers) {
+        return Ok(cache.not_modified());
+    }
+    let items = match after {
+        Some(after) => repo::list_after(&db, user.id, limit, after).await?,
+        None => repo::list_page(&db, user.id, limit, offset).await?,
+    };
+    let next_cursor = match items.last() {
+        Some(last) if items.len() as i64 == limit => Some(cursor::encode(
+            "cmp",
+            user.id,
+            &last.created_at,
+            &last.id.to_string(),
+        )),
+        _ => None,
+    };
+    let body = json!({
+        "comparisons": items.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
+        "limit": limit,
+        "offset": if after.is_some() { 0 } else { offset },
+        "next_cursor": next_cursor,
+    });
+    Ok(cache.wrap(json_response(StatusCode::OK, &body)))
+}
+
+/// Validates one element of `results`.
+fn result_entry(v: &Value) -> Result<Value, serde_json::Map<String, Value>> {
+    let mut f = match Fields::new(
+        v,
+        &["provider", "model", "response", "time", "tokens", "error"],
+    ) {
+        Ok(f) => f,
+        Err(_) => {
+            let mut m = serde_json::Map::new();
+            m.insert("_schema".into(), json!(["Invalid input type."]));
+            return Err(m);
+        }
+    };
+    let provider = f.one_of("provider", true, &PROVIDERS);
+    let model = f.string("model", true, Some((1, 100)));
+    let response = f.string("response", true, None);
+    f.number("time", true);
+    let tokens = f.int("tokens", true, Some(0));
+    let error = f.boolean("error", false);
+    if f.has_errors() {
+        return Err(f.into_errors());
+    }
+    let mut out = json!({
+        "provider": provider, "model": model, "response": response, "time": v["time"].clone(), "tokens": tokens,
+    });
+    if let Some(e) = error {
+        out["error"] = json!(e);
+    }
+    Ok(out)
+}
+
+pub async fn create(ctx: &RequestCtx) -> Result<Response, AppError> {
+    let conn = ctx.conn().await?;
+    let db = conn.db(&ctx.obs);
+    let user = authenticate(ctx, &db).await?;
+    let body = ctx.json_body()?;
+    let mut f = Fields::new(&body, &["prompt", "results"])?;
+    let prompt = f.string("prompt", true, Some((1, 100_000)));
+    let mut results = Vec::new();
+    if let Some(list) = f.array("results", true) {
+        if list.is_empty() || list.len() > 10 {
+            f.error("results", "Length must be between 1 and 10.");
+        }
+        for (i, v) in list.iter().enumerate() {
+            match result_entry(v) {
+                Ok(r) => results.push(r),
+                Err(errors) => f.nested("results", i, errors),
+            }
+        }
+    }
+    f.finish()?;
+    let prompt = prompt.unwrap_or_default();
+    let c = repo::create(&db, user.id, &prompt, &Value::Array(results)).await?;
+    Ok(mutation_response(
+        StatusCode::CREATED,
+        &c.to_json(),
+        &[groups::user_comparisons(user.id)],
+    ))
+}
+
+pub async fn vote(ctx: &RequestCtx) -> Result<Response, AppError> {
+    let conn = ctx.conn().await?;
+    let db = conn.db(&ctx.obs);
+    let user = authenticate(ctx, &db).await?;
+    let id = parse_id(ctx)?;
+    let body = ctx.json_body()?;
+    let mut f = Fields::new(&body, &["preferred_index"])?;
+    let index = f.int("preferred_index", true, Some(0));
+    f.finish()?;
+    let out_of_range = || AppError::bad_request("Invalid preferred_index: out of valid range");
+    let index = i32::try_from(index.unwrap_or_default()).map_err(|_| out_of_range())?;
+    match repo::vote(&db, id, user.id, index).await? {
+        Vote::Recorded(c) => Ok(mutation_response(
+            StatusCode::OK,
+            &c.to_json(),
+            &[groups::user_comparisons(user.id)],
+        )),
+        Vote::OutOfRange => Err(out_of_range()),
+        Vote::NotFound => Err(AppError::not_found(NOT_FOUND)),
+    }
+}
+
+pub async fn delete(ctx: &RequestCtx) -> Result<Response, AppError> {
+    let conn = ctx.conn().await?;
+    let db = conn.db(&ctx.obs);
+    let user = authenticate(ctx, &db).await?;
+    let id = parse_id(ctx)?;
+    if !repo::delete(&db, id, user.id).await? {
+        return Err(AppError::not_found(NOT_FOUND));
+    }
+    Ok(mutation_response(
+        StatusCode::OK,
+        &json!({"message": "Comparison deleted successfully"}),
+        &[groups::user_comparisons(user.id)],
+    ))
+}

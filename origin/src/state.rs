@@ -1,0 +1,67 @@
+//! Shared application state, cloned into every connection and request.
+
+use std::sync::Arc;
+
+use crate::auth::jwt::JwtKeys;
+use crate::config::Config;
+use crate::crypto::KeyCipher;
+use crate::db::Pool;
+use crate::metrics::Metrics;
+use crate::models::ModelRegistry;
+use crate::ratelimit::{RateLimiter, RateSpec};
+
+/// Everything a handler may need. Cheap to clone (reference-counted parts).
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: Pool,
+    pub metrics: Arc<Metrics>,
+    pub models: Arc<ModelRegistry>,
+    pub limiter: Arc<RateLimiter>,
+    pub rates: Arc<Rates>,
+    pub cipher: Arc<KeyCipher>,
+    pub jwt: Arc<JwtKeys>,
+    /// Outbound HTTP (provider model lists; LLM calls).
+    pub http: reqwest::Client,
+    /// Provider calls of the chat and compare endpoints.
+    pub llm: Arc<crate::llm::LlmService>,
+}
+
+/// Parsed rate limits of the configuration.
+#[derive(Debug, Clone)]
+pub struct Rates {
+    pub api: RateSpec,
+    pub register: RateSpec,
+    pub login: RateSpec,
+    pub logout: RateSpec,
+    pub refresh: RateSpec,
+}
+
+impl AppState {
+    pub fn new(config: Config, pool: Pool, metrics: Arc<Metrics>) -> anyhow::Result<AppState> {
+        let r = &config.rate_limit;
+        let parse = |s: &str| s.parse::<RateSpec>().map_err(anyhow::Error::msg);
+        let rates = Rates {
+            api: parse(&r.api)?,
+            register: parse(&r.register)?,
+            login: parse(&r.login)?,
+            logout: parse(&r.logout)?,
+            refresh: parse(&r.refresh)?,
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        Ok(AppState {
+            cipher: Arc::new(KeyCipher::new(&config.auth.encryption_key)?),
+            llm: Arc::new(crate::llm::LlmService::from_config(&config)?),
+            jwt: Arc::new(JwtKeys::new(&config.auth.jwt_secret_key)),
+            models: Arc::new(ModelRegistry::new(&config, metrics.clone())),
+            limiter: Arc::new(RateLimiter::default()),
+            rates: Arc::new(rates),
+            config: Arc::new(config),
+            pool,
+            metrics,
+            http,
+        })
+    }
+}

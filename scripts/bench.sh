@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The benchmark suite, the one documented command behind the README's performance figures:
+#
+#   scripts/bench.sh            # full run: 10k users, 100k conversations, 1M messages (~6 min)
+#   scripts/bench.sh --quick    # smoke run on a tiny dataset (well under a minute after the build)
+#
+# Builds the release binaries once, makes sure PostgreSQL is reachable (DATABASE_URL, else a
+# private throwaway cluster from scripts/pg.sh), then llmselect-bench creates its own database,
+# seeds it with `llmselect-origin seed`, starts the origin, the proxy and nginx (proxy_cache) on
+# loopback ports and measures. Servers are pinned to the first CPU(s) and the load generator to
+# the others with taskset when the machine has at least two. Any further arguments go to
+# llmselect-bench (see `target/release/llmselect-bench --help`), e.g. --messages 200000.
+# Results: bench/results/latest.md and bench/results/latest.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# shellcheck source=scripts/pg.sh
+. scripts/pg.sh
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "nginx (the reference cache) not found: installing it with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+  else
+    log "nginx not found; install it (the reference peer of the HTTP comparison)"
+    exit 1
+  fi
+fi
+NGINX_BIN=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+
+log "building release binaries"
+cargo build --release -p llmselect-origin -p llmselect-proxy -p llmselect-bench
+
+pg_ensure
+
+# One connection per socket: the stampede opens 1,000 at once.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+pin_server=()
+pin_client=()
+cpus=$(nproc)
+if command -v taskset >/dev/null 2>&1 && [ "$cpus" -ge 2 ]; then
+  half=$((cpus / 2))
+  cpu_range() { if [ "$1" = "$2" ]; then echo "$1"; else echo "$1-$2"; fi; }
+  server_cpus=$(cpu_range 0 $((half - 1)))
+  client_cpus=$(cpu_range "$half" $((cpus - 1)))
+  pin_server=(--server-cpus "$server_cpus" --proxy-threads "$half")
+  pin_client=(taskset -c "$client_cpus")
+  log "servers on CPU(s) $server_cpus, load generator on CPU(s) $client_cpus"
+else
+  log "fewer than two CPUs or no taskset: running unpinned"
+fi
+
+BENCH_COMMAND="scripts/bench.sh${*:+ $*}" "${pin_client[@]}" target/release/llmselect-bench \
+  --nginx "$NGINX_BIN" "${pin_server[@]}" "$@"

@@ -1,0 +1,395 @@
+//! `/chat` and `/chat/stream`.
+
+use llmselect_fake_llm::answer_text;
+use serde_json::{json, Value};
+
+use super::*;
+
+#[tokio::test]
+async fn chat_creates_conversation_stores_both_messages_and_invalidates() {
+    let (fake, origin, user) = setup().await;
+    let r = post(&origin, &user, "/api/v1/chat", &json!({
+        "provider": "openai", "model": "gpt-4o",
+        "messages": [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Hello"}]
+    }))
+    .await;
+    assert_eq!(r.status(), 200);
+    let groups = invalidation(&r);
+    let v: Value = r.json().await.unwrap();
+    let cid = v["conversationId"].as_str().unwrap();
+    assert_eq!(v["response"], answer_text("gpt-4o", "Hello"));
+    assert!(
+        groups.contains("user:") && groups.contains(":conversations"),
+        "{groups}"
+    );
+    assert!(
+        groups.contains(&format!("\"conversation:{cid}\"")),
+        "{groups}"
+    );
+    assert_eq!(
+        stored_messages(&origin).await,
+        vec![
+            ("user".into(), "Hello".into()),
+            ("assistant".into(), answer_text("gpt-4o", "Hello"))
+        ]
+    );
+    let sent = fake
+        .last_request("/v1/chat/completions")
+        .expect("the fake was called");
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {SYSTEM_KEY}").as_str())
+    );
+    assert_eq!(
+        sent.json()["messages"].as_array().unwrap().len(),
+        2,
+        "messages sent as given"
+    );
+
+    // The conversation list shows it with the model used.
+    let list: Value = origin
+        .get_as(&user, "/api/v1/conversations")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["conversations"][0]["id"], cid);
+}
+
+#[tokio::test]
+async fn chat_provider_errors_are_400_and_write_nothing() {
+    let (_fake, origin, user) = setup().await;
+    for (model, status) in [("gpt-4o-fail-401", 401), ("gpt-4o-fail-500", 500)] {
+        let r = post(&origin, &user, "/api/v1/chat", &json!({
+            "provider": "openai", "model": model, "messages": [{"role": "user", "content": "Hi"}]
+        }))
+        .await;
+        assert_eq!(r.status(), 400);
+        assert!(r.headers().get("cache-group-invalidation").is_none());
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "bad_request");
+        assert_eq!(v["message"], "OpenAI API error");
+        assert_eq!(v["details"]["status_code"], status);
+        assert!(!v.to_string().contains(SYSTEM_KEY));
+    }
+    assert_eq!(count(&origin, "conversations").await, 0);
+    assert_eq!(count(&origin, "messages").await, 0);
+}
+
+#[tokio::test]
+async fn chat_error_in_existing_conversation_names_it_and_keeps_it_unchanged() {
+    let (_fake, origin, user) = setup().await;
+    let cid = origin.create_conversation(&user, Some("t")).await;
+    let r = post(
+        &origin,
+        &user,
+        "/api/v1/chat",
+        &json!({
+            "provider": "anthropic", "model": "claude-fail-500", "conversationId": cid,
+            "messages": [{"role": "user", "content": "Hi"}]
+        }),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["message"], "Anthropic API error");
+    assert_eq!(v["details"]["conversationId"], cid.as_str());
+    assert_eq!(count(&origin, "messages").await, 0);
+    let db = origin.db.client().await;
+    let provider: String = db
+        .query_one("SELECT provider FROM conversations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(provider, "openai", "model switch not committed on failure");
+}
+
+#[tokio::test]
+async fn chat_validation_ownership_and_missing_key() {
+    let (fake, origin, user) = setup().await;
+    let msg = json!([{"role": "user", "content": "Hi"}]);
+    let r = post(
+        &origin,
+        &user,
+        "/api/v1/chat",
+        &json!({
+        "provider": "openai", "model": "m", "messages": msg, "conversation_id": "x"}),
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["details"]["conversation_id"], json!(["Unknown field."]));
+
+    let r = post(
+        &origin,
+        &user,
+        "/api/v1/chat",
+        &json!({
+        "provider": "cohere", "model": "m", "messages": msg}),
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+
+    let r = post(
+        &origin,
+        &user,
+        "/api/v1/chat/stream",
+        &json!({
+        "provider": "mistral", "model": "mistral-small", "messages": msg}),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["message"],
+        "API key for provider 'mistral' not configured"
+    );
+
+    let other = origin.user("mallory").await;
+    let cid = origin.create_conversation(&other, None).await;
+    let r = post(
+        &origin,
+        &user,
+        "/api/v1/chat/stream",
+        &json!({
+        "provider": "openai", "model": "m", "messages": msg, "conversationId": cid}),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(fake.total_requests(), 0, "nothing reached the provider");
+    assert_eq!(count(&origin, "messages").await, 0);
+}
+
+#[tokio::test]
+async fn chat_stream_relays_deltas_and_saves_before_done() {
+    let (_fake, origin, user) = setup().await;
+    let r = post(
+        &origin,
+        &user,
+        "/api/v1/chat/stream",
+        &json!({
+            "provider": "gemini", "model": "gemini-2.5-flash",
+            "messages": [{"role": "user", "content": "Stream please"}]
+        }),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert_eq!(h["content-type"], "text/event-stream; charset=utf-8");
+    assert_eq!(h["cache-control"], "no-cache");
+    assert_eq!(h["x-accel-buffering"], "no");
+    let groups = h["cache-group-invalidation"].to_str().unwrap().to_string();
+    let events = sse_events(&r.text().await.unwrap());
+    let (last, deltas) = events.split_last().unwrap();
+    assert!(deltas.len() > 1, "several content events: {events:?}");
+    let text: String = deltas
+        .iter()
+        .map(|e| e["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, answer_text("gemini-2.5-flash", "Stream please"));
+    assert_eq!(last["done"], true);
+    let cid = last["conversationId"].as_str().unwrap();
+    assert!(groups.contains(&format!("conversation:{cid}")));
+    assert_eq!(
+        stored_messages(&origin).await,
+        vec![
+            ("user".into(), "Stream please".into()),
+            ("assistant".into(), text)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn chat_stream_sends_the_stored_history() {
+    let (fake, origin, user) = setup().await;
+    let cid = origin.create_conversation(&user, None).await;
+    origin
+        .add_message(&user, &cid, "user", "First question")
+        .await;
+    origin
+        .add_message(&user, &cid, "assistant", "First answer")
+        .await;
+    let r = post(
+        &origin,
+        &user,
+        "/api/v1/chat/stream",
+        &json!({
+            "provider": "openai", "model": "gpt-4o", "conversationId": cid,
+            "messages": [{"role": "user", "content": "Second question"}]
+        }),
+    )
+    .await;
+    let events = sse_events(&r.text().await.unwrap());
+    assert_eq!(events.last().unwrap()["conversationId"], cid.as_str());
+    let sent = fake.last_request("/v1/chat/completions").unwrap().json();
+    let contents: Vec<&str> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contents,
+        ["First question", "First answer", "Second question"]
+    );
+    assert_eq!(count(&origin, "messages").await, 4);
+}
+
+#[tokio::test]
+async fn chat_stream_failures_end_with_an_error_event_and_keep_only_the_user_message() {
+    let (_fake, origin, user) = setup().await;
+    for model in [
+        "gpt-4o-fail-500",
+        "gpt-4o-fail-401",
+        "gpt-4o-drop-mid-stream",
+        "gpt-4o-malformed",
+        "gpt-4o-stream-error",
+    ] {
+        let r = post(&origin, &user, "/api/v1/chat/stream", &json!({
+            "provider": "openai", "model": model, "messages": [{"role": "user", "content": model}]
+        }))
+        .await;
+        assert_eq!(r.status(), 200, "{model}");
+        let events = sse_events(&r.text().await.unwrap());
+        assert_eq!(
+            events.last().unwrap(),
+            &json!({"error": STREAM_FAILED}),
+            "{model}"
+        );
+        assert!(events.iter().all(|e| e.get("done").is_none()), "{model}");
+    }
+    let stored = stored_messages(&origin).await;
+    assert_eq!(stored.len(), 5);
+    assert!(stored.iter().all(|(role, _)| role == "user"), "{stored:?}");
+}
+
+#[tokio::test]
+async fn chat_stream_sends_keepalives_while_the_provider_is_slow() {
+    let (_fake, origin, user) = setup().await;
+    let r = post(&origin, &user, "/api/v1/chat/stream", &json!({
+        "provider": "openai", "model": "gpt-4o-slow-700", "messages": [{"role": "user", "content": "x"}]
+    }))
+    .await;
+    let body = r.text().await.unwrap();
+    assert!(body.contains(": keep-alive\n\n"), "{body}");
+    assert_eq!(sse_events(&body).last().unwrap()["done"], true);
+}
+
+#[tokio::test]
+async fn client_disconnect_cancels_the_stream_and_saves_no_answer() {
+    use futures::StreamExt;
+    let (_fake, origin, user) = setup_with(llmselect_e2e::fake_llm::FakeConfig {
+        chunks: 6,
+        chunk_delay: std::time::Duration::from_millis(100),
+        ..llmselect_e2e::fake_llm::FakeConfig::instant()
+    })
+    .await;
+    let r = post(&origin, &user, "/api/v1/chat/stream", &json!({
+        "provider": "openai", "model": "gpt-4o", "messages": [{"role": "user", "content": "Bye"}]
+    }))
+    .await;
+    let mut body = r.bytes_stream();
+    let first = body.next().await.expect("a first frame").unwrap();
+    assert!(std::str::from_utf8(&first).unwrap().contains("content"));
+    drop(body);
+    // The whole answer would take about 600 ms; wait well past it before checking nothing came.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(
+        stored_messages(&origin).await,
+        vec![("user".to_string(), "Bye".to_string())]
+    );
+}
+
+/// §6.1: user key with override > system key > user key.
+#[tokio::test]
+async fn key_resolution_follows_the_override_rules() {
+    let (fake, origin, user) = setup().await;
+    let auth_sent = |path: &str| {
+        fake.last_request(path)
+            .and_then(|r| r.header("authorization").map(str::to_string))
+    };
+    let chat = json!({"provider": "openai", "model": "gpt-4o", "messages": [{"role": "user", "content": "k"}]});
+
+    assert_eq!(
+        post(
+            &origin,
+            &user,
+            "/api/v1/keys",
+            &json!({"openai": "sk-user-openai", "mistral": "user-mistral"})
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        post(&origin, &user, "/api/v1/chat", &chat).await.status(),
+        200
+    );
+    assert_eq!(
+        auth_sent("/v1/chat/completions"),
+        Some(format!("Bearer {SYSTEM_KEY}")),
+        "system key wins"
+    );
+
+    assert_eq!(
+        post(
+            &origin,
+            &user,
+            "/api/v1/keys",
+            &json!({"openai_override": true})
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        post(&origin, &user, "/api/v1/chat", &chat).await.status(),
+        200
+    );
+    assert_eq!(
+        auth_sent("/v1/chat/completions").as_deref(),
+        Some("Bearer sk-user-openai"),
+        "override"
+    );
+
+    let mistral = json!({"provider": "mistral", "model": "mistral-small", "messages": [{"role": "user", "content": "k"}]});
+    assert_eq!(
+        post(&origin, &user, "/api/v1/chat", &mistral)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        auth_sent("/v1/chat/completions").as_deref(),
+        Some("Bearer user-mistral"),
+        "user key as fallback"
+    );
+}
+
+#[tokio::test]
+async fn provider_timeouts_are_reported_cleanly() {
+    let (_fake, origin, user) = setup().await;
+    let body = |model: &str| json!({"provider": "openai", "model": model, "messages": [{"role": "user", "content": "t"}]});
+    let r = post(&origin, &user, "/api/v1/chat", &body("gpt-4o-slow-2500")).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["message"], "OpenAI API error");
+    assert_eq!(v["details"]["status_code"], Value::Null);
+    assert_eq!(count(&origin, "conversations").await, 0);
+
+    let r = post(
+        &origin,
+        &user,
+        "/api/v1/chat/stream",
+        &body("gpt-4o-slow-2500"),
+    )
+    .await;
+    let events = sse_events(&r.text().await.unwrap());
+    assert_eq!(events.last().unwrap(), &json!({"error": STREAM_FAILED}));
+    assert_eq!(
+        stored_messages(&origin).await,
+        vec![("user".to_string(), "t".to_string())]
+    );
+}

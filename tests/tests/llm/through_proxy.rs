@@ -1,0 +1,177 @@
+//! The LLM endpoints behind the caching proxy: SSE is relayed incrementally and never cached, and
+//! the invalidation a write announces makes the next list read fresh.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use llmselect_e2e::fake_llm::FakeConfig;
+use llmselect_e2e::proxy::spawn_proxy;
+use serde_json::{json, Value};
+
+use super::*;
+
+#[tokio::test]
+async fn chat_stream_arrives_incrementally_through_the_proxy() {
+    let (_fake, origin, user) = setup_with(FakeConfig {
+        chunks: 4,
+        chunk_delay: Duration::from_millis(150),
+        ..FakeConfig::instant()
+    })
+    .await;
+    let proxy = spawn_proxy(&origin.base_url, |_| {}).await;
+    let r = proxy
+        .client
+        .post(proxy.url("/api/v1/chat/stream"))
+        .header("Authorization", user.bearer())
+        .json(&json!({"provider": "openai", "model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut text = String::new();
+    let mut first_content_at = None;
+    let started = Instant::now();
+    while let Some(chunk) = tokio::time::timeout(GENEROUS, body.next())
+        .await
+        .expect("no stall")
+    {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        if first_content_at.is_none() && text.contains("\"content\"") {
+            first_content_at = Some(started.elapsed());
+        }
+    }
+    let total = started.elapsed();
+    let first = first_content_at.expect("content events");
+    assert!(
+        total - first >= Duration::from_millis(300),
+        "first content at {first:?}, end at {total:?}"
+    );
+    assert_eq!(sse_events(&text).last().unwrap()["done"], true);
+}
+
+async fn list(
+    proxy: &llmselect_e2e::proxy::TestProxy,
+    user: &TestUser,
+    path: &str,
+) -> (Value, String) {
+    let r = proxy
+        .client
+        .get(proxy.url(path))
+        .header("Authorization", user.bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cache = r
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (r.json().await.unwrap(), cache)
+}
+
+#[tokio::test]
+async fn writes_through_the_proxy_make_the_next_list_fresh() {
+    let (_fake, origin, user) = setup().await;
+    let proxy = spawn_proxy(&origin.base_url, |_| {}).await;
+    let (before, _) = list(&proxy, &user, "/api/v1/conversations").await;
+    assert_eq!(before["conversations"].as_array().unwrap().len(), 0);
+    let (_, cached) = list(&proxy, &user, "/api/v1/conversations").await;
+    assert!(
+        cached.to_ascii_uppercase().contains("HIT"),
+        "cached before the write: {cached}"
+    );
+
+    let r = proxy
+        .client
+        .post(proxy.url("/api/v1/chat/stream"))
+        .header("Authorization", user.bearer())
+        .json(&json!({"provider": "openai", "model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let events = sse_events(&r.text().await.unwrap());
+    let cid = events.last().unwrap()["conversationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (after, _) = list(&proxy, &user, "/api/v1/conversations").await;
+    assert_eq!(after["conversations"][0]["id"], cid.as_str());
+    let (detail, _) = list(&proxy, &user, &format!("/api/v1/conversations/{cid}")).await;
+    assert_eq!(
+        detail["messages"].as_array().map(Vec::len),
+        Some(2),
+        "{detail}"
+    );
+
+    let (cmp_before, _) = list(&proxy, &user, "/api/v1/comparisons").await;
+    assert_eq!(cmp_before["comparisons"].as_array().unwrap().len(), 0);
+    let r = proxy
+        .client
+        .post(proxy.url("/api/v1/compare"))
+        .header("Authorization", user.bearer())
+        .json(&json!({"prompt": "p", "providers": [{"provider": "openai", "model": "a"}, {"provider": "gemini", "model": "b"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (cmp_after, _) = list(&proxy, &user, "/api/v1/comparisons").await;
+    assert_eq!(cmp_after["comparisons"].as_array().unwrap().len(), 1);
+}
+
+/// The assistant message commits after the headers left: the proxy must apply the announced
+/// invalidation again when the body ends, or a detail read cached mid-stream would stay stale.
+#[tokio::test]
+async fn invalidation_is_reapplied_when_the_stream_ends() {
+    let (_fake, origin, user) = setup_with(FakeConfig {
+        chunks: 4,
+        chunk_delay: Duration::from_millis(150),
+        ..FakeConfig::instant()
+    })
+    .await;
+    let proxy = spawn_proxy(&origin.base_url, |_| {}).await;
+    let cid = origin.create_conversation(&user, None).await;
+    let path = format!("/api/v1/conversations/{cid}");
+    list(&proxy, &user, &path).await;
+    let (_, second) = list(&proxy, &user, &path).await;
+    assert!(
+        second.to_ascii_uppercase().contains("HIT"),
+        "cached before the write: {second}"
+    );
+
+    let r = proxy
+        .client
+        .post(proxy.url("/api/v1/chat/stream"))
+        .header("Authorization", user.bearer())
+        .json(
+            &json!({"provider": "openai", "model": "gpt-4o", "conversationId": cid,
+                      "messages": [{"role": "user", "content": "Hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut body = r.bytes_stream();
+    let mut text = String::new();
+    let mut mid_stream = None;
+    while let Some(chunk) = tokio::time::timeout(GENEROUS, body.next())
+        .await
+        .expect("no stall")
+    {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        if mid_stream.is_none() && text.contains("\"content\"") && !text.contains("\"done\"") {
+            // Re-cache the detail while only the user message is committed.
+            let (detail, _) = list(&proxy, &user, &path).await;
+            mid_stream = Some(detail["messages"].as_array().map(Vec::len));
+        }
+    }
+    assert_eq!(mid_stream, Some(Some(1)), "read mid-stream");
+    assert_eq!(sse_events(&text).last().unwrap()["done"], true);
+    let (after, _) = list(&proxy, &user, &path).await;
+    assert_eq!(
+        after["messages"].as_array().map(Vec::len),
+        Some(2),
+        "{after}"
+    );
+}

@@ -1,0 +1,556 @@
+//! Registration, login, logout, refresh, me; bearer and cookie+CSRF authentication; bad input.
+
+use llmselect_e2e::origin::{set_cookie_value, spawn_origin};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::{header, json};
+
+#[tokio::test]
+async fn register_login_me_logout() {
+    let o = spawn_origin(|_| {}).await;
+    let r = o.register("Alice", "password-123").await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    assert_eq!(json(r).await, json!({"message": "Registration successful"}));
+
+    let r = o.login("ALICE", "password-123").await;
+    assert_eq!(r.status(), 200);
+    let cookies: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cookies.len(), 4);
+    let access = cookies
+        .iter()
+        .find(|c| c.starts_with("access_token_cookie="))
+        .unwrap();
+    assert!(
+        access.contains("HttpOnly") && access.contains("Path=/") && access.contains("SameSite=Lax")
+    );
+    assert!(!access.contains("Max-Age") && !access.contains("Expires"));
+    let csrf = cookies
+        .iter()
+        .find(|c| c.starts_with("csrf_access_token="))
+        .unwrap();
+    assert!(!csrf.contains("HttpOnly"));
+    let token = set_cookie_value(r.headers(), "access_token_cookie").unwrap();
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    assert_eq!(
+        json(r).await,
+        json!({"message": "Login successful", "user": {"username": "alice"}})
+    );
+
+    // The JWT carries flask-jwt-extended's claims.
+    let payload = token.split('.').nth(1).unwrap();
+    use base64::Engine;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["type"], "access");
+    assert_eq!(claims["fresh"], false);
+    assert!(claims["sub"].is_string());
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        15 * 60
+    );
+
+    let r = o
+        .http
+        .get(o.url("/api/v1/auth/me"))
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "cache-control"), "private, no-store");
+    assert_eq!(json(r).await, json!({"user": {"username": "alice"}}));
+
+    let r = o
+        .http
+        .post(o.url("/api/v1/auth/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cleared: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cleared.len(), 4);
+    assert!(cleared
+        .iter()
+        .all(|c| c.contains("=;") && c.contains("Expires=Thu, 01 Jan 1970 00:00:00 GMT")));
+    assert_eq!(json(r).await, json!({"message": "Logged out"}));
+}
+
+#[tokio::test]
+async fn first_user_is_admin_and_duplicates_are_rejected() {
+    let o = spawn_origin(|_| {}).await;
+    o.user("first").await;
+    o.user("second").await;
+    let db = o.db.client().await;
+    let rows = db
+        .query(
+            "SELECT username, is_admin, password_hash FROM users ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(rows[0].get::<_, bool>(1));
+    assert!(!rows[1].get::<_, bool>(1));
+    let hash: String = rows[0].get(2);
+    assert!(hash.starts_with("scrypt:16:8:1$"), "{hash}");
+
+    let r = o.register("FIRST", "password-xyz").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        json(r).await,
+        json!({"error": "bad_request", "message": "Username already exists", "details": {"field": "username"}})
+    );
+}
+
+#[tokio::test]
+async fn registration_policies() {
+    // Closed registration without a token: only the first user.
+    let o = spawn_origin(|c| c.auth.allow_open_registration = false).await;
+    assert_eq!(o.register("owner", "password-123").await.status(), 201);
+    let r = o.register("intruder", "password-123").await;
+    assert_eq!(r.status(), 400);
+    let body = json(r).await;
+    assert_eq!(body["details"]["code"], "registration_closed");
+
+    // With a registration token.
+    let o = spawn_origin(|c| {
+        c.auth.allow_open_registration = false;
+        c.auth.registration_token = Some("letmein".into());
+    })
+    .await;
+    let r = o.register("someone", "password-123").await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        json(r).await,
+        json!({"error": "authorization_error", "message": "Invalid registration token supplied"})
+    );
+    let r = o
+        .http
+        .post(o.url("/api/v1/auth/register"))
+        .json(&json!({"username": "someone", "password": "password-123", "registration_token": "letmein"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+#[tokio::test]
+async fn login_failures_are_generic() {
+    let o = spawn_origin(|_| {}).await;
+    o.user("carol").await;
+    for (u, p) in [("carol", "wrong-password"), ("nobody", "password-carol")] {
+        let r = o.login(u, p).await;
+        assert_eq!(r.status(), 401);
+        assert_eq!(header(&r, "cache-control"), "no-store");
+        assert_eq!(
+            json(r).await,
+            json!({"error": "authentication_error", "message": "Invalid username or password"})
+        );
+    }
+}
+
+#[tokio::test]
+async fn werkzeug_pbkdf2_hashes_still_log_in() {
+    let o = spawn_origin(|_| {}).await;
+    // pbkdf2:sha256:1000 of "legacy-password" with salt "saltsalt", computed by Werkzeug's algorithm.
+    let mut out = [0u8; 32];
+    pbkdf2_sha256(b"legacy-password", b"saltsalt", 1000, &mut out);
+    let hash = format!("pbkdf2:sha256:1000$saltsalt${}", hex_encode(&out));
+    let db = o.db.client().await;
+    db.execute(
+        "INSERT INTO users (username, password_hash) VALUES ('legacy', $1)",
+        &[&hash],
+    )
+    .await
+    .unwrap();
+    assert_eq!(o.login("legacy", "legacy-password").await.status(), 200);
+    assert_eq!(o.login("legacy", "other-password").await.status(), 401);
+}
+
+/// PBKDF2-HMAC-SHA256 written out for the test, independent of the origin's implementation.
+fn pbkdf2_sha256(password: &[u8], salt: &[u8], rounds: u32, out: &mut [u8; 32]) {
+    fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut k = [0u8; 64];
+        if key.len() > 64 {
+            k[..32].copy_from_slice(&Sha256::digest(key));
+        } else {
+            k[..key.len()].copy_from_slice(key);
+        }
+        let mut inner = Sha256::new();
+        inner.update(k.map(|b| b ^ 0x36));
+        inner.update(data);
+        let mut outer = Sha256::new();
+        outer.update(k.map(|b| b ^ 0x5c));
+        outer.update(inner.finalize());
+        outer.finalize().into()
+    }
+    let mut block = salt.to_vec();
+    block.extend_from_slice(&1u32.to_be_bytes());
+    let mut u = hmac(password, &block);
+    let mut t = u;
+    for _ in 1..rounds {
+        u = hmac(password, &u);
+        for (a, b) in t.iter_mut().zip(u.iter()) {
+            *a ^= b;
+        }
+    }
+    *out = t;
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn cookie_auth_needs_csrf_on_mutations_and_bearer_does_not() {
+    let o = spawn_origin(|_| {}).await;
+    let u = o.user("dave").await;
+    let cid = o.create_conversation(&u, Some("t")).await;
+    let path = o.url(&format!("/api/v1/conversations/{cid}"));
+
+    // GET with the cookie needs no CSRF.
+    let r = o
+        .http
+        .get(&path)
+        .header("Cookie", u.access_cookie())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let patch = |csrf: Option<&str>| {
+        let mut b = o
+            .http
+            .patch(&path)
+            .header("Cookie", u.access_cookie())
+            .json(&json!({"title": "renamed"}));
+        if let Some(c) = csrf {
+            b = b.header("X-CSRF-Token", c);
+        }
+        b
+    };
+    let r = patch(None).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        json(r).await,
+        json!({"error": "authentication_error", "message": "Missing CSRF token"})
+    );
+    let r = patch(Some("nope")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        json(r).await["message"],
+        "CSRF double submit tokens do not match"
+    );
+    let r = patch(Some(&u.csrf_access)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Bearer: no CSRF needed.
+    let r = o
+        .request_as(&u, Method::PATCH, &format!("/api/v1/conversations/{cid}"))
+        .json(&json!({"title": "again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn authentication_errors() {
+    let o = spawn_origin(|_| {}).await;
+    let u = o.user("erin").await;
+    let r = o
+        .http
+        .get(o.url("/api/v1/conversations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    assert_eq!(
+        json(r).await,
+        json!({"error": "authentication_error", "message": "Missing cookie \"access_token_cookie\""})
+    );
+
+    let mut forged = u.token.clone();
+    forged.push('x');
+    let r = o
+        .http
+        .get(o.url("/api/v1/auth/me"))
+        .header("Authorization", format!("Bearer {forged}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(json(r).await["error"], "invalid_token");
+
+    // A refresh token is not an access token.
+    let r = o
+        .http
+        .get(o.url("/api/v1/auth/me"))
+        .header("Authorization", format!("Bearer {}", u.refresh_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(json(r).await["error"], "invalid_token");
+
+    // An expired token.
+    let keys = llmselect_origin::auth::jwt::JwtKeys::new(&o.config.auth.jwt_secret_key);
+    let expired = keys.issue(1, "access", -5).unwrap();
+    let r = o
+        .http
+        .get(o.url("/api/v1/auth/me"))
+        .header("Authorization", format!("Bearer {}", expired.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        json(r).await,
+        json!({"error": "token_expired", "message": "Authentication token has expired"})
+    );
+
+    // A valid token for a user that no longer exists.
+    let ghost = keys.issue(999_999, "access", 60).unwrap();
+    let r = o
+        .http
+        .get(o.url("/api/v1/auth/me"))
+        .header("Authorization", format!("Bearer {}", ghost.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        json(r).await,
+        json!({"msg": "Error loading the user 999999"})
+    );
+}
+
+#[tokio::test]
+async fn refresh_uses_the_refresh_cookie_and_its_csrf() {
+    let o = spawn_origin(|_| {}).await;
+    let u = o.user("frank").await;
+    let cookie = format!("refresh_token_cookie={}", u.refresh_token);
+    let r = o
+        .http
+        .post(o.url("/api/v1/auth/refresh"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(json(r).await["message"], "Missing CSRF token");
+    let r = o
+        .http
+        .post(o.url("/api/v1/auth/refresh"))
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &u.csrf_refresh)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token = set_cookie_value(r.headers(), "access_token_cookie").expect("new access cookie");
+    assert!(set_cookie_value(r.headers(), "csrf_access_token").is_some());
+    assert_eq!(json(r).await, json!({"message": "Token refreshed"}));
+    let r = o
+        .http
+        .get(o.url("/api/v1/auth/me"))
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn bad_bodies_get_documented_4xx() {
+    let o = spawn_origin(|c| c.http.max_body_bytes = 1024).await;
+    let post = |body: &'static str, ct: Option<&'static str>| {
+        let mut b = o.http.post(o.url("/api/v1/auth/register")).body(body);
+        if let Some(ct) = ct {
+            b = b.header("Content-Type", ct);
+        }
+        b.send()
+    };
+    let r = post("{not json", Some("application/json")).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body = json(r).await;
+    assert_eq!(body["error"], "bad_request");
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Failed to decode JSON object"));
+
+    let r = post("{}", Some("text/plain")).await.unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(json(r).await["error"], "unsupported_media_type");
+
+    let r = post(
+        r#"{"username": 5, "extra": true}"#,
+        Some("application/json"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(
+        json(r).await,
+        json!({"error": "validation_error", "message": "Invalid request payload", "details": {
+            "username": ["Not a valid string."],
+            "password": ["Missing data for required field."],
+            "extra": ["Unknown field."]
+        }})
+    );
+
+    let r = post(r#"["a"]"#, Some("application/json")).await.unwrap();
+    assert_eq!(r.status(), 422);
+
+    let r = post(
+        r#"{"username": "ab", "password": "short"}"#,
+        Some("application/json"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 422);
+    let d = json(r).await;
+    assert_eq!(
+        d["details"]["username"],
+        json!(["Length must be between 3 and 50."])
+    );
+    assert_eq!(
+        d["details"]["password"],
+        json!(["Length must be between 8 and 128."])
+    );
+
+    let big = format!(r#"{{"username": "{}"}}"#, "x".repeat(2000));
+    let r = o
+        .http
+        .post(o.url("/api/v1/auth/register"))
+        .header("Content-Type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    assert_eq!(json(r).await["error"], "payload_too_large");
+
+    // Nothing was written by any of these.
+    let n: i64 =
+        o.db.client()
+            .await
+            .query_one("SELECT count(*) FROM users", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods() {
+    let o = spawn_origin(|_| {}).await;
+    let r = o.http.get(o.url("/api/v1/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(json(r).await["error"], "not_found");
+    let r = o.http.put(o.url("/api/v1/models")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(json(r).await["error"], "method_not_allowed");
+    // Comparison ids are integers: anything else is a route 404.
+    let u = o.user("gina").await;
+    let r = o
+        .request_as(&u, Method::DELETE, "/api/v1/comparisons/abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_per_client() {
+    let o = spawn_origin(|c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.login = "2 per minute".into();
+    })
+    .await;
+    for _ in 0..2 {
+        assert_eq!(o.login("x", "y").await.status(), 401);
+    }
+    let r = o.login("x", "y").await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    assert_eq!(
+        json(r).await,
+        json!({"error": "too_many_requests", "message": "2 per 1 minute"})
+    );
+    // /auth/me has no limit.
+    for _ in 0..5 {
+        assert_eq!(
+            o.http
+                .get(o.url("/api/v1/auth/me"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+    }
+}
+
+#[tokio::test]
+async fn cors_preflight_and_headers() {
+    let o = spawn_origin(|_| {}).await;
+    let r = o
+        .http
+        .request(Method::OPTIONS, o.url("/api/v1/conversations"))
+        .header("Origin", "http://localhost:3000")
+        .header("Access-Control-Request-Method", "PATCH")
+        .header(
+            "Access-Control-Request-Headers",
+            "x-csrf-token, content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        "http://localhost:3000"
+    );
+    assert_eq!(header(&r, "access-control-allow-credentials"), "true");
+    assert_eq!(
+        header(&r, "access-control-allow-methods"),
+        "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
+    );
+    assert_eq!(
+        header(&r, "access-control-allow-headers"),
+        "x-csrf-token, content-type"
+    );
+
+    let r = o
+        .http
+        .get(o.url("/api/v1/models"))
+        .header("Origin", "http://evil.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    assert!(header(&r, "vary").contains("Origin"));
+    assert_eq!(header(&r, "x-content-type-options"), "nosniff");
+    assert_eq!(header(&r, "x-frame-options"), "DENY");
+}

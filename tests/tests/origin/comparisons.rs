@@ -1,0 +1,304 @@
+//! Comparisons: create, list (offset and cursor), vote, delete, isolation, ETag and groups.
+
+use llmselect_e2e::origin::spawn_origin;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::{header, json, statements};
+
+fn results() -> serde_json::Value {
+    json!([
+        {"provider": "openai", "model": "gpt-4o", "response": "Hello", "time": 1.84, "tokens": 1},
+        {"provider": "mistral", "model": "mistral-small-latest", "response": "Provider request failed. Please check your API key and try again.", "time": 0, "tokens": 0, "error": true}
+    ])
+}
+
+async fn create(
+    o: &llmselect_e2e::origin::TestOrigin,
+    u: &llmselect_e2e::origin::TestUser,
+    prompt: &str,
+) -> serde_json::Value {
+    let r = o
+        .request_as(u, Method::POST, "/api/v1/comparisons")
+        .json(&json!({"prompt": prompt, "results": results()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    json(r).await
+}
+
+#[tokio::test]
+async fn create_list_vote_delete() {
+    let o = spawn_origin(|_| {}).await;
+    let u = o.user("alice").await;
+    let uid: i64 =
+        o.db.client()
+            .await
+            .query_one("SELECT id FROM users WHERE username = 'alice'", &[])
+            .await
+            .unwrap()
+            .get(0);
+    let r = o
+        .request_as(&u, Method::POST, "/api/v1/comparisons")
+        .json(&json!({"prompt": "p1", "results": results()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        header(&r, "cache-group-invalidation"),
+        format!("\"user:{uid}:comparisons\"")
+    );
+    let c1 = json(r).await;
+    assert_eq!(c1["prompt"], "p1");
+    assert_eq!(c1["results"], results());
+    assert_eq!(c1["preferred_index"], json!(null));
+    assert!(c1["created_at"].as_str().unwrap().ends_with('Z'));
+    let c2 = create(&o, &u, "p2").await;
+
+    let r = o
+        .get_as(&u, "/api/v1/comparisons?limit=5&offset=0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(statements(&r), 2, "auth + one list statement");
+    assert_eq!(
+        header(&r, "cache-groups"),
+        format!("\"all\", \"user:{uid}\", \"user:{uid}:comparisons\"")
+    );
+    assert_eq!(header(&r, "cache-control"), "private, no-cache");
+    let etag = header(&r, "etag");
+    let l = json(r).await;
+    assert_eq!(l["limit"], 5);
+    assert_eq!(l["offset"], 0);
+    let ids: Vec<i64> = l["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![c2["id"].as_i64().unwrap(), c1["id"].as_i64().unwrap()]
+    );
+
+    let r = o
+        .get_as(&u, "/api/v1/comparisons?limit=5&offset=0")
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+
+    let id = c1["id"].as_i64().unwrap();
+    let r = o
+        .request_as(&u, Method::POST, &format!("/api/v1/comparisons/{id}/vote"))
+        .json(&json!({"preferred_index": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "cache-group-invalidation"),
+        format!("\"user:{uid}:comparisons\"")
+    );
+    let voted = json(r).await;
+    assert_eq!(voted["preferred_index"], 1);
+    assert_eq!(voted["id"], id);
+
+    let r = o
+        .get_as(&u, "/api/v1/comparisons?limit=5&offset=0")
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a vote changes the list ETag");
+
+    let r = o
+        .request_as(&u, Method::POST, &format!("/api/v1/comparisons/{id}/vote"))
+        .json(&json!({"preferred_index": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        json(r).await,
+        json!({"error": "bad_request", "message": "Invalid preferred_index: out of valid range"})
+    );
+    for bad in [
+        json!({"preferred_index": -1}),
+        json!({"preferred_index": "1"}),
+        json!({"preferred_index": 0, "x": 1}),
+        json!({}),
+    ] {
+        let r = o
+            .request_as(&u, Method::POST, &format!("/api/v1/comparisons/{id}/vote"))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{bad}");
+    }
+
+    let r = o
+        .request_as(&u, Method::DELETE, &format!("/api/v1/comparisons/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "cache-group-invalidation"),
+        format!("\"user:{uid}:comparisons\"")
+    );
+    assert_eq!(
+        json(r).await,
+        json!({"message": "Comparison deleted successfully"})
+    );
+    let r = o
+        .request_as(&u, Method::DELETE, &format!("/api/v1/comparisons/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        json(r).await,
+        json!({"error": "not_found", "message": "Comparison not found"})
+    );
+}
+
+#[tokio::test]
+async fn comparisons_are_isolated() {
+    let o = spawn_origin(|_| {}).await;
+    let a = o.user("alice").await;
+    let b = o.user("bob").await;
+    let c = create(&o, &a, "private").await;
+    let id = c["id"].as_i64().unwrap();
+    let r = o
+        .request_as(&b, Method::POST, &format!("/api/v1/comparisons/{id}/vote"))
+        .json(&json!({"preferred_index": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = o
+        .request_as(&b, Method::DELETE, &format!("/api/v1/comparisons/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let l = json(o.get_as(&b, "/api/v1/comparisons").send().await.unwrap()).await;
+    assert_eq!(l["comparisons"], json!([]));
+    let l = json(o.get_as(&a, "/api/v1/comparisons").send().await.unwrap()).await;
+    assert_eq!(l["comparisons"][0]["preferred_index"], json!(null));
+}
+
+#[tokio::test]
+async fn list_parameters_and_cursor() {
+    let o = spawn_origin(|_| {}).await;
+    let u = o.user("carl").await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        ids.push(
+            create(&o, &u, &format!("p{i}")).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    ids.reverse();
+    let l = json(
+        o.get_as(&u, "/api/v1/comparisons?limit=abc&offset=-3")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (l["limit"].as_i64(), l["offset"].as_i64()),
+        (Some(50), Some(0))
+    );
+    let l = json(
+        o.get_as(&u, "/api/v1/comparisons?limit=1000")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(l["limit"], 100);
+    let l = json(
+        o.get_as(&u, "/api/v1/comparisons?limit=3&offset=3")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let page: Vec<i64> = l["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(page, ids[3..6].to_vec());
+
+    let mut seen = Vec::new();
+    let mut url = "/api/v1/comparisons?limit=3".to_string();
+    loop {
+        let r = o.get_as(&u, &url).send().await.unwrap();
+        assert_eq!(statements(&r), 2);
+        let l = json(r).await;
+        seen.extend(
+            l["comparisons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_i64().unwrap()),
+        );
+        // A new comparison between pages does not disturb the walk.
+        create(&o, &u, "late").await;
+        match l["next_cursor"].as_str() {
+            Some(c) => url = format!("/api/v1/comparisons?limit=3&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    let r = o
+        .get_as(&u, "/api/v1/comparisons?cursor=garbage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn create_validates_nested_results() {
+    let o = spawn_origin(|_| {}).await;
+    let u = o.user("dora").await;
+    let r = o
+        .request_as(&u, Method::POST, "/api/v1/comparisons")
+        .json(&json!({"prompt": "", "results": [
+            {"provider": "openai", "model": "gpt-4o", "response": "ok", "time": 1, "tokens": 1},
+            {"provider": "nope", "model": "m", "response": "r", "time": "slow", "tokens": 1, "extra": 1}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let d = json(r).await["details"].clone();
+    assert_eq!(d["prompt"], json!(["Length must be between 1 and 100000."]));
+    assert_eq!(
+        d["results"]["1"]["provider"],
+        json!(["Must be one of: openai, anthropic, gemini, mistral."])
+    );
+    assert_eq!(d["results"]["1"]["time"], json!(["Not a valid number."]));
+    assert_eq!(d["results"]["1"]["extra"], json!(["Unknown field."]));
+    assert!(d["results"].get("0").is_none());
+    let n: i64 =
+        o.db.client()
+            .await
+            .query_one("SELECT count(*) FROM comparison_results", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(n, 0);
+}

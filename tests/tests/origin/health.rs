@@ -1,0 +1,222 @@
+//! `/health` (real round trip, pool state, 503 and recovery), pool exhaustion, `/metrics`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use llmselect_e2e::db::TestDb;
+use llmselect_e2e::origin::{spawn_origin, spawn_origin_on};
+use serde_json::json;
+
+use crate::support::{eventually, header, json, Forwarder};
+
+#[tokio::test]
+async fn health_reports_database_and_pool() {
+    let o = spawn_origin(|c| c.environment = "staging".into()).await;
+    let r = o.http.get(o.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    let v = json(r).await;
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["environment"], "staging");
+    assert!(v["timestamp"].as_str().unwrap().ends_with('Z'));
+    let db = &v["database"];
+    assert_eq!(db["connected"], true);
+    assert_eq!(db["max_size"], 4);
+    for key in [
+        "pool_size",
+        "connections",
+        "checked_out",
+        "checked_in",
+        "overflow",
+        "waiting",
+        "timed_out",
+    ] {
+        assert!(db[key].is_number(), "{key}");
+    }
+    assert!(db["connections"].as_u64().unwrap() >= 1);
+    o.stop().await;
+}
+
+fn pg_addr(url: &str) -> SocketAddr {
+    let u = url::Url::parse(url).unwrap();
+    let host = match u.host_str().unwrap() {
+        "localhost" => "127.0.0.1",
+        h => h,
+    };
+    format!("{host}:{}", u.port().unwrap_or(5432))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_goes_503_when_the_database_is_lost_and_recovers() {
+    let db = TestDb::new().await;
+    let fwd = Forwarder::start(pg_addr(db.url())).await;
+    let mut via = url::Url::parse(db.url()).unwrap();
+    via.set_host(Some("127.0.0.1")).unwrap();
+    via.set_port(Some(fwd.addr.port())).unwrap();
+    let o = spawn_origin_on(db, |c| {
+        c.database.url = via.to_string();
+        c.database.pool_timeout_ms = 500;
+        c.database.health_timeout_ms = 500;
+    })
+    .await;
+    let u = o.user("alice").await;
+    let health = || async { o.http.get(o.url("/health")).send().await.unwrap() };
+    assert_eq!(health().await.status(), 200);
+
+    fwd.cut();
+    let body = eventually("health reports 503", || async {
+        let r = health().await;
+        (r.status() == 503).then_some(r)
+    })
+    .await;
+    assert_eq!(header(&body, "cache-control"), "no-store");
+    let v = json(body).await;
+    assert_eq!(v["status"], "degraded");
+    assert_eq!(v["database"]["connected"], false);
+    // Data endpoints answer a quick 503 JSON error, not a hang or a 500.
+    let r = o.get_as(&u, "/api/v1/conversations").send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(json(r).await["error"], "service_unavailable");
+
+    fwd.restore();
+    eventually("health recovers", || async {
+        (health().await.status() == 200).then_some(())
+    })
+    .await;
+    let r = o.get_as(&u, "/api/v1/conversations").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn backends_terminated_by_the_server_are_replaced() {
+    let o = spawn_origin(|_| {}).await;
+    let u = o.user("bob").await;
+    assert_eq!(
+        o.get_as(&u, "/api/v1/conversations")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let admin = o.db.admin_client().await;
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&o.db.name()],
+        )
+        .await
+        .unwrap();
+    eventually("requests succeed again", || async {
+        let r = o.get_as(&u, "/api/v1/conversations").send().await.unwrap();
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    assert_eq!(
+        o.http.get(o.url("/health")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn pool_exhaustion_answers_503_quickly() {
+    let o = spawn_origin(|c| {
+        c.database.pool_max_size = 1;
+        c.database.pool_timeout_ms = 300;
+    })
+    .await;
+    let u = o.user("carol").await;
+    // Hold a lock that the auth user load waits for, so one request keeps the only connection.
+    let mut locker = o.db.client().await;
+    let tx = locker.transaction().await.unwrap();
+    tx.batch_execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let blocked = tokio::spawn({
+        let req = o.get_as(&u, "/api/v1/auth/me");
+        async move { req.send().await.unwrap().status() }
+    });
+    let watcher = o.db.admin_client().await;
+    let db_name = o.db.name().to_string();
+    eventually("a request waits on the lock", || async {
+        let n: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+                &[&db_name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (n > 0).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let r = o.get_as(&u, "/api/v1/conversations").send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(started.elapsed() < Duration::from_secs(5), "no hang");
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    assert_eq!(
+        json(r).await,
+        json!({"error": "service_unavailable", "message": "Database connection pool exhausted; try again"})
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(blocked.await.unwrap(), 200);
+    let text = o
+        .http
+        .get(o.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "origin_db_pool_checkout_timeouts 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_use_route_templates_and_the_origin_prefix() {
+    let o = spawn_origin(|_| {}).await;
+    let u = o.user("dan").await;
+    let id = o.create_conversation(&u, None).await;
+    o.get_as(&u, &format!("/api/v1/conversations/{id}"))
+        .send()
+        .await
+        .unwrap();
+    o.http.get(o.url("/health")).send().await.unwrap();
+    let r = o.http.get(o.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    assert!(header(&r, "content-type").starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    assert!(text.contains(
+        "origin_http_requests_total{route=\"GET /api/v1/conversations/{id}\",status=\"200\"} 1"
+    ));
+    assert!(!text.contains(&id), "raw paths never become labels");
+    assert!(text.contains("origin_http_requests_total{route=\"GET /health\",status=\"200\"} 1"));
+    assert!(text.contains("origin_http_request_duration_seconds_bucket{route=\"GET /health\""));
+    assert!(
+        text.contains("origin_db_query_duration_seconds_count{statement=\"conversation_get\"} 1")
+    );
+    for name in [
+        "origin_db_pool_connections",
+        "origin_db_pool_idle_connections",
+        "origin_db_pool_in_use_connections",
+        "origin_db_pool_pending_gets",
+        "origin_db_slow_queries_total",
+        "origin_http_slow_requests_total",
+    ] {
+        assert!(text.lines().any(|l| l.starts_with(name)), "{name}");
+    }
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        assert!(line.starts_with("origin_"), "{line}");
+    }
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests of the origin: real PostgreSQL (a database per test), the origin on an
+//! ephemeral loopback port, HTTP through reqwest.
+
+mod auth;
+mod comparisons;
+mod conversations;
+mod health;
+mod keys;
+mod migrations;
+mod models_admin;
+mod observability;
+mod support;

@@ -1,0 +1,239 @@
+//! The migration runner: idempotence, checksums, stop at the first error, no-transaction
+//! migrations with invalid-index cleanup, concurrent starts; and index use of the list query.
+
+use llmselect_e2e::db::TestDb;
+use llmselect_origin::db::migrate::{self, MigrateError, Migration};
+use llmselect_origin::{App, Config};
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_recorded_with_checksums() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let first = migrate::run(&mut c, &migrate::embedded()).await.unwrap();
+    assert_eq!(first, vec!["0001_init", "0002_performance_indexes"]);
+    let again = migrate::run(&mut c, &migrate::embedded()).await.unwrap();
+    assert!(again.is_empty());
+    let rows = c
+        .query(
+            "SELECT version, checksum FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    for (row, m) in rows.iter().zip(migrate::embedded()) {
+        assert_eq!(row.get::<_, String>(0), m.version);
+        assert_eq!(row.get::<_, String>(1), m.checksum());
+        assert_eq!(m.checksum().len(), 64);
+    }
+    // Building the app on a migrated database applies nothing and works.
+    let app = App::build(Config::for_database(db.url())).await.unwrap();
+    drop(app);
+}
+
+#[tokio::test]
+async fn a_changed_applied_migration_is_refused() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    migrate::run(&mut c, &migrate::embedded()).await.unwrap();
+    let mut changed = migrate::embedded();
+    changed[0].sql.push_str("\n-- edited after release\n");
+    changed.push(Migration::new(
+        "0003_more",
+        "CREATE TABLE should_not_exist (a int);",
+    ));
+    let err = migrate::run(&mut c, &changed).await.unwrap_err();
+    assert!(
+        matches!(err, MigrateError::ChecksumMismatch { ref version, .. } if version == "0001_init"),
+        "{err}"
+    );
+    let exists: bool = c
+        .query_one("SELECT to_regclass('should_not_exist') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!exists, "nothing after a refused start");
+
+    // The server refuses to start too.
+    c.execute("UPDATE schema_migrations SET checksum = 'tampered' WHERE version = '0002_performance_indexes'", &[])
+        .await
+        .unwrap();
+    let err = App::build(Config::for_database(db.url()))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{err:#}").contains("changed after it was applied"),
+        "{err:#}"
+    );
+}
+
+#[tokio::test]
+async fn the_runner_stops_at_the_first_error() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let list = vec![
+        Migration::new("0001_a", "CREATE TABLE a (x int);"),
+        Migration::new("0002_b", "CREATE TABLE b (x int);\nSELEC broken;"),
+        Migration::new("0003_c", "CREATE TABLE c (x int);"),
+    ];
+    let err = migrate::run(&mut c, &list).await.unwrap_err();
+    assert!(
+        matches!(err, MigrateError::Failed { ref version, .. } if version == "0002_b"),
+        "{err}"
+    );
+    let versions: Vec<String> = c
+        .query("SELECT version FROM schema_migrations", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec!["0001_a"]);
+    let present: Vec<bool> = c
+        .query_one(
+            "SELECT to_regclass('a') IS NOT NULL, to_regclass('b') IS NOT NULL, to_regclass('c') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map(|r| vec![r.get(0), r.get(1), r.get(2)])
+        .unwrap();
+    assert_eq!(
+        present,
+        vec![true, false, false],
+        "0002 rolled back as a whole, 0003 never ran"
+    );
+}
+
+#[tokio::test]
+async fn no_transaction_migrations_replace_an_invalid_index() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    let table = Migration::new(
+        "0001_t",
+        "CREATE TABLE t (a int); INSERT INTO t VALUES (1), (1);",
+    );
+    migrate::run(&mut c, std::slice::from_ref(&table))
+        .await
+        .unwrap();
+    // A failed concurrent build leaves an invalid index behind.
+    assert!(c
+        .batch_execute("CREATE UNIQUE INDEX CONCURRENTLY idx_t_a ON t (a)")
+        .await
+        .is_err());
+    assert_eq!(index_valid(&c).await, Some(false));
+    let index = Migration::new(
+        "0002_idx",
+        "-- migrate: no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS idx_t_a ON t (a);\n",
+    );
+    migrate::run(&mut c, &[table, index]).await.unwrap();
+    assert_eq!(
+        index_valid(&c).await,
+        Some(true),
+        "the invalid index was dropped and rebuilt"
+    );
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+}
+
+#[tokio::test]
+async fn concurrent_starts_are_serialised() {
+    let db = TestDb::new().await;
+    let mut handles = Vec::new();
+    for _ in 0..4 {
+        let url = db.url().to_string();
+        handles.push(tokio::spawn(async move {
+            let mut c = llmselect_e2e::db::connect(&url).await;
+            migrate::run(&mut c, &migrate::embedded()).await
+        }));
+    }
+    let mut applied = Vec::new();
+    for h in handles {
+        applied.extend(h.await.unwrap().expect("every runner succeeds"));
+    }
+    applied.sort();
+    assert_eq!(
+        applied,
+        vec!["0001_init", "0002_performance_indexes"],
+        "each applied exactly once"
+    );
+}
+
+#[tokio::test]
+async fn the_list_query_uses_the_performance_index() {
+    let db = TestDb::new().await;
+    let mut c = db.client().await;
+    migrate::run(&mut c, &migrate::embedded()).await.unwrap();
+    let report = llmselect_origin::seed::bulk(
+        &mut c,
+        &llmselect_origin::seed::BulkSpec {
+            users: 50,
+            conversations: 10_000,
+            messages: 40_000,
+            comparisons: 2_000,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(report.contains("10000 conversations"), "{report}");
+    let uid: i64 = c
+        .query_one("SELECT id FROM users WHERE username = 'bulk7'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let plan: Vec<String> = c
+        .query(
+            &format!(
+                "EXPLAIN SELECT c.id, c.title, c.provider, c.model, c.last_message_at,
+                   (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count,
+                   COALESCE((SELECT left(m.content, 100) FROM messages m
+                             WHERE m.conversation_id = c.id AND m.role = 'user'
+                             ORDER BY m.created_at DESC, m.id DESC LIMIT 1), '') AS preview
+                 FROM conversations c WHERE c.user_id = {uid}
+                 ORDER BY c.last_message_at DESC, c.id DESC LIMIT 20"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("idx_conversations_user_last_message"),
+        "{plan}"
+    );
+    assert!(plan.contains("idx_message_conversation_created"), "{plan}");
+    let plan: Vec<String> = c
+        .query(
+            &format!(
+                "EXPLAIN SELECT id FROM comparison_results WHERE user_id = {uid}
+                 ORDER BY created_at DESC, id DESC LIMIT 20"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        plan.join("\n").contains("idx_comparison_user_created"),
+        "{plan:?}"
+    );
+}
+
+async fn index_valid(c: &tokio_postgres::Client) -> Option<bool> {
+    c.query_opt(
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid WHERE x.relname = 'idx_t_a'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .map(|r| r.get::<_, bool>(0))
+}
