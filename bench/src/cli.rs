@@ -83,6 +83,9 @@ pub struct Cli {
     /// Worker threads of the proxy (one per server CPU is fair against one nginx worker).
     #[arg(long, default_value_t = 1)]
     pub proxy_threads: usize,
+    /// Run the proxy with `server.work_stealing = false` (one single-threaded runtime per worker).
+    #[arg(long)]
+    pub proxy_no_work_stealing: bool,
     /// Share of workload requests that are writes.
     #[arg(long, default_value_t = 0.01)]
     pub write_share: f64,

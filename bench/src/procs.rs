@@ -20,6 +20,8 @@ pub struct ProcEnv {
     pub nginx: PathBuf,
     /// Worker threads of the proxy.
     pub proxy_threads: usize,
+    /// `server.work_stealing` of the proxy.
+    pub proxy_work_stealing: bool,
 }
 
 /// A running child process listening on `addr`.
@@ -165,11 +167,13 @@ shards = 16
 
 [server]
 threads = {threads}
+work_stealing = {work_stealing}
 pid_file = "{dir}/proxy.pid"
 upgrade_sock = "{dir}/proxy-upgrade.sock"
 grace_period_secs = 1
 "#,
-                threads = self.proxy_threads
+                threads = self.proxy_threads,
+                work_stealing = self.proxy_work_stealing,
             ),
         )?;
         let mut cmd = self.command(&self.bin_dir.join("llmselect-proxy"));

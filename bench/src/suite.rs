@@ -35,6 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         server_cpus: cli.server_cpus.clone(),
         nginx: PathBuf::from(&cli.nginx),
         proxy_threads: cli.proxy_threads,
+        proxy_work_stealing: !cli.proxy_no_work_stealing,
     };
     let (bench_db, reused) = match &cli.reuse_db {
         Some(name) => (

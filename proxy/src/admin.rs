@@ -216,6 +216,7 @@ impl AdminApp {
             "bytes": self.store.weight(),
             "capacity": self.store.capacity(),
             "hits": s.hits,
+            "fast_hits": s.fast_hits,
             "misses": s.misses,
             "stale": s.stale,
             "revalidated": s.revalidated,

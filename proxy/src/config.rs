@@ -71,6 +71,10 @@ pub struct TimeoutConfig {
 pub struct ServerConfig {
     /// Worker threads of the proxy service (0 = number of CPUs).
     pub threads: usize,
+    /// Let worker threads steal each other's tasks (one multi-threaded tokio runtime). When
+    /// `false`, each worker is a single-threaded runtime and connections are spread over them:
+    /// cheaper per request, but one busy connection cannot be helped by an idle worker.
+    pub work_stealing: bool,
     /// Pingora pid file; defaults to a per-instance path in the temp directory.
     pub pid_file: Option<PathBuf>,
     /// Pingora upgrade socket; defaults to a per-instance path in the temp directory.
@@ -127,6 +131,7 @@ impl Default for ServerConfig {
             pid_file: None,
             upgrade_sock: None,
             grace_period_secs: 5,
+            work_stealing: true,
         }
     }
 }

@@ -170,6 +170,7 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         pid_file: pid_file.to_string_lossy().into_owned(),
         upgrade_sock: upgrade_sock.to_string_lossy().into_owned(),
         threads,
+        work_stealing: config.server.work_stealing,
         grace_period_seconds: Some(config.server.grace_period_secs),
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()

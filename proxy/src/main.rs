@@ -4,7 +4,11 @@
 use clap::Parser;
 use llmselect_proxy::{Config, Overrides};
 use std::path::PathBuf;
+use tracing_log::AsLog;
 use tracing_subscriber::EnvFilter;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// RFC 9111 caching reverse proxy (pingora) for llmselect-edge.
 #[derive(Debug, Parser)]
@@ -27,12 +31,20 @@ struct Cli {
 /// JSON logs through `tracing`; pingora's `log` records are bridged in with tracing-log.
 fn init_logging() -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // pingora logs through `log`; without a cap every disabled `debug!` on the hit path would
+    // still reach the filter.
+    let max_level = filter
+        .max_level_hint()
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE)
+        .as_log();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .json()
         .finish();
     tracing::subscriber::set_global_default(subscriber)?;
-    tracing_log::LogTracer::init()?;
+    tracing_log::LogTracer::builder()
+        .with_max_level(max_level)
+        .init()?;
     Ok(())
 }
 

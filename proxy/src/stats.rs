@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub struct Stats {
     hits: AtomicU64,
+    fast_hits: AtomicU64,
     misses: AtomicU64,
     stale: AtomicU64,
     revalidated: AtomicU64,
@@ -22,6 +23,8 @@ pub struct Stats {
 #[derive(Debug, Clone, Serialize)]
 pub struct StatsSnapshot {
     pub hits: u64,
+    /// Hits answered by the fast path (a subset of `hits`; see `cache::hit`).
+    pub fast_hits: u64,
     pub misses: u64,
     pub stale: u64,
     pub revalidated: u64,
@@ -48,6 +51,10 @@ impl Stats {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn record_fast_hit(&self) {
+        self.fast_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn record_purge(&self, entries: usize) {
         self.purges.fetch_add(1, Ordering::Relaxed);
         self.purged_entries
@@ -60,6 +67,7 @@ impl Stats {
         let lookups = served + g(&self.misses) + g(&self.bypass);
         StatsSnapshot {
             hits: g(&self.hits),
+            fast_hits: g(&self.fast_hits),
             misses: g(&self.misses),
             stale: g(&self.stale),
             revalidated: g(&self.revalidated),

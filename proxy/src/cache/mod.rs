@@ -2,6 +2,7 @@
 //! invalidation.
 
 pub mod handlers;
+pub mod hit;
 pub mod index;
 pub mod invalidate;
 pub mod policy;

@@ -13,6 +13,7 @@ use pingora_cache::storage::{HitHandler, MissHandler, PurgeOutcome, PurgeTarget,
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheKey, CacheMeta, Storage};
 use pingora_error::{Error, ErrorType, Result};
+use pingora_http::ResponseHeader;
 use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 use std::any::Any;
@@ -35,11 +36,59 @@ pub struct FillInfo {
     pub groups: Vec<String>,
 }
 
+/// The parts of a stored meta that a plain fresh hit needs, decoded once when the entry is
+/// stored. `CacheMeta` is not `Clone`, so pingora's own lookup must deserialize the meta (msgpack
+/// plus zstd-compressed header) on every hit; the fast hit path (`cache::hit`) reads this instead.
+#[derive(Debug)]
+pub struct HitView {
+    /// The stored response header as pingora's hit path would serve it, before `Age` and our
+    /// stamps (see `cache::hit::served_header`).
+    pub header: ResponseHeader,
+    pub fresh_until: SystemTime,
+    /// Reference point of `Age` (pingora's `CacheMeta::epoch`).
+    pub epoch: SystemTime,
+    pub created: SystemTime,
+    pub provenance: SystemTime,
+    /// The `Vary` variance this entry was stored for.
+    pub variance: Option<HashBinary>,
+    /// The stored header names a `Vary` field.
+    pub varies: bool,
+}
+
+impl HitView {
+    fn decode(meta: &(Vec<u8>, Vec<u8>)) -> Option<HitView> {
+        let m = CacheMeta::deserialize(&meta.0, &meta.1).ok()?;
+        let header = super::hit::served_header(m.response_header_copy());
+        Some(HitView {
+            varies: header.headers.contains_key(http::header::VARY),
+            header,
+            fresh_until: m.fresh_until(),
+            epoch: m.epoch(),
+            created: m.created(),
+            provenance: m.provenance(),
+            variance: m.variance(),
+        })
+    }
+
+    /// Approximate heap bytes of the decoded header.
+    fn weight(&self) -> usize {
+        self.header
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 48)
+            .sum::<usize>()
+            + 128
+    }
+}
+
 /// One stored response.
 #[derive(Debug)]
 pub struct Entry {
     /// `CacheMeta::serialize()` output (internal, header).
     pub meta: (Vec<u8>, Vec<u8>),
+    /// The same meta, decoded for the fast hit path (`None` if it failed to decode, in which
+    /// case only pingora's path serves the entry).
+    pub view: Option<HitView>,
     pub body: Bytes,
     pub primary: HashBinary,
     pub url: UrlKey,
@@ -57,8 +106,14 @@ impl Entry {
             + self.meta.1.len()
             + self.url.host.len()
             + self.url.path.len() * 2
-            + groups) as u64
+            + groups
+            + self.view.as_ref().map_or(0, HitView::weight)) as u64
             + ENTRY_OVERHEAD
+    }
+
+    /// Soft-purged (marked stale by an invalidation).
+    pub fn is_soft_expired(&self) -> bool {
+        self.expired_at_ms.load(Ordering::Relaxed) != 0
     }
 
     fn soft_expiry(&self) -> Option<SystemTime> {
@@ -202,6 +257,7 @@ impl Store {
         info: FillInfo,
     ) -> u64 {
         let entry = Arc::new(Entry {
+            view: HitView::decode(&meta),
             meta,
             body,
             primary,
@@ -245,6 +301,7 @@ impl Store {
             None => (old.url.clone(), old.groups.clone(), None),
         };
         let entry = Arc::new(Entry {
+            view: HitView::decode(&meta),
             meta,
             body: old.body.clone(),
             primary: old.primary,
@@ -516,7 +573,6 @@ impl Storage for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pingora_http::ResponseHeader;
 
     fn store(capacity: u64, shards: usize) -> Store {
         Store::new(StoreOptions {

@@ -5,11 +5,12 @@ pub mod ctx;
 pub mod headers;
 pub mod key;
 
+use crate::cache::hit;
 use crate::cache::invalidate::{
     group_scopes, mutation_scopes, response_groups, Invalidator, Source,
 };
 use crate::cache::policy::{self, PolicyOptions};
-use crate::cache::storage::{FillInfo, Store};
+use crate::cache::storage::{Entry, FillInfo, Store};
 use crate::cache::vary;
 use crate::config::TimeoutConfig;
 use crate::error::EdgeError;
@@ -23,7 +24,7 @@ use http::Method;
 use key::UrlKey;
 use pingora_cache::key::HashBinary;
 use pingora_cache::lock::CacheKeyLockImpl;
-use pingora_cache::predictor::Predictor;
+use pingora_cache::predictor::{CacheablePredictor, Predictor};
 use pingora_cache::{
     CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, ForcedFreshness, HitHandler,
     RespCacheable,
@@ -33,7 +34,7 @@ use pingora_error::{Error, ErrorSource, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Shard count of the uncacheable-URL predictor.
 pub const PREDICTOR_SHARDS: usize = 16;
@@ -121,6 +122,52 @@ impl EdgeProxy {
             .await
     }
 
+    /// Writes a fresh stored response the way pingora's hit path would (the header was prepared
+    /// at store time by `hit::served_header`; `Age` is added here), with our stamps.
+    async fn serve_fresh_hit(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        entry: &Entry,
+        now: SystemTime,
+        lookup: Duration,
+    ) -> Result<()> {
+        let Some(view) = entry.view.as_ref() else {
+            return Error::e_explain(pingora_error::ErrorType::InternalError, "no hit view");
+        };
+        let mut resp = view.header.clone();
+        let age = now.duration_since(view.epoch).unwrap_or_default().as_secs();
+        resp.insert_header(http::header::AGE, age)?;
+        let ttl = view
+            .fresh_until
+            .duration_since(now)
+            .map_or(0, |d| d.as_secs());
+        let timing = Timing {
+            total: ctx.start.elapsed(),
+            lookup: Some(lookup),
+            lock: None,
+            origin: None,
+        };
+        headers::stamp(
+            &mut resp,
+            XCache::Hit,
+            &headers::hit_cache_status(ttl),
+            &timing,
+        );
+        ctx.x_cache = Some(XCache::Hit);
+        self.stats.record_fast_hit();
+        let header_only = session.req_header().method == Method::HEAD || entry.body.is_empty();
+        session
+            .write_response_header(Box::new(resp), header_only)
+            .await?;
+        if !header_only {
+            session
+                .write_response_body(Some(entry.body.clone()), true)
+                .await?;
+        }
+        Ok(())
+    }
+
     fn is_mutation(req: &RequestHeader) -> bool {
         !req.method.is_safe()
     }
@@ -175,18 +222,53 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let local = session
-            .as_downstream()
-            .server_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.to_string());
+        // The arrival address only names the host of an HTTP/1.0 request without `Host`.
+        let local = if session
+            .req_header()
+            .headers
+            .contains_key(http::header::HOST)
+        {
+            None
+        } else {
+            session
+                .as_downstream()
+                .server_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.to_string())
+        };
         ctx.url = UrlKey::from_request_or(session.req_header(), local.as_deref());
-        if ctx.url.is_none() {
+        let Some(url) = &ctx.url else {
             self.respond_error(session, ctx, EdgeError::BadRequest)
                 .await?;
             return Ok(true);
+        };
+        if !hit::eligible(session.req_header(), self.honour_request_directives) {
+            return Ok(false);
         }
-        Ok(false)
+        let lookup_start = Instant::now();
+        let primary = url.primary_hash();
+        if !self
+            .predictor
+            .cacheable_prediction(&hit::primary_only_key(&primary))
+        {
+            return Ok(false);
+        }
+        let now = SystemTime::now();
+        let entry = hit::fresh_entry(
+            self.store,
+            &primary,
+            &session.req_header().headers,
+            &self.policy.auth_cookies,
+            now,
+        );
+        match entry {
+            Some(entry) => {
+                self.serve_fresh_hit(session, ctx, &entry, now, lookup_start.elapsed())
+                    .await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
@@ -427,7 +509,7 @@ impl ProxyHttp for EdgeProxy {
         });
         let background = session.subrequest_ctx.is_some();
         let elapsed = ctx.start.elapsed();
-        metrics::record_request(x.as_str(), background, elapsed.as_secs_f64());
+        metrics::record_request(x, background, elapsed.as_secs_f64());
         if session.cache.lock_duration().is_some() {
             metrics::record_coalesced();
         }

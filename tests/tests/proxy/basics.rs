@@ -209,3 +209,76 @@ async fn malformed_requests_get_4xx() {
     );
     assert!(text.ends_with("fine"), "{text}");
 }
+
+/// Plain fresh hits are answered from a header decoded at store time (`cache::hit`); any other
+/// hit goes through pingora's cache state machine. Both must send the same response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_hits_and_pingora_hits_send_the_same_response() {
+    let e = env().await;
+    e.origin.route(
+        "GET",
+        "/same",
+        Route::ok("same body {n}")
+            .cache("public, max-age=60")
+            .etag("\"v1\"")
+            .header("vary", "Accept-Language")
+            .header("x-custom", "kept")
+            .header("content-type", "application/json"),
+    );
+    let lang = |r: reqwest::RequestBuilder| r.header("accept-language", "en");
+    assert_eq!(send(lang(e.proxy.get("/same"))).await.x_cache(), "MISS");
+    let fast_before = e.proxy.stats().await["fast_hits"].as_u64().unwrap();
+
+    let fast = send(lang(e.proxy.get("/same"))).await;
+    let fast_after = e.proxy.stats().await["fast_hits"].as_u64().unwrap();
+    assert_eq!(
+        fast_after,
+        fast_before + 1,
+        "the plain hit took the fast path"
+    );
+    // a precondition that does not match sends the request through pingora's hit path
+    let full = send(lang(e.proxy.get("/same")).header("if-none-match", "\"other\"")).await;
+    assert_eq!(
+        e.proxy.stats().await["fast_hits"].as_u64().unwrap(),
+        fast_after,
+        "the conditional hit did not take the fast path"
+    );
+
+    assert_eq!((fast.status, full.status), (200, 200));
+    assert_eq!(fast.body, "same body 1");
+    assert_eq!(full.body, fast.body);
+    assert_eq!((fast.x_cache(), full.x_cache()), ("HIT", "HIT"));
+    let varying = ["x-response-time", "server-timing", "age", "cache-status"];
+    let stable = |r: &crate::Resp| {
+        let mut v: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .filter(|(k, _)| !varying.contains(&k.as_str()))
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(stable(&fast), stable(&full));
+    for r in [&fast, &full] {
+        assert!(r
+            .header("cache-status")
+            .starts_with("llmselect-edge; hit; ttl="));
+        assert!(r.header("age").parse::<u64>().is_ok(), "{:?}", r.headers);
+        assert_eq!(r.header("x-custom"), "kept");
+        assert_eq!(r.header("etag"), "\"v1\"");
+    }
+
+    // another variant of the same URL is not a fast hit: it is fetched
+    let fr = send(e.proxy.get("/same").header("accept-language", "fr")).await;
+    assert_eq!(fr.x_cache(), "MISS");
+    assert_eq!(fr.body, "same body 2");
+
+    // HEAD from the fast path: the GET's headers, no body
+    let head = send(lang(reqwest::Client::new().head(e.proxy.url("/same")))).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.x_cache(), "HIT");
+    assert_eq!(head.body, "");
+    assert_eq!(head.header("content-length"), fast.header("content-length"));
+    assert_eq!(e.origin.count("/same"), 2);
+}

@@ -1,0 +1,342 @@
+//! The fast path for plain fresh hits.
+//!
+//! pingora's cache state machine is the authority on every cache decision, but on a hit it pays
+//! for work that a plain fresh hit does not need: it deserializes the stored meta (msgpack plus a
+//! zstd-compressed header, about 4 µs) and boxes a hit handler for every request. Most traffic
+//! is exactly that kind of hit, so `request_filter` first asks [`fresh_entry`] whether the store
+//! holds a fresh response that pingora would serve unchanged, and serves it from the header that
+//! was decoded once when the entry was stored ([`HitView`](super::storage::HitView)).
+//!
+//! The fast path only answers when the outcome is certain and identical to pingora's:
+//! - the request is an unconditional GET or HEAD without a body, a `Range`, an `Upgrade`, or
+//!   (when request directives are honoured) `Cache-Control` / `Pragma`: see [`eligible`];
+//! - the entry is fresh and not soft-purged;
+//! - the `Vary` check is pingora's own: the request's variance must equal the stored one, in the
+//!   primary slot or in the secondary slot, whose entry must have been created after the primary
+//!   slot's provenance (`cache_vary_lookup`'s `valid_after`).
+//!
+//! Anything else (stale, missing, conditional, ranged, uncertain) returns `None`, and pingora's
+//! full path runs as if the fast path did not exist.
+
+use super::storage::{Entry, HitView, Store};
+use super::vary;
+use http::{header, HeaderMap, HeaderName, Method};
+use pingora_cache::key::{CacheHashKey, HashBinary};
+use pingora_cache::CacheKey;
+use pingora_http::{RequestHeader, ResponseHeader};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Request fields whose handling (preconditions, ranges, upgrades) lives in pingora's path.
+const FULL_PATH_FIELDS: [HeaderName; 8] = [
+    header::RANGE,
+    header::IF_RANGE,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+    header::UPGRADE,
+    header::TRANSFER_ENCODING,
+];
+
+/// Whether a request may be answered by the fast path at all.
+pub fn eligible(req: &RequestHeader, honour_request_directives: bool) -> bool {
+    if req.method != Method::GET && req.method != Method::HEAD {
+        return false;
+    }
+    let h = &req.headers;
+    if FULL_PATH_FIELDS.iter().any(|name| h.contains_key(name)) {
+        return false;
+    }
+    // A request body would have to be drained before the connection is reused.
+    if h.get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+    {
+        return false;
+    }
+    !(honour_request_directives
+        && (h.contains_key(header::CACHE_CONTROL) || h.contains_key(header::PRAGMA)))
+}
+
+/// The stored entry that answers a request with these headers as a fresh hit, or `None` when
+/// pingora's full path must decide.
+pub fn fresh_entry(
+    store: &Store,
+    primary: &HashBinary,
+    req: &HeaderMap,
+    auth_cookies: &[String],
+    now: SystemTime,
+) -> Option<Arc<Entry>> {
+    let first = store.get(primary)?;
+    let view = first.view.as_ref()?;
+    let Some(variance) = request_variance(view, req, auth_cookies) else {
+        // pingora serves the primary slot as is when the filter reports no variance
+        return fresh(first, now);
+    };
+    if view.variance == Some(variance) {
+        return fresh(first, now);
+    }
+    let second = store.get(&secondary_slot(primary, variance))?;
+    let second_view = second.view.as_ref()?;
+    let matches = second_view.variance == Some(variance)
+        && request_variance(second_view, req, auth_cookies) == Some(variance)
+        && second_view.created >= view.provenance;
+    if matches {
+        fresh(second, now)
+    } else {
+        None
+    }
+}
+
+fn request_variance(
+    view: &HitView,
+    req: &HeaderMap,
+    auth_cookies: &[String],
+) -> Option<HashBinary> {
+    if view.varies {
+        vary::variance(&view.header.headers, req, auth_cookies)
+    } else {
+        None
+    }
+}
+
+fn fresh(entry: Arc<Entry>, now: SystemTime) -> Option<Arc<Entry>> {
+    let view = entry.view.as_ref()?;
+    (!entry.is_soft_expired() && view.fresh_until >= now).then_some(entry)
+}
+
+/// The storage key of a variant outside the primary slot (pingora's `combined_bin`).
+fn secondary_slot(primary: &HashBinary, variance: HashBinary) -> HashBinary {
+    let mut key = CacheKey::new(Vec::<u8>::new(), "");
+    key.set_primary_bin_override(*primary);
+    key.set_variance_key(variance);
+    key.combined_bin()
+}
+
+/// The per-entry part of what pingora's hit path does to a stored header (`cache_hit_header`
+/// and `range_header_filter` in pingora-proxy's `proxy_cache.rs`), applied once at store time:
+/// HTTP/1.1, chunked framing when there is no `Content-Length`, and `Accept-Ranges: bytes` on a
+/// 200 with a valid `Content-Length` (the store can serve ranges). `Age` is per request.
+pub fn served_header(mut header: ResponseHeader) -> ResponseHeader {
+    header.set_version(http::Version::HTTP_11);
+    let status = header.status;
+    let length = header
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .map(|v| std::str::from_utf8(v.as_bytes()).map(|s| s.parse::<usize>().is_ok()));
+    if !matches!(status.as_u16(), 204 | 304) && !status.is_informational() && length.is_none() {
+        let _ = header.insert_header(header::TRANSFER_ENCODING, "chunked");
+    }
+    if status == http::StatusCode::OK && length == Some(Ok(true)) {
+        let _ = header.insert_header(header::ACCEPT_RANGES, "bytes");
+    }
+    header
+}
+
+/// A `CacheKey` that carries only the primary hash (for the predictor).
+pub fn primary_only_key(primary: &HashBinary) -> CacheKey {
+    let mut key = CacheKey::new(Vec::<u8>::new(), "");
+    key.set_primary_bin_override(*primary);
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::storage::{FillInfo, StoreOptions};
+    use crate::proxy::key::UrlKey;
+    use bytes::Bytes;
+    use pingora_cache::CacheMeta;
+    use std::time::{Duration, Instant};
+
+    fn store() -> Store {
+        Store::new(StoreOptions {
+            capacity_bytes: 1 << 20,
+            shards: 4,
+            max_object_bytes: 1 << 16,
+            tombstone_retention: Duration::from_secs(60),
+        })
+        .unwrap()
+    }
+
+    fn req(pairs: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/x", None).unwrap();
+        for (k, v) in pairs {
+            r.insert_header(k.to_string(), v.to_string()).unwrap();
+        }
+        r
+    }
+
+    /// Stores a response under `slot`, created `age` ago, varying on `vary` and stored for
+    /// `variance`.
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        s: &Store,
+        slot: HashBinary,
+        primary: HashBinary,
+        ttl: Duration,
+        age: Duration,
+        vary: Option<&str>,
+        variance: Option<HashBinary>,
+        body: &'static str,
+    ) {
+        let now = SystemTime::now() - age;
+        let mut h = ResponseHeader::build(200, None).unwrap();
+        if let Some(v) = vary {
+            h.insert_header("vary", v).unwrap();
+        }
+        let mut meta = CacheMeta::new(now + ttl, now, 0, 0, h);
+        if let Some(v) = variance {
+            meta.set_variance_key(v);
+        }
+        let info = FillInfo {
+            started: Instant::now(),
+            url: UrlKey::new("h", "/x"),
+            groups: vec![],
+        };
+        assert!(
+            s.commit(
+                slot,
+                primary,
+                meta.serialize().unwrap(),
+                Bytes::from(body),
+                info
+            ) > 0
+        );
+    }
+
+    fn primary() -> HashBinary {
+        UrlKey::new("h", "/x").primary_hash()
+    }
+
+    #[test]
+    fn eligibility() {
+        assert!(eligible(&req(&[]), true));
+        assert!(eligible(&req(&[("content-length", "0")]), true));
+        assert!(!eligible(&req(&[("if-none-match", "\"a\"")]), true));
+        assert!(!eligible(&req(&[("range", "bytes=0-1")]), true));
+        assert!(!eligible(&req(&[("content-length", "3")]), true));
+        assert!(!eligible(&req(&[("cache-control", "no-cache")]), true));
+        assert!(eligible(&req(&[("cache-control", "no-cache")]), false));
+        let post = RequestHeader::build("POST", b"/x", None).unwrap();
+        assert!(!eligible(&post, true));
+    }
+
+    #[test]
+    fn fresh_plain_entry_is_served_and_stale_is_not() {
+        let s = store();
+        let p = primary();
+        put(
+            &s,
+            p,
+            p,
+            Duration::from_secs(60),
+            Duration::ZERO,
+            None,
+            None,
+            "body",
+        );
+        let now = SystemTime::now();
+        let e = fresh_entry(&s, &p, &HeaderMap::new(), &[], now).expect("fresh hit");
+        assert_eq!(e.body, Bytes::from("body"));
+        let later = now + Duration::from_secs(120);
+        assert!(fresh_entry(&s, &p, &HeaderMap::new(), &[], later).is_none());
+    }
+
+    #[test]
+    fn soft_purged_entry_falls_back() {
+        let s = store();
+        let p = primary();
+        put(
+            &s,
+            p,
+            p,
+            Duration::from_secs(60),
+            Duration::ZERO,
+            None,
+            None,
+            "body",
+        );
+        s.invalidate(
+            &crate::cache::storage::Scope::Url(UrlKey::new("h", "/x")),
+            true,
+        );
+        assert!(fresh_entry(&s, &p, &HeaderMap::new(), &[], SystemTime::now()).is_none());
+    }
+
+    #[test]
+    fn vary_serves_only_the_matching_variant() {
+        let s = store();
+        let p = primary();
+        let resp_vary = req(&[("vary", "authorization")]).headers.clone();
+        let alice = req(&[("authorization", "Bearer alice")]).headers.clone();
+        let bob = req(&[("authorization", "Bearer bob")]).headers.clone();
+        let carol = req(&[("authorization", "Bearer carol")]).headers.clone();
+        let va = vary::variance(&resp_vary, &alice, &[]).unwrap();
+        let vb = vary::variance(&resp_vary, &bob, &[]).unwrap();
+        let ttl = Duration::from_secs(60);
+        let zero = Duration::ZERO;
+        put(
+            &s,
+            p,
+            p,
+            ttl,
+            zero,
+            Some("authorization"),
+            Some(va),
+            "alice",
+        );
+        put(
+            &s,
+            secondary_slot(&p, vb),
+            p,
+            ttl,
+            zero,
+            Some("authorization"),
+            Some(vb),
+            "bob",
+        );
+        let now = SystemTime::now();
+        let a = fresh_entry(&s, &p, &alice, &[], now).unwrap();
+        assert_eq!(a.body, Bytes::from("alice"));
+        let b = fresh_entry(&s, &p, &bob, &[], now).unwrap();
+        assert_eq!(b.body, Bytes::from("bob"));
+        assert!(fresh_entry(&s, &p, &carol, &[], now).is_none());
+        assert!(fresh_entry(&s, &p, &HeaderMap::new(), &[], now).is_none());
+    }
+
+    #[test]
+    fn secondary_older_than_primary_provenance_falls_back() {
+        let s = store();
+        let p = primary();
+        let resp_vary = req(&[("vary", "authorization")]).headers.clone();
+        let alice = req(&[("authorization", "Bearer alice")]).headers.clone();
+        let bob = req(&[("authorization", "Bearer bob")]).headers.clone();
+        let va = vary::variance(&resp_vary, &alice, &[]).unwrap();
+        let vb = vary::variance(&resp_vary, &bob, &[]).unwrap();
+        let ttl = Duration::from_secs(60);
+        // bob's variant predates the primary slot's current lineage (a purge of all variants
+        // only deletes the primary slot; its provenance is the tombstone of the others)
+        put(
+            &s,
+            secondary_slot(&p, vb),
+            p,
+            ttl,
+            Duration::from_secs(10),
+            Some("authorization"),
+            Some(vb),
+            "bob",
+        );
+        put(
+            &s,
+            p,
+            p,
+            ttl,
+            Duration::ZERO,
+            Some("authorization"),
+            Some(va),
+            "alice",
+        );
+        assert!(fresh_entry(&s, &p, &bob, &[], SystemTime::now()).is_none());
+    }
+}
