@@ -2,7 +2,8 @@
 //! `access_token_cookie` (CSRF double submit on unsafe methods), then the user row.
 //!
 //! Any handler authenticates with [`authenticate`]: one statement (the user load, which also
-//! returns the user's `cache_version` for cheap ETags).
+//! returns the user's `cache_version` for cheap ETags). A handler that needs one more row can
+//! fold the user load into that row's statement with [`AccessToken`] instead.
 
 pub mod jwt;
 pub mod password;
@@ -119,25 +120,51 @@ pub fn verify_token(ctx: &RequestCtx, token_type: &str) -> Result<jwt::Claims, A
     Ok(claims)
 }
 
+/// A verified access token whose subject is a user id, before the user row is loaded. Handlers
+/// that need the user together with another row load both in one statement (for example
+/// `repo::conversations::get_with_user`) and finish with [`AccessToken::with_user`]; the others
+/// use [`authenticate`].
+#[derive(Debug)]
+pub struct AccessToken {
+    pub user_id: i64,
+    claims: jwt::Claims,
+}
+
+impl AccessToken {
+    /// Verifies the request's access token (no database access); a subject that is not a user id
+    /// fails like a deleted user.
+    pub fn verify(ctx: &RequestCtx) -> Result<AccessToken, AppError> {
+        let claims = verify_token(ctx, "access")?;
+        match claims.sub.parse::<i64>() {
+            Ok(user_id) => Ok(AccessToken { user_id, claims }),
+            Err(_) => Err(AppError::UserNotFound(claims.sub)),
+        }
+    }
+
+    /// The authenticated user from the token and the subject's row as loaded (`None`: the user no
+    /// longer exists).
+    pub fn with_user(self, user: Option<users::User>) -> Result<AuthUser, AppError> {
+        let Some(user) = user else {
+            return Err(AppError::UserNotFound(self.claims.sub));
+        };
+        Ok(AuthUser {
+            id: user.id,
+            username: user.username,
+            is_admin: user.is_admin,
+            cache_version: user.cache_version,
+            token_exp: self.claims.exp,
+        })
+    }
+}
+
 /// Authenticates the request and loads its user (one statement).
 pub async fn authenticate(
     ctx: &RequestCtx,
     db: &Db<'_, impl GenericClient + Sync>,
 ) -> Result<AuthUser, AppError> {
-    let claims = verify_token(ctx, "access")?;
-    let Ok(id) = claims.sub.parse::<i64>() else {
-        return Err(AppError::UserNotFound(claims.sub));
-    };
-    let Some(user) = users::by_id(db, id).await? else {
-        return Err(AppError::UserNotFound(claims.sub));
-    };
-    Ok(AuthUser {
-        id: user.id,
-        username: user.username,
-        is_admin: user.is_admin,
-        cache_version: user.cache_version,
-        token_exp: claims.exp,
-    })
+    let token = AccessToken::verify(ctx)?;
+    let user = users::by_id(db, token.user_id).await?;
+    token.with_user(user)
 }
 
 /// The user id of a valid access token, if any (used to key rate limits; no database access).

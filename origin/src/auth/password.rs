@@ -4,22 +4,54 @@
 //! salt string's UTF-8 bytes as the salt. Verification also accepts `pbkdf2:sha256:ROUNDS$salt$hex`.
 //! Both are CPU-bound: call them from `spawn_blocking`.
 
+use std::sync::OnceLock;
+
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 use subtle::ConstantTimeEq;
 
-/// Hashes `password` with scrypt N = 2^`log_n`, r = 8, p = 1.
-pub fn hash(password: &str, log_n: u8) -> String {
-    let salt: String = rand::thread_rng()
+fn new_salt() -> String {
+    rand::thread_rng()
         .sample_iter(&Alphanumeric)
         .take(16)
         .map(char::from)
-        .collect();
+        .collect()
+}
+
+fn scrypt_hash_string(log_n: u8, salt: &str, digest: &[u8; 64]) -> String {
+    format!(
+        "scrypt:{}:8:1${salt}${}",
+        1u64 << log_n,
+        hex::encode(digest)
+    )
+}
+
+/// Hashes `password` with scrypt N = 2^`log_n`, r = 8, p = 1.
+pub fn hash(password: &str, log_n: u8) -> String {
+    let salt = new_salt();
     let params = scrypt::Params::new(log_n, 8, 1, 64).expect("valid scrypt parameters");
     let mut out = [0u8; 64];
     scrypt::scrypt(password.as_bytes(), salt.as_bytes(), &params, &mut out)
         .expect("64-byte output is a valid length");
-    format!("scrypt:{}:8:1${salt}${}", 1u64 << log_n, hex::encode(out))
+    scrypt_hash_string(log_n, &salt, &out)
+}
+
+/// A hash in exactly the format and with the parameters [`hash`] uses for `log_n`, that no
+/// password matches. A login for an unknown username verifies the given password against it, so
+/// that it costs one full scrypt run like a wrong password for an existing user, and response
+/// times do not tell which usernames exist.
+///
+/// Built once per `log_n` and then shared. Its salt and digest are random bytes rather than the
+/// output of a scrypt run: [`verify`] does the same work whatever the stored digest is, and not
+/// running the KDF here keeps the first unknown-username login as fast as the later ones.
+pub fn dummy_hash(log_n: u8) -> &'static str {
+    // Indexed by `log_n`; the configuration allows 1..=20 and scrypt at most 63.
+    static DUMMIES: [OnceLock<String>; 64] = [const { OnceLock::new() }; 64];
+    DUMMIES[usize::from(log_n.min(63))].get_or_init(|| {
+        let mut digest = [0u8; 64];
+        rand::thread_rng().fill(&mut digest[..]);
+        scrypt_hash_string(log_n, &new_salt(), &digest)
+    })
 }
 
 /// Checks `password` against a stored hash in constant time; unknown formats never match.
@@ -85,6 +117,23 @@ mod tests {
         assert_eq!(parts[2].len(), 128);
         assert!(verify("correct horse", &h));
         assert!(!verify("wrong", &h));
+    }
+
+    #[test]
+    fn dummy_hash_has_the_real_format_and_parameters_and_matches_nothing() {
+        let dummy = dummy_hash(4);
+        let real = hash("x", 4);
+        let fields = |h: &str| {
+            let parts: Vec<String> = h.split('$').map(str::to_string).collect();
+            (parts[0].clone(), parts[1].len(), parts[2].len())
+        };
+        assert_eq!(fields(dummy), fields(&real));
+        assert!(std::ptr::eq(dummy, dummy_hash(4)), "built once");
+        assert_ne!(dummy, dummy_hash(5));
+        assert!(dummy_hash(5).starts_with("scrypt:32:8:1$"));
+        for pw in ["", "x", "password", "demo-password-123"] {
+            assert!(!verify(pw, dummy));
+        }
     }
 
     #[test]

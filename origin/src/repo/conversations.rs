@@ -5,6 +5,7 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use crate::db::{Db, Sql};
+use crate::repo::users::{self, User};
 
 /// One row of the conversation list page.
 #[derive(Debug, Clone)]
@@ -16,6 +17,13 @@ pub struct ListItem {
     pub last_message_at: DateTime<Utc>,
     pub message_count: i64,
     pub preview: String,
+}
+
+/// A list page and the total of conversations matching the search (all pages).
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub items: Vec<ListItem>,
+    pub total: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -54,40 +62,61 @@ pub struct Message {
 /// Search filter: `None`, or an already escaped `ILIKE` pattern (see `repo::like_pattern`).
 pub type Search<'a> = Option<&'a str>;
 
-const LIST_OFFSET: Sql = Sql {
+/// A conversation-list statement: the page and the total of matching conversations in one
+/// statement. `matching` is inlined into both of its uses (`NOT MATERIALIZED`), so the page is
+/// read in index order straight from `idx_conversations_user_last_message` (and the keyset
+/// condition becomes an index condition) while the total counts every match: a window
+/// `count(*) OVER ()` on the page would only count the rows after the cursor. The total is the
+/// single row the page is LEFT JOINed to, so a page past the end still yields one row carrying
+/// the total, with NULL conversation columns. Message count and preview are correlated subqueries
+/// on `idx_message_conversation_created`, evaluated only for the page's rows (not for the rows an
+/// OFFSET skips).
+macro_rules! list_sql {
+    ($keyset:literal, $limit:literal) => {
+        concat!(
+            "WITH matching AS NOT MATERIALIZED (
+  SELECT c.id, c.title, c.provider, c.model, c.last_message_at FROM conversations c
+  WHERE c.user_id = $1
+    AND ($2::text IS NULL OR c.title ILIKE $2 OR c.provider ILIKE $2 OR c.model ILIKE $2)),
+total AS (SELECT count(*) AS n FROM matching),
+page AS (
+  SELECT * FROM matching",
+            $keyset,
+            "
+  ORDER BY last_message_at DESC, id DESC ",
+            $limit,
+            ")
+SELECT total.n, p.id, p.title, p.provider, p.model, p.last_message_at,
+       (SELECT count(*) FROM messages m WHERE m.conversation_id = p.id) AS message_count,
+       COALESCE((SELECT left(m.content, 100) FROM messages m
+                 WHERE m.conversation_id = p.id AND m.role = 'user'
+                 ORDER BY m.created_at DESC, m.id DESC LIMIT 1), '') AS preview
+FROM total LEFT JOIN page p ON true
+ORDER BY p.last_message_at DESC, p.id DESC"
+        )
+    };
+}
+
+/// The list statement for offset pages (`$3` limit, `$4` offset).
+pub const LIST_OFFSET: Sql = Sql {
     name: "conversation_list_page",
-    text: "SELECT c.id, c.title, c.provider, c.model, c.last_message_at,
-       (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count,
-       COALESCE((SELECT left(m.content, 100) FROM messages m
-                 WHERE m.conversation_id = c.id AND m.role = 'user'
-                 ORDER BY m.created_at DESC, m.id DESC LIMIT 1), '') AS preview
-FROM conversations c
-WHERE c.user_id = $1
-  AND ($2::text IS NULL OR c.title ILIKE $2 OR c.provider ILIKE $2 OR c.model ILIKE $2)
-ORDER BY c.last_message_at DESC, c.id DESC
-LIMIT $3 OFFSET $4",
+    text: list_sql!("", "LIMIT $3 OFFSET $4"),
 };
 
-const LIST_KEYSET: Sql = Sql {
+/// The list statement for keyset pages after the cursor `($4, $5)` = `(last_message_at, id)`.
+pub const LIST_KEYSET: Sql = Sql {
     name: "conversation_list_keyset",
-    text: "SELECT c.id, c.title, c.provider, c.model, c.last_message_at,
-       (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count,
-       COALESCE((SELECT left(m.content, 100) FROM messages m
-                 WHERE m.conversation_id = c.id AND m.role = 'user'
-                 ORDER BY m.created_at DESC, m.id DESC LIMIT 1), '') AS preview
-FROM conversations c
-WHERE c.user_id = $1
-  AND ($2::text IS NULL OR c.title ILIKE $2 OR c.provider ILIKE $2 OR c.model ILIKE $2)
-  AND (c.last_message_at, c.id) < ($4, $5)
-ORDER BY c.last_message_at DESC, c.id DESC
-LIMIT $3",
+    text: list_sql!(" WHERE (last_message_at, id) < ($4, $5)", "LIMIT $3"),
 };
 
-const COUNT: Sql = Sql {
-    name: "conversation_count",
-    text: "SELECT count(*) FROM conversations c
-WHERE c.user_id = $1
-  AND ($2::text IS NULL OR c.title ILIKE $2 OR c.provider ILIKE $2 OR c.model ILIKE $2)",
+/// The user row and, when it exists and is theirs, the conversation `$2`: authentication and the
+/// conversation lookup of a detail request in one statement.
+const GET_WITH_USER: Sql = Sql {
+    name: "conversation_get_with_user",
+    text: "SELECT u.id, u.username, u.is_admin, u.cache_version,
+       c.id, c.user_id, c.title, c.provider, c.model, c.last_message_at, c.updated_at
+FROM users u LEFT JOIN conversations c ON c.id = $2 AND c.user_id = u.id
+WHERE u.id = $1",
 };
 
 const GET: Sql = Sql {
@@ -156,27 +185,41 @@ bump AS (UPDATE users SET cache_version = cache_version + 1
 SELECT id, role, content, created_at FROM msg",
 };
 
-fn list_item(r: &tokio_postgres::Row) -> ListItem {
-    ListItem {
-        id: r.get(0),
-        title: r.get(1),
-        provider: r.get(2),
-        model: r.get(3),
-        last_message_at: r.get(4),
-        message_count: r.get(5),
-        preview: r.get(6),
-    }
-}
-
-fn conversation(r: &tokio_postgres::Row) -> Conversation {
-    Conversation {
-        id: r.get(0),
-        user_id: r.get(1),
+/// A row of a list statement: `None` for the row that only carries the total of an empty page.
+fn list_item(r: &tokio_postgres::Row) -> Option<ListItem> {
+    Some(ListItem {
+        id: r.get::<_, Option<Uuid>>(1)?,
         title: r.get(2),
         provider: r.get(3),
         model: r.get(4),
         last_message_at: r.get(5),
-        updated_at: r.get(6),
+        message_count: r.get(6),
+        preview: r.get(7),
+    })
+}
+
+fn list(rows: &[tokio_postgres::Row]) -> ListPage {
+    ListPage {
+        // The statement always returns at least the row of the total.
+        total: rows.first().map_or(0, |r| r.get(0)),
+        items: rows.iter().filter_map(list_item).collect(),
+    }
+}
+
+fn conversation(r: &tokio_postgres::Row) -> Conversation {
+    conversation_at(r, 0)
+}
+
+/// The conversation in columns `base..base + 7`.
+fn conversation_at(r: &tokio_postgres::Row, base: usize) -> Conversation {
+    Conversation {
+        id: r.get(base),
+        user_id: r.get(base + 1),
+        title: r.get(base + 2),
+        provider: r.get(base + 3),
+        model: r.get(base + 4),
+        last_message_at: r.get(base + 5),
+        updated_at: r.get(base + 6),
     }
 }
 
@@ -189,43 +232,52 @@ fn message(r: &tokio_postgres::Row) -> Message {
     }
 }
 
-/// A list page by offset (one statement, message count and preview included).
+/// A list page by offset, with the total of matching conversations (one statement).
 pub async fn list_page(
     db: &Db<'_, impl GenericClient + Sync>,
     user_id: i64,
     search: Search<'_>,
     limit: i64,
     offset: i64,
-) -> Result<Vec<ListItem>, tokio_postgres::Error> {
+) -> Result<ListPage, tokio_postgres::Error> {
     let rows = db
         .query(&LIST_OFFSET, &[&user_id, &search, &limit, &offset])
         .await?;
-    Ok(rows.iter().map(list_item).collect())
+    Ok(list(&rows))
 }
 
-/// A list page after the keyset cursor `(last_message_at, id)`.
+/// A list page after the keyset cursor `(last_message_at, id)`, with the total of all matching
+/// conversations, not only those after the cursor (one statement).
 pub async fn list_after(
     db: &Db<'_, impl GenericClient + Sync>,
     user_id: i64,
     search: Search<'_>,
     limit: i64,
     after: (DateTime<Utc>, Uuid),
-) -> Result<Vec<ListItem>, tokio_postgres::Error> {
+) -> Result<ListPage, tokio_postgres::Error> {
     let rows = db
         .query(
             &LIST_KEYSET,
             &[&user_id, &search, &limit, &after.0, &after.1],
         )
         .await?;
-    Ok(rows.iter().map(list_item).collect())
+    Ok(list(&rows))
 }
 
-pub async fn count(
+/// The user `user_id` (`None` when they no longer exist) with their conversation `id` (`None` when
+/// missing or someone else's), in one statement.
+pub async fn get_with_user(
     db: &Db<'_, impl GenericClient + Sync>,
     user_id: i64,
-    search: Search<'_>,
-) -> Result<i64, tokio_postgres::Error> {
-    Ok(db.query_one(&COUNT, &[&user_id, &search]).await?.get(0))
+    id: Uuid,
+) -> Result<Option<(User, Option<Conversation>)>, tokio_postgres::Error> {
+    Ok(db
+        .query_opt(&GET_WITH_USER, &[&user_id, &id])
+        .await?
+        .map(|r| {
+            let conversation = r.get::<_, Option<Uuid>>(4).map(|_| conversation_at(&r, 4));
+            (users::user(&r), conversation)
+        }))
 }
 
 /// The conversation if it exists and belongs to `user_id`.

@@ -47,16 +47,22 @@ const INSERT: Sql = Sql {
            RETURNING id, is_admin",
 };
 
-pub async fn by_id(
-    db: &Db<'_, impl GenericClient + Sync>,
-    id: i64,
-) -> Result<Option<User>, tokio_postgres::Error> {
-    Ok(db.query_opt(&BY_ID, &[&id]).await?.map(|r| User {
+/// The user in the first four columns of `r`, in the order of [`BY_ID`] (statements that load the
+/// user together with something else put those columns first).
+pub(crate) fn user(r: &tokio_postgres::Row) -> User {
+    User {
         id: r.get(0),
         username: r.get(1),
         is_admin: r.get(2),
         cache_version: r.get(3),
-    }))
+    }
+}
+
+pub async fn by_id(
+    db: &Db<'_, impl GenericClient + Sync>,
+    id: i64,
+) -> Result<Option<User>, tokio_postgres::Error> {
+    Ok(db.query_opt(&BY_ID, &[&id]).await?.as_ref().map(user))
 }
 
 pub async fn credentials(

@@ -101,16 +101,24 @@ pub async fn login(ctx: &RequestCtx) -> Result<Response, AppError> {
         let conn = ctx.conn().await?;
         users::credentials(&conn.db(&ctx.obs), &username.to_lowercase()).await?
     };
-    let Some(creds) = creds else {
+    // An unknown username still pays for one password verification, against a dummy hash with
+    // the parameters of new hashes, and gets the same 401: neither the response nor its timing
+    // tells whether the user exists.
+    let stored = creds.as_ref().map(|c| c.password_hash.clone());
+    let log_n = ctx.state.config.auth.password_hash_log_n;
+    let ok = tokio::task::spawn_blocking(move || match stored {
+        Some(stored) => password::verify(&pw, &stored),
+        None => {
+            // `black_box`: the result is unused, and the work must not be optimised away.
+            std::hint::black_box(password::verify(&pw, password::dummy_hash(log_n)));
+            false
+        }
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.into()))?;
+    let Some(creds) = creds.filter(|_| ok) else {
         return Err(invalid());
     };
-    let stored = creds.password_hash.clone();
-    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &stored))
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?;
-    if !ok {
-        return Err(invalid());
-    }
     let cfg = &ctx.state.config.auth;
     let access = ctx
         .state

@@ -1,15 +1,20 @@
 //! `/api/v1/conversations…` (origin-api.md §3.6), plus create and append-message.
 //!
-//! Statement budget: list = auth + page + count; detail = auth + conversation + messages; a
-//! matching `If-None-Match` is answered after the auth load (list) or the conversation row (detail).
+//! Statement budget (reported in `Server-Timing` and the `origin_db_statements_per_request`
+//! histogram): list = auth + one page statement that also carries the total; detail and export =
+//! one statement for the user and the conversation + messages. A matching `If-None-Match` is
+//! answered after the first statement: the auth load (list, whose ETag derives from the user's
+//! `cache_version`) or the user-and-conversation load (detail, whose ETag derives from the
+//! conversation row).
 
 use http::header::{HeaderValue, CONTENT_DISPOSITION, LOCATION};
 use http::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::auth::{authenticate, AuthUser};
+use crate::auth::{authenticate, AccessToken, AuthUser};
 use crate::cursor;
+use crate::db::Db;
 use crate::error::AppError;
 use crate::http::input::Fields;
 use crate::http::request::RequestCtx;
@@ -28,6 +33,25 @@ fn parse_id(ctx: &RequestCtx) -> Result<Uuid, AppError> {
         .first()
         .and_then(|s| Uuid::parse_str(s).ok())
         .ok_or_else(|| AppError::not_found(NOT_FOUND))
+}
+
+/// Authenticates and loads the path's conversation in one statement (the user row LEFT JOIN the
+/// conversation). The conversation is `None` when the id is malformed, missing or another user's;
+/// a malformed id costs the plain auth load, so that an unauthenticated request still gets its
+/// 401 rather than a 404.
+async fn authenticate_with_conversation(
+    ctx: &RequestCtx,
+    db: &Db<'_, impl tokio_postgres::GenericClient + Sync>,
+) -> Result<(AuthUser, Option<Conversation>), AppError> {
+    let Ok(id) = parse_id(ctx) else {
+        return Ok((authenticate(ctx, db).await?, None));
+    };
+    let token = AccessToken::verify(ctx)?;
+    let (user, conversation) = match repo::get_with_user(db, token.user_id, id).await? {
+        Some((user, conversation)) => (Some(user), conversation),
+        None => (None, None),
+    };
+    Ok((token.with_user(user)?, conversation))
 }
 
 fn message_json(m: &Message) -> Value {
@@ -119,13 +143,12 @@ pub async fn list(ctx: &RequestCtx) -> Result<Response, AppError> {
         return Ok(cache.not_modified());
     }
     let pattern = search.as_deref().map(like_pattern);
-    let items = match after {
+    let repo::ListPage { items, total } = match after {
         Some(after) => repo::list_after(&db, user.id, pattern.as_deref(), limit, after).await?,
         None => {
             repo::list_page(&db, user.id, pattern.as_deref(), limit, (page - 1) * limit).await?
         }
     };
-    let total = repo::count(&db, user.id, pattern.as_deref()).await?;
     let next_cursor = match items.last() {
         Some(last) if items.len() as i64 == limit => Some(cursor::encode(
             "conv",
@@ -163,16 +186,13 @@ pub async fn list(ctx: &RequestCtx) -> Result<Response, AppError> {
 pub async fn get(ctx: &RequestCtx) -> Result<Response, AppError> {
     let conn = ctx.conn().await?;
     let db = conn.db(&ctx.obs);
-    let user = authenticate(ctx, &db).await?;
-    let id = parse_id(ctx)?;
-    let conv = repo::get(&db, id, user.id)
-        .await?
-        .ok_or_else(|| AppError::not_found(NOT_FOUND))?;
+    let (user, conv) = authenticate_with_conversation(ctx, &db).await?;
+    let conv = conv.ok_or_else(|| AppError::not_found(NOT_FOUND))?;
     let cache = detail_cache(ctx, &user, &conv, "detail");
     if cache.matches(&ctx.headers) {
         return Ok(cache.not_modified());
     }
-    let messages = repo::messages(&db, id).await?;
+    let messages = repo::messages(&db, conv.id).await?;
     Ok(cache.wrap(json_response(
         StatusCode::OK,
         &detail_json(&conv, &messages),
@@ -182,7 +202,8 @@ pub async fn get(ctx: &RequestCtx) -> Result<Response, AppError> {
 pub async fn export(ctx: &RequestCtx) -> Result<Response, AppError> {
     let conn = ctx.conn().await?;
     let db = conn.db(&ctx.obs);
-    let user = authenticate(ctx, &db).await?;
+    let (user, conv) = authenticate_with_conversation(ctx, &db).await?;
+    // A malformed id is a 404 before a bad format is a 400; a missing conversation only after.
     let id = parse_id(ctx)?;
     let format = ctx
         .query_param("format")
@@ -194,9 +215,7 @@ pub async fn export(ctx: &RequestCtx) -> Result<Response, AppError> {
             error: "Invalid format. Must be 'markdown' or 'json'".into(),
         });
     }
-    let conv = repo::get(&db, id, user.id)
-        .await?
-        .ok_or_else(|| AppError::not_found(NOT_FOUND))?;
+    let conv = conv.ok_or_else(|| AppError::not_found(NOT_FOUND))?;
     let cache = detail_cache(ctx, &user, &conv, &format);
     if cache.matches(&ctx.headers) {
         return Ok(cache.not_modified());

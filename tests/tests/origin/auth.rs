@@ -4,7 +4,7 @@ use llmselect_e2e::origin::{set_cookie_value, spawn_origin};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{header, json};
+use crate::support::{header, json, me_with_bearer, origin_with_user, row_count};
 
 #[tokio::test]
 async fn register_login_me_logout() {
@@ -60,13 +60,7 @@ async fn register_login_me_logout() {
         15 * 60
     );
 
-    let r = o
-        .http
-        .get(o.url("/api/v1/auth/me"))
-        .header("Authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap();
+    let r = me_with_bearer(&o, &token).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), "private, no-store");
     assert_eq!(json(r).await, json!({"user": {"username": "alice"}}));
@@ -151,17 +145,36 @@ async fn registration_policies() {
 
 #[tokio::test]
 async fn login_failures_are_generic() {
-    let o = spawn_origin(|_| {}).await;
-    o.user("carol").await;
-    for (u, p) in [("carol", "wrong-password"), ("nobody", "password-carol")] {
+    let (o, _carol) = origin_with_user("carol").await;
+    // A wrong password for an existing user and any password for an unknown one (even carol's)
+    // must be indistinguishable: same status, headers and body, and the same database work.
+    let mut answers = Vec::new();
+    for (u, p) in [
+        ("carol", "wrong-password"),
+        ("nobody", "password-carol"),
+        ("nobody", "wrong-password"),
+    ] {
         let r = o.login(u, p).await;
-        assert_eq!(r.status(), 401);
+        assert_eq!(r.status(), 401, "{u}");
         assert_eq!(header(&r, "cache-control"), "no-store");
+        assert!(header(&r, "set-cookie").is_empty(), "{u}");
+        let mut headers: Vec<(String, String)> = r
+            .headers()
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "date" | "x-response-time"))
+            .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_string()))
+            .collect();
+        headers.sort();
+        let status = r.status();
+        let body = r.bytes().await.unwrap();
         assert_eq!(
-            json(r).await,
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
             json!({"error": "authentication_error", "message": "Invalid username or password"})
         );
+        answers.push((status, headers, body));
     }
+    assert_eq!(answers[0], answers[1], "wrong password vs unknown user");
+    assert_eq!(answers[1], answers[2]);
 }
 
 #[tokio::test]
@@ -219,8 +232,7 @@ fn hex_encode(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn cookie_auth_needs_csrf_on_mutations_and_bearer_does_not() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("dave").await;
+    let (o, u) = origin_with_user("dave").await;
     let cid = o.create_conversation(&u, Some("t")).await;
     let path = o.url(&format!("/api/v1/conversations/{cid}"));
 
@@ -272,8 +284,7 @@ async fn cookie_auth_needs_csrf_on_mutations_and_bearer_does_not() {
 
 #[tokio::test]
 async fn authentication_errors() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("erin").await;
+    let (o, u) = origin_with_user("erin").await;
     let r = o
         .http
         .get(o.url("/api/v1/conversations"))
@@ -289,37 +300,19 @@ async fn authentication_errors() {
 
     let mut forged = u.token.clone();
     forged.push('x');
-    let r = o
-        .http
-        .get(o.url("/api/v1/auth/me"))
-        .header("Authorization", format!("Bearer {forged}"))
-        .send()
-        .await
-        .unwrap();
+    let r = me_with_bearer(&o, &forged).await;
     assert_eq!(r.status(), 401);
     assert_eq!(json(r).await["error"], "invalid_token");
 
     // A refresh token is not an access token.
-    let r = o
-        .http
-        .get(o.url("/api/v1/auth/me"))
-        .header("Authorization", format!("Bearer {}", u.refresh_token))
-        .send()
-        .await
-        .unwrap();
+    let r = me_with_bearer(&o, &u.refresh_token).await;
     assert_eq!(r.status(), 401);
     assert_eq!(json(r).await["error"], "invalid_token");
 
     // An expired token.
     let keys = llmselect_origin::auth::jwt::JwtKeys::new(&o.config.auth.jwt_secret_key);
     let expired = keys.issue(1, "access", -5).unwrap();
-    let r = o
-        .http
-        .get(o.url("/api/v1/auth/me"))
-        .header("Authorization", format!("Bearer {}", expired.token))
-        .send()
-        .await
-        .unwrap();
+    let r = me_with_bearer(&o, &expired.token).await;
     assert_eq!(r.status(), 401);
     assert_eq!(
         json(r).await,
@@ -328,13 +321,7 @@ async fn authentication_errors() {
 
     // A valid token for a user that no longer exists.
     let ghost = keys.issue(999_999, "access", 60).unwrap();
-    let r = o
-        .http
-        .get(o.url("/api/v1/auth/me"))
-        .header("Authorization", format!("Bearer {}", ghost.token))
-        .send()
-        .await
-        .unwrap();
+    let r = me_with_bearer(&o, &ghost.token).await;
     assert_eq!(r.status(), 401);
     assert_eq!(
         json(r).await,
@@ -344,8 +331,7 @@ async fn authentication_errors() {
 
 #[tokio::test]
 async fn refresh_uses_the_refresh_cookie_and_its_csrf() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("frank").await;
+    let (o, u) = origin_with_user("frank").await;
     let cookie = format!("refresh_token_cookie={}", u.refresh_token);
     let r = o
         .http
@@ -368,13 +354,7 @@ async fn refresh_uses_the_refresh_cookie_and_its_csrf() {
     let token = set_cookie_value(r.headers(), "access_token_cookie").expect("new access cookie");
     assert!(set_cookie_value(r.headers(), "csrf_access_token").is_some());
     assert_eq!(json(r).await, json!({"message": "Token refreshed"}));
-    let r = o
-        .http
-        .get(o.url("/api/v1/auth/me"))
-        .header("Authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap();
+    let r = me_with_bearer(&o, &token).await;
     assert_eq!(r.status(), 200);
 }
 
@@ -451,13 +431,7 @@ async fn bad_bodies_get_documented_4xx() {
     assert_eq!(json(r).await["error"], "payload_too_large");
 
     // Nothing was written by any of these.
-    let n: i64 =
-        o.db.client()
-            .await
-            .query_one("SELECT count(*) FROM users", &[])
-            .await
-            .unwrap()
-            .get(0);
+    let n = row_count(&o, "users").await;
     assert_eq!(n, 0);
 }
 

@@ -1,10 +1,12 @@
 //! Comparisons: create, list (offset and cursor), vote, delete, isolation, ETag and groups.
 
-use llmselect_e2e::origin::spawn_origin;
+use llmselect_e2e::origin::{TestOrigin, TestUser};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{header, json, statements};
+use crate::support::{
+    get_json, header, ints, json, origin_with_user, row_count, statements, user_id,
+};
 
 fn results() -> serde_json::Value {
     json!([
@@ -13,11 +15,7 @@ fn results() -> serde_json::Value {
     ])
 }
 
-async fn create(
-    o: &llmselect_e2e::origin::TestOrigin,
-    u: &llmselect_e2e::origin::TestUser,
-    prompt: &str,
-) -> serde_json::Value {
+async fn create(o: &TestOrigin, u: &TestUser, prompt: &str) -> serde_json::Value {
     let r = o
         .request_as(u, Method::POST, "/api/v1/comparisons")
         .json(&json!({"prompt": prompt, "results": results()}))
@@ -30,15 +28,8 @@ async fn create(
 
 #[tokio::test]
 async fn create_list_vote_delete() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("alice").await;
-    let uid: i64 =
-        o.db.client()
-            .await
-            .query_one("SELECT id FROM users WHERE username = 'alice'", &[])
-            .await
-            .unwrap()
-            .get(0);
+    let (o, u) = origin_with_user("alice").await;
+    let uid = user_id(&o, "alice").await;
     let r = o
         .request_as(&u, Method::POST, "/api/v1/comparisons")
         .json(&json!({"prompt": "p1", "results": results()}))
@@ -73,14 +64,8 @@ async fn create_list_vote_delete() {
     let l = json(r).await;
     assert_eq!(l["limit"], 5);
     assert_eq!(l["offset"], 0);
-    let ids: Vec<i64> = l["comparisons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_i64().unwrap())
-        .collect();
     assert_eq!(
-        ids,
+        ints(&l, "comparisons", "id"),
         vec![c2["id"].as_i64().unwrap(), c1["id"].as_i64().unwrap()]
     );
 
@@ -170,8 +155,7 @@ async fn create_list_vote_delete() {
 
 #[tokio::test]
 async fn comparisons_are_isolated() {
-    let o = spawn_origin(|_| {}).await;
-    let a = o.user("alice").await;
+    let (o, a) = origin_with_user("alice").await;
     let b = o.user("bob").await;
     let c = create(&o, &a, "private").await;
     let id = c["id"].as_i64().unwrap();
@@ -188,16 +172,15 @@ async fn comparisons_are_isolated() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    let l = json(o.get_as(&b, "/api/v1/comparisons").send().await.unwrap()).await;
+    let l = get_json(&o, &b, "/api/v1/comparisons").await;
     assert_eq!(l["comparisons"], json!([]));
-    let l = json(o.get_as(&a, "/api/v1/comparisons").send().await.unwrap()).await;
+    let l = get_json(&o, &a, "/api/v1/comparisons").await;
     assert_eq!(l["comparisons"][0]["preferred_index"], json!(null));
 }
 
 #[tokio::test]
 async fn list_parameters_and_cursor() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("carl").await;
+    let (o, u) = origin_with_user("carl").await;
     let mut ids = Vec::new();
     for i in 0..7 {
         ids.push(
@@ -207,39 +190,15 @@ async fn list_parameters_and_cursor() {
         );
     }
     ids.reverse();
-    let l = json(
-        o.get_as(&u, "/api/v1/comparisons?limit=abc&offset=-3")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let l = get_json(&o, &u, "/api/v1/comparisons?limit=abc&offset=-3").await;
     assert_eq!(
         (l["limit"].as_i64(), l["offset"].as_i64()),
         (Some(50), Some(0))
     );
-    let l = json(
-        o.get_as(&u, "/api/v1/comparisons?limit=1000")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let l = get_json(&o, &u, "/api/v1/comparisons?limit=1000").await;
     assert_eq!(l["limit"], 100);
-    let l = json(
-        o.get_as(&u, "/api/v1/comparisons?limit=3&offset=3")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let page: Vec<i64> = l["comparisons"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_i64().unwrap())
-        .collect();
-    assert_eq!(page, ids[3..6].to_vec());
+    let l = get_json(&o, &u, "/api/v1/comparisons?limit=3&offset=3").await;
+    assert_eq!(ints(&l, "comparisons", "id"), ids[3..6].to_vec());
 
     let mut seen = Vec::new();
     let mut url = "/api/v1/comparisons?limit=3".to_string();
@@ -247,13 +206,7 @@ async fn list_parameters_and_cursor() {
         let r = o.get_as(&u, &url).send().await.unwrap();
         assert_eq!(statements(&r), 2);
         let l = json(r).await;
-        seen.extend(
-            l["comparisons"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c["id"].as_i64().unwrap()),
-        );
+        seen.extend(ints(&l, "comparisons", "id"));
         // A new comparison between pages does not disturb the walk.
         create(&o, &u, "late").await;
         match l["next_cursor"].as_str() {
@@ -272,8 +225,7 @@ async fn list_parameters_and_cursor() {
 
 #[tokio::test]
 async fn create_validates_nested_results() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("dora").await;
+    let (o, u) = origin_with_user("dora").await;
     let r = o
         .request_as(&u, Method::POST, "/api/v1/comparisons")
         .json(&json!({"prompt": "", "results": [
@@ -293,12 +245,6 @@ async fn create_validates_nested_results() {
     assert_eq!(d["results"]["1"]["time"], json!(["Not a valid number."]));
     assert_eq!(d["results"]["1"]["extra"], json!(["Unknown field."]));
     assert!(d["results"].get("0").is_none());
-    let n: i64 =
-        o.db.client()
-            .await
-            .query_one("SELECT count(*) FROM comparison_results", &[])
-            .await
-            .unwrap()
-            .get(0);
+    let n = row_count(&o, "comparison_results").await;
     assert_eq!(n, 0);
 }

@@ -3,16 +3,16 @@
 
 use std::collections::HashSet;
 
-use llmselect_e2e::origin::spawn_origin;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::support::{header, json, statements};
+use crate::support::{
+    get_json, header, json, metrics_text, origin_with_user, row_count, statements, strings, user_id,
+};
 
 #[tokio::test]
 async fn create_add_messages_get_list() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("alice").await;
+    let (o, u) = origin_with_user("alice").await;
     let r = o
         .request_as(&u, Method::POST, "/api/v1/conversations")
         .json(&json!({"provider": "openai", "model": "gpt-4o"}))
@@ -20,13 +20,7 @@ async fn create_add_messages_get_list() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let uid: i64 =
-        o.db.client()
-            .await
-            .query_one("SELECT id FROM users WHERE username = 'alice'", &[])
-            .await
-            .unwrap()
-            .get(0);
+    let uid = user_id(&o, "alice").await;
     assert_eq!(
         header(&r, "cache-group-invalidation"),
         format!("\"user:{uid}:conversations\"")
@@ -100,17 +94,10 @@ async fn create_add_messages_get_list() {
 
 #[tokio::test]
 async fn rename_delete_and_validation() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("bob").await;
+    let (o, u) = origin_with_user("bob").await;
     let id = o.create_conversation(&u, None).await;
     o.add_message(&u, &id, "user", "hello").await;
-    let before = json(
-        o.get_as(&u, &format!("/api/v1/conversations/{id}"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let before = get_json(&o, &u, &format!("/api/v1/conversations/{id}")).await;
 
     let path = format!("/api/v1/conversations/{id}");
     let r = o
@@ -165,13 +152,7 @@ async fn rename_delete_and_validation() {
         json(r).await,
         json!({"message": "Conversation deleted successfully"})
     );
-    let n: i64 =
-        o.db.client()
-            .await
-            .query_one("SELECT count(*) FROM messages", &[])
-            .await
-            .unwrap()
-            .get(0);
+    let n = row_count(&o, "messages").await;
     assert_eq!(n, 0, "messages go by cascade");
     let r = o.get_as(&u, &path).send().await.unwrap();
     assert_eq!(r.status(), 404);
@@ -189,8 +170,7 @@ async fn rename_delete_and_validation() {
 
 #[tokio::test]
 async fn bad_ids_and_bad_message_bodies() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("carol").await;
+    let (o, u) = origin_with_user("carol").await;
     for path in [
         "/api/v1/conversations/not-a-uuid",
         "/api/v1/conversations/00000000-0000-0000-0000-000000000000",
@@ -240,20 +220,13 @@ async fn bad_ids_and_bad_message_bodies() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let n: i64 =
-        o.db.client()
-            .await
-            .query_one("SELECT count(*) FROM messages", &[])
-            .await
-            .unwrap()
-            .get(0);
+    let n = row_count(&o, "messages").await;
     assert_eq!(n, 0);
 }
 
 #[tokio::test]
 async fn users_are_isolated() {
-    let o = spawn_origin(|_| {}).await;
-    let a = o.user("alice").await;
+    let (o, a) = origin_with_user("alice").await;
     let b = o.user("bob").await;
     let id = o.create_conversation(&a, Some("secret plans")).await;
     o.add_message(&a, &id, "user", "top secret").await;
@@ -281,71 +254,38 @@ async fn users_are_isolated() {
         let r = req.send().await.unwrap();
         assert_eq!(r.status(), 404, "{method} {p}");
     }
-    let l = json(o.get_as(&b, "/api/v1/conversations").send().await.unwrap()).await;
+    let l = get_json(&o, &b, "/api/v1/conversations").await;
     assert_eq!(l["total"], 0);
     assert_eq!(l["conversations"], json!([]));
     // A's data is untouched.
-    let d = json(o.get_as(&a, &path).send().await.unwrap()).await;
+    let d = get_json(&o, &a, &path).await;
     assert_eq!(d["title"], "secret plans");
     assert_eq!(d["messageCount"], 1);
 }
 
 #[tokio::test]
 async fn search_escapes_wildcards() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("dan").await;
+    let (o, u) = origin_with_user("dan").await;
     o.create_conversation(&u, Some("100% done")).await;
     o.create_conversation(&u, Some("1000 things")).await;
     o.create_conversation(&u, Some("snake_case")).await;
     o.create_conversation(&u, Some("snakeXcase")).await;
-    let titles = |v: Value| -> Vec<String> {
-        v["conversations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["title"].as_str().unwrap().to_string())
-            .collect()
-    };
-    let l = json(
-        o.get_as(&u, "/api/v1/conversations?search=100%25")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let titles = |v: Value| strings(&v, "conversations", "title");
+    let l = get_json(&o, &u, "/api/v1/conversations?search=100%25").await;
     assert_eq!(titles(l), vec!["100% done"]);
-    let l = json(
-        o.get_as(&u, "/api/v1/conversations?search=E_C")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let l = get_json(&o, &u, "/api/v1/conversations?search=E_C").await;
     assert_eq!(titles(l), vec!["snake_case"]);
-    let l = json(
-        o.get_as(&u, "/api/v1/conversations?search=OPENAI")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let l = get_json(&o, &u, "/api/v1/conversations?search=OPENAI").await;
     assert_eq!(l["total"], 4, "provider matches case-insensitively");
 }
 
 #[tokio::test]
 async fn page_and_limit_rules() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("erin").await;
+    let (o, u) = origin_with_user("erin").await;
     for i in 0..5 {
         o.create_conversation(&u, Some(&format!("c{i}"))).await;
     }
-    let l = json(
-        o.get_as(&u, "/api/v1/conversations?page=2&limit=2")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let l = get_json(&o, &u, "/api/v1/conversations?page=2&limit=2").await;
     assert_eq!(
         (
             l["page"].as_i64(),
@@ -355,73 +295,40 @@ async fn page_and_limit_rules() {
         ),
         (Some(2), Some(2), Some(5), Some(3))
     );
-    let titles: Vec<&str> = l["conversations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["title"].as_str().unwrap())
-        .collect();
-    assert_eq!(titles, vec!["c2", "c1"], "newest first");
-    let l = json(
-        o.get_as(&u, "/api/v1/conversations?page=0&limit=500")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    assert_eq!(
+        strings(&l, "conversations", "title"),
+        vec!["c2", "c1"],
+        "newest first"
+    );
+    let l = get_json(&o, &u, "/api/v1/conversations?page=0&limit=500").await;
     assert_eq!(
         (l["page"].as_i64(), l["limit"].as_i64()),
         (Some(1), Some(20))
     );
-    let l = json(
-        o.get_as(&u, "/api/v1/conversations?page=abc&limit=-1")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let l = get_json(&o, &u, "/api/v1/conversations?page=abc&limit=-1").await;
     assert_eq!(
         (l["page"].as_i64(), l["limit"].as_i64()),
         (Some(1), Some(20))
     );
-    let l = json(
-        o.get_as(&u, "/api/v1/conversations?page=9")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let l = get_json(&o, &u, "/api/v1/conversations?page=9").await;
     assert_eq!(l["conversations"], json!([]));
     assert_eq!(l["total"], 5, "a page past the end still reports the total");
 }
 
 #[tokio::test]
 async fn cursor_pagination_is_stable_under_concurrent_inserts() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("fay").await;
+    let (o, u) = origin_with_user("fay").await;
     let mut original = Vec::new();
     for i in 0..12 {
         original.push(o.create_conversation(&u, Some(&format!("old {i}"))).await);
     }
     let mut seen = Vec::new();
-    let first = json(
-        o.get_as(&u, "/api/v1/conversations?limit=5")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let first = get_json(&o, &u, "/api/v1/conversations?limit=5").await;
     let mut cursor = first["nextCursor"]
         .as_str()
         .expect("next cursor")
         .to_string();
-    seen.extend(
-        first["conversations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["id"].as_str().unwrap().to_string()),
-    );
+    seen.extend(strings(&first, "conversations", "id"));
     let mut round = 0;
     loop {
         // New conversations arrive between pages, concurrently with the page request.
@@ -433,26 +340,16 @@ async fn cursor_pagination_is_stable_under_concurrent_inserts() {
                 }
             },
             async {
-                json(
-                    o.get_as(
-                        &u,
-                        &format!("/api/v1/conversations?limit=5&cursor={cursor}"),
-                    )
-                    .send()
-                    .await
-                    .unwrap(),
+                get_json(
+                    &o,
+                    &u,
+                    &format!("/api/v1/conversations?limit=5&cursor={cursor}"),
                 )
                 .await
             }
         );
         round += 1;
-        seen.extend(
-            page["conversations"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c["id"].as_str().unwrap().to_string()),
-        );
+        seen.extend(strings(&page, "conversations", "id"));
         match page["nextCursor"].as_str() {
             Some(c) => cursor = c.to_string(),
             None => break,
@@ -478,19 +375,12 @@ async fn cursor_pagination_is_stable_under_concurrent_inserts() {
 
 #[tokio::test]
 async fn bad_and_foreign_cursors_are_400() {
-    let o = spawn_origin(|_| {}).await;
-    let a = o.user("gus").await;
+    let (o, a) = origin_with_user("gus").await;
     let b = o.user("hal").await;
     for _ in 0..3 {
         o.create_conversation(&a, None).await;
     }
-    let l = json(
-        o.get_as(&a, "/api/v1/conversations?limit=2")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let l = get_json(&o, &a, "/api/v1/conversations?limit=2").await;
     let cursor = l["nextCursor"].as_str().unwrap().to_string();
     let r = o
         .get_as(&b, &format!("/api/v1/conversations?cursor={cursor}"))
@@ -521,17 +411,10 @@ async fn bad_and_foreign_cursors_are_400() {
 
 #[tokio::test]
 async fn etags_304_and_invalidation() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("ivy").await;
+    let (o, u) = origin_with_user("ivy").await;
     let other = o.user("jon").await;
     let id = o.create_conversation(&u, Some("first")).await;
-    let uid: i64 =
-        o.db.client()
-            .await
-            .query_one("SELECT id FROM users WHERE username = 'ivy'", &[])
-            .await
-            .unwrap()
-            .get(0);
+    let uid = user_id(&o, "ivy").await;
 
     let list = "/api/v1/conversations?page=1&limit=20";
     let r = o.get_as(&u, list).send().await.unwrap();
@@ -596,8 +479,8 @@ async fn etags_304_and_invalidation() {
     assert_eq!(r.status(), 304);
     assert_eq!(
         statements(&r),
-        2,
-        "auth + conversation row, no message query"
+        1,
+        "user and conversation row in one statement, no message query"
     );
     let r = o
         .get_as(&other, &path)
@@ -685,90 +568,216 @@ async fn etags_304_and_invalidation() {
 }
 
 #[tokio::test]
-async fn statement_counts_do_not_grow_with_page_size() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("kim").await;
-    let mut last = String::new();
+async fn list_and_detail_take_at_most_two_statements() {
+    let (o, u) = origin_with_user("kim").await;
+    let other = o.user("lou").await;
+    let foreign = o.create_conversation(&other, Some("c1 of lou")).await;
+    o.add_message(&other, &foreign, "user", "not kim's").await;
+    let mut ids = Vec::new();
     for i in 0..30 {
-        last = o.create_conversation(&u, Some(&format!("c{i}"))).await;
+        ids.push(o.create_conversation(&u, Some(&format!("c{i}"))).await);
     }
-    for _ in 0..10 {
-        o.add_message(&u, &last, "user", "hi").await;
+    // Messages move a conversation to the top: the oldest one first, then the newest.
+    let (oldest, newest) = (ids[0].clone(), ids[29].clone());
+    for i in 0..3 {
+        o.add_message(&u, &oldest, "user", &format!("old {i}"))
+            .await;
     }
-    for limit in [1, 10, 30, 100] {
+    for i in 0..10 {
+        let role = if i % 2 == 0 { "user" } else { "assistant" };
+        o.add_message(&u, &newest, role, &format!("m{i}")).await;
+    }
+    let mut expected = vec![newest.clone(), oldest.clone()];
+    expected.extend(ids[1..29].iter().rev().cloned());
+    let check_item = |c: &Value| {
+        let id = c["id"].as_str().unwrap();
+        let (count, preview) = if id == newest {
+            (10, "m8")
+        } else if id == oldest {
+            (3, "old 2")
+        } else {
+            (0, "")
+        };
+        assert_eq!(c["messageCount"], count, "{c}");
+        assert_eq!(c["preview"], preview, "{c}");
+    };
+
+    // First pages: auth + one statement carrying page and total, whatever the page size.
+    for limit in [1usize, 10, 30, 100] {
         let r = o
             .get_as(&u, &format!("/api/v1/conversations?limit={limit}"))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        assert_eq!(statements(&r), 3, "auth + page + count for limit {limit}");
+        assert_eq!(
+            statements(&r),
+            2,
+            "auth + page with total for limit {limit}"
+        );
+        let l = json(r).await;
+        let n = limit.min(30);
+        assert_eq!(
+            strings(&l, "conversations", "id"),
+            expected[..n],
+            "limit {limit}"
+        );
+        assert_eq!(l["total"], 30);
+        assert_eq!(l["totalPages"], 30usize.div_ceil(limit));
+        assert_eq!(l["page"], 1);
+        assert_eq!(l["limit"], limit);
+        assert_eq!(l["nextCursor"].is_string(), n == limit, "limit {limit}");
+        l["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .for_each(check_item);
     }
-    let l = json(
-        o.get_as(&u, "/api/v1/conversations?limit=5")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let cursor = l["nextCursor"].as_str().unwrap().to_string();
+
+    // Cursor pages: the total still counts every conversation, not only those after the cursor.
+    let first = get_json(&o, &u, "/api/v1/conversations?limit=5").await;
+    let cursor = first["nextCursor"].as_str().unwrap().to_string();
     let r = o
         .get_as(
             &u,
-            &format!("/api/v1/conversations?limit=50&cursor={cursor}"),
+            &format!("/api/v1/conversations?limit=25&cursor={cursor}"),
         )
         .send()
         .await
         .unwrap();
-    assert_eq!(statements(&r), 3);
+    assert_eq!(statements(&r), 2, "auth + keyset page with total");
+    let l = json(r).await;
+    assert_eq!(strings(&l, "conversations", "id"), expected[5..30]);
+    assert_eq!(l["total"], 30);
+    assert_eq!(l["totalPages"], 2);
+    assert_eq!(l["page"], Value::Null);
+    assert_eq!(l["limit"], 25);
+    l["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .for_each(check_item);
+    // A full page has a next cursor even at the end; the page after it is empty but still has
+    // the total.
+    let cursor = l["nextCursor"].as_str().expect("full page").to_string();
     let r = o
-        .get_as(&u, &format!("/api/v1/conversations/{last}"))
+        .get_as(
+            &u,
+            &format!("/api/v1/conversations?limit=25&cursor={cursor}"),
+        )
         .send()
         .await
         .unwrap();
+    assert_eq!(statements(&r), 2);
+    let l = json(r).await;
+    assert_eq!(l["conversations"], json!([]));
+    assert_eq!(l["total"], 30);
+    assert_eq!(l["nextCursor"], Value::Null);
+
+    // Offset pages past the end and searches keep the budget and the total.
+    let r = o
+        .get_as(&u, "/api/v1/conversations?page=9&limit=10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(statements(&r), 2);
+    let l = json(r).await;
     assert_eq!(
-        statements(&r),
-        3,
-        "auth + conversation + messages for 10 messages"
+        (
+            l["conversations"].clone(),
+            l["total"].clone(),
+            l["totalPages"].clone()
+        ),
+        (json!([]), json!(30), json!(3))
+    );
+    let r = o
+        .get_as(&u, "/api/v1/conversations?search=c1&limit=4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(statements(&r), 2);
+    let l = json(r).await;
+    assert_eq!(l["total"], 11, "c1 and c10..c19, not lou's conversation");
+    assert_eq!(l["totalPages"], 3);
+    assert_eq!(
+        strings(&l, "conversations", "title"),
+        vec!["c19", "c18", "c17", "c16"]
     );
 
-    // The same budget is visible in the metrics histogram by route.
-    let text = o
-        .http
-        .get(o.url("/metrics"))
+    // Detail: one statement for the user and the conversation, one for the messages.
+    let path = format!("/api/v1/conversations/{newest}");
+    let r = o.get_as(&u, &path).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        statements(&r),
+        2,
+        "user and conversation + messages for 10 messages"
+    );
+    let etag = header(&r, "etag");
+    let d = json(r).await;
+    assert_eq!(d["id"], newest.as_str());
+    assert_eq!(d["title"], "c29");
+    assert_eq!(d["messageCount"], 10);
+    let contents: Vec<&str> = d["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    assert_eq!(contents, want);
+    assert_eq!(d["lastMessageAt"], d["messages"][9]["createdAt"]);
+    let r = o
+        .get_as(&u, &path)
+        .header("If-None-Match", &etag)
         .send()
         .await
-        .unwrap()
-        .text()
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(statements(&r), 1);
+    let r = o
+        .get_as(&u, &format!("/api/v1/conversations/{newest}/export"))
+        .send()
         .await
         .unwrap();
-    let line = text
-        .lines()
-        .find(|l| {
-            l.starts_with("origin_db_statements_per_request_bucket")
-                && l.contains("route=\"GET /api/v1/conversations\"")
-                && l.contains("le=\"3\"")
-        })
-        .expect("histogram bucket");
-    let total = text
-        .lines()
-        .find(|l| {
-            l.starts_with("origin_db_statements_per_request_count")
-                && l.contains("route=\"GET /api/v1/conversations\"")
-        })
-        .expect("histogram count");
-    let value = |l: &str| l.rsplit(' ').next().unwrap().to_string();
-    assert_eq!(
-        value(line),
-        value(total),
-        "every list request used at most 3 statements"
-    );
+    assert_eq!(r.status(), 200);
+    assert_eq!(statements(&r), 2, "export: the same two statements");
+    let r = o
+        .get_as(&u, &format!("/api/v1/conversations/{foreign}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(statements(&r), 1, "someone else's conversation");
+
+    // The same budget is visible in the metrics histogram by route.
+    let text = metrics_text(&o).await;
+    let value = |prefix: &str, route: &str, le: Option<&str>| -> String {
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with(prefix)
+                    && l.contains(&format!("route=\"{route}\""))
+                    && le.is_none_or(|le| l.contains(&format!("le=\"{le}\"")))
+            })
+            .unwrap_or_else(|| panic!("{prefix} for {route}"));
+        line.rsplit(' ').next().unwrap().to_string()
+    };
+    for route in [
+        "GET /api/v1/conversations",
+        "GET /api/v1/conversations/{id}",
+    ] {
+        assert_eq!(
+            value("origin_db_statements_per_request_bucket", route, Some("2")),
+            value("origin_db_statements_per_request_count", route, None),
+            "every {route} request used at most 2 statements"
+        );
+    }
 }
 
 #[tokio::test]
 async fn export_markdown_and_json() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("lee").await;
+    let (o, u) = origin_with_user("lee").await;
     let id = o.create_conversation(&u, Some("Export me")).await;
     o.add_message(&u, &id, "user", "question").await;
     o.add_message(&u, &id, "assistant", "answer").await;
@@ -819,8 +828,7 @@ async fn export_markdown_and_json() {
 
 #[tokio::test]
 async fn head_is_answered_like_get_without_body() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("max").await;
+    let (o, u) = origin_with_user("max").await;
     o.create_conversation(&u, None).await;
     let get = o.get_as(&u, "/api/v1/conversations").send().await.unwrap();
     let etag = header(&get, "etag");

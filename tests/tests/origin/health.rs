@@ -7,7 +7,7 @@ use llmselect_e2e::db::TestDb;
 use llmselect_e2e::origin::{spawn_origin, spawn_origin_on};
 use serde_json::json;
 
-use crate::support::{eventually, header, json, Forwarder};
+use crate::support::{eventually, header, json, metrics_text, Forwarder};
 
 #[tokio::test]
 async fn health_reports_database_and_pool() {
@@ -163,15 +163,7 @@ async fn pool_exhaustion_answers_503_quickly() {
     );
     tx.rollback().await.unwrap();
     assert_eq!(blocked.await.unwrap(), 200);
-    let text = o
-        .http
-        .get(o.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&o).await;
     assert!(
         text.lines()
             .any(|l| l == "origin_db_pool_checkout_timeouts 1"),
@@ -200,9 +192,9 @@ async fn metrics_use_route_templates_and_the_origin_prefix() {
     assert!(!text.contains(&id), "raw paths never become labels");
     assert!(text.contains("origin_http_requests_total{route=\"GET /health\",status=\"200\"} 1"));
     assert!(text.contains("origin_http_request_duration_seconds_bucket{route=\"GET /health\""));
-    assert!(
-        text.contains("origin_db_query_duration_seconds_count{statement=\"conversation_get\"} 1")
-    );
+    assert!(text.contains(
+        "origin_db_query_duration_seconds_count{statement=\"conversation_get_with_user\"} 1"
+    ));
     for name in [
         "origin_db_pool_connections",
         "origin_db_pool_idle_connections",

@@ -3,6 +3,7 @@
 
 use llmselect_e2e::db::TestDb;
 use llmselect_origin::db::migrate::{self, MigrateError, Migration};
+use llmselect_origin::repo::conversations::{LIST_KEYSET, LIST_OFFSET};
 use llmselect_origin::{App, Config};
 
 #[tokio::test]
@@ -185,30 +186,39 @@ async fn the_list_query_uses_the_performance_index() {
         .await
         .unwrap()
         .get(0);
-    let plan: Vec<String> = c
-        .query(
-            &format!(
-                "EXPLAIN SELECT c.id, c.title, c.provider, c.model, c.last_message_at,
-                   (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count,
-                   COALESCE((SELECT left(m.content, 100) FROM messages m
-                             WHERE m.conversation_id = c.id AND m.role = 'user'
-                             ORDER BY m.created_at DESC, m.id DESC LIMIT 1), '') AS preview
-                 FROM conversations c WHERE c.user_id = {uid}
-                 ORDER BY c.last_message_at DESC, c.id DESC LIMIT 20"
-            ),
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let plan = plan.join("\n");
-    assert!(
-        plan.contains("idx_conversations_user_last_message"),
-        "{plan}"
-    );
-    assert!(plan.contains("idx_message_conversation_created"), "{plan}");
+    // The origin's own list statements, planned as the server runs them (prepared, with
+    // parameters), for a first page and a keyset page.
+    c.batch_execute(&format!(
+        "PREPARE list_page(bigint, text, bigint, bigint) AS {};
+         PREPARE list_keyset(bigint, text, bigint, timestamptz, uuid) AS {};",
+        LIST_OFFSET.text, LIST_KEYSET.text
+    ))
+    .await
+    .unwrap();
+    for execute in [
+        format!("EXECUTE list_page({uid}, NULL, 20, 0)"),
+        format!(
+            "EXECUTE list_keyset({uid}, NULL, 5, now(), 'ffffffff-ffff-ffff-ffff-ffffffffffff')"
+        ),
+    ] {
+        let plan: Vec<String> = c
+            .query(&format!("EXPLAIN {execute}"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("idx_conversations_user_last_message"),
+            "{execute}: {plan}"
+        );
+        assert!(
+            plan.contains("idx_message_conversation_created"),
+            "{execute}: {plan}"
+        );
+        assert!(!plan.contains("Seq Scan"), "{execute}: {plan}");
+    }
     let plan: Vec<String> = c
         .query(
             &format!(

@@ -3,7 +3,7 @@
 use llmselect_e2e::origin::{capture_logs, spawn_origin};
 use reqwest::Method;
 
-use crate::support::header;
+use crate::support::{header, metrics_text};
 
 fn is_response_time(v: &str) -> bool {
     let Some(num) = v.strip_suffix('s') else {
@@ -26,17 +26,16 @@ async fn slow_queries_are_logged_without_parameters() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let events = logs.events_named("slow_query");
-    let count = events
+    let auth = events
         .iter()
-        .find(|e| e["fields"]["name"] == "conversation_count")
-        .expect("the count statement was logged");
-    assert_eq!(count["level"], "WARN");
-    let statement = count["fields"]["statement"].as_str().unwrap();
-    assert!(
-        statement.starts_with("SELECT count(*) FROM conversations c WHERE c.user_id = $1"),
-        "{statement}"
+        .find(|e| e["fields"]["name"] == "user_by_id")
+        .expect("the auth statement was logged");
+    assert_eq!(auth["level"], "WARN");
+    assert_eq!(
+        auth["fields"]["statement"],
+        "SELECT id, username, is_admin, cache_version FROM users WHERE id = $1"
     );
-    assert!(count["fields"]["duration_ms"].is_number());
+    assert!(auth["fields"]["duration_ms"].is_number());
     let list = events
         .iter()
         .find(|e| e["fields"]["name"] == "conversation_list_page")
@@ -56,15 +55,7 @@ async fn slow_queries_are_logged_without_parameters() {
             .any(|e| e.to_string().contains("needle-secret")),
         "no parameters"
     );
-    let text = o
-        .http
-        .get(o.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&o).await;
     let slow: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("origin_db_slow_queries_total "))

@@ -5,9 +5,87 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use llmselect_e2e::origin::{spawn_origin, TestOrigin, TestUser};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+
+/// An origin with the default test configuration and one registered, logged-in user.
+pub async fn origin_with_user(username: &str) -> (TestOrigin, TestUser) {
+    let o = spawn_origin(|_| {}).await;
+    let u = o.user(username).await;
+    (o, u)
+}
+
+/// The `users.id` of `username`, read from the database.
+pub async fn user_id(o: &TestOrigin, username: &str) -> i64 {
+    o.db.client()
+        .await
+        .query_one("SELECT id FROM users WHERE username = $1", &[&username])
+        .await
+        .expect("user row")
+        .get(0)
+}
+
+/// The number of rows in `table`.
+pub async fn row_count(o: &TestOrigin, table: &str) -> i64 {
+    o.db.client()
+        .await
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count")
+        .get(0)
+}
+
+/// GET `path` as `user`; asserts a 200 and returns the JSON body.
+pub async fn get_json(o: &TestOrigin, user: &TestUser, path: &str) -> Value {
+    let r = o.get_as(user, path).send().await.expect("GET");
+    assert_eq!(r.status(), 200, "GET {path}");
+    json(r).await
+}
+
+/// `GET /api/v1/auth/me` with `Authorization: Bearer <token>`.
+pub async fn me_with_bearer(o: &TestOrigin, token: &str) -> reqwest::Response {
+    o.http
+        .get(o.url("/api/v1/auth/me"))
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .expect("GET /api/v1/auth/me")
+}
+
+/// The body of `GET /metrics`.
+pub async fn metrics_text(o: &TestOrigin) -> String {
+    o.http
+        .get(o.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// String field `field` of every element of the array `key` of a list body, in order (for
+/// example the ids of `conversations`).
+pub fn strings(body: &Value, key: &str, field: &str) -> Vec<String> {
+    body[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} array"))
+        .iter()
+        .map(|item| item[field].as_str().expect("string field").to_string())
+        .collect()
+}
+
+/// Integer field `field` of every element of the array `key` of a list body, in order.
+pub fn ints(body: &Value, key: &str, field: &str) -> Vec<i64> {
+    body[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} array"))
+        .iter()
+        .map(|item| item[field].as_i64().expect("integer field"))
+        .collect()
+}
 
 /// Retries `check` until it returns `Some` (up to ~10 s), for conditions reached asynchronously.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
