@@ -259,7 +259,10 @@ pub async fn run(plan: &Plan, scenario: Arc<dyn Scenario>) -> anyhow::Result<Run
                     None => Err(anyhow::anyhow!("not connected")),
                 };
                 let done_at = Instant::now();
-                let record = sent_at >= record_from || plan.max_requests.is_some();
+                // Count what completes in the measured window, even if it was sent during the
+                // warm-up: a request slower than the warm-up (an unindexed query) must still be
+                // measured rather than vanish from the figures.
+                let record = done_at >= record_from || plan.max_requests.is_some();
                 match outcome {
                     Ok((status, headers, body)) => {
                         scenario.completed(&req, status, &headers, &body);
