@@ -59,6 +59,15 @@ fn num(v: f64) -> String {
     }
 }
 
+/// Requests per second: one decimal below 10 (an unindexed query manages a fraction of one).
+fn rate(v: f64) -> String {
+    if v.is_finite() && v < 10.0 {
+        format!("{v:.1}")
+    } else {
+        num(v)
+    }
+}
+
 impl Report {
     pub fn markdown(&self) -> String {
         let mut s = String::new();
@@ -136,8 +145,8 @@ impl Report {
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     b.endpoint,
                     b.connections,
-                    num(b.rps),
-                    num(ar),
+                    rate(b.rps),
+                    rate(ar),
                     ms(b.p50_us),
                     ms(a50),
                     ms(b.p99_us),
@@ -170,7 +179,7 @@ impl Report {
                     "| {} | {} | {} | {} | {} | {:.1} % | {} | {} |",
                     r.target,
                     r.connections,
-                    num(r.rps),
+                    rate(r.rps),
                     ms(r.p50_us),
                     ms(r.p99_us),
                     r.hit_share * 100.0,
@@ -204,7 +213,7 @@ impl Report {
                         "| {} | {} | {} | {} | {} | {} |",
                         r.target,
                         r.connections,
-                        num(r.rps),
+                        rate(r.rps),
                         ms(r.p50_us),
                         ms(r.p99_us),
                         r.non_2xx

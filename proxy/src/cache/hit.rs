@@ -143,7 +143,7 @@ pub fn primary_only_key(primary: &HashBinary) -> CacheKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::storage::{FillInfo, StoreOptions};
+    use crate::cache::storage::{FillInfo, Scope, StoreOptions};
     use crate::proxy::key::UrlKey;
     use bytes::Bytes;
     use pingora_cache::CacheMeta;
@@ -167,26 +167,31 @@ mod tests {
         r
     }
 
-    /// Stores a response under `slot`, created `age` ago, varying on `vary` and stored for
-    /// `variance`.
-    #[allow(clippy::too_many_arguments)]
-    fn put(
-        s: &Store,
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        req(pairs).headers.clone()
+    }
+
+    fn primary() -> HashBinary {
+        UrlKey::new("h", "/x").primary_hash()
+    }
+
+    /// A response to store: fresh for 60 s from `age` ago; a `variance` makes it vary on
+    /// `Authorization`.
+    struct Fill {
         slot: HashBinary,
-        primary: HashBinary,
-        ttl: Duration,
         age: Duration,
-        vary: Option<&str>,
         variance: Option<HashBinary>,
         body: &'static str,
-    ) {
-        let now = SystemTime::now() - age;
+    }
+
+    fn put(s: &Store, f: Fill) {
+        let created = SystemTime::now() - f.age;
         let mut h = ResponseHeader::build(200, None).unwrap();
-        if let Some(v) = vary {
-            h.insert_header("vary", v).unwrap();
+        if f.variance.is_some() {
+            h.insert_header("vary", "authorization").unwrap();
         }
-        let mut meta = CacheMeta::new(now + ttl, now, 0, 0, h);
-        if let Some(v) = variance {
+        let mut meta = CacheMeta::new(created + Duration::from_secs(60), created, 0, 0, h);
+        if let Some(v) = f.variance {
             meta.set_variance_key(v);
         }
         let info = FillInfo {
@@ -194,19 +199,34 @@ mod tests {
             url: UrlKey::new("h", "/x"),
             groups: vec![],
         };
-        assert!(
-            s.commit(
-                slot,
-                primary,
-                meta.serialize().unwrap(),
-                Bytes::from(body),
-                info
-            ) > 0
-        );
+        let meta = meta.serialize().unwrap();
+        assert!(s.commit(f.slot, primary(), meta, Bytes::from(f.body), info) > 0);
     }
 
-    fn primary() -> HashBinary {
-        UrlKey::new("h", "/x").primary_hash()
+    /// A store holding one plain (non-varying) fresh response under the primary slot.
+    fn plain() -> (Store, HashBinary) {
+        let s = store();
+        let p = primary();
+        put(
+            &s,
+            Fill {
+                slot: p,
+                age: Duration::ZERO,
+                variance: None,
+                body: "body",
+            },
+        );
+        (s, p)
+    }
+
+    /// Request headers of alice, bob and carol, and the variances of alice and bob.
+    fn users() -> ([HeaderMap; 3], HashBinary, HashBinary) {
+        let vary = headers(&[("vary", "authorization")]);
+        let h = ["alice", "bob", "carol"]
+            .map(|u| headers(&[("authorization", &format!("Bearer {u}"))]));
+        let va = vary::variance(&vary, &h[0], &[]).unwrap();
+        let vb = vary::variance(&vary, &h[1], &[]).unwrap();
+        (h, va, vb)
     }
 
     #[test]
@@ -224,18 +244,7 @@ mod tests {
 
     #[test]
     fn fresh_plain_entry_is_served_and_stale_is_not() {
-        let s = store();
-        let p = primary();
-        put(
-            &s,
-            p,
-            p,
-            Duration::from_secs(60),
-            Duration::ZERO,
-            None,
-            None,
-            "body",
-        );
+        let (s, p) = plain();
         let now = SystemTime::now();
         let e = fresh_entry(&s, &p, &HeaderMap::new(), &[], now).expect("fresh hit");
         assert_eq!(e.body, Bytes::from("body"));
@@ -245,56 +254,47 @@ mod tests {
 
     #[test]
     fn soft_purged_entry_falls_back() {
-        let s = store();
-        let p = primary();
-        put(
-            &s,
-            p,
-            p,
-            Duration::from_secs(60),
-            Duration::ZERO,
-            None,
-            None,
-            "body",
-        );
-        s.invalidate(
-            &crate::cache::storage::Scope::Url(UrlKey::new("h", "/x")),
-            true,
-        );
+        let (s, p) = plain();
+        s.invalidate(&Scope::Url(UrlKey::new("h", "/x")), true);
         assert!(fresh_entry(&s, &p, &HeaderMap::new(), &[], SystemTime::now()).is_none());
+    }
+
+    #[test]
+    fn served_header_matches_pingoras_hit_header() {
+        let mut h = ResponseHeader::build(200, None).unwrap();
+        h.insert_header("content-length", "4").unwrap();
+        let h = served_header(h);
+        assert_eq!(h.headers.get("accept-ranges").unwrap(), "bytes");
+        assert!(h.headers.get("transfer-encoding").is_none());
+        let chunked = served_header(ResponseHeader::build(200, None).unwrap());
+        assert_eq!(chunked.headers.get("transfer-encoding").unwrap(), "chunked");
+        assert!(chunked.headers.get("accept-ranges").is_none());
+        let no_body = served_header(ResponseHeader::build(204, None).unwrap());
+        assert!(no_body.headers.is_empty());
     }
 
     #[test]
     fn vary_serves_only_the_matching_variant() {
         let s = store();
         let p = primary();
-        let resp_vary = req(&[("vary", "authorization")]).headers.clone();
-        let alice = req(&[("authorization", "Bearer alice")]).headers.clone();
-        let bob = req(&[("authorization", "Bearer bob")]).headers.clone();
-        let carol = req(&[("authorization", "Bearer carol")]).headers.clone();
-        let va = vary::variance(&resp_vary, &alice, &[]).unwrap();
-        let vb = vary::variance(&resp_vary, &bob, &[]).unwrap();
-        let ttl = Duration::from_secs(60);
-        let zero = Duration::ZERO;
+        let ([alice, bob, carol], va, vb) = users();
         put(
             &s,
-            p,
-            p,
-            ttl,
-            zero,
-            Some("authorization"),
-            Some(va),
-            "alice",
+            Fill {
+                slot: p,
+                age: Duration::ZERO,
+                variance: Some(va),
+                body: "alice",
+            },
         );
         put(
             &s,
-            secondary_slot(&p, vb),
-            p,
-            ttl,
-            zero,
-            Some("authorization"),
-            Some(vb),
-            "bob",
+            Fill {
+                slot: secondary_slot(&p, vb),
+                age: Duration::ZERO,
+                variance: Some(vb),
+                body: "bob",
+            },
         );
         let now = SystemTime::now();
         let a = fresh_entry(&s, &p, &alice, &[], now).unwrap();
@@ -309,33 +309,26 @@ mod tests {
     fn secondary_older_than_primary_provenance_falls_back() {
         let s = store();
         let p = primary();
-        let resp_vary = req(&[("vary", "authorization")]).headers.clone();
-        let alice = req(&[("authorization", "Bearer alice")]).headers.clone();
-        let bob = req(&[("authorization", "Bearer bob")]).headers.clone();
-        let va = vary::variance(&resp_vary, &alice, &[]).unwrap();
-        let vb = vary::variance(&resp_vary, &bob, &[]).unwrap();
-        let ttl = Duration::from_secs(60);
+        let ([_, bob, _], va, vb) = users();
         // bob's variant predates the primary slot's current lineage (a purge of all variants
         // only deletes the primary slot; its provenance is the tombstone of the others)
         put(
             &s,
-            secondary_slot(&p, vb),
-            p,
-            ttl,
-            Duration::from_secs(10),
-            Some("authorization"),
-            Some(vb),
-            "bob",
+            Fill {
+                slot: secondary_slot(&p, vb),
+                age: Duration::from_secs(10),
+                variance: Some(vb),
+                body: "bob",
+            },
         );
         put(
             &s,
-            p,
-            p,
-            ttl,
-            Duration::ZERO,
-            Some("authorization"),
-            Some(va),
-            "alice",
+            Fill {
+                slot: p,
+                age: Duration::ZERO,
+                variance: Some(va),
+                body: "alice",
+            },
         );
         assert!(fresh_entry(&s, &p, &bob, &[], SystemTime::now()).is_none());
     }

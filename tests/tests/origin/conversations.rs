@@ -7,7 +7,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::support::{
-    get_json, header, json, metrics_text, origin_with_user, row_count, statements, strings, user_id,
+    get_counted, get_json, header, json, metrics_text, origin_with_user, row_count, statements,
+    strings, user_id,
 };
 
 #[tokio::test]
@@ -637,16 +638,13 @@ async fn list_and_detail_take_at_most_two_statements() {
     // Cursor pages: the total still counts every conversation, not only those after the cursor.
     let first = get_json(&o, &u, "/api/v1/conversations?limit=5").await;
     let cursor = first["nextCursor"].as_str().unwrap().to_string();
-    let r = o
-        .get_as(
-            &u,
-            &format!("/api/v1/conversations?limit=25&cursor={cursor}"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(statements(&r), 2, "auth + keyset page with total");
-    let l = json(r).await;
+    let (n, l) = get_counted(
+        &o,
+        &u,
+        &format!("/api/v1/conversations?limit=25&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(n, 2, "auth + keyset page with total");
     assert_eq!(strings(&l, "conversations", "id"), expected[5..30]);
     assert_eq!(l["total"], 30);
     assert_eq!(l["totalPages"], 2);
@@ -660,28 +658,20 @@ async fn list_and_detail_take_at_most_two_statements() {
     // A full page has a next cursor even at the end; the page after it is empty but still has
     // the total.
     let cursor = l["nextCursor"].as_str().expect("full page").to_string();
-    let r = o
-        .get_as(
-            &u,
-            &format!("/api/v1/conversations?limit=25&cursor={cursor}"),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(statements(&r), 2);
-    let l = json(r).await;
+    let (n, l) = get_counted(
+        &o,
+        &u,
+        &format!("/api/v1/conversations?limit=25&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(n, 2);
     assert_eq!(l["conversations"], json!([]));
     assert_eq!(l["total"], 30);
     assert_eq!(l["nextCursor"], Value::Null);
 
     // Offset pages past the end and searches keep the budget and the total.
-    let r = o
-        .get_as(&u, "/api/v1/conversations?page=9&limit=10")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(statements(&r), 2);
-    let l = json(r).await;
+    let (n, l) = get_counted(&o, &u, "/api/v1/conversations?page=9&limit=10").await;
+    assert_eq!(n, 2);
     assert_eq!(
         (
             l["conversations"].clone(),
@@ -690,13 +680,8 @@ async fn list_and_detail_take_at_most_two_statements() {
         ),
         (json!([]), json!(30), json!(3))
     );
-    let r = o
-        .get_as(&u, "/api/v1/conversations?search=c1&limit=4")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(statements(&r), 2);
-    let l = json(r).await;
+    let (n, l) = get_counted(&o, &u, "/api/v1/conversations?search=c1&limit=4").await;
+    assert_eq!(n, 2);
     assert_eq!(l["total"], 11, "c1 and c10..c19, not lou's conversation");
     assert_eq!(l["totalPages"], 3);
     assert_eq!(

@@ -44,6 +44,13 @@ pub async fn get_json(o: &TestOrigin, user: &TestUser, path: &str) -> Value {
     json(r).await
 }
 
+/// `GET path` as `user`, expecting a 200: the statements it cost (`Server-Timing`) and its JSON.
+pub async fn get_counted(o: &TestOrigin, user: &TestUser, path: &str) -> (u32, Value) {
+    let r = o.get_as(user, path).send().await.expect("GET");
+    assert_eq!(r.status(), 200, "GET {path}");
+    (statements(&r), json(r).await)
+}
+
 /// `GET /api/v1/auth/me` with `Authorization: Bearer <token>`.
 pub async fn me_with_bearer(o: &TestOrigin, token: &str) -> reqwest::Response {
     o.http
