@@ -184,6 +184,15 @@ mod tests {
         body: &'static str,
     }
 
+    fn variant(slot: HashBinary, age: Duration, v: HashBinary, body: &'static str) -> Fill {
+        Fill {
+            slot,
+            age,
+            variance: Some(v),
+            body,
+        }
+    }
+
     fn put(s: &Store, f: Fill) {
         let created = SystemTime::now() - f.age;
         let mut h = ResponseHeader::build(200, None).unwrap();
@@ -278,15 +287,7 @@ mod tests {
         let s = store();
         let p = primary();
         let ([alice, bob, carol], va, vb) = users();
-        put(
-            &s,
-            Fill {
-                slot: p,
-                age: Duration::ZERO,
-                variance: Some(va),
-                body: "alice",
-            },
-        );
+        put(&s, variant(p, Duration::ZERO, va, "alice"));
         put(
             &s,
             Fill {
@@ -321,15 +322,7 @@ mod tests {
                 body: "bob",
             },
         );
-        put(
-            &s,
-            Fill {
-                slot: p,
-                age: Duration::ZERO,
-                variance: Some(va),
-                body: "alice",
-            },
-        );
+        put(&s, variant(p, Duration::ZERO, va, "alice"));
         assert!(fresh_entry(&s, &p, &bob, &[], SystemTime::now()).is_none());
     }
 }
