@@ -167,13 +167,17 @@ shards = 16
 
 [server]
 threads = {threads}
-work_stealing = {work_stealing}
-pid_file = "{dir}/proxy.pid"
+{work_stealing}pid_file = "{dir}/proxy.pid"
 upgrade_sock = "{dir}/proxy-upgrade.sock"
 grace_period_secs = 1
 "#,
                 threads = self.proxy_threads,
-                work_stealing = self.proxy_work_stealing,
+                // only when not the default, so older proxy builds can be measured too
+                work_stealing = if self.proxy_work_stealing {
+                    ""
+                } else {
+                    "work_stealing = false\n"
+                },
             ),
         )?;
         let mut cmd = self.command(&self.bin_dir.join("llmselect-proxy"));
