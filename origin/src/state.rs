@@ -53,7 +53,10 @@ impl AppState {
             .build()?;
         Ok(AppState {
             cipher: Arc::new(KeyCipher::new(&config.auth.encryption_key)?),
-            llm: Arc::new(crate::llm::LlmService::from_config(&config)?),
+            llm: Arc::new(crate::llm::LlmService::from_config(
+                &config,
+                metrics.clone(),
+            )?),
             jwt: Arc::new(JwtKeys::new(&config.auth.jwt_secret_key)),
             models: Arc::new(ModelRegistry::new(&config, metrics.clone())),
             limiter: Arc::new(RateLimiter::default()),

@@ -141,6 +141,18 @@ impl TestOrigin {
     }
 
     /// A GET with the user's bearer token.
+    /// The body of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub fn get_as(&self, user: &TestUser, path: &str) -> reqwest::RequestBuilder {
         self.http
             .get(self.url(path))

@@ -6,22 +6,27 @@ pub mod errors;
 pub mod input;
 pub mod sse;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use llmselect_llm::{Gateway, LlmClient, LlmConfig};
+use llmselect_llm::{Gateway, LlmClient, LlmConfig, Provider};
 
 use crate::config::Config;
+use crate::metrics::{LlmCall, LlmEndpoint, Metrics};
 
 /// The LLM client and the streaming settings, built once from the configuration.
 pub struct LlmService {
     pub client: LlmClient,
     /// Interval of `: keep-alive` comments on SSE responses (15 s by default).
     pub keepalive: Duration,
+    /// Kept here so the spawned per-model tasks, which own only the service, can record their
+    /// calls (see [`LlmService::track`]).
+    metrics: Arc<Metrics>,
 }
 
 impl LlmService {
     /// Builds the client from `providers.*` (base URLs, gateway, `LLM_MAX_TOKENS`).
-    pub fn from_config(config: &Config) -> anyhow::Result<LlmService> {
+    pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<LlmService> {
         let p = &config.providers;
         let gateway = match (&p.gateway_base_url, &p.gateway_api_key) {
             (Some(base_url), Some(api_key)) if !base_url.trim().is_empty() => Some(Gateway {
@@ -43,7 +48,14 @@ impl LlmService {
         Ok(LlmService {
             client: LlmClient::new(cfg)?,
             keepalive: Duration::from_millis(p.sse_keepalive_ms.max(10)),
+            metrics,
         })
+    }
+
+    /// Starts measuring one call to `provider` for `endpoint` (the `origin_llm_*` metrics): start
+    /// it right before the client call and finish it once the reply or the stream ended.
+    pub fn track(&self, provider: Provider, endpoint: LlmEndpoint) -> LlmCall {
+        LlmCall::start(self.metrics.clone(), provider, endpoint)
     }
 }
 

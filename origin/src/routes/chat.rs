@@ -30,6 +30,7 @@ use crate::http::response::{mutation_response, Response};
 use crate::llm::errors::{chat_error, STREAM_FAILED};
 use crate::llm::input::{chat_request, ChatRequest};
 use crate::llm::sse::{sse_response, EventSender};
+use crate::metrics::{LlmCall, LlmEndpoint, LlmOutcome};
 use crate::provider_keys;
 use crate::repo::conversations as repo;
 use crate::routes::groups;
@@ -124,16 +125,17 @@ fn chat_groups(user_id: i64, id: &Uuid) -> Vec<String> {
 
 pub async fn chat(ctx: &RequestCtx) -> Result<Response, AppError> {
     let p = prepare(ctx, false).await?;
-    let text = ctx
-        .state
-        .llm
+    let llm = &ctx.state.llm;
+    let call = llm.track(p.req.provider, LlmEndpoint::Chat);
+    let result = llm
         .client
         .chat(p.req.provider, &p.req.model, &p.api_key, &p.req.messages)
-        .await
-        .map_err(|e| {
-            tracing::warn!(event = "llm_chat_failed", provider = %p.req.provider, error = %e);
-            chat_error(&e, p.req.conversation_id)
-        })?;
+        .await;
+    call.finish(LlmOutcome::of(&result));
+    let text = result.map_err(|e| {
+        tracing::warn!(event = "llm_chat_failed", provider = %p.req.provider, error = %e);
+        chat_error(&e, p.req.conversation_id)
+    })?;
     let id = save_pre(ctx, p.user.id, &p.req, Some(&text)).await?;
     Ok(mutation_response(
         StatusCode::OK,
@@ -185,13 +187,25 @@ enum Stop {
     Failed(String),
 }
 
+/// The `origin_llm_calls_total` outcome of a relay.
+fn outcome<T>(relayed: &Result<T, Stop>) -> LlmOutcome {
+    match relayed {
+        Ok(_) => LlmOutcome::Ok,
+        Err(Stop::ClientGone) => LlmOutcome::Cancelled,
+        Err(Stop::Failed(_)) => LlmOutcome::Error,
+    }
+}
+
 impl StreamJob {
     async fn run(self, events: EventSender) {
         let start = Instant::now();
+        let mut call = self.state.llm.track(self.provider, LlmEndpoint::ChatStream);
         let relayed = tokio::select! {
-            r = self.relay(&events, start) => r,
+            r = self.relay(&events, &mut call) => r,
             _ = events.closed() => Err(Stop::ClientGone),
         };
+        // The provider call is over here; saving the answer is not part of its duration.
+        call.finish(outcome(&relayed));
         match relayed {
             Ok(text) => match self.save_answer(&text).await {
                 Ok(()) => {
@@ -218,7 +232,7 @@ impl StreamJob {
     }
 
     /// Relays every delta; returns the full text when the upstream finished cleanly.
-    async fn relay(&self, events: &EventSender, start: Instant) -> Result<String, Stop> {
+    async fn relay(&self, events: &EventSender, call: &mut LlmCall) -> Result<String, Stop> {
         let client = &self.state.llm.client;
         let mut deltas = client
             .chat_stream(self.provider, &self.model, &self.api_key, &self.messages)
@@ -231,8 +245,9 @@ impl StreamJob {
                 continue;
             }
             if text.is_empty() {
+                let ttft = call.first_token();
                 tracing::info!(event = "chat_stream_first_token", provider = %self.provider,
-                    ttft_ms = start.elapsed().as_millis() as u64);
+                    ttft_ms = ttft.as_millis() as u64);
             }
             text.push_str(&delta);
             if !events.send(&json!({"content": delta})).await {

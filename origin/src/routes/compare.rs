@@ -5,13 +5,12 @@
 //! A provider without a key fails in place too (compare never answers 404 for one missing key).
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use futures::StreamExt;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use llmselect_llm::{ChatMessage, Provider};
+use llmselect_llm::{ChatMessage, LlmError, Provider};
 
 use crate::auth::authenticate;
 use crate::db::QueryObserver;
@@ -22,6 +21,7 @@ use crate::llm::errors::{COMPARE_FAILED, STREAM_FAILED};
 use crate::llm::input::{compare_request, Target};
 use crate::llm::sse::{sse_response, EventSender};
 use crate::llm::{estimate_tokens, LlmService};
+use crate::metrics::{LlmCall, LlmEndpoint, LlmOutcome};
 use crate::provider_keys;
 use crate::repo::comparisons as repo;
 use crate::routes::groups;
@@ -88,9 +88,11 @@ pub async fn compare(ctx: &RequestCtx) -> Result<Response, AppError> {
             let (provider, model, messages) = (t.provider, t.model.clone(), messages.clone());
             tokio::spawn(async move {
                 let key = key?;
-                let start = Instant::now();
-                match llm.client.chat(provider, &model, &key, &messages).await {
-                    Ok(text) => Some((text, start.elapsed().as_secs_f64())),
+                let call = llm.track(provider, LlmEndpoint::Compare);
+                let result = llm.client.chat(provider, &model, &key, &messages).await;
+                let secs = call.finish(LlmOutcome::of(&result)).as_secs_f64();
+                match result {
+                    Ok(text) => Some((text, secs)),
                     Err(e) => {
                         tracing::warn!(event = "compare_provider_failed", provider = %provider, error = %e);
                         None
@@ -216,52 +218,81 @@ async fn stream_one(
         events.send(&error).await;
         return None;
     };
-    let start = Instant::now();
     let marker = json!({"event": "chunk", "provider": p, "model": model, "chunk": "", "time": 0});
     if !events.send(&marker).await {
         return None;
-    }
-    let mut deltas = match llm
-        .client
-        .chat_stream(provider, model, &key, messages)
-        .await
-    {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(event = "compare_stream_failed", provider = p, error = %e);
-            events.send(&error).await;
-            return None;
-        }
-    };
-    let mut text = String::new();
-    while let Some(delta) = deltas.next().await {
-        match delta {
-            Ok(delta) if delta.is_empty() => continue,
-            Ok(delta) => {
-                let first = text.is_empty();
-                text.push_str(&delta);
-                let chunk = json!({"event": "chunk", "provider": p, "model": model, "chunk": delta,
-                    "time": round3(start.elapsed().as_secs_f64()), "first_chunk": first});
-                if !events.send(&chunk).await {
-                    return None;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(event = "compare_stream_failed", provider = p, error = %e);
-                events.send(&error).await;
-                return None;
-            }
-        }
     }
     let target = Target {
         provider,
         model: model.to_owned(),
     };
-    let entry = success_entry(&target, &text, start.elapsed().as_secs_f64());
-    events
-        .send(&json!({"event": "complete", "provider": p, "model": model, "data": entry}))
-        .await;
-    Some(entry)
+    let mut call = llm.track(provider, LlmEndpoint::CompareStream);
+    let relayed = relay_one(llm, &target, &key, messages, events, &mut call).await;
+    let outcome = match &relayed {
+        Ok(_) => LlmOutcome::Ok,
+        Err(Stop::ClientGone) => LlmOutcome::Cancelled,
+        Err(Stop::Failed(_)) => LlmOutcome::Error,
+    };
+    let secs = call.finish(outcome).as_secs_f64();
+    match relayed {
+        Ok(text) => {
+            let entry = success_entry(&target, &text, secs);
+            events
+                .send(&json!({"event": "complete", "provider": p, "model": model, "data": entry}))
+                .await;
+            Some(entry)
+        }
+        Err(Stop::Failed(e)) => {
+            tracing::warn!(event = "compare_stream_failed", provider = p, error = %e);
+            events.send(&error).await;
+            None
+        }
+        Err(Stop::ClientGone) => None,
+    }
+}
+
+/// Why one model's relay stopped before its upstream finished.
+enum Stop {
+    ClientGone,
+    Failed(LlmError),
+}
+
+/// Calls the provider and relays its non-empty deltas as `chunk` events (times relative to the
+/// call's start); returns the full text when the upstream finished cleanly.
+async fn relay_one(
+    llm: &LlmService,
+    target: &Target,
+    key: &str,
+    messages: &[ChatMessage],
+    events: &EventSender,
+    call: &mut LlmCall,
+) -> Result<String, Stop> {
+    let (p, model) = (target.provider.as_str(), target.model.as_str());
+    let mut deltas = llm
+        .client
+        .chat_stream(target.provider, model, key, messages)
+        .await
+        .map_err(Stop::Failed)?;
+    let mut text = String::new();
+    while let Some(delta) = deltas.next().await {
+        let delta = delta.map_err(Stop::Failed)?;
+        if delta.is_empty() {
+            continue;
+        }
+        let first = text.is_empty();
+        let time = if first {
+            call.first_token()
+        } else {
+            call.elapsed()
+        };
+        text.push_str(&delta);
+        let chunk = json!({"event": "chunk", "provider": p, "model": model, "chunk": delta,
+            "time": round3(time.as_secs_f64()), "first_chunk": first});
+        if !events.send(&chunk).await {
+            return Err(Stop::ClientGone);
+        }
+    }
+    Ok(text)
 }
 
 fn plain(status: StatusCode, error: &str) -> AppError {
@@ -339,16 +370,14 @@ pub async fn analyze(ctx: &RequestCtx) -> Result<Response, AppError> {
         ),
         ChatMessage::user(analysis_prompt(&prompt, outputs)),
     ];
-    let analysis = ctx
-        .state
-        .llm
-        .client
-        .chat(provider, &model, &key, &messages)
-        .await
-        .map_err(|e| {
-            tracing::warn!(event = "analysis_failed", provider = %provider, error = %e);
-            plain(StatusCode::BAD_GATEWAY, "Analysis failed")
-        })?;
+    let llm = &ctx.state.llm;
+    let call = llm.track(provider, LlmEndpoint::Analyze);
+    let result = llm.client.chat(provider, &model, &key, &messages).await;
+    call.finish(LlmOutcome::of(&result));
+    let analysis = result.map_err(|e| {
+        tracing::warn!(event = "analysis_failed", provider = %provider, error = %e);
+        plain(StatusCode::BAD_GATEWAY, "Analysis failed")
+    })?;
     let mut response = json_response(
         StatusCode::OK,
         &json!({"analysis": analysis, "provider": provider.as_str(), "model": model,

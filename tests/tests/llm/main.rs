@@ -3,6 +3,7 @@
 
 mod chat;
 mod compare;
+mod metrics;
 mod through_proxy;
 
 use std::time::Duration;
@@ -51,6 +52,14 @@ pub async fn setup() -> (FakeLlm, TestOrigin, TestUser) {
 }
 
 /// POSTs `body` as `user`.
+/// A chat request body with one user message.
+pub fn chat_body(provider: &str, model: &str, content: &str) -> Value {
+    serde_json::json!({
+        "provider": provider, "model": model,
+        "messages": [{"role": "user", "content": content}]
+    })
+}
+
 pub async fn post(
     origin: &TestOrigin,
     user: &TestUser,

@@ -63,14 +63,7 @@ pub async fn me_with_bearer(o: &TestOrigin, token: &str) -> reqwest::Response {
 
 /// The body of `GET /metrics`.
 pub async fn metrics_text(o: &TestOrigin) -> String {
-    o.http
-        .get(o.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text")
+    o.metrics_text().await
 }
 
 /// String field `field` of every element of the array `key` of a list body, in order (for
