@@ -163,9 +163,15 @@ async fn run_compare_stream(
                 messages.clone(),
             );
             let events = events.clone();
+            // Spawned tasks outlive the handler's `select!`: each one stops its upstream call as
+            // soon as the client is gone, not at its next failed send (a slow first token could
+            // otherwise keep a provider call running for the whole read timeout).
             tokio::spawn(async move {
                 let (llm, provider, model, messages) = job;
-                stream_one(&llm, provider, &model, key, &messages, &events).await
+                tokio::select! {
+                    entry = stream_one(&llm, provider, &model, key, &messages, &events) => entry,
+                    _ = events.closed() => None,
+                }
             })
         })
         .collect();

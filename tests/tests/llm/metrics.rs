@@ -374,3 +374,53 @@ async fn client_disconnect_counts_a_cancelled_stream() {
         "cancelled calls are counted, not timed"
     );
 }
+
+/// A client that leaves `/compare/stream` while every provider is still silent stops every
+/// upstream call at once: the calls count as `cancelled`, not as the `error` the read timeout
+/// (1.5 s here, before the providers' first byte at 5 s) would give them.
+#[tokio::test]
+async fn compare_stream_disconnect_cancels_every_upstream_call() {
+    let (_fake, origin, user) = setup().await;
+    let before = Scrape::of(&origin).await;
+    let r = post(
+        &origin,
+        &user,
+        "/api/v1/compare/stream",
+        &json!({"prompt": "Leave early", "providers": [
+            {"provider": "openai", "model": "gpt-4o-slow-5000"},
+            {"provider": "gemini", "model": "gemini-2.5-flash-slow-5000"},
+        ]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let first = body.next().await.expect("a first frame").unwrap();
+    assert!(std::str::from_utf8(&first).unwrap().contains("start"));
+    drop(body);
+
+    let started = Instant::now();
+    let cancelled = |s: &Scrape| {
+        ["openai", "gemini"]
+            .iter()
+            .all(|p| s.calls(p, "compare_stream", "cancelled") > 0.0)
+    };
+    let after = loop {
+        let s = Scrape::of(&origin).await;
+        if cancelled(&s) || started.elapsed() > GENEROUS {
+            break s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        counted(&before, &after),
+        [
+            call("openai", "compare_stream", "cancelled"),
+            call("gemini", "compare_stream", "cancelled"),
+        ]
+    );
+    assert_eq!(
+        count(&origin, "comparison_results").await,
+        0,
+        "nothing saved"
+    );
+}
