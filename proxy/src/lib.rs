@@ -24,6 +24,8 @@ pub mod error;
 pub mod metrics;
 pub mod proxy;
 pub mod stats;
+#[cfg(test)]
+mod test_support;
 
 pub use config::{Config, ConfigErrors, Overrides};
 

@@ -159,17 +159,7 @@ mod tests {
         .unwrap()
     }
 
-    fn req(pairs: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", b"/x", None).unwrap();
-        for (k, v) in pairs {
-            r.insert_header(k.to_string(), v.to_string()).unwrap();
-        }
-        r
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        req(pairs).headers.clone()
-    }
+    use crate::test_support::{header_map as headers, request as req};
 
     fn primary() -> HashBinary {
         UrlKey::new("h", "/x").primary_hash()

@@ -69,20 +69,24 @@ impl Index {
             .unwrap_or_default()
     }
 
-    /// Primaries stored for a path on any host.
-    pub fn primaries_for_path(&self, path: &str) -> Vec<HashBinary> {
+    /// Storage keys of every variant stored for a path on any host.
+    pub fn keys_for_path(&self, path: &str) -> Vec<HashBinary> {
         self.paths
             .get(path)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .flat_map(|p| self.variants(p))
+            .collect()
     }
 
-    /// Primaries whose path starts with `prefix` (an admin operation: scans the distinct paths).
-    pub fn primaries_with_prefix(&self, prefix: &str) -> Vec<HashBinary> {
+    /// Storage keys of every variant whose path starts with `prefix` (an admin operation: scans
+    /// the distinct paths).
+    pub fn keys_with_prefix(&self, prefix: &str) -> Vec<HashBinary> {
         self.paths
             .iter()
             .filter(|(p, _)| p.starts_with(prefix))
-            .flat_map(|(_, s)| s.iter().copied())
+            .flat_map(|(_, s)| s.iter())
+            .flat_map(|p| self.variants(p))
             .collect()
     }
 

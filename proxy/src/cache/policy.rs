@@ -151,6 +151,15 @@ pub fn overlay_304(stored: &ResponseHeader, not_modified: &ResponseHeader) -> Re
     out
 }
 
+/// Whole seconds from `now` until `t`; negative (rounded away from zero) once `t` has passed.
+/// The remaining freshness reported in `Cache-Status` and checked against `min-fresh`/`max-stale`.
+pub fn seconds_until(t: SystemTime, now: SystemTime) -> i64 {
+    match t.duration_since(now) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64) - 1,
+    }
+}
+
 /// What the request's `Cache-Control` / `Pragma` demand of a stored response (RFC 9111 §5.2.1).
 /// `age` is the stored response's current age, `fresh_for` how long it stays fresh (negative when
 /// stale) and `must_revalidate` whether the response forbids serving it stale.
@@ -347,20 +356,12 @@ mod tests {
         }
     }
 
-    fn req(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", b"/x", None).unwrap();
-        r.insert_header("host", "h").unwrap();
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
-        r
-    }
+    use crate::test_support::response as resp;
 
-    fn resp(status: u16, headers: &[(&str, &str)]) -> ResponseHeader {
-        let mut r = ResponseHeader::build(status, None).unwrap();
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
+    /// `GET /x` on host `h`.
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = crate::test_support::request(headers);
+        r.insert_header("host", "h").unwrap();
         r
     }
 

@@ -56,6 +56,9 @@ pub struct HitView {
 }
 
 impl HitView {
+    /// Decodes the serialized meta rather than copying the live `CacheMeta` of the fill: the
+    /// serialization keeps whole seconds, so freshness and provenance here are exactly what
+    /// pingora's own lookups see.
     fn decode(meta: &(Vec<u8>, Vec<u8>)) -> Option<HitView> {
         let m = CacheMeta::deserialize(&meta.0, &meta.1).ok()?;
         let header = super::hit::served_header(m.response_header_copy());
@@ -345,19 +348,11 @@ impl Store {
             }
             Scope::Path(path) => {
                 state.tombstones.path(path, now);
-                let primaries = state.index.primaries_for_path(path);
-                primaries
-                    .iter()
-                    .flat_map(|p| state.index.variants(p))
-                    .collect()
+                state.index.keys_for_path(path)
             }
             Scope::Prefix(prefix) => {
                 state.tombstones.prefix(prefix, now);
-                let primaries = state.index.primaries_with_prefix(prefix);
-                primaries
-                    .iter()
-                    .flat_map(|p| state.index.variants(p))
-                    .collect()
+                state.index.keys_with_prefix(prefix)
             }
             Scope::Group { host, name } => {
                 state.tombstones.group(host.as_deref(), name, now);

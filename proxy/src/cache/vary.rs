@@ -41,16 +41,7 @@ pub fn variance(
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
-        }
-        m
-    }
+    use crate::test_support::header_map as h;
 
     #[test]
     fn per_credential_variants() {

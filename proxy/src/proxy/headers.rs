@@ -147,7 +147,7 @@ pub fn classify(o: &Outcome) -> (XCache, String) {
 
 /// The `Cache-Status` of a fresh hit served by the fast path (the same as [`classify`] gives for
 /// an uncollapsed hit).
-pub fn hit_cache_status(ttl_secs: u64) -> String {
+pub fn hit_cache_status(ttl_secs: i64) -> String {
     format!("{CACHE_NAME}; hit; ttl={ttl_secs}")
 }
 

@@ -10,7 +10,7 @@ use crate::cache::invalidate::{
     group_scopes, mutation_scopes, response_groups, Invalidator, Source,
 };
 use crate::cache::policy::{self, PolicyOptions};
-use crate::cache::storage::{Entry, FillInfo, Store};
+use crate::cache::storage::{FillInfo, HitView, Store};
 use crate::cache::vary;
 use crate::config::TimeoutConfig;
 use crate::error::EdgeError;
@@ -61,13 +61,10 @@ pub fn predictor_skips(reason: &'static str) -> bool {
 impl EdgeProxy {
     fn outcome(&self, session: &Session, ctx: &Ctx) -> Outcome {
         let phase = session.cache.phase();
-        let ttl = session.cache.maybe_cache_meta().map(|m| {
-            let now = SystemTime::now();
-            match m.fresh_until().duration_since(now) {
-                Ok(d) => d.as_secs() as i64,
-                Err(e) => -(e.duration().as_secs() as i64) - 1,
-            }
-        });
+        let ttl = session
+            .cache
+            .maybe_cache_meta()
+            .map(|m| policy::seconds_until(m.fresh_until(), SystemTime::now()));
         Outcome {
             phase,
             collapsed: session.cache.lock_duration().is_some(),
@@ -128,20 +125,15 @@ impl EdgeProxy {
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
-        entry: &Entry,
+        view: &HitView,
+        body: &Bytes,
         now: SystemTime,
         lookup: Duration,
     ) -> Result<()> {
-        let Some(view) = entry.view.as_ref() else {
-            return Error::e_explain(pingora_error::ErrorType::InternalError, "no hit view");
-        };
         let mut resp = view.header.clone();
         let age = now.duration_since(view.epoch).unwrap_or_default().as_secs();
         resp.insert_header(http::header::AGE, age)?;
-        let ttl = view
-            .fresh_until
-            .duration_since(now)
-            .map_or(0, |d| d.as_secs());
+        let ttl = policy::seconds_until(view.fresh_until, now);
         let timing = Timing {
             total: ctx.start.elapsed(),
             lookup: Some(lookup),
@@ -156,13 +148,13 @@ impl EdgeProxy {
         );
         ctx.x_cache = Some(XCache::Hit);
         self.stats.record_fast_hit();
-        let header_only = session.req_header().method == Method::HEAD || entry.body.is_empty();
+        let header_only = session.req_header().method == Method::HEAD || body.is_empty();
         session
             .write_response_header(Box::new(resp), header_only)
             .await?;
         if !header_only {
             session
-                .write_response_body(Some(entry.body.clone()), true)
+                .write_response_body(Some(body.clone()), true)
                 .await?;
         }
         Ok(())
@@ -261,14 +253,16 @@ impl ProxyHttp for EdgeProxy {
             &self.policy.auth_cookies,
             now,
         );
-        match entry {
-            Some(entry) => {
-                self.serve_fresh_hit(session, ctx, &entry, now, lookup_start.elapsed())
-                    .await?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        let Some(entry) = entry else {
+            return Ok(false);
+        };
+        // `fresh_entry` only returns entries with a decoded view
+        let Some(view) = entry.view.as_ref() else {
+            return Ok(false);
+        };
+        self.serve_fresh_hit(session, ctx, view, &entry.body, now, lookup_start.elapsed())
+            .await?;
+        Ok(true)
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
@@ -312,10 +306,7 @@ impl ProxyHttp for EdgeProxy {
         }
         let now = SystemTime::now();
         let age = now.duration_since(meta.epoch()).unwrap_or_default();
-        let fresh_for = match meta.fresh_until().duration_since(now) {
-            Ok(d) => d.as_secs() as i64,
-            Err(e) => -(e.duration().as_secs() as i64) - 1,
-        };
+        let fresh_for = policy::seconds_until(meta.fresh_until(), now);
         let forced = policy::request_freshness(
             &session.req_header().headers,
             age,
