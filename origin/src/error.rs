@@ -3,7 +3,7 @@
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::http::response::{json_response, Response};
+use crate::http::response::{uncacheable, Response};
 
 /// Everything a handler can fail with. [`AppError::into_response`] decides status and body; a 500
 /// is opaque to the client while its cause chain is logged.
@@ -137,12 +137,7 @@ impl AppError {
                 json!({"error": "internal_error", "message": "An unexpected error occurred"})
             }
         };
-        let mut response = json_response(status, &body);
-        response.headers_mut().insert(
-            http::header::CACHE_CONTROL,
-            http::HeaderValue::from_static("no-store"),
-        );
-        response
+        uncacheable(status, &body, false)
     }
 }
 

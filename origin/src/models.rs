@@ -200,8 +200,6 @@ pub struct ModelRegistry {
     upstream: HashMap<&'static str, Upstream>,
     ttl: Duration,
     verified_ttl: Duration,
-    hits: AtomicU64,
-    misses: AtomicU64,
     upstream_calls: HashMap<&'static str, AtomicU64>,
     metrics: Arc<Metrics>,
 }
@@ -236,8 +234,6 @@ impl ModelRegistry {
             upstream,
             ttl: Duration::from_secs(config.cache.model_registry_ttl_secs),
             verified_ttl: Duration::from_secs(config.cache.model_registry_verified_ttl_secs),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
             upstream_calls: PROVIDERS.iter().map(|p| (*p, AtomicU64::new(0))).collect(),
             metrics,
         }
@@ -254,11 +250,9 @@ impl ModelRegistry {
     /// The provider's list, refreshed (single-flight) when missing or expired.
     pub async fn provider(&self, http: &reqwest::Client, provider: &'static str) -> Arc<Entry> {
         if let Some(e) = self.fresh(provider) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
             self.metrics.model_registry_hits.inc();
             return e;
         }
-        self.misses.fetch_add(1, Ordering::Relaxed);
         self.metrics.model_registry_misses.inc();
         let _guard = match self.refresh.get(provider) {
             Some(lock) => Some(lock.lock().await),
@@ -337,8 +331,9 @@ impl ModelRegistry {
     }
 
     pub fn stats(&self) -> Value {
-        let hits = self.hits.load(Ordering::Relaxed);
-        let misses = self.misses.load(Ordering::Relaxed);
+        // The registry's own counters (`metrics` belongs to this registry's `AppState`).
+        let hits = self.metrics.model_registry_hits.get();
+        let misses = self.metrics.model_registry_misses.get();
         let total = hits + misses;
         let calls: serde_json::Map<String, Value> = self
             .upstream_calls

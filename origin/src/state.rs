@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::auth::jwt::JwtKeys;
 use crate::config::Config;
 use crate::crypto::KeyCipher;
-use crate::db::Pool;
+use crate::db::{Pool, QueryObserver};
 use crate::metrics::Metrics;
 use crate::models::ModelRegistry;
 use crate::ratelimit::{RateLimiter, RateSpec};
@@ -38,6 +38,15 @@ pub struct Rates {
 }
 
 impl AppState {
+    /// A fresh statement counter for one request or background task, with the configured
+    /// slow-query threshold.
+    pub fn query_observer(&self) -> QueryObserver {
+        QueryObserver::new(
+            self.metrics.clone(),
+            std::time::Duration::from_millis(self.config.database.slow_query_threshold_ms),
+        )
+    }
+
     pub fn new(config: Config, pool: Pool, metrics: Arc<Metrics>) -> anyhow::Result<AppState> {
         let r = &config.rate_limit;
         let parse = |s: &str| s.parse::<RateSpec>().map_err(anyhow::Error::msg);

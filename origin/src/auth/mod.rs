@@ -70,6 +70,18 @@ fn is_unsafe(method: &Method) -> bool {
     )
 }
 
+/// Verifies `token`, the request's access token, once per request: [`peek_user_id`] (rate limits)
+/// and the handler's authentication share the result. A failure is not kept (it is recomputed,
+/// with the same outcome, by the caller that reports it).
+fn verify_access(ctx: &RequestCtx, token: &str) -> Result<jwt::Claims, AppError> {
+    if let Some(claims) = ctx.access_claims.get() {
+        return Ok(claims.clone());
+    }
+    let claims = ctx.state.jwt.verify(token, "access")?;
+    let _ = ctx.access_claims.set(claims.clone());
+    Ok(claims)
+}
+
 /// Verifies the request's token of `token_type` (`access` or `refresh`) without touching the
 /// database. Bearer wins over the cookie; cookie auth checks CSRF on unsafe methods.
 pub fn verify_token(ctx: &RequestCtx, token_type: &str) -> Result<jwt::Claims, AppError> {
@@ -82,7 +94,7 @@ pub fn verify_token(ctx: &RequestCtx, token_type: &str) -> Result<jwt::Claims, A
         if let Some(h) = ctx.headers.get(http::header::AUTHORIZATION) {
             let h = h.to_str().unwrap_or_default();
             return match h.strip_prefix("Bearer ") {
-                Some(token) => ctx.state.jwt.verify(token.trim(), token_type),
+                Some(token) => verify_access(ctx, token.trim()),
                 None => Err(AppError::unauthorized(
                     "invalid_token",
                     "Bad Authorization header. Expected 'Authorization: Bearer <JWT>'",
@@ -96,7 +108,11 @@ pub fn verify_token(ctx: &RequestCtx, token_type: &str) -> Result<jwt::Claims, A
             format!("Missing cookie \"{cookie_name}\""),
         ));
     };
-    let claims = ctx.state.jwt.verify(token, token_type)?;
+    let claims = if token_type == "access" {
+        verify_access(ctx, token)?
+    } else {
+        ctx.state.jwt.verify(token, token_type)?
+    };
     if is_unsafe(&ctx.method) {
         let Some(sent) = ctx
             .headers
@@ -173,7 +189,7 @@ pub fn peek_user_id(ctx: &RequestCtx) -> Option<String> {
         Some(h) => h.to_str().ok()?.strip_prefix("Bearer ")?.trim(),
         None => cookie(ctx, ACCESS_COOKIE)?,
     };
-    ctx.state.jwt.verify(token, "access").ok().map(|c| c.sub)
+    verify_access(ctx, token).ok().map(|c| c.sub)
 }
 
 /// A `Set-Cookie` value for an auth cookie (no `Max-Age`/`Expires`: session cookies).

@@ -31,11 +31,13 @@ impl<'a> Fields<'a> {
         Ok(fields)
     }
 
-    /// Like [`Fields::new`] without the unknown-field check (the caller checks keys itself).
-    pub fn lenient(value: &'a Value) -> Result<Fields<'a>, AppError> {
-        Fields::new(value, &[]).map(|mut f| {
-            f.errors.clear();
-            f
+    /// Like [`Fields::new`] for one element of a list: a non-object fails with the errors to
+    /// nest under its index (see [`Fields::nested`]) instead of a 422.
+    pub fn item(value: &'a Value, allowed: &[&str]) -> Result<Fields<'a>, Map<String, Value>> {
+        Fields::new(value, allowed).map_err(|_| {
+            let mut m = Map::new();
+            m.insert("_schema".into(), json!(["Invalid input type."]));
+            m
         })
     }
 

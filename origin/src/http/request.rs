@@ -1,11 +1,13 @@
 //! The per-request context handed to every handler.
 
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 use serde_json::Value;
 
+use crate::auth::jwt::Claims;
 use crate::db::{PooledConn, QueryObserver};
 use crate::error::AppError;
 use crate::http::router::RouteDef;
@@ -26,6 +28,9 @@ pub struct RequestCtx {
     pub client_ip: IpAddr,
     /// Counts and times this request's statements.
     pub obs: QueryObserver,
+    /// The request's access token once verified (set by `auth`): the rate limiter and the
+    /// handler's authentication share one verification.
+    pub(crate) access_claims: OnceLock<Claims>,
 }
 
 impl RequestCtx {
@@ -34,24 +39,11 @@ impl RequestCtx {
         Ok(self.state.pool.get().await?)
     }
 
-    /// The decoded query parameters in order.
-    pub fn query_pairs(&self) -> Vec<(String, String)> {
-        self.query
-            .as_deref()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The first value of query parameter `name`.
+    /// The first value of query parameter `name` (decodes only up to that pair).
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query_pairs()
-            .into_iter()
+        url::form_urlencoded::parse(self.query.as_deref()?.as_bytes())
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+            .map(|(_, v)| v.into_owned())
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

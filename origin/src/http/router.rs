@@ -165,13 +165,18 @@ fn match_path(pattern: &str, path: &str) -> Option<Vec<String>> {
     }
 }
 
-/// Routes `method path`; `HEAD` falls back to the `GET` route.
-pub fn route(method: &Method, path: &str) -> Routed {
-    let path = if path.len() > 1 {
+/// `path` without trailing slashes (`/` stays `/`), as routes are matched.
+fn normalise(path: &str) -> &str {
+    if path.len() > 1 {
         path.trim_end_matches('/')
     } else {
         path
-    };
+    }
+}
+
+/// Routes `method path`; `HEAD` falls back to the `GET` route.
+pub fn route(method: &Method, path: &str) -> Routed {
+    let path = normalise(path);
     let mut path_exists = false;
     for def in ROUTES {
         if let Some(params) = match_path(def.pattern, path) {
@@ -190,11 +195,7 @@ pub fn route(method: &Method, path: &str) -> Routed {
 
 /// True when some route has this path (for CORS preflights).
 pub fn path_exists(path: &str) -> bool {
-    let path = if path.len() > 1 {
-        path.trim_end_matches('/')
-    } else {
-        path
-    };
+    let path = normalise(path);
     ROUTES.iter().any(|d| match_path(d.pattern, path).is_some())
 }
 

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,7 +19,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::db::QueryObserver;
 use crate::error::AppError;
 use crate::http::request::RequestCtx;
 use crate::http::response::{empty, Response};
@@ -138,7 +138,7 @@ async fn read_body(
     }
 }
 
-fn preflight(state: &AppState, req_headers: &http::HeaderMap, path: &str) -> Response {
+fn preflight(req_headers: &http::HeaderMap, path: &str) -> Response {
     if !router::path_exists(path) {
         return AppError::not_found("The requested URL was not found on the server.")
             .into_response();
@@ -160,12 +160,12 @@ fn preflight(state: &AppState, req_headers: &http::HeaderMap, path: &str) -> Res
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("no-store"),
     );
-    let _ = state;
     response
 }
 
-/// Adds CORS headers for allowed origins and `Origin` to `Vary` on every `/api/*` response.
-fn apply_cors(state: &AppState, req_headers: &http::HeaderMap, response: &mut Response) {
+/// Adds CORS headers for allowed origins and `Origin` to `Vary` on every `/api/*` response;
+/// `origin` is the request's `Origin` header.
+fn apply_cors(state: &AppState, origin: Option<&HeaderValue>, response: &mut Response) {
     let origins = &state.config.http.cors_origins;
     if origins.is_empty() {
         return;
@@ -178,7 +178,7 @@ fn apply_cors(state: &AppState, req_headers: &http::HeaderMap, response: &mut Re
     if let Ok(v) = HeaderValue::from_str(&vary) {
         headers.insert(VARY, v);
     }
-    if let Some(origin) = req_headers.get(http::header::ORIGIN) {
+    if let Some(origin) = origin {
         if origin
             .to_str()
             .is_ok_and(|o| origins.iter().any(|a| a == o))
@@ -219,13 +219,15 @@ fn security_headers(response: &mut Response) {
 /// The whole per-request pipeline. Never fails: every error becomes a response.
 pub async fn handle(state: AppState, req: Request<Incoming>, remote: SocketAddr) -> Response {
     let start = Instant::now();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let is_head = parts.method == Method::HEAD;
     let client_ip = client_ip(&state, remote.ip(), &parts.headers);
+    // The only request header needed once the handler owns the header map.
+    let origin = parts.headers.get(http::header::ORIGIN).cloned();
     let mut statements = None;
     let (route_name, mut response) = if parts.method == Method::OPTIONS {
-        ("OPTIONS", preflight(&state, &parts.headers, &path))
+        ("OPTIONS", preflight(&parts.headers, &path))
     } else {
         match router::route(&parts.method, &path) {
             Routed::NotFound => (
@@ -240,21 +242,17 @@ pub async fn handle(state: AppState, req: Request<Incoming>, remote: SocketAddr)
                         Err(e) => e.into_response(),
                         Ok(bytes) => {
                             let ctx = RequestCtx {
-                                obs: QueryObserver::new(
-                                    state.metrics.clone(),
-                                    Duration::from_millis(
-                                        state.config.database.slow_query_threshold_ms,
-                                    ),
-                                ),
+                                obs: state.query_observer(),
                                 state: state.clone(),
                                 method: parts.method.clone(),
                                 path: path.clone(),
                                 query: parts.uri.query().map(str::to_string),
-                                headers: parts.headers.clone(),
+                                headers: std::mem::take(&mut parts.headers),
                                 body: bytes,
                                 params,
                                 route: def,
                                 client_ip,
+                                access_claims: OnceLock::new(),
                             };
                             let response = match routes::dispatch(&ctx).await {
                                 Ok(r) => r,
@@ -284,7 +282,7 @@ pub async fn handle(state: AppState, req: Request<Incoming>, remote: SocketAddr)
     }
     security_headers(&mut response);
     if path.starts_with("/api/") {
-        apply_cors(&state, &parts.headers, &mut response);
+        apply_cors(&state, origin.as_ref(), &mut response);
     }
     if let Some(n) = statements {
         if let Ok(v) = HeaderValue::from_str(&format!("db;desc=\"{n} statements\"")) {

@@ -39,11 +39,7 @@ fn provider_of(name: &str) -> Option<Provider> {
 }
 
 fn message_errors(v: &Value) -> Result<ChatMessage, Map<String, Value>> {
-    let mut f = Fields::new(v, &["role", "content"]).map_err(|_| {
-        let mut m = Map::new();
-        m.insert("_schema".into(), json!(["Invalid input type."]));
-        m
-    })?;
+    let mut f = Fields::item(v, &["role", "content"])?;
     let role = f.one_of("role", true, &["system", "user", "assistant"]);
     let content = f.string("content", true, Some((1, 4000)));
     match (role, content) {
@@ -95,11 +91,7 @@ pub fn chat_request(body: &Value) -> Result<ChatRequest, AppError> {
 }
 
 fn target_errors(v: &Value) -> Result<Target, Map<String, Value>> {
-    let mut f = Fields::new(v, &["provider", "model"]).map_err(|_| {
-        let mut m = Map::new();
-        m.insert("_schema".into(), json!(["Invalid input type."]));
-        m
-    })?;
+    let mut f = Fields::item(v, &["provider", "model"])?;
     let provider = f.one_of("provider", true, &PROVIDERS);
     let model = f.string("model", true, Some((1, 100)));
     match (provider.as_deref().and_then(provider_of), model) {

@@ -9,10 +9,10 @@ pub mod sse;
 use std::sync::Arc;
 use std::time::Duration;
 
-use llmselect_llm::{Gateway, LlmClient, LlmConfig, Provider};
+use llmselect_llm::{Gateway, LlmClient, LlmConfig, LlmError, Provider};
 
 use crate::config::Config;
-use crate::metrics::{LlmCall, LlmEndpoint, Metrics};
+use crate::metrics::{LlmCall, LlmEndpoint, LlmOutcome, Metrics};
 
 /// The LLM client and the streaming settings, built once from the configuration.
 pub struct LlmService {
@@ -62,4 +62,22 @@ impl LlmService {
 /// `max(1, chars / 4)`: the rough token count the original reports.
 pub fn estimate_tokens(text: &str) -> usize {
     (text.chars().count() / 4).max(1)
+}
+
+/// Why a streamed relay (chat/stream, one model of compare/stream) stopped before its upstream
+/// finished.
+pub enum Stop {
+    /// The client went away.
+    ClientGone,
+    /// The provider call failed, before or during the stream.
+    Failed(LlmError),
+}
+
+/// The `origin_llm_calls_total` outcome of a relay.
+pub fn relay_outcome<T>(relayed: &Result<T, Stop>) -> LlmOutcome {
+    match relayed {
+        Ok(_) => LlmOutcome::Ok,
+        Err(Stop::ClientGone) => LlmOutcome::Cancelled,
+        Err(Stop::Failed(_)) => LlmOutcome::Error,
+    }
 }

@@ -23,13 +23,13 @@ use futures::StreamExt;
 use llmselect_llm::ChatMessage;
 
 use crate::auth::{authenticate, AuthUser};
-use crate::db::QueryObserver;
 use crate::error::AppError;
 use crate::http::request::RequestCtx;
 use crate::http::response::{mutation_response, Response};
 use crate::llm::errors::{chat_error, STREAM_FAILED};
 use crate::llm::input::{chat_request, ChatRequest};
 use crate::llm::sse::{sse_response, EventSender};
+use crate::llm::{relay_outcome, Stop};
 use crate::metrics::{LlmCall, LlmEndpoint, LlmOutcome};
 use crate::provider_keys;
 use crate::repo::conversations as repo;
@@ -181,21 +181,6 @@ struct StreamJob {
     messages: Vec<ChatMessage>,
 }
 
-/// Why a relay stopped before the upstream finished.
-enum Stop {
-    ClientGone,
-    Failed(String),
-}
-
-/// The `origin_llm_calls_total` outcome of a relay.
-fn outcome<T>(relayed: &Result<T, Stop>) -> LlmOutcome {
-    match relayed {
-        Ok(_) => LlmOutcome::Ok,
-        Err(Stop::ClientGone) => LlmOutcome::Cancelled,
-        Err(Stop::Failed(_)) => LlmOutcome::Error,
-    }
-}
-
 impl StreamJob {
     async fn run(self, events: EventSender) {
         let start = Instant::now();
@@ -205,7 +190,7 @@ impl StreamJob {
             _ = events.closed() => Err(Stop::ClientGone),
         };
         // The provider call is over here; saving the answer is not part of its duration.
-        call.finish(outcome(&relayed));
+        call.finish(relay_outcome(&relayed));
         match relayed {
             Ok(text) => match self.save_answer(&text).await {
                 Ok(()) => {
@@ -237,10 +222,10 @@ impl StreamJob {
         let mut deltas = client
             .chat_stream(self.provider, &self.model, &self.api_key, &self.messages)
             .await
-            .map_err(|e| Stop::Failed(e.to_string()))?;
+            .map_err(Stop::Failed)?;
         let mut text = String::new();
         while let Some(delta) = deltas.next().await {
-            let delta = delta.map_err(|e| Stop::Failed(e.to_string()))?;
+            let delta = delta.map_err(Stop::Failed)?;
             if delta.is_empty() {
                 continue;
             }
@@ -258,10 +243,7 @@ impl StreamJob {
     }
 
     async fn save_answer(&self, text: &str) -> Result<(), AppError> {
-        let obs = QueryObserver::new(
-            self.state.metrics.clone(),
-            std::time::Duration::from_millis(self.state.config.database.slow_query_threshold_ms),
-        );
+        let obs = self.state.query_observer();
         let conn = self.state.pool.get().await?;
         let db = conn.db(&obs);
         repo::add_message(&db, self.conversation_id, self.user_id, "assistant", text)

@@ -10,17 +10,16 @@ use futures::StreamExt;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use llmselect_llm::{ChatMessage, LlmError, Provider};
+use llmselect_llm::{ChatMessage, Provider};
 
 use crate::auth::authenticate;
-use crate::db::QueryObserver;
 use crate::error::AppError;
 use crate::http::request::RequestCtx;
-use crate::http::response::{json_response, mutation_response, Response};
+use crate::http::response::{mutation_response, uncacheable, Response};
 use crate::llm::errors::{COMPARE_FAILED, STREAM_FAILED};
 use crate::llm::input::{compare_request, Target};
 use crate::llm::sse::{sse_response, EventSender};
-use crate::llm::{estimate_tokens, LlmService};
+use crate::llm::{estimate_tokens, relay_outcome, LlmService, Stop};
 use crate::metrics::{LlmCall, LlmEndpoint, LlmOutcome};
 use crate::provider_keys;
 use crate::repo::comparisons as repo;
@@ -67,10 +66,7 @@ async fn store(
     prompt: &str,
     results: &Value,
 ) -> Result<i64, AppError> {
-    let obs = QueryObserver::new(
-        state.metrics.clone(),
-        std::time::Duration::from_millis(state.config.database.slow_query_threshold_ms),
-    );
+    let obs = state.query_observer();
     let conn = state.pool.get().await?;
     Ok(repo::create(&conn.db(&obs), user_id, prompt, results)
         .await?
@@ -234,12 +230,7 @@ async fn stream_one(
     };
     let mut call = llm.track(provider, LlmEndpoint::CompareStream);
     let relayed = relay_one(llm, &target, &key, messages, events, &mut call).await;
-    let outcome = match &relayed {
-        Ok(_) => LlmOutcome::Ok,
-        Err(Stop::ClientGone) => LlmOutcome::Cancelled,
-        Err(Stop::Failed(_)) => LlmOutcome::Error,
-    };
-    let secs = call.finish(outcome).as_secs_f64();
+    let secs = call.finish(relay_outcome(&relayed)).as_secs_f64();
     match relayed {
         Ok(text) => {
             let entry = success_entry(&target, &text, secs);
@@ -255,12 +246,6 @@ async fn stream_one(
         }
         Err(Stop::ClientGone) => None,
     }
-}
-
-/// Why one model's relay stopped before its upstream finished.
-enum Stop {
-    ClientGone,
-    Failed(LlmError),
 }
 
 /// Calls the provider and relays its non-empty deltas as `chunk` events (times relative to the
@@ -384,14 +369,10 @@ pub async fn analyze(ctx: &RequestCtx) -> Result<Response, AppError> {
         tracing::warn!(event = "analysis_failed", provider = %provider, error = %e);
         plain(StatusCode::BAD_GATEWAY, "Analysis failed")
     })?;
-    let mut response = json_response(
+    Ok(uncacheable(
         StatusCode::OK,
         &json!({"analysis": analysis, "provider": provider.as_str(), "model": model,
                 "outputs_compared": outputs.len()}),
-    );
-    response.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    Ok(response)
+        false,
+    ))
 }

@@ -8,10 +8,10 @@ use crate::cursor;
 use crate::error::AppError;
 use crate::http::input::Fields;
 use crate::http::request::RequestCtx;
-use crate::http::response::{etag_of, json_response, mutation_response, Cacheable, Response};
+use crate::http::response::{json_response, mutation_response, Response};
 use crate::models::PROVIDERS;
 use crate::repo::comparisons::{self as repo, Vote};
-use crate::routes::groups;
+use crate::routes::{groups, user_list_cache};
 
 const NOT_FOUND: &str = "Comparison not found";
 
@@ -32,55 +32,30 @@ pub async fn list(ctx: &RequestCtx) -> Result<Response, AppError> {
     };
     let limit = int("limit").unwrap_or(50).clamp(1, 100);
     let offset = int("offset").unwrap_or(0).max(0);
-    let cursor_text = ctx
-        .query_param("cursor")
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
-    let after = match &cursor_text {
-        Some(c) => {
-            let (at, id) = cursor::decode(c, "cmp", user.id)?;
-            let id: i64 = id
-                .parse()
-                .map_err(|_| AppError::bad_request("Invalid cursor"))?;
-            Some((at, id))
-        }
-        None => None,
-    };
+    let cursor = cursor::from_query::<i64>(ctx, "cmp", user.id)?;
     let normalised = format!(
         "limit={limit}&offset={}&cursor={}",
-        if after.is_some() { 0 } else { offset },
-        cursor_text.as_deref().unwrap_or("")
+        if cursor.is_some() { 0 } else { offset },
+        cursor.as_ref().map_or("", |(text, _)| text)
     );
-    let cache = Cacheable::per_user(
-        user.cdn_max_age(&ctx.state.config),
-        vec![
-            groups::ALL.into(),
-            groups::user(user.id),
-            groups::user_comparisons(user.id),
-        ],
-        etag_of(&[
-            b"comparisons",
-            &user.id.to_be_bytes(),
-            &user.cache_version.to_be_bytes(),
-            normalised.as_bytes(),
-        ]),
+    let cache = user_list_cache(
+        ctx,
+        &user,
+        "comparisons",
+        groups::user_comparisons(user.id),
+        &normalised,
     );
     if cache.matches(&ctx.headers) {
         return Ok(cache.not_modified());
     }
+    let after = cursor.map(|(_, after)| after);
     let items = match after {
         Some(after) => repo::list_after(&db, user.id, limit, after).await?,
         None => repo::list_page(&db, user.id, limit, offset).await?,
     };
-    let next_cursor = match items.last() {
-        Some(last) if items.len() as i64 == limit => Some(cursor::encode(
-            "cmp",
-            user.id,
-            &last.created_at,
-            &last.id.to_string(),
-        )),
-        _ => None,
-    };
+    let next_cursor = cursor::after_page("cmp", user.id, limit, &items, |c| {
+        (c.created_at, c.id.to_string())
+    });
     let body = json!({
         "comparisons": items.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
         "limit": limit,
@@ -92,17 +67,10 @@ pub async fn list(ctx: &RequestCtx) -> Result<Response, AppError> {
 
 /// Validates one element of `results`.
 fn result_entry(v: &Value) -> Result<Value, serde_json::Map<String, Value>> {
-    let mut f = match Fields::new(
+    let mut f = Fields::item(
         v,
         &["provider", "model", "response", "time", "tokens", "error"],
-    ) {
-        Ok(f) => f,
-        Err(_) => {
-            let mut m = serde_json::Map::new();
-            m.insert("_schema".into(), json!(["Invalid input type."]));
-            return Err(m);
-        }
-    };
+    )?;
     let provider = f.one_of("provider", true, &PROVIDERS);
     let model = f.string("model", true, Some((1, 100)));
     let response = f.string("response", true, None);

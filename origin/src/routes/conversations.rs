@@ -24,7 +24,7 @@ use crate::http::response::{
 use crate::models::PROVIDERS;
 use crate::repo::conversations::{self as repo, Conversation, Message};
 use crate::repo::{fmt_ts, fmt_ts_naive, like_pattern};
-use crate::routes::groups;
+use crate::routes::{groups, user_list_cache};
 
 const NOT_FOUND: &str = "Conversation not found";
 
@@ -58,16 +58,22 @@ fn message_json(m: &Message) -> Value {
     json!({"role": m.role, "content": m.content, "createdAt": fmt_ts(&m.created_at)})
 }
 
-fn detail_json(c: &Conversation, messages: &[Message]) -> Value {
+/// The conversation without its messages (the rename answer).
+fn summary_json(c: &Conversation) -> Value {
     json!({
         "id": c.id,
         "title": c.display_title(),
         "provider": c.provider,
         "model": c.model,
         "lastMessageAt": fmt_ts(&c.last_message_at),
-        "messages": messages.iter().map(message_json).collect::<Vec<_>>(),
-        "messageCount": messages.len(),
     })
+}
+
+fn detail_json(c: &Conversation, messages: &[Message]) -> Value {
+    let mut body = summary_json(c);
+    body["messages"] = messages.iter().map(message_json).collect();
+    body["messageCount"] = json!(messages.len());
+    body
 }
 
 fn detail_cache(ctx: &RequestCtx, user: &AuthUser, c: &Conversation, variant: &str) -> Cacheable {
@@ -107,41 +113,24 @@ pub async fn list(ctx: &RequestCtx) -> Result<Response, AppError> {
         .query_param("search")
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
-    let cursor_text = ctx
-        .query_param("cursor")
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
-    let after = match &cursor_text {
-        Some(c) => {
-            let (at, id) = cursor::decode(c, "conv", user.id)?;
-            let id = Uuid::parse_str(&id).map_err(|_| AppError::bad_request("Invalid cursor"))?;
-            Some((at, id))
-        }
-        None => None,
-    };
+    let cursor = cursor::from_query::<Uuid>(ctx, "conv", user.id)?;
     let normalised = format!(
         "limit={limit}&page={}&search={}&cursor={}",
-        if after.is_some() { 0 } else { page },
+        if cursor.is_some() { 0 } else { page },
         search.as_deref().unwrap_or(""),
-        cursor_text.as_deref().unwrap_or("")
+        cursor.as_ref().map_or("", |(text, _)| text)
     );
-    let cache = Cacheable::per_user(
-        user.cdn_max_age(&ctx.state.config),
-        vec![
-            groups::ALL.into(),
-            groups::user(user.id),
-            groups::user_conversations(user.id),
-        ],
-        etag_of(&[
-            b"conversations",
-            &user.id.to_be_bytes(),
-            &user.cache_version.to_be_bytes(),
-            normalised.as_bytes(),
-        ]),
+    let cache = user_list_cache(
+        ctx,
+        &user,
+        "conversations",
+        groups::user_conversations(user.id),
+        &normalised,
     );
     if cache.matches(&ctx.headers) {
         return Ok(cache.not_modified());
     }
+    let after = cursor.map(|(_, after)| after);
     let pattern = search.as_deref().map(like_pattern);
     let repo::ListPage { items, total } = match after {
         Some(after) => repo::list_after(&db, user.id, pattern.as_deref(), limit, after).await?,
@@ -149,15 +138,9 @@ pub async fn list(ctx: &RequestCtx) -> Result<Response, AppError> {
             repo::list_page(&db, user.id, pattern.as_deref(), limit, (page - 1) * limit).await?
         }
     };
-    let next_cursor = match items.last() {
-        Some(last) if items.len() as i64 == limit => Some(cursor::encode(
-            "conv",
-            user.id,
-            &last.last_message_at,
-            &last.id.to_string(),
-        )),
-        _ => None,
-    };
+    let next_cursor = cursor::after_page("conv", user.id, limit, &items, |c| {
+        (c.last_message_at, c.id.to_string())
+    });
     let conversations: Vec<Value> = items
         .iter()
         .map(|c| {
@@ -292,13 +275,7 @@ pub async fn rename(ctx: &RequestCtx) -> Result<Response, AppError> {
         .ok_or_else(|| AppError::not_found(NOT_FOUND))?;
     Ok(mutation_response(
         StatusCode::OK,
-        &json!({
-            "id": conv.id,
-            "title": conv.display_title(),
-            "provider": conv.provider,
-            "model": conv.model,
-            "lastMessageAt": fmt_ts(&conv.last_message_at),
-        }),
+        &summary_json(&conv),
         &[
             groups::user_conversations(user.id),
             groups::conversation(&id),

@@ -13,9 +13,10 @@ pub mod health;
 pub mod keys;
 pub mod models;
 
+use crate::auth::AuthUser;
 use crate::error::AppError;
 use crate::http::request::RequestCtx;
-use crate::http::response::Response;
+use crate::http::response::{etag_of, Cacheable, Response};
 use crate::http::router::{Handler, RateGroup};
 
 /// Cache groups (RFC 9875) named by the origin (origin-api.md §7.2).
@@ -36,6 +37,28 @@ pub mod groups {
     pub fn conversation(id: &uuid::Uuid) -> String {
         format!("conversation:{id}")
     }
+}
+
+/// The caching headers of a page of one of `user`'s lists (`label`: `conversations`,
+/// `comparisons`; `list_group`: the list's cache group). The ETag derives from the user's
+/// `cache_version`, which every write to their lists bumps, and the `normalised` query.
+fn user_list_cache(
+    ctx: &RequestCtx,
+    user: &AuthUser,
+    label: &str,
+    list_group: String,
+    normalised: &str,
+) -> Cacheable {
+    Cacheable::per_user(
+        user.cdn_max_age(&ctx.state.config),
+        vec![groups::ALL.into(), groups::user(user.id), list_group],
+        etag_of(&[
+            label.as_bytes(),
+            &user.id.to_be_bytes(),
+            &user.cache_version.to_be_bytes(),
+            normalised.as_bytes(),
+        ]),
+    )
 }
 
 fn rate_limit(ctx: &RequestCtx) -> Result<(), AppError> {
