@@ -62,9 +62,12 @@ async fn chat_creates_conversation_stores_both_messages_and_invalidates() {
 async fn chat_provider_errors_are_400_and_write_nothing() {
     let (_fake, origin, user) = setup().await;
     for (model, status) in [("gpt-4o-fail-401", 401), ("gpt-4o-fail-500", 500)] {
-        let r = post(&origin, &user, "/api/v1/chat", &json!({
-            "provider": "openai", "model": model, "messages": [{"role": "user", "content": "Hi"}]
-        }))
+        let r = post(
+            &origin,
+            &user,
+            "/api/v1/chat",
+            &chat_body("openai", model, "Hi"),
+        )
         .await;
         assert_eq!(r.status(), 400);
         assert!(r.headers().get("cache-group-invalidation").is_none());
@@ -86,10 +89,7 @@ async fn chat_error_in_existing_conversation_names_it_and_keeps_it_unchanged() {
         &origin,
         &user,
         "/api/v1/chat",
-        &json!({
-            "provider": "anthropic", "model": "claude-fail-500", "conversationId": cid,
-            "messages": [{"role": "user", "content": "Hi"}]
-        }),
+        &chat_body_in(&cid, "anthropic", "claude-fail-500", "Hi"),
     )
     .await;
     assert_eq!(r.status(), 400);
@@ -126,8 +126,7 @@ async fn chat_validation_ownership_and_missing_key() {
         &origin,
         &user,
         "/api/v1/chat",
-        &json!({
-        "provider": "cohere", "model": "m", "messages": msg}),
+        &chat_body("cohere", "m", "Hi"),
     )
     .await;
     assert_eq!(r.status(), 422);
@@ -136,8 +135,7 @@ async fn chat_validation_ownership_and_missing_key() {
         &origin,
         &user,
         "/api/v1/chat/stream",
-        &json!({
-        "provider": "mistral", "model": "mistral-small", "messages": msg}),
+        &chat_body("mistral", "mistral-small", "Hi"),
     )
     .await;
     assert_eq!(r.status(), 404);
@@ -153,8 +151,7 @@ async fn chat_validation_ownership_and_missing_key() {
         &origin,
         &user,
         "/api/v1/chat/stream",
-        &json!({
-        "provider": "openai", "model": "m", "messages": msg, "conversationId": cid}),
+        &chat_body_in(&cid, "openai", "m", "Hi"),
     )
     .await;
     assert_eq!(r.status(), 404);
@@ -181,7 +178,7 @@ async fn chat_stream_relays_deltas_and_saves_before_done() {
     assert_eq!(h["cache-control"], "no-cache");
     assert_eq!(h["x-accel-buffering"], "no");
     let groups = h["cache-group-invalidation"].to_str().unwrap().to_string();
-    let events = sse_events(&r.text().await.unwrap());
+    let events = events_of(r).await;
     let (last, deltas) = events.split_last().unwrap();
     assert!(deltas.len() > 1, "several content events: {events:?}");
     let text: String = deltas
@@ -215,13 +212,10 @@ async fn chat_stream_sends_the_stored_history() {
         &origin,
         &user,
         "/api/v1/chat/stream",
-        &json!({
-            "provider": "openai", "model": "gpt-4o", "conversationId": cid,
-            "messages": [{"role": "user", "content": "Second question"}]
-        }),
+        &chat_body_in(&cid, "openai", "gpt-4o", "Second question"),
     )
     .await;
-    let events = sse_events(&r.text().await.unwrap());
+    let events = events_of(r).await;
     assert_eq!(events.last().unwrap()["conversationId"], cid.as_str());
     let sent = fake.last_request("/v1/chat/completions").unwrap().json();
     let contents: Vec<&str> = sent["messages"]
@@ -247,12 +241,15 @@ async fn chat_stream_failures_end_with_an_error_event_and_keep_only_the_user_mes
         "gpt-4o-malformed",
         "gpt-4o-stream-error",
     ] {
-        let r = post(&origin, &user, "/api/v1/chat/stream", &json!({
-            "provider": "openai", "model": model, "messages": [{"role": "user", "content": model}]
-        }))
+        let r = post(
+            &origin,
+            &user,
+            "/api/v1/chat/stream",
+            &chat_body("openai", model, model),
+        )
         .await;
         assert_eq!(r.status(), 200, "{model}");
-        let events = sse_events(&r.text().await.unwrap());
+        let events = events_of(r).await;
         assert_eq!(
             events.last().unwrap(),
             &json!({"error": STREAM_FAILED}),
@@ -268,9 +265,12 @@ async fn chat_stream_failures_end_with_an_error_event_and_keep_only_the_user_mes
 #[tokio::test]
 async fn chat_stream_sends_keepalives_while_the_provider_is_slow() {
     let (_fake, origin, user) = setup().await;
-    let r = post(&origin, &user, "/api/v1/chat/stream", &json!({
-        "provider": "openai", "model": "gpt-4o-slow-700", "messages": [{"role": "user", "content": "x"}]
-    }))
+    let r = post(
+        &origin,
+        &user,
+        "/api/v1/chat/stream",
+        &chat_body("openai", "gpt-4o-slow-700", "x"),
+    )
     .await;
     let body = r.text().await.unwrap();
     assert!(body.contains(": keep-alive\n\n"), "{body}");
@@ -279,21 +279,16 @@ async fn chat_stream_sends_keepalives_while_the_provider_is_slow() {
 
 #[tokio::test]
 async fn client_disconnect_cancels_the_stream_and_saves_no_answer() {
-    use futures::StreamExt;
-    let (_fake, origin, user) = setup_with(llmselect_e2e::fake_llm::FakeConfig {
-        chunks: 6,
-        chunk_delay: std::time::Duration::from_millis(100),
-        ..llmselect_e2e::fake_llm::FakeConfig::instant()
-    })
+    let (_fake, origin, user) = setup_with(chunked(6, 100)).await;
+    let r = post(
+        &origin,
+        &user,
+        "/api/v1/chat/stream",
+        &chat_body("openai", "gpt-4o", "Bye"),
+    )
     .await;
-    let r = post(&origin, &user, "/api/v1/chat/stream", &json!({
-        "provider": "openai", "model": "gpt-4o", "messages": [{"role": "user", "content": "Bye"}]
-    }))
-    .await;
-    let mut body = r.bytes_stream();
-    let first = body.next().await.expect("a first frame").unwrap();
-    assert!(std::str::from_utf8(&first).unwrap().contains("content"));
-    drop(body);
+    let first = first_frame_then_leave(r).await;
+    assert!(first.contains("content"));
     // The whole answer would take about 600 ms; wait well past it before checking nothing came.
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     assert_eq!(
@@ -310,7 +305,7 @@ async fn key_resolution_follows_the_override_rules() {
         fake.last_request(path)
             .and_then(|r| r.header("authorization").map(str::to_string))
     };
-    let chat = json!({"provider": "openai", "model": "gpt-4o", "messages": [{"role": "user", "content": "k"}]});
+    let chat = chat_body("openai", "gpt-4o", "k");
 
     assert_eq!(
         post(
@@ -354,7 +349,7 @@ async fn key_resolution_follows_the_override_rules() {
         "override"
     );
 
-    let mistral = json!({"provider": "mistral", "model": "mistral-small", "messages": [{"role": "user", "content": "k"}]});
+    let mistral = chat_body("mistral", "mistral-small", "k");
     assert_eq!(
         post(&origin, &user, "/api/v1/chat", &mistral)
             .await
@@ -371,7 +366,7 @@ async fn key_resolution_follows_the_override_rules() {
 #[tokio::test]
 async fn provider_timeouts_are_reported_cleanly() {
     let (_fake, origin, user) = setup().await;
-    let body = |model: &str| json!({"provider": "openai", "model": model, "messages": [{"role": "user", "content": "t"}]});
+    let body = |model: &str| chat_body("openai", model, "t");
     let r = post(&origin, &user, "/api/v1/chat", &body("gpt-4o-slow-2500")).await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
@@ -386,7 +381,7 @@ async fn provider_timeouts_are_reported_cleanly() {
         &body("gpt-4o-slow-2500"),
     )
     .await;
-    let events = sse_events(&r.text().await.unwrap());
+    let events = events_of(r).await;
     assert_eq!(events.last().unwrap(), &json!({"error": STREAM_FAILED}));
     assert_eq!(
         stored_messages(&origin).await,

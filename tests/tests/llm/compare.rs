@@ -7,6 +7,21 @@ use serde_json::{json, Value};
 
 use super::*;
 
+/// The `results` stored for comparison `id`.
+async fn stored_results(origin: &TestOrigin, id: i64) -> Value {
+    origin
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT results FROM comparison_results WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("stored comparison")
+        .get(0)
+}
+
 #[tokio::test]
 async fn compare_runs_concurrently_keeps_request_order_and_failures_in_place() {
     let (_fake, origin, user) = setup().await;
@@ -15,12 +30,15 @@ async fn compare_runs_concurrently_keeps_request_order_and_failures_in_place() {
         &origin,
         &user,
         "/api/v1/compare",
-        &json!({"prompt": "Hi", "providers": [
-            {"provider": "openai", "model": "gpt-4o-slow-400"},
-            {"provider": "mistral", "model": "mistral-small"},
-            {"provider": "openai", "model": "gpt-4o-mini-slow-400"},
-            {"provider": "anthropic", "model": "claude-fail-500"},
-        ]}),
+        &compare_body(
+            "Hi",
+            &[
+                ("openai", "gpt-4o-slow-400"),
+                ("mistral", "mistral-small"),
+                ("openai", "gpt-4o-mini-slow-400"),
+                ("anthropic", "claude-fail-500"),
+            ],
+        ),
     )
     .await;
     let elapsed = started.elapsed();
@@ -57,15 +75,7 @@ async fn compare_runs_concurrently_keeps_request_order_and_failures_in_place() {
 
     // Stored in the same order: a vote for index 2 names the second OpenAI model.
     let id = v["id"].as_i64().unwrap();
-    let db = origin.db.client().await;
-    let stored: Value = db
-        .query_one(
-            "SELECT results FROM comparison_results WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let stored = stored_results(&origin, id).await;
     assert_eq!(&stored, &v["results"]);
     let r = post(
         &origin,
@@ -75,6 +85,7 @@ async fn compare_runs_concurrently_keeps_request_order_and_failures_in_place() {
     )
     .await;
     assert_eq!(r.status(), 200);
+    let db = origin.db.client().await;
     let voted: Value = db
         .query_one(
             "SELECT results -> preferred_index FROM comparison_results WHERE id = $1",
@@ -94,12 +105,15 @@ async fn compare_stream_interleaves_events_and_saves_before_done() {
         &origin,
         &user,
         "/api/v1/compare/stream",
-        &json!({"prompt": "Race", "providers": [
-            {"provider": "gemini", "model": "gemini-slow-400"},
-            {"provider": "mistral", "model": "mistral-small"},
-            {"provider": "openai", "model": "gpt-4o-slow-400"},
-            {"provider": "openai", "model": "gpt-4o-stream-error"},
-        ]}),
+        &compare_body(
+            "Race",
+            &[
+                ("gemini", "gemini-slow-400"),
+                ("mistral", "mistral-small"),
+                ("openai", "gpt-4o-slow-400"),
+                ("openai", "gpt-4o-stream-error"),
+            ],
+        ),
     )
     .await;
     assert_eq!(r.status(), 200);
@@ -108,7 +122,7 @@ async fn compare_stream_interleaves_events_and_saves_before_done() {
         r.headers()["content-type"],
         "text/event-stream; charset=utf-8"
     );
-    let events = sse_events(&r.text().await.unwrap());
+    let events = events_of(r).await;
     assert!(
         started.elapsed().as_millis() < 750,
         "concurrent: {:?}",
@@ -139,15 +153,7 @@ async fn compare_stream_interleaves_events_and_saves_before_done() {
     let done = events.last().unwrap();
     assert_eq!(done["event"], "done");
     let id = done["comparisonId"].as_i64().expect("saved");
-    let db = origin.db.client().await;
-    let stored: Value = db
-        .query_one(
-            "SELECT results FROM comparison_results WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let stored = stored_results(&origin, id).await;
     let stored = stored.as_array().unwrap();
     let models: Vec<&str> = stored
         .iter()
@@ -177,11 +183,10 @@ async fn compare_stream_with_no_success_saves_nothing() {
         &origin,
         &user,
         "/api/v1/compare/stream",
-        &json!({"prompt": "x", "providers": [
-        {"provider": "openai", "model": "fail-401"}, {"provider": "mistral", "model": "m"}]}),
+        &compare_body("x", &[("openai", "fail-401"), ("mistral", "m")]),
     )
     .await;
-    let events = sse_events(&r.text().await.unwrap());
+    let events = events_of(r).await;
     assert_eq!(events.last().unwrap(), &json!({"event": "done"}));
     assert_eq!(count(&origin, "comparison_results").await, 0);
 }

@@ -51,7 +51,15 @@ pub async fn setup() -> (FakeLlm, TestOrigin, TestUser) {
     setup_with(FakeConfig::instant()).await
 }
 
-/// POSTs `body` as `user`.
+/// A fake whose streamed answers come in `chunks` pieces, `chunk_delay_ms` apart.
+pub fn chunked(chunks: usize, chunk_delay_ms: u64) -> FakeConfig {
+    FakeConfig {
+        chunks,
+        chunk_delay: Duration::from_millis(chunk_delay_ms),
+        ..FakeConfig::instant()
+    }
+}
+
 /// A chat request body with one user message.
 pub fn chat_body(provider: &str, model: &str, content: &str) -> Value {
     serde_json::json!({
@@ -60,6 +68,23 @@ pub fn chat_body(provider: &str, model: &str, content: &str) -> Value {
     })
 }
 
+/// A chat request body with one user message, continuing conversation `cid`.
+pub fn chat_body_in(cid: &str, provider: &str, model: &str, content: &str) -> Value {
+    let mut body = chat_body(provider, model, content);
+    body["conversationId"] = cid.into();
+    body
+}
+
+/// A `/compare` or `/compare/stream` body: `prompt` for every `(provider, model)`, in order.
+pub fn compare_body(prompt: &str, providers: &[(&str, &str)]) -> Value {
+    let providers: Vec<Value> = providers
+        .iter()
+        .map(|(provider, model)| serde_json::json!({"provider": provider, "model": model}))
+        .collect();
+    serde_json::json!({"prompt": prompt, "providers": providers})
+}
+
+/// POSTs `body` as `user`.
 pub async fn post(
     origin: &TestOrigin,
     user: &TestUser,
@@ -80,6 +105,19 @@ pub fn sse_events(body: &str) -> Vec<Value> {
         .filter_map(|l| l.strip_prefix("data: "))
         .map(|d| serde_json::from_str(d).expect("event is JSON"))
         .collect()
+}
+
+/// The events of a whole SSE response.
+pub async fn events_of(r: reqwest::Response) -> Vec<Value> {
+    sse_events(&r.text().await.expect("SSE body"))
+}
+
+/// Reads the first frame of a streamed response, then drops the body (the client leaves).
+pub async fn first_frame_then_leave(r: reqwest::Response) -> String {
+    use futures::StreamExt;
+    let mut body = r.bytes_stream();
+    let first = body.next().await.expect("a first frame").expect("frame");
+    String::from_utf8(first.to_vec()).expect("UTF-8 frame")
 }
 
 /// The `Cache-Group-Invalidation` header.

@@ -6,8 +6,6 @@
 
 use std::time::Instant;
 
-use futures::StreamExt;
-use llmselect_e2e::fake_llm::FakeConfig;
 use serde_json::{json, Value};
 
 use super::*;
@@ -18,6 +16,18 @@ struct Scrape(String);
 impl Scrape {
     async fn of(origin: &TestOrigin) -> Scrape {
         Scrape(origin.metrics_text().await)
+    }
+
+    /// Scrapes until `done` holds (or [`GENEROUS`] has passed) and returns the last scrape.
+    async fn until(origin: &TestOrigin, done: impl Fn(&Scrape) -> bool) -> Scrape {
+        let started = Instant::now();
+        loop {
+            let s = Scrape::of(origin).await;
+            if done(&s) || started.elapsed() > GENEROUS {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// The value of the line `<series> <value>`; `series` is the name plus the labels exactly as
@@ -160,7 +170,7 @@ async fn provider_failures_count_as_errors() {
             &body(provider, model),
         )
         .await;
-        let events = sse_events(&r.text().await.unwrap());
+        let events = events_of(r).await;
         assert_eq!(events.last().unwrap(), &json!({"error": STREAM_FAILED}));
     }
 
@@ -202,7 +212,7 @@ async fn successful_chat_stream_records_time_to_first_token() {
         &chat_body("gemini", "gemini-2.5-flash-slow-200", "Stream please"),
     )
     .await;
-    let events = sse_events(&r.text().await.unwrap());
+    let events = events_of(r).await;
     assert_eq!(events.last().unwrap()["done"], true, "{events:?}");
 
     // The call is recorded before `done` is sent, so one scrape after the body suffices.
@@ -239,12 +249,15 @@ async fn compare_counts_one_call_per_provider() {
         &origin,
         &user,
         "/api/v1/compare",
-        &json!({"prompt": "Hi", "providers": [
-            {"provider": "openai", "model": "gpt-4o"},
-            {"provider": "anthropic", "model": "claude-3-5-sonnet"},
-            // No key for Mistral: failed in place without calling the provider, so not counted.
-            {"provider": "mistral", "model": "mistral-small"},
-        ]}),
+        &compare_body(
+            "Hi",
+            &[
+                ("openai", "gpt-4o"),
+                ("anthropic", "claude-3-5-sonnet"),
+                // No key for Mistral: failed in place without calling the provider, so not counted.
+                ("mistral", "mistral-small"),
+            ],
+        ),
     )
     .await;
     assert_eq!(r.status(), 200);
@@ -273,14 +286,17 @@ async fn compare_stream_counts_one_call_and_one_first_token_per_provider() {
         &origin,
         &user,
         "/api/v1/compare/stream",
-        &json!({"prompt": "Race", "providers": [
-            {"provider": "openai", "model": "gpt-4o"},
-            {"provider": "gemini", "model": "gemini-2.5-flash"},
-            {"provider": "anthropic", "model": "claude-stream-error"},
-        ]}),
+        &compare_body(
+            "Race",
+            &[
+                ("openai", "gpt-4o"),
+                ("gemini", "gemini-2.5-flash"),
+                ("anthropic", "claude-stream-error"),
+            ],
+        ),
     )
     .await;
-    let events = sse_events(&r.text().await.unwrap());
+    let events = events_of(r).await;
     assert_eq!(events.last().unwrap()["event"], "done", "{events:?}");
 
     let after = Scrape::of(&origin).await;
@@ -333,12 +349,7 @@ async fn analyze_calls_are_counted() {
 
 #[tokio::test]
 async fn client_disconnect_counts_a_cancelled_stream() {
-    let (_fake, origin, user) = setup_with(FakeConfig {
-        chunks: 6,
-        chunk_delay: std::time::Duration::from_millis(100),
-        ..FakeConfig::instant()
-    })
-    .await;
+    let (_fake, origin, user) = setup_with(chunked(6, 100)).await;
     let before = Scrape::of(&origin).await;
     let r = post(
         &origin,
@@ -347,19 +358,13 @@ async fn client_disconnect_counts_a_cancelled_stream() {
         &chat_body("openai", "gpt-4o", "Bye"),
     )
     .await;
-    let mut body = r.bytes_stream();
-    let first = body.next().await.expect("a first frame").unwrap();
-    assert!(std::str::from_utf8(&first).unwrap().contains("content"));
-    drop(body);
+    let first = first_frame_then_leave(r).await;
+    assert!(first.contains("content"));
 
-    let started = Instant::now();
-    let after = loop {
-        let s = Scrape::of(&origin).await;
-        if s.calls("openai", "chat_stream", "cancelled") > 0.0 || started.elapsed() > GENEROUS {
-            break s;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let after = Scrape::until(&origin, |s| {
+        s.calls("openai", "chat_stream", "cancelled") > 0.0
+    })
+    .await;
     assert_eq!(
         counted(&before, &after),
         [call("openai", "chat_stream", "cancelled")]
@@ -386,31 +391,25 @@ async fn compare_stream_disconnect_cancels_every_upstream_call() {
         &origin,
         &user,
         "/api/v1/compare/stream",
-        &json!({"prompt": "Leave early", "providers": [
-            {"provider": "openai", "model": "gpt-4o-slow-5000"},
-            {"provider": "gemini", "model": "gemini-2.5-flash-slow-5000"},
-        ]}),
+        &compare_body(
+            "Leave early",
+            &[
+                ("openai", "gpt-4o-slow-5000"),
+                ("gemini", "gemini-2.5-flash-slow-5000"),
+            ],
+        ),
     )
     .await;
     assert_eq!(r.status(), 200);
-    let mut body = r.bytes_stream();
-    let first = body.next().await.expect("a first frame").unwrap();
-    assert!(std::str::from_utf8(&first).unwrap().contains("start"));
-    drop(body);
+    let first = first_frame_then_leave(r).await;
+    assert!(first.contains("start"));
 
-    let started = Instant::now();
-    let cancelled = |s: &Scrape| {
+    let after = Scrape::until(&origin, |s| {
         ["openai", "gemini"]
             .iter()
             .all(|p| s.calls(p, "compare_stream", "cancelled") > 0.0)
-    };
-    let after = loop {
-        let s = Scrape::of(&origin).await;
-        if cancelled(&s) || started.elapsed() > GENEROUS {
-            break s;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     assert_eq!(
         counted(&before, &after),
         [

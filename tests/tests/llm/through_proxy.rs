@@ -4,29 +4,22 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use llmselect_e2e::fake_llm::FakeConfig;
-use llmselect_e2e::proxy::spawn_proxy;
-use serde_json::{json, Value};
+use llmselect_e2e::proxy::{spawn_proxy, TestProxy};
+use serde_json::Value;
 
 use super::*;
 
 #[tokio::test]
 async fn chat_stream_arrives_incrementally_through_the_proxy() {
-    let (_fake, origin, user) = setup_with(FakeConfig {
-        chunks: 4,
-        chunk_delay: Duration::from_millis(150),
-        ..FakeConfig::instant()
-    })
-    .await;
+    let (_fake, origin, user) = setup_with(chunked(4, 150)).await;
     let proxy = spawn_proxy(&origin.base_url, |_| {}).await;
-    let r = proxy
-        .client
-        .post(proxy.url("/api/v1/chat/stream"))
-        .header("Authorization", user.bearer())
-        .json(&json!({"provider": "openai", "model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_through(
+        &proxy,
+        &user,
+        "/api/v1/chat/stream",
+        &chat_body("openai", "gpt-4o", "Hi"),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let mut body = r.bytes_stream();
     let mut text = String::new();
@@ -50,11 +43,24 @@ async fn chat_stream_arrives_incrementally_through_the_proxy() {
     assert_eq!(sse_events(&text).last().unwrap()["done"], true);
 }
 
-async fn list(
-    proxy: &llmselect_e2e::proxy::TestProxy,
+/// POSTs `body` as `user` through the proxy.
+async fn post_through(
+    proxy: &TestProxy,
     user: &TestUser,
     path: &str,
-) -> (Value, String) {
+    body: &Value,
+) -> reqwest::Response {
+    proxy
+        .client
+        .post(proxy.url(path))
+        .header("Authorization", user.bearer())
+        .json(body)
+        .send()
+        .await
+        .expect("POST through the proxy")
+}
+
+async fn list(proxy: &TestProxy, user: &TestUser, path: &str) -> (Value, String) {
     let r = proxy
         .client
         .get(proxy.url(path))
@@ -84,15 +90,14 @@ async fn writes_through_the_proxy_make_the_next_list_fresh() {
         "cached before the write: {cached}"
     );
 
-    let r = proxy
-        .client
-        .post(proxy.url("/api/v1/chat/stream"))
-        .header("Authorization", user.bearer())
-        .json(&json!({"provider": "openai", "model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}))
-        .send()
-        .await
-        .unwrap();
-    let events = sse_events(&r.text().await.unwrap());
+    let r = post_through(
+        &proxy,
+        &user,
+        "/api/v1/chat/stream",
+        &chat_body("openai", "gpt-4o", "Hi"),
+    )
+    .await;
+    let events = events_of(r).await;
     let cid = events.last().unwrap()["conversationId"]
         .as_str()
         .unwrap()
@@ -108,14 +113,13 @@ async fn writes_through_the_proxy_make_the_next_list_fresh() {
 
     let (cmp_before, _) = list(&proxy, &user, "/api/v1/comparisons").await;
     assert_eq!(cmp_before["comparisons"].as_array().unwrap().len(), 0);
-    let r = proxy
-        .client
-        .post(proxy.url("/api/v1/compare"))
-        .header("Authorization", user.bearer())
-        .json(&json!({"prompt": "p", "providers": [{"provider": "openai", "model": "a"}, {"provider": "gemini", "model": "b"}]}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_through(
+        &proxy,
+        &user,
+        "/api/v1/compare",
+        &compare_body("p", &[("openai", "a"), ("gemini", "b")]),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let (cmp_after, _) = list(&proxy, &user, "/api/v1/comparisons").await;
     assert_eq!(cmp_after["comparisons"].as_array().unwrap().len(), 1);
@@ -125,12 +129,7 @@ async fn writes_through_the_proxy_make_the_next_list_fresh() {
 /// invalidation again when the body ends, or a detail read cached mid-stream would stay stale.
 #[tokio::test]
 async fn invalidation_is_reapplied_when_the_stream_ends() {
-    let (_fake, origin, user) = setup_with(FakeConfig {
-        chunks: 4,
-        chunk_delay: Duration::from_millis(150),
-        ..FakeConfig::instant()
-    })
-    .await;
+    let (_fake, origin, user) = setup_with(chunked(4, 150)).await;
     let proxy = spawn_proxy(&origin.base_url, |_| {}).await;
     let cid = origin.create_conversation(&user, None).await;
     let path = format!("/api/v1/conversations/{cid}");
@@ -141,17 +140,13 @@ async fn invalidation_is_reapplied_when_the_stream_ends() {
         "cached before the write: {second}"
     );
 
-    let r = proxy
-        .client
-        .post(proxy.url("/api/v1/chat/stream"))
-        .header("Authorization", user.bearer())
-        .json(
-            &json!({"provider": "openai", "model": "gpt-4o", "conversationId": cid,
-                      "messages": [{"role": "user", "content": "Hi"}]}),
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = post_through(
+        &proxy,
+        &user,
+        "/api/v1/chat/stream",
+        &chat_body_in(&cid, "openai", "gpt-4o", "Hi"),
+    )
+    .await;
     let mut body = r.bytes_stream();
     let mut text = String::new();
     let mut mid_stream = None;

@@ -4,7 +4,9 @@ use llmselect_e2e::origin::{set_cookie_value, spawn_origin};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{header, json, me_with_bearer, origin_with_user, row_count};
+use crate::support::{
+    get_anonymous, header, json, me_with_bearer, origin_with_user, row_count, send_as, send_json,
+};
 
 #[tokio::test]
 async fn register_login_me_logout() {
@@ -273,24 +275,21 @@ async fn cookie_auth_needs_csrf_on_mutations_and_bearer_does_not() {
     assert_eq!(r.status(), 200);
 
     // Bearer: no CSRF needed.
-    let r = o
-        .request_as(&u, Method::PATCH, &format!("/api/v1/conversations/{cid}"))
-        .json(&json!({"title": "again"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(
+        &o,
+        &u,
+        Method::PATCH,
+        &format!("/api/v1/conversations/{cid}"),
+        &json!({"title": "again"}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
 async fn authentication_errors() {
     let (o, u) = origin_with_user("erin").await;
-    let r = o
-        .http
-        .get(o.url("/api/v1/conversations"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_anonymous(&o, "/api/v1/conversations").await;
     assert_eq!(r.status(), 401);
     assert_eq!(header(&r, "cache-control"), "no-store");
     assert_eq!(
@@ -438,7 +437,7 @@ async fn bad_bodies_get_documented_4xx() {
 #[tokio::test]
 async fn unknown_routes_and_methods() {
     let o = spawn_origin(|_| {}).await;
-    let r = o.http.get(o.url("/api/v1/nope")).send().await.unwrap();
+    let r = get_anonymous(&o, "/api/v1/nope").await;
     assert_eq!(r.status(), 404);
     assert_eq!(json(r).await["error"], "not_found");
     let r = o.http.put(o.url("/api/v1/models")).send().await.unwrap();
@@ -446,11 +445,7 @@ async fn unknown_routes_and_methods() {
     assert_eq!(json(r).await["error"], "method_not_allowed");
     // Comparison ids are integers: anything else is a route 404.
     let u = o.user("gina").await;
-    let r = o
-        .request_as(&u, Method::DELETE, "/api/v1/comparisons/abc")
-        .send()
-        .await
-        .unwrap();
+    let r = send_as(&o, &u, Method::DELETE, "/api/v1/comparisons/abc").await;
     assert_eq!(r.status(), 404);
 }
 
@@ -473,15 +468,7 @@ async fn rate_limits_answer_429_per_client() {
     );
     // /auth/me has no limit.
     for _ in 0..5 {
-        assert_eq!(
-            o.http
-                .get(o.url("/api/v1/auth/me"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            401
-        );
+        assert_eq!(get_anonymous(&o, "/api/v1/auth/me").await.status(), 401);
     }
 }
 

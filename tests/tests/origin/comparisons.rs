@@ -2,40 +2,60 @@
 
 use llmselect_e2e::origin::{TestOrigin, TestUser};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::{
-    get_json, header, ints, json, origin_with_user, row_count, statements, user_id,
+    get, get_if_none_match, get_json, header, ints, json, origin_with_user, row_count, send_as,
+    send_json, statements, user_id,
 };
 
-fn results() -> serde_json::Value {
+fn results() -> Value {
     json!([
         {"provider": "openai", "model": "gpt-4o", "response": "Hello", "time": 1.84, "tokens": 1},
         {"provider": "mistral", "model": "mistral-small-latest", "response": "Provider request failed. Please check your API key and try again.", "time": 0, "tokens": 0, "error": true}
     ])
 }
 
-async fn create(o: &TestOrigin, u: &TestUser, prompt: &str) -> serde_json::Value {
-    let r = o
-        .request_as(u, Method::POST, "/api/v1/comparisons")
-        .json(&json!({"prompt": prompt, "results": results()}))
-        .send()
-        .await
-        .unwrap();
+/// `POST /api/v1/comparisons` of `prompt` with [`results`].
+async fn post_comparison(o: &TestOrigin, u: &TestUser, prompt: &str) -> reqwest::Response {
+    send_json(
+        o,
+        u,
+        Method::POST,
+        "/api/v1/comparisons",
+        &json!({"prompt": prompt, "results": results()}),
+    )
+    .await
+}
+
+async fn create(o: &TestOrigin, u: &TestUser, prompt: &str) -> Value {
+    let r = post_comparison(o, u, prompt).await;
     assert_eq!(r.status(), 201);
     json(r).await
+}
+
+/// `POST /api/v1/comparisons/{id}/vote` with `body`.
+async fn vote(o: &TestOrigin, u: &TestUser, id: i64, body: &Value) -> reqwest::Response {
+    send_json(
+        o,
+        u,
+        Method::POST,
+        &format!("/api/v1/comparisons/{id}/vote"),
+        body,
+    )
+    .await
+}
+
+/// `DELETE /api/v1/comparisons/{id}`.
+async fn delete(o: &TestOrigin, u: &TestUser, id: i64) -> reqwest::Response {
+    send_as(o, u, Method::DELETE, &format!("/api/v1/comparisons/{id}")).await
 }
 
 #[tokio::test]
 async fn create_list_vote_delete() {
     let (o, u) = origin_with_user("alice").await;
     let uid = user_id(&o, "alice").await;
-    let r = o
-        .request_as(&u, Method::POST, "/api/v1/comparisons")
-        .json(&json!({"prompt": "p1", "results": results()}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_comparison(&o, &u, "p1").await;
     assert_eq!(r.status(), 201);
     assert_eq!(
         header(&r, "cache-group-invalidation"),
@@ -48,11 +68,7 @@ async fn create_list_vote_delete() {
     assert!(c1["created_at"].as_str().unwrap().ends_with('Z'));
     let c2 = create(&o, &u, "p2").await;
 
-    let r = o
-        .get_as(&u, "/api/v1/comparisons?limit=5&offset=0")
-        .send()
-        .await
-        .unwrap();
+    let r = get(&o, &u, "/api/v1/comparisons?limit=5&offset=0").await;
     assert_eq!(r.status(), 200);
     assert_eq!(statements(&r), 2, "auth + one list statement");
     assert_eq!(
@@ -69,21 +85,11 @@ async fn create_list_vote_delete() {
         vec![c2["id"].as_i64().unwrap(), c1["id"].as_i64().unwrap()]
     );
 
-    let r = o
-        .get_as(&u, "/api/v1/comparisons?limit=5&offset=0")
-        .header("If-None-Match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let r = get_if_none_match(&o, &u, "/api/v1/comparisons?limit=5&offset=0", &etag).await;
     assert_eq!(r.status(), 304);
 
     let id = c1["id"].as_i64().unwrap();
-    let r = o
-        .request_as(&u, Method::POST, &format!("/api/v1/comparisons/{id}/vote"))
-        .json(&json!({"preferred_index": 1}))
-        .send()
-        .await
-        .unwrap();
+    let r = vote(&o, &u, id, &json!({"preferred_index": 1})).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         header(&r, "cache-group-invalidation"),
@@ -93,20 +99,10 @@ async fn create_list_vote_delete() {
     assert_eq!(voted["preferred_index"], 1);
     assert_eq!(voted["id"], id);
 
-    let r = o
-        .get_as(&u, "/api/v1/comparisons?limit=5&offset=0")
-        .header("If-None-Match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let r = get_if_none_match(&o, &u, "/api/v1/comparisons?limit=5&offset=0", &etag).await;
     assert_eq!(r.status(), 200, "a vote changes the list ETag");
 
-    let r = o
-        .request_as(&u, Method::POST, &format!("/api/v1/comparisons/{id}/vote"))
-        .json(&json!({"preferred_index": 2}))
-        .send()
-        .await
-        .unwrap();
+    let r = vote(&o, &u, id, &json!({"preferred_index": 2})).await;
     assert_eq!(r.status(), 400);
     assert_eq!(
         json(r).await,
@@ -118,20 +114,11 @@ async fn create_list_vote_delete() {
         json!({"preferred_index": 0, "x": 1}),
         json!({}),
     ] {
-        let r = o
-            .request_as(&u, Method::POST, &format!("/api/v1/comparisons/{id}/vote"))
-            .json(&bad)
-            .send()
-            .await
-            .unwrap();
+        let r = vote(&o, &u, id, &bad).await;
         assert_eq!(r.status(), 422, "{bad}");
     }
 
-    let r = o
-        .request_as(&u, Method::DELETE, &format!("/api/v1/comparisons/{id}"))
-        .send()
-        .await
-        .unwrap();
+    let r = delete(&o, &u, id).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         header(&r, "cache-group-invalidation"),
@@ -141,11 +128,7 @@ async fn create_list_vote_delete() {
         json(r).await,
         json!({"message": "Comparison deleted successfully"})
     );
-    let r = o
-        .request_as(&u, Method::DELETE, &format!("/api/v1/comparisons/{id}"))
-        .send()
-        .await
-        .unwrap();
+    let r = delete(&o, &u, id).await;
     assert_eq!(r.status(), 404);
     assert_eq!(
         json(r).await,
@@ -159,18 +142,9 @@ async fn comparisons_are_isolated() {
     let b = o.user("bob").await;
     let c = create(&o, &a, "private").await;
     let id = c["id"].as_i64().unwrap();
-    let r = o
-        .request_as(&b, Method::POST, &format!("/api/v1/comparisons/{id}/vote"))
-        .json(&json!({"preferred_index": 0}))
-        .send()
-        .await
-        .unwrap();
+    let r = vote(&o, &b, id, &json!({"preferred_index": 0})).await;
     assert_eq!(r.status(), 404);
-    let r = o
-        .request_as(&b, Method::DELETE, &format!("/api/v1/comparisons/{id}"))
-        .send()
-        .await
-        .unwrap();
+    let r = delete(&o, &b, id).await;
     assert_eq!(r.status(), 404);
     let l = get_json(&o, &b, "/api/v1/comparisons").await;
     assert_eq!(l["comparisons"], json!([]));
@@ -203,7 +177,7 @@ async fn list_parameters_and_cursor() {
     let mut seen = Vec::new();
     let mut url = "/api/v1/comparisons?limit=3".to_string();
     loop {
-        let r = o.get_as(&u, &url).send().await.unwrap();
+        let r = get(&o, &u, &url).await;
         assert_eq!(statements(&r), 2);
         let l = json(r).await;
         seen.extend(ints(&l, "comparisons", "id"));
@@ -215,26 +189,18 @@ async fn list_parameters_and_cursor() {
         }
     }
     assert_eq!(seen, ids);
-    let r = o
-        .get_as(&u, "/api/v1/comparisons?cursor=garbage")
-        .send()
-        .await
-        .unwrap();
+    let r = get(&o, &u, "/api/v1/comparisons?cursor=garbage").await;
     assert_eq!(r.status(), 400);
 }
 
 #[tokio::test]
 async fn create_validates_nested_results() {
     let (o, u) = origin_with_user("dora").await;
-    let r = o
-        .request_as(&u, Method::POST, "/api/v1/comparisons")
-        .json(&json!({"prompt": "", "results": [
-            {"provider": "openai", "model": "gpt-4o", "response": "ok", "time": 1, "tokens": 1},
-            {"provider": "nope", "model": "m", "response": "r", "time": "slow", "tokens": 1, "extra": 1}
-        ]}))
-        .send()
-        .await
-        .unwrap();
+    let body = json!({"prompt": "", "results": [
+        {"provider": "openai", "model": "gpt-4o", "response": "ok", "time": 1, "tokens": 1},
+        {"provider": "nope", "model": "m", "response": "r", "time": "slow", "tokens": 1, "extra": 1}
+    ]});
+    let r = send_json(&o, &u, Method::POST, "/api/v1/comparisons", &body).await;
     assert_eq!(r.status(), 422);
     let d = json(r).await["details"].clone();
     assert_eq!(d["prompt"], json!(["Length must be between 1 and 100000."]));

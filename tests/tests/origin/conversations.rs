@@ -7,19 +7,21 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::support::{
-    get_counted, get_json, header, json, metrics_text, origin_with_user, row_count, statements,
-    strings, user_id,
+    get, get_counted, get_if_none_match, get_json, header, json, metrics_text, origin_with_user,
+    row_count, send_as, send_json, statements, strings, user_id,
 };
 
 #[tokio::test]
 async fn create_add_messages_get_list() {
     let (o, u) = origin_with_user("alice").await;
-    let r = o
-        .request_as(&u, Method::POST, "/api/v1/conversations")
-        .json(&json!({"provider": "openai", "model": "gpt-4o"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(
+        &o,
+        &u,
+        Method::POST,
+        "/api/v1/conversations",
+        &json!({"provider": "openai", "model": "gpt-4o"}),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     let uid = user_id(&o, "alice").await;
     assert_eq!(
@@ -42,16 +44,14 @@ async fn create_add_messages_get_list() {
         ("assistant", "an answer"),
         ("user", "second question"),
     ] {
-        let r = o
-            .request_as(
-                &u,
-                Method::POST,
-                &format!("/api/v1/conversations/{id}/messages"),
-            )
-            .json(&json!({"role": role, "content": content}))
-            .send()
-            .await
-            .unwrap();
+        let r = send_json(
+            &o,
+            &u,
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/messages"),
+            &json!({"role": role, "content": content}),
+        )
+        .await;
         assert_eq!(r.status(), 201);
         assert_eq!(
             header(&r, "cache-group-invalidation"),
@@ -65,11 +65,7 @@ async fn create_add_messages_get_list() {
         assert_eq!(m["conversationId"], id.as_str());
     }
 
-    let r = o
-        .get_as(&u, &format!("/api/v1/conversations/{id}"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&o, &u, &format!("/api/v1/conversations/{id}")).await;
     assert_eq!(r.status(), 200);
     let d = json(r).await;
     assert_eq!(d["messageCount"], 3);
@@ -79,7 +75,7 @@ async fn create_add_messages_get_list() {
     assert_eq!(d["lastMessageAt"], msgs[2]["createdAt"]);
     assert!(d["lastMessageAt"].as_str().unwrap() > created_at.as_str());
 
-    let r = o.get_as(&u, "/api/v1/conversations").send().await.unwrap();
+    let r = get(&o, &u, "/api/v1/conversations").await;
     assert_eq!(r.status(), 200);
     let l = json(r).await;
     assert_eq!(l["total"], 1);
@@ -101,12 +97,7 @@ async fn rename_delete_and_validation() {
     let before = get_json(&o, &u, &format!("/api/v1/conversations/{id}")).await;
 
     let path = format!("/api/v1/conversations/{id}");
-    let r = o
-        .request_as(&u, Method::PATCH, &path)
-        .json(&json!({"title": "Renamed"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(&o, &u, Method::PATCH, &path, &json!({"title": "Renamed"})).await;
     assert_eq!(r.status(), 200);
     let body = json(r).await;
     assert_eq!(body["title"], "Renamed");
@@ -133,21 +124,12 @@ async fn rename_delete_and_validation() {
             json!({"color": ["Unknown field."]}),
         ),
     ] {
-        let r = o
-            .request_as(&u, Method::PATCH, &path)
-            .json(&bad)
-            .send()
-            .await
-            .unwrap();
+        let r = send_json(&o, &u, Method::PATCH, &path, &bad).await;
         assert_eq!(r.status(), 422, "{bad}");
         assert_eq!(json(r).await["details"], field_msg);
     }
 
-    let r = o
-        .request_as(&u, Method::DELETE, &path)
-        .send()
-        .await
-        .unwrap();
+    let r = send_as(&o, &u, Method::DELETE, &path).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         json(r).await,
@@ -155,17 +137,13 @@ async fn rename_delete_and_validation() {
     );
     let n = row_count(&o, "messages").await;
     assert_eq!(n, 0, "messages go by cascade");
-    let r = o.get_as(&u, &path).send().await.unwrap();
+    let r = get(&o, &u, &path).await;
     assert_eq!(r.status(), 404);
     assert_eq!(
         json(r).await,
         json!({"error": "not_found", "message": "Conversation not found"})
     );
-    let r = o
-        .request_as(&u, Method::DELETE, &path)
-        .send()
-        .await
-        .unwrap();
+    let r = send_as(&o, &u, Method::DELETE, &path).await;
     assert_eq!(r.status(), 404);
 }
 
@@ -177,21 +155,19 @@ async fn bad_ids_and_bad_message_bodies() {
         "/api/v1/conversations/00000000-0000-0000-0000-000000000000",
         "/api/v1/conversations/not-a-uuid/export",
     ] {
-        let r = o.get_as(&u, path).send().await.unwrap();
+        let r = get(&o, &u, path).await;
         assert_eq!(r.status(), 404, "{path}");
         assert_eq!(header(&r, "cache-control"), "no-store");
     }
     let id = o.create_conversation(&u, None).await;
-    let r = o
-        .request_as(
-            &u,
-            Method::POST,
-            &format!("/api/v1/conversations/{id}/messages"),
-        )
-        .json(&json!({"role": "robot", "content": ""}))
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(
+        &o,
+        &u,
+        Method::POST,
+        &format!("/api/v1/conversations/{id}/messages"),
+        &json!({"role": "robot", "content": ""}),
+    )
+    .await;
     assert_eq!(r.status(), 422);
     let d = json(r).await["details"].clone();
     assert_eq!(
@@ -202,12 +178,14 @@ async fn bad_ids_and_bad_message_bodies() {
         d["content"],
         json!(["Length must be between 1 and 100000."])
     );
-    let r = o
-        .request_as(&u, Method::POST, "/api/v1/conversations")
-        .json(&json!({"provider": "bogus", "model": 7}))
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(
+        &o,
+        &u,
+        Method::POST,
+        "/api/v1/conversations",
+        &json!({"provider": "bogus", "model": 7}),
+    )
+    .await;
     assert_eq!(r.status(), 422);
     let r = o
         .request_as(
@@ -383,24 +361,12 @@ async fn bad_and_foreign_cursors_are_400() {
     }
     let l = get_json(&o, &a, "/api/v1/conversations?limit=2").await;
     let cursor = l["nextCursor"].as_str().unwrap().to_string();
-    let r = o
-        .get_as(&b, &format!("/api/v1/conversations?cursor={cursor}"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&o, &b, &format!("/api/v1/conversations?cursor={cursor}")).await;
     assert_eq!(r.status(), 400, "another user's cursor");
-    let r = o
-        .get_as(&a, &format!("/api/v1/comparisons?cursor={cursor}"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&o, &a, &format!("/api/v1/comparisons?cursor={cursor}")).await;
     assert_eq!(r.status(), 400, "a conversation cursor on comparisons");
     for bad in ["%%%", "bm9wZQ", "Y29udnwxfHh8eQ"] {
-        let r = o
-            .get_as(&a, &format!("/api/v1/conversations?cursor={bad}"))
-            .send()
-            .await
-            .unwrap();
+        let r = get(&o, &a, &format!("/api/v1/conversations?cursor={bad}")).await;
         assert_eq!(r.status(), 400, "{bad}");
         assert_eq!(header(&r, "cache-control"), "no-store");
         assert_eq!(
@@ -418,7 +384,7 @@ async fn etags_304_and_invalidation() {
     let uid = user_id(&o, "ivy").await;
 
     let list = "/api/v1/conversations?page=1&limit=20";
-    let r = o.get_as(&u, list).send().await.unwrap();
+    let r = get(&o, &u, list).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), "private, no-cache");
     let cdn = header(&r, "cdn-cache-control");
@@ -438,12 +404,7 @@ async fn etags_304_and_invalidation() {
     let etag = header(&r, "etag");
     assert!(etag.starts_with('"') && etag.len() == 34, "{etag}");
 
-    let r = o
-        .get_as(&u, list)
-        .header("If-None-Match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let r = get_if_none_match(&o, &u, list, &etag).await;
     assert_eq!(r.status(), 304);
     assert_eq!(header(&r, "etag"), etag);
     assert_eq!(
@@ -455,116 +416,62 @@ async fn etags_304_and_invalidation() {
     assert!(r.bytes().await.unwrap().is_empty());
 
     // Another user presenting the same ETag gets their own (different) list, never a 304.
-    let r = o
-        .get_as(&other, list)
-        .header("If-None-Match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let r = get_if_none_match(&o, &other, list, &etag).await;
     assert_eq!(r.status(), 200);
 
     // Detail.
     let path = format!("/api/v1/conversations/{id}");
-    let r = o.get_as(&u, &path).send().await.unwrap();
+    let r = get(&o, &u, &path).await;
     let detail_etag = header(&r, "etag");
     assert_eq!(
         header(&r, "cache-groups"),
         format!("\"all\", \"user:{uid}\", \"conversation:{id}\"")
     );
-    let r = o
-        .get_as(&u, &path)
-        .header("If-None-Match", &detail_etag)
-        .send()
-        .await
-        .unwrap();
+    let r = get_if_none_match(&o, &u, &path, &detail_etag).await;
     assert_eq!(r.status(), 304);
     assert_eq!(
         statements(&r),
         1,
         "user and conversation row in one statement, no message query"
     );
-    let r = o
-        .get_as(&other, &path)
-        .header("If-None-Match", &detail_etag)
-        .send()
-        .await
-        .unwrap();
+    let r = get_if_none_match(&o, &other, &path, &detail_etag).await;
     assert_eq!(r.status(), 404, "ownership is checked before any 304");
 
     // Every mutation changes both ETags.
-    let r = o
-        .request_as(&u, Method::PATCH, &path)
-        .json(&json!({"title": "second"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(&o, &u, Method::PATCH, &path, &json!({"title": "second"})).await;
     assert_eq!(
         header(&r, "cache-group-invalidation"),
         format!("\"user:{uid}:conversations\", \"conversation:{id}\"")
     );
-    let r = o
-        .get_as(&u, list)
-        .header("If-None-Match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let r = get_if_none_match(&o, &u, list, &etag).await;
     assert_eq!(r.status(), 200);
     let new_etag = header(&r, "etag");
     assert_ne!(new_etag, etag);
     assert_eq!(json(r).await["conversations"][0]["title"], "second");
-    let r = o
-        .get_as(&u, &path)
-        .header("If-None-Match", &detail_etag)
-        .send()
-        .await
-        .unwrap();
+    let r = get_if_none_match(&o, &u, &path, &detail_etag).await;
     assert_eq!(r.status(), 200);
     let detail_etag2 = header(&r, "etag");
 
     o.add_message(&u, &id, "user", "more").await;
-    let r = o
-        .get_as(&u, list)
-        .header("If-None-Match", &new_etag)
-        .send()
-        .await
-        .unwrap();
+    let r = get_if_none_match(&o, &u, list, &new_etag).await;
     assert_eq!(r.status(), 200);
-    let r = o
-        .get_as(&u, &path)
-        .header("If-None-Match", &detail_etag2)
-        .send()
-        .await
-        .unwrap();
+    let r = get_if_none_match(&o, &u, &path, &detail_etag2).await;
     assert_eq!(r.status(), 200);
 
     // Another user's write does not change this user's list ETag.
-    let r = o.get_as(&u, list).send().await.unwrap();
+    let r = get(&o, &u, list).await;
     let etag3 = header(&r, "etag");
     o.create_conversation(&other, None).await;
-    let r = o
-        .get_as(&u, list)
-        .header("If-None-Match", &etag3)
-        .send()
-        .await
-        .unwrap();
+    let r = get_if_none_match(&o, &u, list, &etag3).await;
     assert_eq!(r.status(), 304);
 
     // Delete invalidates.
-    let r = o
-        .request_as(&u, Method::DELETE, &path)
-        .send()
-        .await
-        .unwrap();
+    let r = send_as(&o, &u, Method::DELETE, &path).await;
     assert_eq!(
         header(&r, "cache-group-invalidation"),
         format!("\"user:{uid}:conversations\", \"conversation:{id}\"")
     );
-    let r = o
-        .get_as(&u, list)
-        .header("If-None-Match", &etag3)
-        .send()
-        .await
-        .unwrap();
+    let r = get_if_none_match(&o, &u, list, &etag3).await;
     assert_eq!(r.status(), 200);
 }
 
@@ -605,11 +512,7 @@ async fn list_and_detail_take_at_most_two_statements() {
 
     // First pages: auth + one statement carrying page and total, whatever the page size.
     for limit in [1usize, 10, 30, 100] {
-        let r = o
-            .get_as(&u, &format!("/api/v1/conversations?limit={limit}"))
-            .send()
-            .await
-            .unwrap();
+        let r = get(&o, &u, &format!("/api/v1/conversations?limit={limit}")).await;
         assert_eq!(r.status(), 200);
         assert_eq!(
             statements(&r),
@@ -691,7 +594,7 @@ async fn list_and_detail_take_at_most_two_statements() {
 
     // Detail: one statement for the user and the conversation, one for the messages.
     let path = format!("/api/v1/conversations/{newest}");
-    let r = o.get_as(&u, &path).send().await.unwrap();
+    let r = get(&o, &u, &path).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         statements(&r),
@@ -712,26 +615,13 @@ async fn list_and_detail_take_at_most_two_statements() {
     let want: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
     assert_eq!(contents, want);
     assert_eq!(d["lastMessageAt"], d["messages"][9]["createdAt"]);
-    let r = o
-        .get_as(&u, &path)
-        .header("If-None-Match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let r = get_if_none_match(&o, &u, &path, &etag).await;
     assert_eq!(r.status(), 304);
     assert_eq!(statements(&r), 1);
-    let r = o
-        .get_as(&u, &format!("/api/v1/conversations/{newest}/export"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&o, &u, &format!("/api/v1/conversations/{newest}/export")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(statements(&r), 2, "export: the same two statements");
-    let r = o
-        .get_as(&u, &format!("/api/v1/conversations/{foreign}"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&o, &u, &format!("/api/v1/conversations/{foreign}")).await;
     assert_eq!(r.status(), 404);
     assert_eq!(statements(&r), 1, "someone else's conversation");
 
@@ -766,11 +656,7 @@ async fn export_markdown_and_json() {
     let id = o.create_conversation(&u, Some("Export me")).await;
     o.add_message(&u, &id, "user", "question").await;
     o.add_message(&u, &id, "assistant", "answer").await;
-    let r = o
-        .get_as(&u, &format!("/api/v1/conversations/{id}/export"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&o, &u, &format!("/api/v1/conversations/{id}/export")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "content-type"), "text/markdown; charset=utf-8");
     assert_eq!(
@@ -786,24 +672,23 @@ async fn export_markdown_and_json() {
     let updated = text.lines().nth(4).unwrap();
     assert!(!updated.ends_with('Z'), "{updated}");
 
-    let r = o
-        .get_as(
-            &u,
-            &format!("/api/v1/conversations/{id}/export?format=JSON"),
-        )
-        .send()
-        .await
-        .unwrap();
+    let r = get(
+        &o,
+        &u,
+        &format!("/api/v1/conversations/{id}/export?format=JSON"),
+    )
+    .await;
     let v = json(r).await;
     assert_eq!(v["title"], "Export me");
     assert_eq!(v["messages"].as_array().unwrap().len(), 2);
     assert!(v.get("messageCount").is_none());
 
-    let r = o
-        .get_as(&u, &format!("/api/v1/conversations/{id}/export?format=pdf"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(
+        &o,
+        &u,
+        &format!("/api/v1/conversations/{id}/export?format=pdf"),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     assert_eq!(
         json(r).await,
@@ -815,14 +700,10 @@ async fn export_markdown_and_json() {
 async fn head_is_answered_like_get_without_body() {
     let (o, u) = origin_with_user("max").await;
     o.create_conversation(&u, None).await;
-    let get = o.get_as(&u, "/api/v1/conversations").send().await.unwrap();
+    let get = get(&o, &u, "/api/v1/conversations").await;
     let etag = header(&get, "etag");
     let len = get.bytes().await.unwrap().len();
-    let r = o
-        .request_as(&u, Method::HEAD, "/api/v1/conversations")
-        .send()
-        .await
-        .unwrap();
+    let r = send_as(&o, &u, Method::HEAD, "/api/v1/conversations").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "etag"), etag);
     assert_eq!(header(&r, "content-length"), len.to_string());

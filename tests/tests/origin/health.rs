@@ -7,12 +7,12 @@ use llmselect_e2e::db::TestDb;
 use llmselect_e2e::origin::{spawn_origin, spawn_origin_on};
 use serde_json::json;
 
-use crate::support::{eventually, header, json, metrics_text, Forwarder};
+use crate::support::{eventually, get, get_anonymous, header, json, metrics_text, Forwarder};
 
 #[tokio::test]
 async fn health_reports_database_and_pool() {
     let o = spawn_origin(|c| c.environment = "staging".into()).await;
-    let r = o.http.get(o.url("/health")).send().await.unwrap();
+    let r = get_anonymous(&o, "/health").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), "no-store");
     let v = json(r).await;
@@ -62,7 +62,7 @@ async fn health_goes_503_when_the_database_is_lost_and_recovers() {
     })
     .await;
     let u = o.user("alice").await;
-    let health = || async { o.http.get(o.url("/health")).send().await.unwrap() };
+    let health = || async { get_anonymous(&o, "/health").await };
     assert_eq!(health().await.status(), 200);
 
     fwd.cut();
@@ -76,7 +76,7 @@ async fn health_goes_503_when_the_database_is_lost_and_recovers() {
     assert_eq!(v["status"], "degraded");
     assert_eq!(v["database"]["connected"], false);
     // Data endpoints answer a quick 503 JSON error, not a hang or a 500.
-    let r = o.get_as(&u, "/api/v1/conversations").send().await.unwrap();
+    let r = get(&o, &u, "/api/v1/conversations").await;
     assert_eq!(r.status(), 503);
     assert_eq!(json(r).await["error"], "service_unavailable");
 
@@ -85,7 +85,7 @@ async fn health_goes_503_when_the_database_is_lost_and_recovers() {
         (health().await.status() == 200).then_some(())
     })
     .await;
-    let r = o.get_as(&u, "/api/v1/conversations").send().await.unwrap();
+    let r = get(&o, &u, "/api/v1/conversations").await;
     assert_eq!(r.status(), 200);
 }
 
@@ -93,14 +93,7 @@ async fn health_goes_503_when_the_database_is_lost_and_recovers() {
 async fn backends_terminated_by_the_server_are_replaced() {
     let o = spawn_origin(|_| {}).await;
     let u = o.user("bob").await;
-    assert_eq!(
-        o.get_as(&u, "/api/v1/conversations")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get(&o, &u, "/api/v1/conversations").await.status(), 200);
     let admin = o.db.admin_client().await;
     admin
         .execute(
@@ -110,14 +103,11 @@ async fn backends_terminated_by_the_server_are_replaced() {
         .await
         .unwrap();
     eventually("requests succeed again", || async {
-        let r = o.get_as(&u, "/api/v1/conversations").send().await.unwrap();
+        let r = get(&o, &u, "/api/v1/conversations").await;
         (r.status() == 200).then_some(())
     })
     .await;
-    assert_eq!(
-        o.http.get(o.url("/health")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(get_anonymous(&o, "/health").await.status(), 200);
 }
 
 #[tokio::test]
@@ -153,7 +143,7 @@ async fn pool_exhaustion_answers_503_quickly() {
     })
     .await;
     let started = std::time::Instant::now();
-    let r = o.get_as(&u, "/api/v1/conversations").send().await.unwrap();
+    let r = get(&o, &u, "/api/v1/conversations").await;
     assert_eq!(r.status(), 503);
     assert!(started.elapsed() < Duration::from_secs(5), "no hang");
     assert_eq!(header(&r, "cache-control"), "no-store");
@@ -176,12 +166,9 @@ async fn metrics_use_route_templates_and_the_origin_prefix() {
     let o = spawn_origin(|_| {}).await;
     let u = o.user("dan").await;
     let id = o.create_conversation(&u, None).await;
-    o.get_as(&u, &format!("/api/v1/conversations/{id}"))
-        .send()
-        .await
-        .unwrap();
-    o.http.get(o.url("/health")).send().await.unwrap();
-    let r = o.http.get(o.url("/metrics")).send().await.unwrap();
+    get(&o, &u, &format!("/api/v1/conversations/{id}")).await;
+    get_anonymous(&o, "/health").await;
+    let r = get_anonymous(&o, "/metrics").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), "no-store");
     assert!(header(&r, "content-type").starts_with("text/plain"));

@@ -4,18 +4,20 @@ use llmselect_e2e::origin::spawn_origin;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{header, json};
+use crate::support::{get, get_anonymous, header, json, send_json};
 
 #[tokio::test]
 async fn save_list_and_encrypt_at_rest() {
     let o = spawn_origin(|_| {}).await;
     let u = o.user("alice").await;
-    let r = o
-        .request_as(&u, Method::POST, "/api/v1/keys")
-        .json(&json!({"openai": "  sk-test-openai  ", "anthropic": "", "mistral_override": true}))
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(
+        &o,
+        &u,
+        Method::POST,
+        "/api/v1/keys",
+        &json!({"openai": "  sk-test-openai  ", "anthropic": "", "mistral_override": true}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert!(
         r.headers().get("cache-group-invalidation").is_none(),
@@ -26,7 +28,7 @@ async fn save_list_and_encrypt_at_rest() {
         json!({"message": "API keys updated successfully"})
     );
 
-    let r = o.get_as(&u, "/api/v1/keys").send().await.unwrap();
+    let r = get(&o, &u, "/api/v1/keys").await;
     assert_eq!(header(&r, "cache-control"), "private, no-store");
     assert_eq!(
         json(r).await,
@@ -34,14 +36,16 @@ async fn save_list_and_encrypt_at_rest() {
     );
 
     // Re-saving with the override flag only updates the flag (F7).
-    let r = o
-        .request_as(&u, Method::POST, "/api/v1/keys")
-        .json(&json!({"openai_override": true}))
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(
+        &o,
+        &u,
+        Method::POST,
+        "/api/v1/keys",
+        &json!({"openai_override": true}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
-    let keys = json(o.get_as(&u, "/api/v1/keys").send().await.unwrap()).await;
+    let keys = json(get(&o, &u, "/api/v1/keys").await).await;
     assert_eq!(keys["keys"][0]["override_system_key"], true);
 
     let db = o.db.client().await;
@@ -71,11 +75,8 @@ async fn key_resolution_prefers_override_then_system_then_user() {
     })
     .await;
     let u = o.user("bob").await;
-    o.request_as(&u, Method::POST, "/api/v1/keys")
-        .json(&json!({"openai": "user-openai", "openai_override": true, "mistral": "user-mistral", "gemini": "user-gemini"}))
-        .send()
-        .await
-        .unwrap();
+    let user_keys = json!({"openai": "user-openai", "openai_override": true, "mistral": "user-mistral", "gemini": "user-gemini"});
+    send_json(&o, &u, Method::POST, "/api/v1/keys", &user_keys).await;
     let state_config = o.config.clone();
     let metrics = std::sync::Arc::new(llmselect_origin::metrics::Metrics::new());
     let pool = llmselect_origin::db::build_pool(&state_config).unwrap();
@@ -109,37 +110,37 @@ async fn bad_key_bodies_and_isolation() {
     let o = spawn_origin(|_| {}).await;
     let a = o.user("carol").await;
     let b = o.user("dave").await;
-    let r = o
-        .request_as(&a, Method::POST, "/api/v1/keys")
-        .json(&json!({"openai": 5, "cohere": "x", "gemini_override": "yes"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(
+        &o,
+        &a,
+        Method::POST,
+        "/api/v1/keys",
+        &json!({"openai": 5, "cohere": "x", "gemini_override": "yes"}),
+    )
+    .await;
     assert_eq!(r.status(), 422);
     assert_eq!(
         json(r).await["details"],
         json!({"openai": ["Not a valid string."], "cohere": ["Unknown field."], "gemini_override": ["Not a valid boolean."]})
     );
-    o.request_as(&a, Method::POST, "/api/v1/keys")
-        .json(&json!({"gemini": "g"}))
-        .send()
-        .await
-        .unwrap();
-    let keys = json(o.get_as(&b, "/api/v1/keys").send().await.unwrap()).await;
+    send_json(
+        &o,
+        &a,
+        Method::POST,
+        "/api/v1/keys",
+        &json!({"gemini": "g"}),
+    )
+    .await;
+    let keys = json(get(&o, &b, "/api/v1/keys").await).await;
     assert_eq!(keys, json!({"keys": []}));
-    let r = o.http.get(o.url("/api/v1/keys")).send().await.unwrap();
+    let r = get_anonymous(&o, "/api/v1/keys").await;
     assert_eq!(r.status(), 401);
 }
 
 #[tokio::test]
 async fn system_keys_are_public_booleans() {
     let o = spawn_origin(|c| c.providers.gemini_api_key = Some("g-key".into())).await;
-    let r = o
-        .http
-        .get(o.url("/api/v1/keys/system-keys"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_anonymous(&o, "/api/v1/keys/system-keys").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), "public, max-age=300");
     assert_eq!(header(&r, "cdn-cache-control"), "public, max-age=3600");

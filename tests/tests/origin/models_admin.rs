@@ -4,12 +4,12 @@ use llmselect_e2e::origin::spawn_origin;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{header, json, MiniHttp};
+use crate::support::{get, get_anonymous, header, json, send_as, send_json, MiniHttp};
 
 #[tokio::test]
 async fn models_list_filter_and_headers() {
     let o = spawn_origin(|_| {}).await;
-    let r = o.http.get(o.url("/api/v1/models")).send().await.unwrap();
+    let r = get_anonymous(&o, "/api/v1/models").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), "public, max-age=3600");
     let cdn = header(&r, "cdn-cache-control");
@@ -43,21 +43,9 @@ async fn models_list_filter_and_headers() {
     assert_eq!(r.status(), 304);
     assert_eq!(header(&r, "cache-control"), "public, max-age=3600");
 
-    let v = json(
-        o.http
-            .get(o.url("/api/v1/models?provider=mistral"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let v = json(get_anonymous(&o, "/api/v1/models?provider=mistral").await).await;
     assert_eq!(v["models"].as_array().unwrap().len(), 3);
-    let r = o
-        .http
-        .get(o.url("/api/v1/models?provider=bogus"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_anonymous(&o, "/api/v1/models?provider=bogus").await;
     assert_eq!(r.status(), 400);
     assert_eq!(header(&r, "cache-control"), "no-store");
     assert_eq!(
@@ -87,12 +75,7 @@ async fn provider_lists_are_checked_once_per_ttl_and_single_flight() {
     .await;
     let admin = o.user("root").await;
     let fetch = || async {
-        let r = o
-            .http
-            .get(o.url("/api/v1/models?provider=openai"))
-            .send()
-            .await
-            .unwrap();
+        let r = get_anonymous(&o, "/api/v1/models?provider=openai").await;
         assert_eq!(r.status(), 200);
         let cdn = header(&r, "cdn-cache-control");
         (json(r).await, cdn)
@@ -119,32 +102,23 @@ async fn provider_lists_are_checked_once_per_ttl_and_single_flight() {
     }
     assert_eq!(upstream.hits(), 1);
     // Anthropic has no list endpoint and no key here: never called, never annotated.
-    let v = json(
-        o.http
-            .get(o.url("/api/v1/models?provider=anthropic"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let v = json(get_anonymous(&o, "/api/v1/models?provider=anthropic").await).await;
     assert!(v["models"][0].get("available").is_none());
 
-    let r = o
-        .request_as(&admin, Method::GET, "/api/v1/admin/cache/stats")
-        .send()
-        .await
-        .unwrap();
+    let r = get(&o, &admin, "/api/v1/admin/cache/stats").await;
     let stats = json(r).await;
     let reg = &stats["caches"]["model_registry"];
     assert_eq!(reg["upstream_list_calls"], json!({"openai": 1}));
     assert!(reg["hits"].as_u64().unwrap() >= 30);
 
-    let r = o
-        .request_as(&admin, Method::POST, "/api/v1/admin/cache/clear")
-        .json(&json!({"scope": "models"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(
+        &o,
+        &admin,
+        Method::POST,
+        "/api/v1/admin/cache/clear",
+        &json!({"scope": "models"}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-group-invalidation"), "\"models\"");
     fetch().await;
@@ -165,11 +139,7 @@ async fn admin_endpoints_need_an_admin() {
         (Method::GET, "/api/v1/admin/cache/stats"),
         (Method::GET, "/api/v1/admin/health/detailed"),
     ] {
-        let r = o
-            .request_as(&user, method.clone(), path)
-            .send()
-            .await
-            .unwrap();
+        let r = send_as(&o, &user, method.clone(), path).await;
         assert_eq!(r.status(), 403, "{path}");
         assert_eq!(
             json(r).await,
@@ -179,41 +149,31 @@ async fn admin_endpoints_need_an_admin() {
         assert_eq!(r.status(), 401);
     }
 
-    let r = o
-        .request_as(&admin, Method::POST, "/api/v1/admin/cache/clear")
-        .send()
-        .await
-        .unwrap();
+    let r = send_as(&o, &admin, Method::POST, "/api/v1/admin/cache/clear").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-group-invalidation"), "\"all\"");
     assert_eq!(header(&r, "cache-control"), "no-store");
     let v = json(r).await;
     assert_eq!(v["message"], "All caches cleared successfully");
     assert!(v["cleared_at"].as_str().unwrap().ends_with('Z'));
-    let r = o
-        .request_as(&admin, Method::POST, "/api/v1/admin/cache/clear")
-        .json(&json!({"scope": "everything"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send_json(
+        &o,
+        &admin,
+        Method::POST,
+        "/api/v1/admin/cache/clear",
+        &json!({"scope": "everything"}),
+    )
+    .await;
     assert_eq!(r.status(), 422);
 
-    let r = o
-        .request_as(&admin, Method::GET, "/api/v1/admin/cache/stats")
-        .send()
-        .await
-        .unwrap();
+    let r = get(&o, &admin, "/api/v1/admin/cache/stats").await;
     assert_eq!(header(&r, "cache-control"), "private, no-store");
     let v = json(r).await;
     assert_eq!(v["cache_type"], "in-process");
     assert_eq!(v["message"], "Cache is operational");
     assert!(v["caches"]["model_registry"]["hit_rate"].is_number());
 
-    let r = o
-        .request_as(&admin, Method::GET, "/api/v1/admin/health/detailed")
-        .send()
-        .await
-        .unwrap();
+    let r = get(&o, &admin, "/api/v1/admin/health/detailed").await;
     assert_eq!(r.status(), 200);
     let v = json(r).await;
     assert_eq!(v["status"], "healthy");

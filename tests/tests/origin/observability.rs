@@ -3,7 +3,7 @@
 use llmselect_e2e::origin::{capture_logs, spawn_origin};
 use reqwest::Method;
 
-use crate::support::{header, metrics_text};
+use crate::support::{get, get_anonymous, header, metrics_text};
 
 fn is_response_time(v: &str) -> bool {
     let Some(num) = v.strip_suffix('s') else {
@@ -19,11 +19,7 @@ async fn slow_queries_are_logged_without_parameters() {
     let logs = capture_logs();
     let o = spawn_origin(|c| c.database.slow_query_threshold_ms = 0).await;
     let u = o.user("alice").await;
-    let r = o
-        .get_as(&u, "/api/v1/conversations?search=needle-secret")
-        .send()
-        .await
-        .unwrap();
+    let r = get(&o, &u, "/api/v1/conversations?search=needle-secret").await;
     assert_eq!(r.status(), 200);
     let events = logs.events_named("slow_query");
     let auth = events
@@ -69,12 +65,7 @@ async fn slow_queries_are_logged_without_parameters() {
 async fn slow_requests_are_logged() {
     let logs = capture_logs();
     let o = spawn_origin(|c| c.http.slow_request_threshold_ms = 0).await;
-    let r = o
-        .http
-        .get(o.url("/api/v1/models?provider=openai"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_anonymous(&o, "/api/v1/models?provider=openai").await;
     assert_eq!(r.status(), 200);
     let events = logs.events_named("slow_request");
     let e = events
@@ -92,10 +83,7 @@ async fn slow_requests_are_logged() {
 async fn every_response_has_x_response_time() {
     let o = spawn_origin(|c| c.http.max_body_bytes = 256).await;
     let u = o.user("bob").await;
-    let etag = header(
-        &o.http.get(o.url("/api/v1/models")).send().await.unwrap(),
-        "etag",
-    );
+    let etag = header(&get_anonymous(&o, "/api/v1/models").await, "etag");
     let requests = vec![
         o.http.get(o.url("/health")),
         o.http

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use llmselect_e2e::origin::{spawn_origin, TestOrigin, TestUser};
+use reqwest::Method;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -42,6 +43,58 @@ pub async fn get_json(o: &TestOrigin, user: &TestUser, path: &str) -> Value {
     let r = o.get_as(user, path).send().await.expect("GET");
     assert_eq!(r.status(), 200, "GET {path}");
     json(r).await
+}
+
+/// `GET path` as `user`.
+pub async fn get(o: &TestOrigin, user: &TestUser, path: &str) -> reqwest::Response {
+    o.get_as(user, path).send().await.expect("GET")
+}
+
+/// `GET path` as `user` with `If-None-Match: etag`.
+pub async fn get_if_none_match(
+    o: &TestOrigin,
+    user: &TestUser,
+    path: &str,
+    etag: &str,
+) -> reqwest::Response {
+    o.get_as(user, path)
+        .header("If-None-Match", etag)
+        .send()
+        .await
+        .expect("conditional GET")
+}
+
+/// `GET path` without credentials.
+pub async fn get_anonymous(o: &TestOrigin, path: &str) -> reqwest::Response {
+    o.http.get(o.url(path)).send().await.expect("GET")
+}
+
+/// A `method` request without a body as `user`.
+pub async fn send_as(
+    o: &TestOrigin,
+    user: &TestUser,
+    method: Method,
+    path: &str,
+) -> reqwest::Response {
+    o.request_as(user, method, path)
+        .send()
+        .await
+        .expect("request")
+}
+
+/// A `method` request with the JSON `body` as `user`.
+pub async fn send_json(
+    o: &TestOrigin,
+    user: &TestUser,
+    method: Method,
+    path: &str,
+    body: &Value,
+) -> reqwest::Response {
+    o.request_as(user, method, path)
+        .json(body)
+        .send()
+        .await
+        .expect("request")
 }
 
 /// `GET path` as `user`, expecting a 200: the statements it cost (`Server-Timing`) and its JSON.
