@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use http::HeaderValue;
 use tokio::sync::Semaphore;
 
 use crate::client;
@@ -23,6 +24,15 @@ pub struct User {
     pub conversations: Vec<String>,
     /// `nextCursor` of the first page at [`CURSOR_PAGE_LIMIT`].
     pub cursor: Option<String>,
+}
+
+/// Each user's `Authorization: Bearer <token>` value, built once (`None` if it is not a valid
+/// header value, in which case [`crate::loadgen::Req::header`] would have dropped it too).
+pub fn bearer_headers(users: &[User]) -> Vec<Option<HeaderValue>> {
+    users
+        .iter()
+        .map(|u| HeaderValue::from_str(&format!("Bearer {}", u.token)).ok())
+        .collect()
 }
 
 /// Logs in `bulk1..=bulk<count>` (8 at a time) and reads their conversation lists.

@@ -52,22 +52,28 @@ impl Target {
 }
 
 /// The same path every time (hits), or a never-seen query string every time (misses).
-struct ModelsScenario {
-    path: String,
-    cold: bool,
-    nonce: u64,
+enum ModelsScenario {
+    Hit(String),
+    /// `<path>?miss=<nonce>-` (or `&miss=`), completed by `<conn>-<seq>` per request.
+    Miss(String),
+}
+
+impl ModelsScenario {
+    fn new(path: &str, cold: bool) -> ModelsScenario {
+        if cold {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            ModelsScenario::Miss(format!("{path}{sep}miss={:x}-", rand::random::<u64>()))
+        } else {
+            ModelsScenario::Hit(path.to_string())
+        }
+    }
 }
 
 impl Scenario for ModelsScenario {
     fn next(&self, conn: usize, seq: u64) -> Req {
-        if self.cold {
-            let sep = if self.path.contains('?') { '&' } else { '?' };
-            Req::get(format!(
-                "{}{sep}miss={:x}-{conn}-{seq}",
-                self.path, self.nonce
-            ))
-        } else {
-            Req::get(self.path.clone())
+        match self {
+            ModelsScenario::Hit(path) => Req::get(path.clone()),
+            ModelsScenario::Miss(prefix) => Req::get(format!("{prefix}{conn}-{seq}")),
         }
     }
 }
@@ -140,7 +146,6 @@ struct Acc {
     body: u64,
 }
 
-/// Runs `rounds` interleaved rounds over every target and concurrency level.
 /// What the comparison runs.
 #[derive(Debug, Clone)]
 pub struct HttpSpec {
@@ -191,6 +196,7 @@ fn start_perf(pid: u32, out: &std::path::Path, duration: Duration) -> Option<std
         .ok()
 }
 
+/// Runs `rounds` interleaved rounds over every target and concurrency level.
 pub async fn run(addrs: Addrs, spec: &HttpSpec) -> anyhow::Result<HttpReport> {
     let (levels, rounds, duration) = (&spec.levels, spec.rounds, spec.duration);
     let path = spec.path.as_str();
@@ -201,6 +207,7 @@ pub async fn run(addrs: Addrs, spec: &HttpSpec) -> anyhow::Result<HttpReport> {
             anyhow::ensure!(r.status.is_success(), "warm-up via {addr}: {}", r.status);
         }
     }
+    let max_level = levels.iter().copied().max().unwrap_or(0);
     let mut accs: Vec<Vec<Acc>> = levels
         .iter()
         .map(|_| Target::ALL.iter().map(|_| Acc::default()).collect())
@@ -215,12 +222,8 @@ pub async fn run(addrs: Addrs, spec: &HttpSpec) -> anyhow::Result<HttpReport> {
                     warmup: duration / 5,
                     max_requests: None,
                 };
-                let scenario = Arc::new(ModelsScenario {
-                    path: path.to_string(),
-                    cold: !target.is_hit() && target != Target::Origin,
-                    nonce: rand::random(),
-                });
-                let max_level = levels.iter().copied().max().unwrap_or(0);
+                let cold = !target.is_hit() && target != Target::Origin;
+                let scenario = Arc::new(ModelsScenario::new(path, cold));
                 let perf = match &spec.perf {
                     Some(p) if round == 0 && connections == max_level => p
                         .for_target(target)
@@ -258,10 +261,10 @@ pub async fn run(addrs: Addrs, spec: &HttpSpec) -> anyhow::Result<HttpReport> {
     let mut rows = Vec::new();
     let mut ratios = Vec::new();
     for (li, &connections) in levels.iter().enumerate() {
-        let mut by_target = Vec::new();
+        let first = rows.len();
         for (ti, &target) in Target::ALL.iter().enumerate() {
             let a = &accs[li][ti];
-            let row = HttpRow {
+            rows.push(HttpRow {
                 target: target.label().to_string(),
                 connections,
                 rounds,
@@ -277,16 +280,13 @@ pub async fn run(addrs: Addrs, spec: &HttpSpec) -> anyhow::Result<HttpReport> {
                 },
                 origin_requests: a.origin,
                 body_bytes: a.body,
-            };
-            by_target.push((target, row.clone()));
-            rows.push(row);
+            });
         }
+        // This level's rows, in `Target::ALL` order.
+        let level_rows = &rows[first..];
         let get = |t: Target| {
-            by_target
-                .iter()
-                .find(|(x, _)| *x == t)
-                .map(|(_, r)| r.clone())
-                .expect("every target measured")
+            let i = Target::ALL.iter().position(|&x| x == t);
+            &level_rows[i.expect("every target is in Target::ALL")]
         };
         let div = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
         let (ph, nh) = (get(Target::ProxyHit), get(Target::NginxHit));
@@ -307,7 +307,7 @@ pub async fn run(addrs: Addrs, spec: &HttpSpec) -> anyhow::Result<HttpReport> {
                     bin,
                     target.label(),
                     addrs.of(target),
-                    MODELS,
+                    path,
                     connections,
                     duration,
                 )

@@ -87,6 +87,15 @@ impl Req {
         self
     }
 
+    /// Adds a prebuilt header value, if any: cloning it costs no formatting or validation, which
+    /// matters on the hot path (see [`crate::fixtures::bearer_headers`]).
+    pub fn header_value(mut self, name: HeaderName, value: Option<&HeaderValue>) -> Req {
+        if let Some(v) = value {
+            self.headers.push((name, v.clone()));
+        }
+        self
+    }
+
     pub fn kind(mut self, kind: usize) -> Req {
         self.kind = kind;
         self
@@ -263,12 +272,14 @@ pub async fn run(plan: &Plan, scenario: Arc<dyn Scenario>) -> anyhow::Result<Run
                 // warm-up: a request slower than the warm-up (an unindexed query) must still be
                 // measured rather than vanish from the figures.
                 let record = done_at >= record_from || plan.max_requests.is_some();
+                let acc = &mut rec.kinds[req.kind.min(n_kinds - 1)];
+                if record {
+                    acc.requests += 1;
+                }
                 match outcome {
                     Ok((status, headers, body)) => {
                         scenario.completed(&req, status, &headers, &body);
                         if record {
-                            let acc = &mut rec.kinds[req.kind.min(n_kinds - 1)];
-                            acc.requests += 1;
                             *acc.statuses.entry(status.as_u16()).or_default() += 1;
                             if status.is_success() || status == StatusCode::NOT_MODIFIED {
                                 acc.ok += 1;
@@ -303,8 +314,6 @@ pub async fn run(plan: &Plan, scenario: Arc<dyn Scenario>) -> anyhow::Result<Run
                     Err(_) => {
                         if record {
                             rec.transport_errors += 1;
-                            let acc = &mut rec.kinds[req.kind.min(n_kinds - 1)];
-                            acc.requests += 1;
                             acc.errors += 1;
                         }
                         sender = connect(plan.addr).await.ok();

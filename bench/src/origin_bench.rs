@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::Method;
 use serde::Serialize;
 
-use crate::fixtures::{User, BULK_PASSWORD, CURSOR_PAGE_LIMIT};
+use crate::fixtures::{self, User, BULK_PASSWORD, CURSOR_PAGE_LIMIT};
 use crate::loadgen::{self, Plan, Req, Scenario};
 use crate::promtext;
 
@@ -63,6 +63,8 @@ impl Endpoint {
 struct EndpointScenario {
     endpoint: Endpoint,
     users: Arc<Vec<User>>,
+    /// `Bearer <token>` of each user, by index.
+    bearers: Arc<Vec<Option<HeaderValue>>>,
 }
 
 impl Scenario for EndpointScenario {
@@ -70,7 +72,6 @@ impl Scenario for EndpointScenario {
         let n = self.users.len();
         let i = (conn.wrapping_mul(7919) + seq as usize * 31) % n;
         let user = &self.users[i];
-        let bearer = format!("Bearer {}", user.token);
         let req = match self.endpoint {
             Endpoint::ListFirst => Req::get("/api/v1/conversations?limit=20"),
             Endpoint::ListCursor => match &user.cursor {
@@ -97,7 +98,7 @@ impl Scenario for EndpointScenario {
                 return r;
             }
         };
-        req.header(AUTHORIZATION, &bearer)
+        req.header_value(AUTHORIZATION, self.bearers[i].as_ref())
     }
 }
 
@@ -124,6 +125,7 @@ pub async fn measure_all(
     indexes: bool,
 ) -> anyhow::Result<Vec<OriginRow>> {
     let mut rows = Vec::new();
+    let bearers = Arc::new(fixtures::bearer_headers(&users));
     for endpoint in Endpoint::ALL {
         let before = promtext::scrape(origin).await?;
         let plan = Plan {
@@ -136,6 +138,7 @@ pub async fn measure_all(
         let scenario = Arc::new(EndpointScenario {
             endpoint,
             users: users.clone(),
+            bearers: bearers.clone(),
         });
         let result = loadgen::run(&plan, scenario).await?;
         let after = promtext::scrape(origin).await?;

@@ -41,22 +41,28 @@ pub struct Report {
     pub targets: Vec<TargetCheck>,
 }
 
-fn ms(us: f64) -> String {
-    if us.is_nan() {
-        "–".into()
-    } else if us >= 10_000.0 {
-        format!("{:.0}", us / 1000.0)
-    } else {
-        format!("{:.2}", us / 1000.0)
-    }
-}
-
-fn num(v: f64) -> String {
+/// `–` for an unknown (NaN) figure, else `fmt(v)`.
+fn known(v: f64, fmt: impl FnOnce(f64) -> String) -> String {
     if v.is_nan() {
         "–".into()
     } else {
-        format!("{v:.0}")
+        fmt(v)
     }
+}
+
+/// Microseconds as milliseconds: two decimals below 10 ms, none above.
+fn ms(us: f64) -> String {
+    known(us, |us| {
+        if us >= 10_000.0 {
+            format!("{:.0}", us / 1000.0)
+        } else {
+            format!("{:.2}", us / 1000.0)
+        }
+    })
+}
+
+fn num(v: f64) -> String {
+    known(v, |v| format!("{v:.0}"))
 }
 
 /// Requests per second: one decimal below 10 (an unindexed query manages a fraction of one).
@@ -65,6 +71,25 @@ fn rate(v: f64) -> String {
         format!("{v:.1}")
     } else {
         num(v)
+    }
+}
+
+/// A share in 0..1 as `12.3 %`.
+fn percent(share: f64) -> String {
+    format!("{:.1} %", share * 100.0)
+}
+
+/// A ratio as `1.23×`.
+fn times(v: f64) -> String {
+    format!("{v:.2}×")
+}
+
+/// Writes a Markdown table: `head` (the header and alignment lines), then one line per row.
+fn table<const N: usize>(s: &mut String, head: &str, rows: impl IntoIterator<Item = [String; N]>) {
+    s.push_str(head);
+    s.push('\n');
+    for row in rows {
+        let _ = writeln!(s, "| {} |", row.join(" | "));
     }
 }
 
@@ -108,19 +133,18 @@ impl Report {
             );
         }
         if !self.targets.is_empty() {
-            let _ = writeln!(
-                s,
-                "## Targets\n\n| target | measured | met |\n|---|---|---|"
+            s.push_str("## Targets\n\n");
+            table(
+                &mut s,
+                "| target | measured | met |\n|---|---|---|",
+                self.targets.iter().map(|t| {
+                    [
+                        t.target.clone(),
+                        t.measured.clone(),
+                        (if t.met { "yes" } else { "**no**" }).into(),
+                    ]
+                }),
             );
-            for t in &self.targets {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} |",
-                    t.target,
-                    t.measured,
-                    if t.met { "yes" } else { "**no**" }
-                );
-            }
             s.push('\n');
         }
         if !self.origin.is_empty() {
@@ -128,36 +152,30 @@ impl Report {
                 s,
                 "## Origin endpoints, without → with the performance indexes (migration 0002)\n\nKeep-alive connections straight to the origin, requests spread over the logged-in users. Latency in ms.\n"
             );
-            let _ = writeln!(
-                s,
-                "| endpoint | conns | req/s before | req/s after | p50 before | p50 after | p99 before | p99 after | statements/request |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-            );
             let befores = self.origin.iter().filter(|r| !r.indexes);
-            for b in befores {
-                let a = self.origin.iter().find(|r| {
-                    r.indexes && r.endpoint == b.endpoint && r.connections == b.connections
-                });
-                let (ar, a50, a99, ast) = a
-                    .map(|a| (a.rps, a.p50_us, a.p99_us, a.statements_per_request))
-                    .unwrap_or((f64::NAN, f64::NAN, f64::NAN, f64::NAN));
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    b.endpoint,
-                    b.connections,
-                    rate(b.rps),
-                    rate(ar),
-                    ms(b.p50_us),
-                    ms(a50),
-                    ms(b.p99_us),
-                    ms(a99),
-                    if ast.is_nan() {
-                        "–".into()
-                    } else {
-                        format!("{ast:.1}")
-                    }
-                );
-            }
+            table(
+                &mut s,
+                "| endpoint | conns | req/s before | req/s after | p50 before | p50 after | p99 before | p99 after | statements/request |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+                befores.map(|b| {
+                    let a = self.origin.iter().find(|r| {
+                        r.indexes && r.endpoint == b.endpoint && r.connections == b.connections
+                    });
+                    let (ar, a50, a99, ast) = a
+                        .map(|a| (a.rps, a.p50_us, a.p99_us, a.statements_per_request))
+                        .unwrap_or((f64::NAN, f64::NAN, f64::NAN, f64::NAN));
+                    [
+                        b.endpoint.clone(),
+                        b.connections.to_string(),
+                        rate(b.rps),
+                        rate(ar),
+                        ms(b.p50_us),
+                        ms(a50),
+                        ms(b.p99_us),
+                        ms(a99),
+                        known(ast, |v| format!("{v:.1}")),
+                    ]
+                }),
+            );
             let errors: u64 = self.origin.iter().map(|r| r.errors).sum();
             let _ = writeln!(s, "\nErrors: {errors}.\n");
         }
@@ -169,77 +187,69 @@ impl Report {
                 s,
                 "## HTTP: origin vs proxy vs nginx proxy_cache\n\n`GET {path}` ({body} B body), closed loop, keep-alive; medians of {rounds} interleaved rounds. Latency in ms. \"origin req\" is the origin's `origin_http_requests_total` delta over the runs (hits must not move it).\n"
             );
-            let _ = writeln!(
-                s,
-                "| target | conns | req/s | p50 | p99 | X-Cache HIT | origin req | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|"
-            );
-            for r in &h.rows {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {} | {} | {:.1} % | {} | {} |",
-                    r.target,
-                    r.connections,
-                    rate(r.rps),
-                    ms(r.p50_us),
-                    ms(r.p99_us),
-                    r.hit_share * 100.0,
-                    num(r.origin_requests),
-                    r.errors
-                );
-            }
-            let _ = writeln!(
-                s,
-                "\n| conns | proxy hit / nginx hit (req/s) | proxy hit / origin (req/s) | proxy miss / nginx miss (req/s) |\n|---:|---:|---:|---:|"
-            );
-            for r in &h.ratios {
-                let _ = writeln!(
-                    s,
-                    "| {} | {:.2}× | {:.2}× | {:.2}× |",
-                    r.connections,
-                    r.proxy_over_nginx_hit_rps,
-                    r.proxy_over_origin_rps,
-                    r.proxy_over_nginx_miss_rps
-                );
-            }
-            s.push('\n');
-            if !h.wrk.is_empty() {
-                let _ = writeln!(
-                    s,
-                    "Cross-check with `wrk -t1` (same CPUs as the load generator, one run each):\n\n| target | conns | req/s | p50 | p99 | non-2xx |\n|---|---:|---:|---:|---:|---:|"
-                );
-                for r in &h.wrk {
-                    let _ = writeln!(
-                        s,
-                        "| {} | {} | {} | {} | {} | {} |",
-                        r.target,
-                        r.connections,
+            table(
+                &mut s,
+                "| target | conns | req/s | p50 | p99 | X-Cache HIT | origin req | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|",
+                h.rows.iter().map(|r| {
+                    [
+                        r.target.clone(),
+                        r.connections.to_string(),
                         rate(r.rps),
                         ms(r.p50_us),
                         ms(r.p99_us),
-                        r.non_2xx
-                    );
-                }
+                        percent(r.hit_share),
+                        num(r.origin_requests),
+                        r.errors.to_string(),
+                    ]
+                }),
+            );
+            table(
+                &mut s,
+                "\n| conns | proxy hit / nginx hit (req/s) | proxy hit / origin (req/s) | proxy miss / nginx miss (req/s) |\n|---:|---:|---:|---:|",
+                h.ratios.iter().map(|r| {
+                    [
+                        r.connections.to_string(),
+                        times(r.proxy_over_nginx_hit_rps),
+                        times(r.proxy_over_origin_rps),
+                        times(r.proxy_over_nginx_miss_rps),
+                    ]
+                }),
+            );
+            s.push('\n');
+            if !h.wrk.is_empty() {
+                table(
+                    &mut s,
+                    "Cross-check with `wrk -t1` (same CPUs as the load generator, one run each):\n\n| target | conns | req/s | p50 | p99 | non-2xx |\n|---|---:|---:|---:|---:|---:|",
+                    h.wrk.iter().map(|r| {
+                        [
+                            r.target.clone(),
+                            r.connections.to_string(),
+                            rate(r.rps),
+                            ms(r.p50_us),
+                            ms(r.p99_us),
+                            r.non_2xx.to_string(),
+                        ]
+                    }),
+                );
                 s.push('\n');
             }
         }
         if !self.coalescing.is_empty() {
-            let _ = writeln!(
-                s,
-                "## Cold-key stampede\n\n| server | concurrent requests | origin requests | ok | errors | p50 | p99 |\n|---|---:|---:|---:|---:|---:|---:|"
+            table(
+                &mut s,
+                "## Cold-key stampede\n\n| server | concurrent requests | origin requests | ok | errors | p50 | p99 |\n|---|---:|---:|---:|---:|---:|---:|",
+                self.coalescing.iter().map(|c| {
+                    [
+                        c.server.clone(),
+                        c.concurrent_requests.to_string(),
+                        num(c.origin_requests),
+                        c.ok.to_string(),
+                        c.errors.to_string(),
+                        ms(c.p50_us),
+                        ms(c.p99_us),
+                    ]
+                }),
             );
-            for c in &self.coalescing {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
-                    c.server,
-                    c.concurrent_requests,
-                    num(c.origin_requests),
-                    c.ok,
-                    c.errors,
-                    ms(c.p50_us),
-                    ms(c.p99_us)
-                );
-            }
             s.push('\n');
         }
         if let Some(w) = &self.workload {
@@ -256,39 +266,38 @@ impl Report {
                 sp.duration_secs,
                 if sp.warm_every_key { "" } else { " (skipped)" }
             );
-            let _ = writeln!(
-                s,
-                "| requests | req/s | read hit rate | origin requests | origin requests saved | writes | stale reads | errors |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n| {} | {:.0} | {:.1} % | {} | {:.1} % | {} | {} | {} |\n",
-                w.requests,
-                w.rps,
-                w.hit_rate * 100.0,
-                num(w.origin_requests),
-                w.origin_requests_saved * 100.0,
-                w.writes,
-                w.stale_reads,
-                w.errors
+            table(
+                &mut s,
+                "| requests | req/s | read hit rate | origin requests | origin requests saved | writes | stale reads | errors |\n|---:|---:|---:|---:|---:|---:|---:|---:|",
+                [[
+                    w.requests.to_string(),
+                    format!("{:.0}", w.rps),
+                    percent(w.hit_rate),
+                    num(w.origin_requests),
+                    percent(w.origin_requests_saved),
+                    w.writes.to_string(),
+                    w.stale_reads.to_string(),
+                    w.errors.to_string(),
+                ]],
             );
-            let _ = writeln!(
-                s,
-                "| kind | requests | hit rate | X-Cache | stale | p50 | p99 |\n|---|---:|---:|---|---:|---:|---:|"
+            s.push('\n');
+            table(
+                &mut s,
+                "| kind | requests | hit rate | X-Cache | stale | p50 | p99 |\n|---|---:|---:|---|---:|---:|---:|",
+                w.kinds.iter().map(|k| {
+                    let x_cache: Vec<String> =
+                        k.x_cache.iter().map(|(v, n)| format!("{v} {n}")).collect();
+                    [
+                        k.kind.clone(),
+                        k.requests.to_string(),
+                        percent(k.hit_rate),
+                        x_cache.join(", "),
+                        k.stale.to_string(),
+                        ms(k.p50_us),
+                        ms(k.p99_us),
+                    ]
+                }),
             );
-            for k in &w.kinds {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {:.1} % | {} | {} | {} | {} |",
-                    k.kind,
-                    k.requests,
-                    k.hit_rate * 100.0,
-                    k.x_cache
-                        .iter()
-                        .map(|(v, n)| format!("{v} {n}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    k.stale,
-                    ms(k.p50_us),
-                    ms(k.p99_us)
-                );
-            }
             s.push('\n');
         }
         s
@@ -301,4 +310,196 @@ impl Report {
         std::fs::write(dir.join("latest.md"), self.markdown())?;
         Ok(())
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::http_bench::{HttpRow, Ratio};
+    use crate::workload::{KindRow, WorkloadSpec};
+    use crate::wrk::WrkRow;
+
+    /// One of everything, with a missing "after" row and NaN figures.
+    fn sample() -> Report {
+        let origin_row = |endpoint: &str, indexes: bool, rps: f64| OriginRow {
+            endpoint: endpoint.into(),
+            indexes,
+            connections: 1,
+            requests: 10,
+            errors: 1,
+            rps,
+            p50_us: 1234.0,
+            p99_us: 23456.0,
+            statements_per_request: 2.0,
+        };
+        Report {
+            generated_at: "2026-01-01 00:00 UTC".into(),
+            command: "bench --quick".into(),
+            quick: true,
+            machine: Machine::default(),
+            seed: Some(SeedInfo {
+                requested: serde_json::Value::Null,
+                rows: vec![("users".into(), 10), ("messages".into(), 100)],
+                seconds: 1.25,
+                origin_summary: String::new(),
+            }),
+            origin: vec![
+                origin_row("list", false, 0.4),
+                origin_row("list", true, 2434.0),
+                origin_row("models", false, 11770.0),
+            ],
+            http: Some(HttpReport {
+                path: "/api/v1/models".into(),
+                rows: vec![HttpRow {
+                    target: "proxy hit".into(),
+                    connections: 64,
+                    rounds: 3,
+                    rps: 63978.4,
+                    p50_us: 980.0,
+                    p99_us: f64::NAN,
+                    requests: 100,
+                    errors: 0,
+                    hit_share: 1.0,
+                    origin_requests: 0.0,
+                    body_bytes: 748,
+                }],
+                ratios: vec![Ratio {
+                    connections: 64,
+                    proxy_over_nginx_hit_rps: 0.8412,
+                    proxy_over_origin_rps: 0.91,
+                    proxy_over_nginx_miss_rps: f64::NAN,
+                    proxy_hit_p99_us: 1360.0,
+                    nginx_hit_p99_us: 1170.0,
+                }],
+                wrk: vec![WrkRow {
+                    target: "nginx proxy_cache hit".into(),
+                    connections: 1,
+                    rps: 16455.2,
+                    p50_us: 60.0,
+                    p99_us: 280.0,
+                    non_2xx: 3,
+                    socket_errors: String::new(),
+                }],
+            }),
+            coalescing: vec![Coalescing {
+                server: "proxy".into(),
+                concurrent_requests: 1000,
+                ok: 1000,
+                errors: 0,
+                origin_requests: 1.0,
+                p50_us: 15000.0,
+                p99_us: 31000.0,
+            }],
+            workload: Some(WorkloadReport {
+                spec: WorkloadSpec {
+                    users: 100,
+                    zipf_s: 1.1,
+                    write_share: 0.02,
+                    list_share: 0.4,
+                    models_share: 0.2,
+                    connections: 16,
+                    duration_secs: 5.0,
+                    warm_every_key: false,
+                },
+                requests: 1000,
+                rps: 200.4,
+                reads: 980,
+                read_hits: 950,
+                hit_rate: 0.9694,
+                writes: 20,
+                stale_reads: 0,
+                errors: 0,
+                origin_requests: 60.0,
+                origin_requests_saved: 0.94,
+                kinds: vec![KindRow {
+                    kind: "list".into(),
+                    requests: 400,
+                    errors: 0,
+                    hits: 390,
+                    hit_rate: 0.975,
+                    stale: 0,
+                    x_cache: BTreeMap::from([("HIT".into(), 390), ("MISS".into(), 10)]),
+                    p50_us: 250.0,
+                    p99_us: 900.0,
+                }],
+                proxy_stats: serde_json::Value::Null,
+            }),
+            targets: vec![TargetCheck {
+                target: "proxy hits never reach the origin".into(),
+                measured: "0 origin requests".into(),
+                met: true,
+            }],
+        }
+    }
+
+    /// The layout the README shows, pinned: headings, columns, number formats, blank lines.
+    #[test]
+    fn markdown_layout() {
+        assert_eq!(sample().markdown(), EXPECTED);
+    }
+
+    const EXPECTED: &str = r#"# llmselect-edge benchmark results
+
+Generated 2026-01-01 00:00 UTC by `bench --quick` (quick smoke run: figures are not meaningful).
+
+Machine: 0 ×  (0 online), 0 GiB RAM, Linux ; ; ; commit . Servers pinned to CPU , load generator to CPU .
+
+Dataset: users 10, messages 100 (seeded in 1.2 s with set-based SQL).
+
+## Targets
+
+| target | measured | met |
+|---|---|---|
+| proxy hits never reach the origin | 0 origin requests | yes |
+
+## Origin endpoints, without → with the performance indexes (migration 0002)
+
+Keep-alive connections straight to the origin, requests spread over the logged-in users. Latency in ms.
+
+| endpoint | conns | req/s before | req/s after | p50 before | p50 after | p99 before | p99 after | statements/request |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|
+| list | 1 | 0.4 | 2434 | 1.23 | 1.23 | 23 | 23 | 2.0 |
+| models | 1 | 11770 | – | 1.23 | – | 23 | – | – |
+
+Errors: 3.
+
+## HTTP: origin vs proxy vs nginx proxy_cache
+
+`GET /api/v1/models` (748 B body), closed loop, keep-alive; medians of 3 interleaved rounds. Latency in ms. "origin req" is the origin's `origin_http_requests_total` delta over the runs (hits must not move it).
+
+| target | conns | req/s | p50 | p99 | X-Cache HIT | origin req | errors |
+|---|---:|---:|---:|---:|---:|---:|---:|
+| proxy hit | 64 | 63978 | 0.98 | – | 100.0 % | 0 | 0 |
+
+| conns | proxy hit / nginx hit (req/s) | proxy hit / origin (req/s) | proxy miss / nginx miss (req/s) |
+|---:|---:|---:|---:|
+| 64 | 0.84× | 0.91× | NaN× |
+
+Cross-check with `wrk -t1` (same CPUs as the load generator, one run each):
+
+| target | conns | req/s | p50 | p99 | non-2xx |
+|---|---:|---:|---:|---:|---:|
+| nginx proxy_cache hit | 1 | 16455 | 0.06 | 0.28 | 3 |
+
+## Cold-key stampede
+
+| server | concurrent requests | origin requests | ok | errors | p50 | p99 |
+|---|---:|---:|---:|---:|---:|---:|
+| proxy | 1000 | 1 | 1000 | 0 | 15 | 31 |
+
+## Workload through the proxy
+
+100 users drawn Zipf(s = 1.1), 2.0 % writes (new messages), reads 40 % lists / 20 % models / rest details; 16 connections, 5 s after a warm-up that read every key once (skipped).
+
+| requests | req/s | read hit rate | origin requests | origin requests saved | writes | stale reads | errors |
+|---:|---:|---:|---:|---:|---:|---:|---:|
+| 1000 | 200 | 96.9 % | 60 | 94.0 % | 20 | 0 | 0 |
+
+| kind | requests | hit rate | X-Cache | stale | p50 | p99 |
+|---|---:|---:|---|---:|---:|---:|
+| list | 400 | 97.5 % | HIT 390, MISS 10 | 0 | 0.25 | 0.90 |
+
+"#;
 }

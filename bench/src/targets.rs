@@ -1,5 +1,6 @@
 //! The targets, decided from the measured figures.
 
+use crate::http_bench::Target;
 use crate::report::{Report, TargetCheck};
 
 pub fn check(r: &Report) -> Vec<TargetCheck> {
@@ -28,7 +29,10 @@ pub fn check(r: &Report) -> Vec<TargetCheck> {
                     .iter()
                     .find(|w| w.connections == c && w.target == label)
             };
-            if let (Some(p), Some(n)) = (find("proxy hit"), find("nginx proxy_cache hit")) {
+            if let (Some(p), Some(n)) = (
+                find(Target::ProxyHit.label()),
+                find(Target::NginxHit.label()),
+            ) {
                 if n.rps > 0.0 {
                     out.push(TargetCheck {
                         target: format!("same, measured by wrk ({c} conns)"),
@@ -46,7 +50,7 @@ pub fn check(r: &Report) -> Vec<TargetCheck> {
         let hit_origin: f64 = h
             .rows
             .iter()
-            .filter(|x| x.target == "proxy hit")
+            .filter(|x| x.target == Target::ProxyHit.label())
             .map(|x| x.origin_requests)
             .sum();
         out.push(TargetCheck {

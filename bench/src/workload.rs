@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, Method, StatusCode};
 use rand::Rng;
 use serde::Serialize;
 
-use crate::fixtures::User;
+use crate::fixtures::{self, User};
 use crate::loadgen::{self, Expect, Plan, Req, Scenario};
 use crate::promtext;
 use crate::zipf::Zipf;
@@ -58,6 +58,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 struct Mix {
     users: Arc<Vec<User>>,
+    /// `Bearer <token>` of each user, by index.
+    bearers: Vec<Option<HeaderValue>>,
     zipf: Zipf,
     spec: WorkloadSpec,
     published: Mutex<Published>,
@@ -75,7 +77,7 @@ impl Scenario for Mix {
         let mut rng = rand::thread_rng();
         let ui = self.zipf.sample(&mut rng) % self.users.len();
         let user = &self.users[ui];
-        let bearer = format!("Bearer {}", user.token);
+        let bearer = self.bearers[ui].as_ref();
         let conv = if user.conversations.is_empty() {
             None
         } else {
@@ -87,7 +89,7 @@ impl Scenario for Mix {
                 let content = format!("bench write {:x}-{conn}-{seq}", self.nonce);
                 let body = serde_json::json!({"role": "user", "content": content});
                 let mut r = Req::get(format!("/api/v1/conversations/{cid}/messages"))
-                    .header(AUTHORIZATION, &bearer)
+                    .header_value(AUTHORIZATION, bearer)
                     .header(CONTENT_TYPE, "application/json")
                     .kind(WRITE);
                 r.method = Method::POST;
@@ -103,7 +105,7 @@ impl Scenario for Mix {
         let published = lock(&self.published);
         if read < self.spec.models_share + self.spec.list_share || conv.is_none() {
             let mut r = Req::get("/api/v1/conversations?limit=20")
-                .header(AUTHORIZATION, &bearer)
+                .header_value(AUTHORIZATION, bearer)
                 .kind(LIST);
             r.expect = published
                 .latest
@@ -116,7 +118,7 @@ impl Scenario for Mix {
         }
         let cid = conv.expect("checked above");
         let mut r = Req::get(format!("/api/v1/conversations/{cid}"))
-            .header(AUTHORIZATION, &bearer)
+            .header_value(AUTHORIZATION, bearer)
             .kind(DETAIL);
         r.expect = published.content.get(cid).cloned().map(Expect::Contains);
         r
@@ -148,15 +150,14 @@ impl Scenario for Mix {
 
 /// Every list, detail and the models list once, in order (shared cursor over all connections).
 struct WarmAll {
-    keys: Vec<(String, Option<String>)>,
+    keys: Vec<(String, Option<HeaderValue>)>,
     next: AtomicUsize,
 }
 
 impl WarmAll {
-    fn new(users: &[User]) -> WarmAll {
+    fn new(users: &[User], bearers: &[Option<HeaderValue>]) -> WarmAll {
         let mut keys = vec![("/api/v1/models".to_string(), None)];
-        for u in users {
-            let bearer = Some(format!("Bearer {}", u.token));
+        for (u, bearer) in users.iter().zip(bearers) {
             keys.push(("/api/v1/conversations?limit=20".into(), bearer.clone()));
             for c in &u.conversations {
                 keys.push((format!("/api/v1/conversations/{c}"), bearer.clone()));
@@ -173,10 +174,7 @@ impl Scenario for WarmAll {
     fn next(&self, _conn: usize, _seq: u64) -> Req {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.keys.len();
         let (path, bearer) = &self.keys[i];
-        match bearer {
-            Some(b) => Req::get(path.clone()).header(AUTHORIZATION, b),
-            None => Req::get(path.clone()),
-        }
+        Req::get(path.clone()).header_value(AUTHORIZATION, bearer.as_ref())
     }
 }
 
@@ -225,6 +223,7 @@ pub async fn run(
     let warmup = spec.warm_every_key;
     let mix = Arc::new(Mix {
         zipf: Zipf::new(users.len(), spec.zipf_s),
+        bearers: fixtures::bearer_headers(&users),
         users,
         spec: spec.clone(),
         published: Mutex::new(Published::default()),
@@ -239,7 +238,7 @@ pub async fn run(
     };
     if warmup {
         // Every key once (lists, details, models), so the figures describe a warm cache.
-        let keys = WarmAll::new(&mix.users);
+        let keys = WarmAll::new(&mix.users, &mix.bearers);
         let n = keys.keys.len() as u64;
         let warm_plan = Plan {
             max_requests: Some(n),

@@ -241,16 +241,14 @@ enum Step {
 fn stream_steps(wire: Wire, model: &str, text: &str, scenario: &Scenario) -> VecDeque<Step> {
     let pieces = split_chunks(text, scenario.chunks);
     let mut steps: VecDeque<Step> = wire.prologue(model).into_iter().map(Step::Frame).collect();
-    let cut = match scenario.failure {
+    // A mid-stream failure comes after the first half of the pieces.
+    let sent = match scenario.failure {
         Some(Failure::DropMidStream | Failure::Malformed | Failure::StreamError) => {
-            Some(pieces.len().div_ceil(2))
+            pieces.len().div_ceil(2)
         }
-        _ => None,
+        _ => pieces.len(),
     };
-    for (i, piece) in pieces.iter().enumerate() {
-        if cut == Some(i) {
-            break;
-        }
+    for (i, piece) in pieces.iter().enumerate().take(sent) {
         let frame = wire.content_frame(model, piece, i + 1 == pieces.len());
         steps.push_back(if i == 0 {
             Step::Frame(frame)
@@ -258,14 +256,10 @@ fn stream_steps(wire: Wire, model: &str, text: &str, scenario: &Scenario) -> Vec
             Step::Delayed(frame)
         });
     }
-    match (cut, scenario.failure) {
-        (Some(_), Some(Failure::DropMidStream)) => steps.push_back(Step::Abort),
-        (Some(_), Some(Failure::Malformed)) => {
-            steps.push_back(Step::Delayed(wire.malformed_frame()))
-        }
-        (Some(_), Some(Failure::StreamError)) => {
-            steps.push_back(Step::Delayed(wire.stream_error_frame()))
-        }
+    match scenario.failure {
+        Some(Failure::DropMidStream) => steps.push_back(Step::Abort),
+        Some(Failure::Malformed) => steps.push_back(Step::Delayed(wire.malformed_frame())),
+        Some(Failure::StreamError) => steps.push_back(Step::Delayed(wire.stream_error_frame())),
         _ => steps.extend(wire.epilogue(model).into_iter().map(Step::Frame)),
     }
     steps

@@ -19,6 +19,26 @@ async fn post(url: String, headers: &[(&str, &str)], body: Value) -> (u16, Strin
     (status, resp.text().await.unwrap())
 }
 
+/// `POST <openai base>/chat/completions` with `Authorization: <authorization>` and
+/// [`openai_body`].
+async fn post_openai(
+    fake: &FakeLlm,
+    authorization: &str,
+    model: &str,
+    stream: bool,
+) -> (u16, String) {
+    post(
+        chat_url(fake),
+        &[("authorization", authorization)],
+        openai_body(model, stream),
+    )
+    .await
+}
+
+fn chat_url(fake: &FakeLlm) -> String {
+    format!("{}/chat/completions", fake.openai_base_url())
+}
+
 fn openai_body(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "messages": [
         {"role": "system", "content": "sys"},
@@ -30,13 +50,7 @@ fn openai_body(model: &str, stream: bool) -> Value {
 #[tokio::test]
 async fn openai_non_streaming_answer_and_recorder() {
     let fake = fake().await;
-    let url = format!("{}/chat/completions", fake.openai_base_url());
-    let (status, body) = post(
-        url,
-        &[("authorization", "Bearer k1")],
-        openai_body("gpt-4o", false),
-    )
-    .await;
+    let (status, body) = post_openai(&fake, "Bearer k1", "gpt-4o", false).await;
     assert_eq!(status, 200);
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -58,13 +72,7 @@ async fn openai_non_streaming_answer_and_recorder() {
 #[tokio::test]
 async fn openai_stream_framing_ends_with_done() {
     let fake = fake().await;
-    let url = format!("{}/chat/completions", fake.openai_base_url());
-    let (status, body) = post(
-        url,
-        &[("authorization", "Bearer k1")],
-        openai_body("gpt-4o", true),
-    )
-    .await;
+    let (status, body) = post_openai(&fake, "Bearer k1", "gpt-4o", true).await;
     assert_eq!(status, 200);
     let frames: Vec<&str> = body.split_terminator("\n\n").collect();
     // Role frame, 8 content frames, finish frame, [DONE].
@@ -164,7 +172,7 @@ async fn gemini_routes_keys_and_stream() {
 #[tokio::test]
 async fn model_markers_inject_failures_per_request() {
     let fake = fake().await;
-    let url = format!("{}/chat/completions", fake.openai_base_url());
+    let url = chat_url(&fake);
     let auth = [("authorization", "Bearer sk-echoed-key-123")];
     for code in [401u16, 429, 500] {
         let (status, body) = post(
@@ -198,7 +206,7 @@ async fn model_markers_inject_failures_per_request() {
 async fn drop_mid_stream_aborts_the_body() {
     let fake = fake().await;
     let resp = reqwest::Client::new()
-        .post(format!("{}/chat/completions", fake.openai_base_url()))
+        .post(chat_url(&fake))
         .bearer_auth("k")
         .json(&openai_body("drop-mid-stream", true))
         .send()
@@ -266,13 +274,7 @@ async fn startup_failure_applies_to_everything() {
     })
     .await
     .unwrap();
-    let url = format!("{}/chat/completions", fake.openai_base_url());
-    let (status, _) = post(
-        url,
-        &[("authorization", "Bearer k")],
-        openai_body("gpt-4o", false),
-    )
-    .await;
+    let (status, _) = post_openai(&fake, "Bearer k", "gpt-4o", false).await;
     assert_eq!(status, 429);
 }
 

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::sse::SseEvent;
-use crate::stream::{Decoded, FrameError};
+use crate::stream::{parse_frame, Decoded, FrameError};
 use crate::ChatMessage;
 
 /// The API version header value the adapter sends.
@@ -38,18 +38,12 @@ pub fn extract_text(body: &Value) -> Option<String> {
 
 /// `content_block_delta` → `delta.text`; `error` fails; `message_stop` ends; the rest is skipped.
 pub fn decode_event(event: &SseEvent) -> Result<Decoded, FrameError> {
-    let value: Value = serde_json::from_str(event.data.trim())
-        .map_err(|e| FrameError::Malformed(format!("invalid JSON in stream frame: {e}")))?;
+    let value = parse_frame(&event.data)?;
     match value["type"].as_str() {
         Some("content_block_delta") => Ok(Decoded::delta(
             value["delta"]["text"].as_str().unwrap_or(""),
         )),
-        Some("error") => Err(FrameError::Upstream(
-            value["error"]["message"]
-                .as_str()
-                .unwrap_or("error event")
-                .to_owned(),
-        )),
+        Some("error") => Err(FrameError::upstream(&value["error"])),
         Some("message_stop") => Ok(Decoded::Done),
         _ => Ok(Decoded::Skip),
     }

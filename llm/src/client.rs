@@ -82,6 +82,49 @@ fn auth_headers(name: HeaderName, value: HeaderValue) -> HeaderMap {
     headers
 }
 
+/// `Authorization: Bearer <key>` (OpenAI, Mistral, gateway).
+fn bearer(key: &str) -> Result<HeaderMap, LlmError> {
+    Ok(auth_headers(
+        reqwest::header::AUTHORIZATION,
+        secret_header(&format!("Bearer {key}"))?,
+    ))
+}
+
+/// `x-goog-api-key: <key>` (Gemini; the key never travels in the URL).
+fn goog_api_key(key: &str) -> Result<HeaderMap, LlmError> {
+    Ok(auth_headers(
+        HeaderName::from_static("x-goog-api-key"),
+        secret_header(key)?,
+    ))
+}
+
+/// Reads a 2xx body as JSON; `what` names it in the error.
+async fn read_json(
+    provider: Provider,
+    response: Response,
+    key: &str,
+    what: &str,
+) -> Result<Value, LlmError> {
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| LlmError::from_reqwest(provider, e, key))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| LlmError::malformed(provider, format!("{what} is not JSON: {e}")))
+}
+
+impl Inner {
+    /// The direct (non-gateway) base URL of `provider`.
+    fn base(&self, provider: Provider) -> &Url {
+        match provider {
+            Provider::OpenAi => &self.openai,
+            Provider::Anthropic => &self.anthropic,
+            Provider::Gemini => &self.gemini,
+            Provider::Mistral => &self.mistral,
+        }
+    }
+}
+
 impl LlmClient {
     /// Validates the base URLs and builds the HTTP client (rustls, connect and idle-read timeouts).
     pub fn new(cfg: LlmConfig) -> Result<Self, LlmError> {
@@ -127,12 +170,7 @@ impl LlmClient {
     ) -> Result<String, LlmError> {
         let call = self.build_chat(provider, model, api_key, messages, false)?;
         let response = self.send(provider, call.request, &call.key).await?;
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| LlmError::from_reqwest(provider, e, &call.key))?;
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| LlmError::malformed(provider, format!("response is not JSON: {e}")))?;
+        let value = read_json(provider, response, &call.key, "response").await?;
         let text = match call.wire {
             Wire::OpenAi => openai::extract_text(&value),
             Wire::Anthropic => anthropic::extract_text(&value),
@@ -176,25 +214,17 @@ impl LlmClient {
             (_, _, Provider::Anthropic) => return Ok(Vec::new()),
             (Some(url), Some(gateway), _) => (
                 endpoint(url, &["models"]),
-                self.bearer(&gateway.api_key)?,
+                bearer(&gateway.api_key)?,
                 gateway.api_key.clone(),
-            ),
-            (_, _, Provider::OpenAi) => (
-                endpoint(&inner.openai, &["models"]),
-                self.bearer(api_key)?,
-                api_key.to_owned(),
-            ),
-            (_, _, Provider::Mistral) => (
-                endpoint(&inner.mistral, &["models"]),
-                self.bearer(api_key)?,
-                api_key.to_owned(),
             ),
             (_, _, Provider::Gemini) => (
                 endpoint(&inner.gemini, &["models"]),
-                auth_headers(
-                    HeaderName::from_static("x-goog-api-key"),
-                    secret_header(api_key)?,
-                ),
+                goog_api_key(api_key)?,
+                api_key.to_owned(),
+            ),
+            (_, _, Provider::OpenAi | Provider::Mistral) => (
+                endpoint(inner.base(provider), &["models"]),
+                bearer(api_key)?,
                 api_key.to_owned(),
             ),
         };
@@ -217,24 +247,12 @@ impl LlmClient {
                 Err(err) => return Err(err),
             }
         };
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| LlmError::from_reqwest(provider, e, &key))?;
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| LlmError::malformed(provider, format!("model list is not JSON: {e}")))?;
+        let value = read_json(provider, response, &key, "model list").await?;
         Ok(match provider {
             Provider::OpenAi => models::openai_ids(&value),
             Provider::Gemini if !self.gateway_mode() => models::gemini_ids(&value),
             _ => models::data_ids(&value),
         })
-    }
-
-    fn bearer(&self, key: &str) -> Result<HeaderMap, LlmError> {
-        Ok(auth_headers(
-            reqwest::header::AUTHORIZATION,
-            secret_header(&format!("Bearer {key}"))?,
-        ))
     }
 
     /// Sanitises the messages and builds the provider's request (§6.7).
@@ -256,7 +274,7 @@ impl LlmClient {
                 openai::request_body(model, &messages, inner.cfg.max_tokens_stream, stream, true);
             let request = http
                 .post(endpoint(url, &["chat", "completions"]))
-                .headers(self.bearer(&gateway.api_key)?)
+                .headers(bearer(&gateway.api_key)?)
                 .json(&body);
             return Ok(Call {
                 request,
@@ -272,16 +290,13 @@ impl LlmClient {
         };
         let (request, wire) = match provider {
             Provider::OpenAi | Provider::Mistral => {
-                let (base, completion_rule) = if provider == Provider::OpenAi {
-                    (&inner.openai, true)
-                } else {
-                    (&inner.mistral, false)
-                };
+                // Only OpenAI itself moves reasoning models to `max_completion_tokens`.
+                let completion_rule = provider == Provider::OpenAi;
                 let body =
                     openai::request_body(model, &messages, max_tokens, stream, completion_rule);
                 let request = http
-                    .post(endpoint(base, &["chat", "completions"]))
-                    .headers(self.bearer(api_key)?)
+                    .post(endpoint(inner.base(provider), &["chat", "completions"]))
+                    .headers(bearer(api_key)?)
                     .json(&body);
                 (request, Wire::OpenAi)
             }
@@ -296,7 +311,7 @@ impl LlmClient {
                     HeaderValue::from_static(anthropic::ANTHROPIC_VERSION),
                 );
                 let request = http
-                    .post(endpoint(&inner.anthropic, &["v1", "messages"]))
+                    .post(endpoint(inner.base(provider), &["v1", "messages"]))
                     .headers(headers)
                     .json(&body);
                 (request, Wire::Anthropic)
@@ -307,16 +322,16 @@ impl LlmClient {
                 } else {
                     "generateContent"
                 };
-                let mut url = endpoint(&inner.gemini, &["models", &format!("{model}:{action}")]);
+                let mut url = endpoint(
+                    inner.base(provider),
+                    &["models", &format!("{model}:{action}")],
+                );
                 if stream {
                     url.set_query(Some("alt=sse"));
                 }
                 let request = http
                     .post(url)
-                    .headers(auth_headers(
-                        HeaderName::from_static("x-goog-api-key"),
-                        secret_header(api_key)?,
-                    ))
+                    .headers(goog_api_key(api_key)?)
                     .json(&gemini::request_body(&messages));
                 (request, Wire::Gemini)
             }

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::sse::SseEvent;
-use crate::stream::{Decoded, FrameError};
+use crate::stream::{parse_frame, Decoded, FrameError};
 use crate::ChatMessage;
 
 /// `{contents: [{role: "user" | "model", parts: [{text}]}]}`: system messages dropped,
@@ -38,18 +38,13 @@ pub fn extract_text(body: &Value) -> Option<String> {
 
 /// Every `data:` frame is a partial response; its text parts are the delta. No end marker.
 pub fn decode_event(event: &SseEvent) -> Result<Decoded, FrameError> {
-    let value: Value = serde_json::from_str(event.data.trim())
-        .map_err(|e| FrameError::Malformed(format!("invalid JSON in stream frame: {e}")))?;
+    let value = parse_frame(&event.data)?;
     if let Some(error) = value.get("error") {
-        let message = error["message"]
-            .as_str()
-            .unwrap_or("error event")
-            .to_owned();
-        return Err(FrameError::Upstream(message));
+        return Err(FrameError::upstream(error));
     }
     let text: String = value["candidates"][0]["content"]["parts"]
         .as_array()
         .map(|parts| parts.iter().filter_map(|p| p["text"].as_str()).collect())
         .unwrap_or_default();
-    Ok(Decoded::delta(&text))
+    Ok(Decoded::delta(text))
 }

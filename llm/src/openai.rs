@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::sse::SseEvent;
-use crate::stream::{Decoded, FrameError};
+use crate::stream::{parse_frame, Decoded, FrameError};
 use crate::ChatMessage;
 
 /// Ids of OpenAI reasoning-era models that take `max_completion_tokens` instead of `max_tokens`.
@@ -63,14 +63,9 @@ pub fn decode_event(event: &SseEvent) -> Result<Decoded, FrameError> {
     if data == "[DONE]" {
         return Ok(Decoded::Done);
     }
-    let value: Value = serde_json::from_str(data)
-        .map_err(|e| FrameError::Malformed(format!("invalid JSON in stream frame: {e}")))?;
+    let value = parse_frame(data)?;
     if let Some(error) = value.get("error") {
-        let message = error["message"]
-            .as_str()
-            .unwrap_or("error event")
-            .to_owned();
-        return Err(FrameError::Upstream(message));
+        return Err(FrameError::upstream(error));
     }
     let delta = value
         .get("choices")

@@ -1,7 +1,5 @@
 //! Incremental Server-Sent Events parsing, robust to frames split anywhere across chunks.
 
-use std::collections::VecDeque;
-
 /// One dispatched SSE event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SseEvent {
@@ -21,7 +19,7 @@ pub struct SseParser {
     after_cr: bool,
     event: Option<String>,
     data: Option<String>,
-    ready: VecDeque<SseEvent>,
+    ready: Vec<SseEvent>,
 }
 
 impl SseParser {
@@ -47,7 +45,7 @@ impl SseParser {
                 _ => self.line.push(byte),
             }
         }
-        self.ready.drain(..).collect()
+        std::mem::take(&mut self.ready)
     }
 
     /// Ends the input: the last event is dispatched even without a trailing blank line.
@@ -56,13 +54,22 @@ impl SseParser {
             self.end_line();
         }
         self.dispatch();
-        self.ready.pop_front()
+        // `feed` handed out everything before, so this is the one event `dispatch` just made.
+        self.ready.pop()
     }
 
     fn end_line(&mut self) {
-        let line = std::mem::take(&mut self.line);
+        // Borrowed out and given back cleared, so the buffer's capacity serves every line.
+        let mut line = std::mem::take(&mut self.line);
+        self.apply_line(&line);
+        line.clear();
+        self.line = line;
+    }
+
+    /// Applies one complete line (without its line end).
+    fn apply_line(&mut self, line: &[u8]) {
         // Lines are decoded whole, so a UTF-8 sequence split across chunks stays intact.
-        let line = String::from_utf8_lossy(&line);
+        let line = String::from_utf8_lossy(line);
         if line.is_empty() {
             self.dispatch();
             return;
@@ -90,7 +97,7 @@ impl SseParser {
     fn dispatch(&mut self) {
         let event = self.event.take();
         if let Some(data) = self.data.take() {
-            self.ready.push_back(SseEvent { event, data });
+            self.ready.push(SseEvent { event, data });
         }
     }
 }

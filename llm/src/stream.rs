@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 
 use futures::stream::{self, BoxStream, StreamExt};
+use serde_json::Value;
 
 use crate::error::LlmError;
 use crate::sse::{SseEvent, SseParser};
@@ -29,14 +30,32 @@ pub enum FrameError {
 }
 
 impl Decoded {
-    /// `Delta` for non-empty text, `Skip` otherwise.
-    pub fn delta(text: &str) -> Decoded {
-        if text.is_empty() {
+    /// `Delta` for non-empty text, `Skip` otherwise. An owned `String` is moved, not copied.
+    pub fn delta(text: impl AsRef<str> + Into<String>) -> Decoded {
+        if text.as_ref().is_empty() {
             Decoded::Skip
         } else {
-            Decoded::Delta(text.to_owned())
+            Decoded::Delta(text.into())
         }
     }
+}
+
+impl FrameError {
+    /// An in-stream error object: its `message`, or `error event` when it has none.
+    pub fn upstream(error: &Value) -> FrameError {
+        FrameError::Upstream(
+            error["message"]
+                .as_str()
+                .unwrap_or("error event")
+                .to_owned(),
+        )
+    }
+}
+
+/// The JSON payload of a `data:` frame.
+pub fn parse_frame(data: &str) -> Result<Value, FrameError> {
+    serde_json::from_str(data.trim())
+        .map_err(|e| FrameError::Malformed(format!("invalid JSON in stream frame: {e}")))
 }
 
 /// A provider's event decoder.

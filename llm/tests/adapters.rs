@@ -86,15 +86,7 @@ async fn openai_reasoning_models_use_max_completion_tokens() {
 #[tokio::test]
 async fn openai_streaming_deltas_and_request() {
     let (fake, client) = setup().await;
-    let stream = client
-        .chat_stream(Provider::OpenAi, "o3", OPENAI_KEY, &conversation())
-        .await
-        .unwrap();
-    let deltas: Vec<String> = collect(stream)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let deltas = stream_deltas(&client, Provider::OpenAi, "o3", OPENAI_KEY, &conversation()).await;
     assert_eq!(deltas.len(), 8, "the fake's default is 8 chunks");
     assert!(deltas.iter().all(|d| !d.is_empty()));
     assert_eq!(deltas.concat(), answer_text("o3", "Hello there"));
@@ -128,20 +120,15 @@ async fn mistral_uses_the_openai_format_with_max_tokens() {
         json!({"model": model, "messages": sanitized_openai_messages(), "max_tokens": 1000})
     );
 
-    let stream = client
-        .chat_stream(
-            Provider::Mistral,
-            "mistral-small-latest",
-            MISTRAL_KEY,
-            &conversation(),
-        )
-        .await
-        .unwrap();
-    let text: String = collect(stream)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let text = stream_deltas(
+        &client,
+        Provider::Mistral,
+        "mistral-small-latest",
+        MISTRAL_KEY,
+        &conversation(),
+    )
+    .await
+    .concat();
     assert_eq!(text, answer_text("mistral-small-latest", "Hello there"));
     let body = fake.last_request("/v1/chat/completions").unwrap().json();
     assert_eq!(body["max_tokens"], STREAM_MAX_TOKENS);
@@ -182,15 +169,14 @@ async fn anthropic_streaming_deltas_and_request() {
     let (fake, client) = setup().await;
     let model = "claude-haiku-4-5-20251001";
     let messages = [ChatMessage::user("Stream please")];
-    let stream = client
-        .chat_stream(Provider::Anthropic, model, ANTHROPIC_KEY, &messages)
-        .await
-        .unwrap();
-    let deltas: Vec<String> = collect(stream)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let deltas = stream_deltas(
+        &client,
+        Provider::Anthropic,
+        model,
+        ANTHROPIC_KEY,
+        &messages,
+    )
+    .await;
     assert_eq!(deltas.len(), 8);
     assert_eq!(deltas.concat(), answer_text(model, "Stream please"));
     let body = fake.last_request("/v1/messages").unwrap().json();
@@ -230,20 +216,14 @@ async fn gemini_non_streaming_request_and_answer() {
 async fn gemini_streaming_deltas_and_request() {
     let (fake, client) = setup().await;
     let model = "gemini-2.5-flash";
-    let stream = client
-        .chat_stream(
-            Provider::Gemini,
-            model,
-            GEMINI_KEY,
-            &[ChatMessage::user("Hi")],
-        )
-        .await
-        .unwrap();
-    let deltas: Vec<String> = collect(stream)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let deltas = stream_deltas(
+        &client,
+        Provider::Gemini,
+        model,
+        GEMINI_KEY,
+        &[ChatMessage::user("Hi")],
+    )
+    .await;
     assert_eq!(deltas.len(), 8);
     assert_eq!(deltas.concat(), answer_text(model, "Hi"));
     let req = fake
@@ -268,20 +248,14 @@ async fn chunks_arriving_slowly_still_assemble() {
     let (_fake, client) = setup_with(config).await;
     for provider in Provider::ALL {
         let model = model_for(provider, "");
-        let stream = client
-            .chat_stream(
-                provider,
-                &model,
-                key_for(provider),
-                &[ChatMessage::user("x")],
-            )
-            .await
-            .unwrap();
-        let deltas: Vec<String> = collect(stream)
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
+        let deltas = stream_deltas(
+            &client,
+            provider,
+            &model,
+            key_for(provider),
+            &[ChatMessage::user("x")],
+        )
+        .await;
         assert_eq!(deltas.len(), 5, "{provider}");
         assert_eq!(deltas.concat(), answer_text(&model, "x"), "{provider}");
     }
@@ -289,9 +263,7 @@ async fn chunks_arriving_slowly_still_assemble() {
 
 #[tokio::test]
 async fn gateway_mode_sends_every_provider_to_one_openai_endpoint() {
-    let fake = llmselect_fake_llm::spawn(llmselect_fake_llm::FakeConfig::instant())
-        .await
-        .unwrap();
+    let fake = spawn_fake(llmselect_fake_llm::FakeConfig::instant()).await;
     let cfg = LlmConfig {
         gateway: Some(Gateway {
             base_url: format!("{}/v1", fake.base_url()),
@@ -324,20 +296,15 @@ async fn gateway_mode_sends_every_provider_to_one_openai_endpoint() {
         req.json(),
         json!({"model": model, "messages": sanitized_openai_messages(), "max_tokens": STREAM_MAX_TOKENS})
     );
-    let stream = client
-        .chat_stream(
-            Provider::Gemini,
-            "gemini-2.5-flash",
-            "",
-            &[ChatMessage::user("Hi")],
-        )
-        .await
-        .unwrap();
-    let text: String = collect(stream)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+    let text = stream_deltas(
+        &client,
+        Provider::Gemini,
+        "gemini-2.5-flash",
+        "",
+        &[ChatMessage::user("Hi")],
+    )
+    .await
+    .concat();
     assert_eq!(text, answer_text("gemini-2.5-flash", "Hi"));
     assert_eq!(fake.requests("/v1/chat/completions"), 2);
     assert_eq!(fake.total_requests(), 2);

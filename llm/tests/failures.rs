@@ -5,11 +5,22 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use llmselect_fake_llm::FakeConfig;
+use llmselect_fake_llm::{FakeConfig, FakeLlm};
 use llmselect_llm::{ChatMessage, LlmClient, LlmConfig, LlmError, Provider};
 
 fn hello() -> [ChatMessage; 1] {
     [ChatMessage::user("Hello")]
+}
+
+/// A fake with `config` and a test client that gives up after 150 ms without a byte.
+async fn setup_with_short_read_timeout(config: FakeConfig) -> (FakeLlm, LlmClient) {
+    let fake = spawn_fake(config).await;
+    let cfg = LlmConfig {
+        read_timeout: Duration::from_millis(150),
+        ..test_config(&fake)
+    };
+    let client = LlmClient::new(cfg).unwrap();
+    (fake, client)
 }
 
 #[tokio::test]
@@ -121,14 +132,7 @@ async fn in_stream_error_events_are_upstream_errors() {
 
 #[tokio::test]
 async fn slow_first_byte_hits_the_read_timeout() {
-    let fake = llmselect_fake_llm::spawn(FakeConfig::instant())
-        .await
-        .unwrap();
-    let cfg = LlmConfig {
-        read_timeout: Duration::from_millis(150),
-        ..test_config(&fake)
-    };
-    let client = LlmClient::new(cfg).unwrap();
+    let (_fake, client) = setup_with_short_read_timeout(FakeConfig::instant()).await;
     for provider in Provider::ALL {
         let model = model_for(provider, "slow-5000");
         let err = client
@@ -190,17 +194,11 @@ async fn keys_that_cannot_be_headers_are_rejected_before_sending() {
 
 #[tokio::test]
 async fn idle_gap_mid_stream_hits_the_read_timeout() {
-    let fake = llmselect_fake_llm::spawn(FakeConfig {
+    let (_fake, client) = setup_with_short_read_timeout(FakeConfig {
         chunk_delay: Duration::from_secs(5),
         ..FakeConfig::instant()
     })
-    .await
-    .unwrap();
-    let cfg = LlmConfig {
-        read_timeout: Duration::from_millis(150),
-        ..test_config(&fake)
-    };
-    let client = LlmClient::new(cfg).unwrap();
+    .await;
     let stream = client
         .chat_stream(Provider::OpenAi, "gpt-4o", OPENAI_KEY, &hello())
         .await

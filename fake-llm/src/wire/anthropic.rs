@@ -14,18 +14,6 @@ pub fn api_key(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-pub fn last_user_text(body: &Value) -> String {
-    body["messages"]
-        .as_array()
-        .and_then(|msgs| msgs.iter().rev().find(|m| m["role"] == "user"))
-        .map(|m| match &m["content"] {
-            Value::String(s) => s.clone(),
-            Value::Array(blocks) => blocks.iter().filter_map(|b| b["text"].as_str()).collect(),
-            _ => String::new(),
-        })
-        .unwrap_or_default()
-}
-
 pub fn full_body(model: &str, text: &str) -> Value {
     json!({
         "id": ID,

@@ -29,8 +29,7 @@ impl Wire {
     /// The text of the last user message of a request body ("" if there is none).
     pub fn last_user_text(self, body: &Value) -> String {
         match self {
-            Wire::OpenAi => openai::last_user_text(body),
-            Wire::Anthropic => anthropic::last_user_text(body),
+            Wire::OpenAi | Wire::Anthropic => last_user_message_text(body),
             Wire::Gemini => gemini::last_user_text(body),
         }
     }
@@ -107,6 +106,20 @@ impl Wire {
             Wire::Gemini => gemini::error_body(status, &message),
         }
     }
+}
+
+/// OpenAI and Anthropic: the last `messages[]` entry with role `user`; its `content` is a string
+/// or an array of `{type: "text", text}` parts/blocks.
+fn last_user_message_text(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .and_then(|msgs| msgs.iter().rev().find(|m| m["role"] == "user"))
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+            _ => String::new(),
+        })
+        .unwrap_or_default()
 }
 
 /// One SSE frame `data: <json>\n\n`.

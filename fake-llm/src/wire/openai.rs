@@ -17,23 +17,6 @@ pub fn api_key(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-pub fn last_user_text(body: &Value) -> String {
-    body["messages"]
-        .as_array()
-        .and_then(|msgs| msgs.iter().rev().find(|m| m["role"] == "user"))
-        .map(|m| content_text(&m["content"]))
-        .unwrap_or_default()
-}
-
-/// `content` is a string or an array of `{type: "text", text}` parts.
-fn content_text(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
-        _ => String::new(),
-    }
-}
-
 pub fn full_body(model: &str, text: &str) -> Value {
     json!({
         "id": ID,

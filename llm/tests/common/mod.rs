@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use llmselect_fake_llm::{FakeConfig, FakeLlm};
-use llmselect_llm::{BoxStream, LlmClient, LlmConfig, LlmError, Provider};
+use llmselect_llm::{BoxStream, ChatMessage, LlmClient, LlmConfig, LlmError, Provider};
 
 pub const OPENAI_KEY: &str = "sk-test-OPENAIKEY1234567890";
 pub const ANTHROPIC_KEY: &str = "sk-ant-test-ANTHROPICKEY12345";
@@ -64,9 +64,13 @@ pub async fn setup() -> (FakeLlm, LlmClient) {
 }
 
 pub async fn setup_with(config: FakeConfig) -> (FakeLlm, LlmClient) {
-    let fake = llmselect_fake_llm::spawn(config).await.expect("spawn fake");
+    let fake = spawn_fake(config).await;
     let client = LlmClient::new(test_config(&fake)).expect("client");
     (fake, client)
+}
+
+pub async fn spawn_fake(config: FakeConfig) -> FakeLlm {
+    llmselect_fake_llm::spawn(config).await.expect("spawn fake")
 }
 
 /// Every item of a delta stream, in order.
@@ -74,6 +78,25 @@ pub async fn collect(
     stream: BoxStream<'static, Result<String, LlmError>>,
 ) -> Vec<Result<String, LlmError>> {
     stream.collect().await
+}
+
+/// Streams a chat whose opening and every item must succeed; returns the deltas in order.
+pub async fn stream_deltas(
+    client: &LlmClient,
+    provider: Provider,
+    model: &str,
+    api_key: &str,
+    messages: &[ChatMessage],
+) -> Vec<String> {
+    let stream = client
+        .chat_stream(provider, model, api_key, messages)
+        .await
+        .unwrap();
+    collect(stream)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
 }
 
 /// Asserts that no rendering of `err` contains `key`.
