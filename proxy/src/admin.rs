@@ -1,10 +1,10 @@
 //! The admin listener: `POST /purge`, `GET /stats`, `GET /metrics`, `GET /health`, all behind
 //! `Authorization: Bearer <token>`. Errors are JSON.
 
-use crate::cache::invalidate::{Invalidator, Source};
-use crate::cache::storage::{Scope, Store};
+use crate::cache::key::{normalise_path_query, UrlKey};
+use crate::cache::{Invalidator, Source};
+use crate::cache::{Scope, Store};
 use crate::metrics;
-use crate::proxy::key::{normalise_path_query, UrlKey};
 use crate::stats::Stats;
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
@@ -225,6 +225,8 @@ impl AdminApp {
             "errors": s.errors,
             "hit_ratio": s.hit_ratio,
             "evictions": self.store.evictions(),
+            "inflight_fill_bytes": self.store.inflight_bytes(),
+            "tombstone_bytes": self.store.tombstone_bytes(),
             "purges": s.purges,
             "purged_entries": s.purged_entries,
         })

@@ -14,26 +14,28 @@
 //!
 //! Layout: `proxy/` holds the pingora hooks, cache keys and response headers; `cache/` the
 //! RFC 9111 policy, `Vary`, the quick_cache store with its indexes and tombstones, and the one
-//! invalidation API ([`cache::invalidate::Invalidator`]) shared by mutations, the admin purge
+//! invalidation API (`cache::Invalidator`) shared by mutations, the admin purge
 //! and any later purge bus.
 
-pub mod admin;
-pub mod cache;
+mod admin;
+mod cache;
 pub mod config;
-pub mod error;
-pub mod metrics;
-pub mod proxy;
-pub mod stats;
+mod error;
+mod metrics;
+mod proxy;
+mod stats;
+mod status;
 #[cfg(test)]
 mod test_support;
 
 pub use config::{Config, ConfigErrors, Overrides};
+pub use stats::StatsSnapshot;
 
 use admin::AdminApp;
 use anyhow::Context;
-use cache::invalidate::Invalidator;
 use cache::policy::PolicyOptions;
-use cache::storage::{Store, StoreOptions};
+use cache::Invalidator;
+use cache::{Store, StoreOptions};
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::predictor::Predictor;
 use pingora_core::server::configuration::ServerConf;
@@ -55,7 +57,6 @@ pub struct ProxyHandle {
     pub admin_addr: SocketAddr,
     store: &'static Store,
     stats: &'static Stats,
-    invalidator: Invalidator,
     signal: watch::Sender<Option<Stop>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -74,11 +75,6 @@ impl ProxyHandle {
     /// The proxy's own counters (the admin `/stats` numbers).
     pub fn stats(&self) -> stats::StatsSnapshot {
         self.stats.snapshot()
-    }
-
-    /// The invalidation API of this instance, for another purge source (e.g. a purge bus).
-    pub fn invalidator(&self) -> Invalidator {
-        self.invalidator
     }
 
     /// Store weight in bytes and its capacity.
@@ -237,7 +233,6 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         admin_addr,
         store,
         stats,
-        invalidator,
         signal,
         thread: Some(thread),
     };

@@ -1,6 +1,6 @@
 //! Prometheus metrics in the process-global default registry, all prefixed `proxy_`.
 
-use crate::proxy::headers::XCache;
+use crate::status::XCache;
 use once_cell::sync::Lazy;
 use prometheus::{
     register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,

@@ -1,7 +1,7 @@
 //! Per-instance counters behind the admin `/stats` endpoint (Prometheus metrics are global to
 //! the process; several proxies in one test process keep their own stats here).
 
-use crate::proxy::headers::XCache;
+use crate::status::XCache;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 

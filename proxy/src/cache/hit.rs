@@ -5,7 +5,7 @@
 //! zstd-compressed header, about 4 µs) and boxes a hit handler for every request. Most traffic
 //! is exactly that kind of hit, so `request_filter` first asks [`fresh_entry`] whether the store
 //! holds a fresh response that pingora would serve unchanged, and serves it from the header that
-//! was decoded once when the entry was stored ([`HitView`](super::storage::HitView)).
+//! was decoded once when the entry was stored ([`HitView`](super::entry::HitView)).
 //!
 //! The fast path only answers when the outcome is certain and identical to pingora's:
 //! - the request is an unconditional GET or HEAD without a body, a `Range`, an `Upgrade`, or
@@ -18,11 +18,12 @@
 //! Anything else (stale, missing, conditional, ranged, uncertain) returns `None`, and pingora's
 //! full path runs as if the fast path did not exist.
 
-use super::storage::{Entry, HitView, Store};
+use super::entry::{Entry, HitView};
+use super::store::Store;
 use http::{header, HeaderMap, HeaderName, Method};
 use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::CacheKey;
-use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http::RequestHeader;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -108,30 +109,6 @@ fn secondary_slot(primary: &HashBinary, variance: HashBinary) -> HashBinary {
     key.combined_bin()
 }
 
-/// The per-entry part of what pingora's hit path does to a stored header (`cache_hit_header`
-/// and `range_header_filter` in pingora-proxy's `proxy_cache.rs`), applied once at store time:
-/// HTTP/1.1, chunked framing when there is no `Content-Length`, and `Accept-Ranges: bytes` on a
-/// 200 with a valid `Content-Length` (the store can serve ranges). `Age` is per request. `own`
-/// are the targeted fields addressed to this proxy alone, which never leave it.
-pub fn served_header(mut header: ResponseHeader, own: &[HeaderName]) -> ResponseHeader {
-    header.set_version(http::Version::HTTP_11);
-    for name in own {
-        header.remove_header(name);
-    }
-    let status = header.status;
-    let length = header
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .map(|v| std::str::from_utf8(v.as_bytes()).map(|s| s.parse::<usize>().is_ok()));
-    if !matches!(status.as_u16(), 204 | 304) && !status.is_informational() && length.is_none() {
-        let _ = header.insert_header(header::TRANSFER_ENCODING, "chunked");
-    }
-    if status == http::StatusCode::OK && length == Some(Ok(true)) {
-        let _ = header.insert_header(header::ACCEPT_RANGES, "bytes");
-    }
-    header
-}
-
 /// A `CacheKey` that carries only the primary hash (for the predictor).
 pub fn primary_only_key(primary: &HashBinary) -> CacheKey {
     let mut key = CacheKey::new(Vec::<u8>::new(), "");
@@ -142,10 +119,12 @@ pub fn primary_only_key(primary: &HashBinary) -> CacheKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::storage::{FillInfo, Scope, StoreOptions};
-    use crate::proxy::key::UrlKey;
+    use crate::cache::entry::{served_header, FillInfo};
+    use crate::cache::key::UrlKey;
+    use crate::cache::store::{Scope, StoreOptions};
     use bytes::Bytes;
     use pingora_cache::CacheMeta;
+    use pingora_http::ResponseHeader;
     use std::time::{Duration, Instant};
 
     fn store() -> Store {

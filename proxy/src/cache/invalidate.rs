@@ -3,9 +3,9 @@
 //! [`Scope`]s and call [`Invalidator::apply`]; the store records tombstones so fills that started
 //! earlier are not stored afterwards.
 
-use super::storage::{Scope, Store};
+use super::key::{same_origin_target, UrlKey};
+use super::store::{Scope, Store};
 use crate::metrics;
-use crate::proxy::key::{same_origin_target, UrlKey};
 use crate::stats::Stats;
 use http::HeaderMap;
 
@@ -23,8 +23,6 @@ pub enum Source {
     Mutation,
     /// The admin `POST /purge`.
     Admin,
-    /// A message from a purge bus shared by several proxies.
-    Bus,
 }
 
 impl Source {
@@ -32,7 +30,6 @@ impl Source {
         match self {
             Source::Mutation => "mutation",
             Source::Admin => "admin",
-            Source::Bus => "bus",
         }
     }
 }
@@ -72,32 +69,43 @@ fn scope_kind(scope: &Scope) -> &'static str {
     }
 }
 
-/// What a successful unsafe request invalidates: its target URI, same-origin `Location` and
-/// `Content-Location`, and the groups in `Cache-Group-Invalidation` (scoped to the host).
-pub fn mutation_scopes(target: &UrlKey, resp: &HeaderMap) -> Vec<Scope> {
-    let mut scopes = vec![Scope::Url(target.clone())];
-    for field in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
-        for v in resp.get_all(&field).iter().filter_map(|v| v.to_str().ok()) {
-            if let Some(u) = same_origin_target(target, v) {
-                if !scopes.contains(&Scope::Url(u.clone())) {
-                    scopes.push(Scope::Url(u));
+/// What a successful unsafe request invalidates (RFC 9111 §4.4, RFC 9875).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MutationScopes {
+    /// Its target URI and same-origin `Location` / `Content-Location`.
+    pub targets: Vec<Scope>,
+    /// The groups of `Cache-Group-Invalidation`, scoped to the host. A streamed mutation applies
+    /// them again when its body ends (its last write commits just before).
+    pub groups: Vec<Scope>,
+}
+
+impl MutationScopes {
+    /// Parses the mutation response once.
+    pub fn of(target: &UrlKey, resp: &HeaderMap) -> MutationScopes {
+        let mut targets = vec![Scope::Url(target.clone())];
+        for field in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+            for v in resp.get_all(&field).iter().filter_map(|v| v.to_str().ok()) {
+                if let Some(u) = same_origin_target(target, v) {
+                    if !targets.contains(&Scope::Url(u.clone())) {
+                        targets.push(Scope::Url(u));
+                    }
                 }
             }
         }
+        let groups = invalidation_groups(resp)
+            .into_iter()
+            .map(|name| Scope::Group {
+                host: Some(target.host.clone()),
+                name,
+            })
+            .collect();
+        MutationScopes { targets, groups }
     }
-    scopes.extend(group_scopes(&target.host, resp));
-    scopes
-}
 
-/// The `Cache-Group-Invalidation` groups of a response as scopes on `host`.
-pub fn group_scopes(host: &str, resp: &HeaderMap) -> Vec<Scope> {
-    invalidation_groups(resp)
-        .into_iter()
-        .map(|name| Scope::Group {
-            host: Some(host.to_string()),
-            name,
-        })
-        .collect()
+    /// Every scope, targets first.
+    pub fn all(&self) -> Vec<Scope> {
+        self.targets.iter().chain(&self.groups).cloned().collect()
+    }
 }
 
 /// Groups a response belongs to: `Cache-Groups` (a structured-field list of strings) plus
@@ -178,7 +186,7 @@ mod tests {
     #[test]
     fn mutation_targets() {
         let target = UrlKey::new("h:1", "/items");
-        let scopes = mutation_scopes(
+        let scopes = MutationScopes::of(
             &target,
             &h(&[
                 ("location", "/items/7"),
@@ -186,8 +194,9 @@ mod tests {
                 ("cache-group-invalidation", "\"items\""),
             ]),
         );
+        assert_eq!(scopes.groups.len(), 1);
         assert_eq!(
-            scopes,
+            scopes.all(),
             vec![
                 Scope::Url(target.clone()),
                 Scope::Url(UrlKey::new("h:1", "/items/7")),

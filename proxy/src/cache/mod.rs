@@ -1,10 +1,29 @@
-//! The cache: RFC 9111 policy, `Vary`, the bounded store with its handlers and indexes, and
-//! invalidation.
+//! The cache layer: everything about storing and reusing responses, and nothing about serving
+//! them. It imports nothing from the proxy hooks or the admin API above it (only the leaf
+//! modules `metrics`, `stats` and `status` beside it).
+//!
+//! - [`key`]: the URL identity of a resource (scheme, host, raw path, query sorted by decoded
+//!   name), shared by requests, mutation invalidations and admin purges.
+//! - [`policy`]: RFC 9111 decisions (store or not, for how long, what request directives demand).
+//! - [`vary`]: which request fields key a variant (`Vary` plus credentials), the variance hash.
+//! - [`entry`]: one stored response, its fill record and its decoded view for fast hits.
+//! - [`store`]: the bounded quick_cache store, its purge vocabulary ([`Scope`]) and bookkeeping
+//!   ([`index`], [`tombstones`]).
+//! - [`storage`]: pingora's `Storage` adapter over the store, with its hit and miss handlers.
+//! - [`hit`]: the fast path for plain fresh hits.
+//! - [`invalidate`]: the one entry point for invalidations (mutations, admin, bus).
 
-pub mod handlers;
-pub mod hit;
-pub mod index;
-pub mod invalidate;
-pub mod policy;
-pub mod storage;
-pub mod vary;
+pub(crate) mod entry;
+pub(crate) mod hit;
+pub(crate) mod index;
+pub(crate) mod invalidate;
+pub(crate) mod key;
+pub(crate) mod policy;
+pub(crate) mod storage;
+pub(crate) mod store;
+pub(crate) mod tombstones;
+pub(crate) mod vary;
+
+pub(crate) use invalidate::{Invalidator, Source};
+pub(crate) use key::UrlKey;
+pub(crate) use store::{Scope, Store, StoreOptions};

@@ -1,541 +1,24 @@
-//! The bounded in-memory store: a `pingora_cache::Storage` on quick_cache, weighed in bytes
-//! (body, serialized meta and headers, key strings, groups and a fixed overhead), with indexes
-//! for purges and tombstones against the purge-vs-fill race.
+//! pingora's side of the store: the `Storage` adapter over [`Store`] and its hit and miss
+//! handlers (kept together, as pingora-cache keeps `memory.rs`). Hits hand out slices of the
+//! stored `Bytes` (zero-copy) and can seek, so Range requests are served from the store. Misses
+//! buffer the body and commit it whole at `finish()`; a fill that fails or is cut off is dropped
+//! without `finish()` and never stored.
 
-use super::handlers::{BodyHit, BufferedMiss};
-use super::index::{Index, Tombstones};
-use super::vary::VaryFields;
-use crate::proxy::key::UrlKey;
+use super::entry::{Entry, FillInfo};
+use super::key::UrlKey;
+use super::store::Store;
 use async_trait::async_trait;
-use bytes::Bytes;
-use http::HeaderName;
-use parking_lot::Mutex;
+use bytes::{Bytes, BytesMut};
 use pingora_cache::key::{CacheHashKey, HashBinary};
-use pingora_cache::storage::{HitHandler, MissHandler, PurgeOutcome, PurgeTarget, PurgeType};
+use pingora_cache::storage::{
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
+    PurgeType,
+};
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheKey, CacheMeta, Storage};
 use pingora_error::{Error, ErrorType, Result};
-use pingora_http::ResponseHeader;
-use quick_cache::sync::Cache;
-use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 use std::any::Any;
-use std::collections::hash_map::RandomState;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-impl StoreOptions {
-    /// Small defaults for unit tests.
-    #[cfg(test)]
-    pub fn for_tests(capacity_bytes: u64, shards: usize) -> StoreOptions {
-        StoreOptions {
-            capacity_bytes,
-            shards,
-            max_object_bytes: (capacity_bytes / shards as u64 / 2) as usize,
-            max_inflight_fill_bytes: capacity_bytes / 2,
-            tombstone_retention: Duration::from_secs(60),
-            tombstone_max_bytes: 1 << 20,
-            targeted_fields: vec![
-                HeaderName::from_static("llmselect-cache-control"),
-                HeaderName::from_static("cdn-cache-control"),
-            ],
-        }
-    }
-}
-
-/// Fixed per-entry weight for the index slots, the `Arc`, the map slot and the struct itself.
-const ENTRY_OVERHEAD: u64 = 512;
-
-/// Fill metadata the proxy attaches to a `CacheMeta`'s extensions in `response_cache_filter`;
-/// the storage reads it when the fill commits.
-#[derive(Debug, Clone)]
-pub struct FillInfo {
-    /// When the request that fetched this response arrived.
-    pub started: Instant,
-    pub url: UrlKey,
-    /// The response's groups (`Cache-Groups` / `Surrogate-Key`).
-    pub groups: Vec<String>,
-    /// For a 304 refresh: the id of the stored entry that was revalidated. The refresh applies
-    /// only if that very entry is still the one stored, so a late 304 never pairs one version's
-    /// validators with another version's body.
-    pub revalidates: Option<u64>,
-}
-
-/// The parts of a stored meta that a plain fresh hit needs, decoded once when the entry is
-/// stored. `CacheMeta` is not `Clone`, so pingora's own lookup must deserialize the meta (msgpack
-/// plus zstd-compressed header) on every hit; the fast hit path (`cache::hit`) reads this instead.
-#[derive(Debug)]
-pub struct HitView {
-    /// The stored response header as pingora's hit path would serve it, before `Age` and our
-    /// stamps (see `cache::hit::served_header`).
-    pub header: ResponseHeader,
-    pub fresh_until: SystemTime,
-    /// Reference point of `Age` (pingora's `CacheMeta::epoch`).
-    pub epoch: SystemTime,
-    pub created: SystemTime,
-    pub provenance: SystemTime,
-    /// The `Vary` variance this entry was stored for.
-    pub variance: Option<HashBinary>,
-    /// The request fields this entry is keyed on (`Vary` plus implicit credentials).
-    pub vary: VaryFields,
-}
-
-impl HitView {
-    /// Decodes the serialized meta rather than copying the live `CacheMeta` of the fill: the
-    /// serialization keeps whole seconds, so freshness and provenance here are exactly what
-    /// pingora's own lookups see.
-    fn decode(meta: &(Vec<u8>, Vec<u8>), fields: &TargetedFields) -> Option<HitView> {
-        let m = CacheMeta::deserialize(&meta.0, &meta.1).ok()?;
-        let stored = m.response_header_copy();
-        let vary = VaryFields::of(&stored.headers, &fields.obeyed);
-        let header = super::hit::served_header(stored, &fields.own);
-        Some(HitView {
-            vary,
-            header,
-            fresh_until: m.fresh_until(),
-            epoch: m.epoch(),
-            created: m.created(),
-            provenance: m.provenance(),
-            variance: m.variance(),
-        })
-    }
-
-    /// Approximate heap bytes of the decoded header.
-    fn weight(&self) -> usize {
-        self.header
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 48)
-            .sum::<usize>()
-            + 128
-    }
-}
-
-/// One stored response.
-#[derive(Debug)]
-pub struct Entry {
-    /// Unique per stored version (a 304 refresh stores a new one).
-    pub id: u64,
-    /// `CacheMeta::serialize()` output (internal, header).
-    pub meta: (Vec<u8>, Vec<u8>),
-    /// The same meta, decoded for the fast hit path (`None` if it failed to decode, in which
-    /// case only pingora's path serves the entry).
-    pub view: Option<HitView>,
-    pub body: Bytes,
-    pub primary: HashBinary,
-    pub url: UrlKey,
-    pub groups: Vec<String>,
-    /// Soft purge time in Unix milliseconds; 0 when not soft-purged.
-    pub expired_at_ms: AtomicU64,
-}
-
-impl Entry {
-    /// Bytes this entry is charged in the store.
-    pub fn weight(&self) -> u64 {
-        let groups: usize = self.groups.iter().map(|g| g.len() * 2 + 32).sum();
-        (self.body.len()
-            + self.meta.0.len()
-            + self.meta.1.len()
-            + self.url.host.len()
-            + self.url.path.len() * 2
-            + groups
-            + self.view.as_ref().map_or(0, HitView::weight)) as u64
-            + ENTRY_OVERHEAD
-    }
-
-    /// Soft-purged (marked stale by an invalidation).
-    pub fn is_soft_expired(&self) -> bool {
-        self.expired_at_ms.load(Ordering::Relaxed) != 0
-    }
-
-    fn soft_expiry(&self) -> Option<SystemTime> {
-        match self.expired_at_ms.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
-        }
-    }
-}
-
-#[derive(Clone, Copy, Default)]
-struct EntryWeighter;
-
-impl Weighter<HashBinary, Arc<Entry>> for EntryWeighter {
-    fn weight(&self, _key: &HashBinary, val: &Arc<Entry>) -> u64 {
-        val.weight()
-    }
-}
-
-/// Records evictions; the index is cleaned afterwards, outside the cache's shard lock.
-/// Entries evicted since the last drain, with their storage keys.
-type EvictedQueue = Arc<Mutex<Vec<(HashBinary, Arc<Entry>)>>>;
-
-#[derive(Clone, Default)]
-struct EvictionHook {
-    evicted: EvictedQueue,
-    count: Arc<AtomicU64>,
-}
-
-impl Lifecycle<HashBinary, Arc<Entry>> for EvictionHook {
-    type RequestState = ();
-
-    fn on_evict(&self, _state: &mut (), key: HashBinary, val: Arc<Entry>) {
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.evicted.lock().push((key, val));
-    }
-}
-
-/// Sizing of the store.
-#[derive(Debug, Clone)]
-pub struct StoreOptions {
-    pub capacity_bytes: u64,
-    pub shards: usize,
-    pub max_object_bytes: usize,
-    /// Budget for the bodies of all fills in progress.
-    pub max_inflight_fill_bytes: u64,
-    /// How long tombstones must survive (longer than any fill).
-    pub tombstone_retention: Duration,
-    /// Byte budget of the tombstones.
-    pub tombstone_max_bytes: usize,
-    /// Targeted cache-control fields the proxy obeys, highest priority first.
-    pub targeted_fields: Vec<HeaderName>,
-}
-
-/// The targeted fields as the decoded views need them.
-#[derive(Debug, Clone)]
-struct TargetedFields {
-    /// Obeyed, highest priority first.
-    obeyed: Vec<HeaderName>,
-    /// This proxy's own: removed from what it serves.
-    own: Vec<HeaderName>,
-}
-
-/// What a purge should reach.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    /// Every variant of one URL.
-    Url(UrlKey),
-    /// Every variant of a path on any host.
-    Path(String),
-    /// Every URL whose path starts with the prefix, on any host.
-    Prefix(String),
-    /// A group on one host (mutations) or on every host (`host: None`, admin and bus).
-    Group {
-        host: Option<String>,
-        name: String,
-    },
-    All,
-}
-
-struct State {
-    index: Index,
-    tombstones: Tombstones,
-}
-
-/// The store. Build one per proxy instance and leak it (pingora wants `&'static`).
-pub struct Store {
-    entries: Cache<HashBinary, Arc<Entry>, EntryWeighter, RandomState, EvictionHook>,
-    state: Mutex<State>,
-    hook: EvictionHook,
-    max_object: usize,
-    max_weight: u64,
-    next_id: AtomicU64,
-    inflight: AtomicU64,
-    max_inflight: u64,
-    fields: TargetedFields,
-}
-
-impl Store {
-    pub fn new(opts: StoreOptions) -> Result<Store> {
-        // quick_cache halves the shard count until each shard expects 32 items: keep it explicit.
-        let estimated = ((opts.capacity_bytes / 4096) as usize).clamp(32 * opts.shards, 1 << 22);
-        let options = OptionsBuilder::new()
-            .estimated_items_capacity(estimated)
-            .weight_capacity(opts.capacity_bytes)
-            .shards(opts.shards)
-            .build()
-            .map_err(|e| {
-                Error::explain(ErrorType::InternalError, format!("store options: {e:?}"))
-            })?;
-        let hook = EvictionHook::default();
-        let entries = Cache::with_options(options, EntryWeighter, RandomState::new(), hook.clone());
-        // quick_cache silently refuses items heavier than a shard's hot section.
-        let max_weight = (entries.shard_capacity() as f64 * 0.97) as u64;
-        Ok(Store {
-            entries,
-            state: Mutex::new(State {
-                index: Index::default(),
-                tombstones: Tombstones::new(opts.tombstone_retention, opts.tombstone_max_bytes),
-            }),
-            hook,
-            max_object: opts.max_object_bytes,
-            max_weight,
-            next_id: AtomicU64::new(1),
-            inflight: AtomicU64::new(0),
-            max_inflight: opts.max_inflight_fill_bytes,
-            fields: TargetedFields {
-                own: super::policy::own_fields(&opts.targeted_fields),
-                obeyed: opts.targeted_fields,
-            },
-        })
-    }
-
-    /// Reserves `n` bytes of the in-flight fill budget; `false` (nothing reserved) when that
-    /// would exceed it.
-    pub fn reserve_inflight(&self, n: u64) -> bool {
-        let mut current = self.inflight.load(Ordering::Relaxed);
-        loop {
-            let next = current.saturating_add(n);
-            if next > self.max_inflight {
-                return false;
-            }
-            match self.inflight.compare_exchange_weak(
-                current,
-                next,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(actual) => current = actual,
-            }
-        }
-    }
-
-    /// Returns bytes reserved with [`Self::reserve_inflight`].
-    pub fn release_inflight(&self, n: u64) {
-        self.inflight.fetch_sub(n, Ordering::AcqRel);
-    }
-
-    /// Bytes of fills in progress.
-    pub fn inflight_bytes(&self) -> u64 {
-        self.inflight.load(Ordering::Relaxed)
-    }
-
-    /// Bytes held by purge tombstones.
-    pub fn tombstone_bytes(&self) -> usize {
-        self.state.lock().tombstones.bytes()
-    }
-
-    fn new_entry(
-        &self,
-        meta: (Vec<u8>, Vec<u8>),
-        body: Bytes,
-        primary: HashBinary,
-        url: UrlKey,
-        groups: Vec<String>,
-    ) -> Arc<Entry> {
-        Arc::new(Entry {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            view: HitView::decode(&meta, &self.fields),
-            meta,
-            body,
-            primary,
-            url,
-            groups,
-            expired_at_ms: AtomicU64::new(0),
-        })
-    }
-
-    pub fn max_object_bytes(&self) -> usize {
-        self.max_object
-    }
-
-    pub fn entries(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn weight(&self) -> u64 {
-        self.entries.weight()
-    }
-
-    pub fn capacity(&self) -> u64 {
-        self.entries.capacity()
-    }
-
-    pub fn evictions(&self) -> u64 {
-        self.hook.count.load(Ordering::Relaxed)
-    }
-
-    /// The committed entry under a storage key.
-    pub fn get(&self, combined: &HashBinary) -> Option<Arc<Entry>> {
-        self.entries.get(combined)
-    }
-
-    /// Commits a finished fill unless an invalidation that touches it happened after it
-    /// started. Returns the weight stored (0 when dropped).
-    pub fn commit(
-        &self,
-        combined: HashBinary,
-        primary: HashBinary,
-        meta: (Vec<u8>, Vec<u8>),
-        body: Bytes,
-        info: FillInfo,
-    ) -> u64 {
-        let entry = self.new_entry(meta, body, primary, info.url, info.groups);
-        let weight = entry.weight();
-        if weight > self.max_weight {
-            return 0;
-        }
-        let mut state = self.state.lock();
-        if !state
-            .tombstones
-            .allows(info.started, &primary, &entry.url, &entry.groups)
-        {
-            return 0;
-        }
-        if let Some(old) = self.entries.peek(&combined) {
-            state.index.remove(combined, &old);
-        }
-        state.index.add(combined, &entry);
-        self.entries.insert(combined, entry);
-        self.drain_evicted(&mut state);
-        weight
-    }
-
-    /// Replaces the meta of a stored entry after a 304, keeping its body. `false` when the entry
-    /// is gone, when it is no longer the version that was revalidated (`info.revalidates`), or
-    /// when the revalidation started before an invalidation that touches it.
-    pub fn refresh(&self, combined: HashBinary, meta: (Vec<u8>, Vec<u8>), info: FillInfo) -> bool {
-        let Some(revalidated) = info.revalidates else {
-            return false;
-        };
-        let Some(old) = self.entries.peek(&combined) else {
-            return false;
-        };
-        if old.id != revalidated {
-            return false;
-        }
-        let entry = self.new_entry(meta, old.body.clone(), old.primary, info.url, info.groups);
-        if entry.weight() > self.max_weight {
-            return false;
-        }
-        let mut state = self.state.lock();
-        if !state
-            .tombstones
-            .allows(info.started, &entry.primary, &entry.url, &entry.groups)
-        {
-            return false;
-        }
-        // purged or replaced while we were revalidating
-        let Some(current) = self.entries.peek(&combined) else {
-            return false;
-        };
-        if current.id != revalidated {
-            return false;
-        }
-        state.index.remove(combined, &current);
-        state.index.add(combined, &entry);
-        self.entries.insert(combined, entry);
-        self.drain_evicted(&mut state);
-        true
-    }
-
-    /// Removes (or, when `soft`, marks stale) everything `scope` reaches and records a tombstone
-    /// so in-flight fills that started earlier are not stored. Returns the entries affected.
-    pub fn invalidate(&self, scope: &Scope, soft: bool) -> usize {
-        let now = Instant::now();
-        let mut state = self.state.lock();
-        let keys: Vec<HashBinary> = match scope {
-            Scope::Url(url) => {
-                let primary = url.primary_hash();
-                state.tombstones.url(primary, now);
-                state.index.variants(&primary)
-            }
-            Scope::Path(path) => {
-                state.tombstones.path(path, now);
-                state.index.keys_for_path(path)
-            }
-            Scope::Prefix(prefix) => {
-                state.tombstones.prefix(prefix, now);
-                state.index.keys_with_prefix(prefix)
-            }
-            Scope::Group { host, name } => {
-                state.tombstones.group(host.as_deref(), name, now);
-                let members = state.index.group_members(name);
-                match host {
-                    None => members,
-                    Some(h) => members
-                        .into_iter()
-                        .filter(|k| self.entries.peek(k).is_some_and(|e| &e.url.host == h))
-                        .collect(),
-                }
-            }
-            Scope::All => {
-                state.tombstones.all(now);
-                if soft {
-                    self.entries.iter().map(|(k, _)| k).collect()
-                } else {
-                    let n = self.entries.len();
-                    self.entries.clear();
-                    state.index.clear();
-                    self.hook.evicted.lock().clear();
-                    return n;
-                }
-            }
-        };
-        let mut affected = 0;
-        if soft {
-            let at_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(1)
-                .max(1);
-            for k in keys {
-                if let Some(e) = self.entries.peek(&k) {
-                    let _ = e.expired_at_ms.compare_exchange(
-                        0,
-                        at_ms,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                    affected += 1;
-                }
-            }
-        } else {
-            for k in keys {
-                if let Some((_, e)) = self.entries.remove(&k) {
-                    state.index.remove(k, &e);
-                    affected += 1;
-                }
-            }
-        }
-        affected
-    }
-
-    /// Removes one storage key (pingora's own purge path).
-    fn remove_exact(&self, combined: &HashBinary) -> bool {
-        let mut state = self.state.lock();
-        match self.entries.remove(combined) {
-            Some((k, e)) => {
-                state.index.remove(k, &e);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Empties the store (used when an instance shuts down).
-    pub fn clear(&self) {
-        let mut state = self.state.lock();
-        self.entries.clear();
-        state.index.clear();
-        self.hook.evicted.lock().clear();
-    }
-
-    fn drain_evicted(&self, state: &mut State) {
-        let evicted = std::mem::take(&mut *self.hook.evicted.lock());
-        for (k, e) in evicted {
-            // a newer entry under the same key keeps its index records
-            if self.entries.peek(&k).is_none() {
-                state.index.remove(k, &e);
-            }
-        }
-    }
-
-    /// Distinct primaries in the index (for tests and stats).
-    pub fn indexed_urls(&self) -> usize {
-        self.state.lock().index.primary_count()
-    }
-}
+use std::time::{Duration, Instant};
 
 fn meta_of(entry: &Entry) -> Result<CacheMeta> {
     let mut meta = CacheMeta::deserialize(&entry.meta.0, &entry.meta.1)?;
@@ -600,17 +83,9 @@ impl Storage for Store {
         _trace: &SpanHandle,
     ) -> Result<PurgeOutcome> {
         let key = target.key();
+        // The primary slot stands for the whole URL: drop every variant with it.
         let removed = if key.variance_bin().is_none() {
-            let mut state = self.state.lock();
-            let mut n = 0;
-            for k in state.index.variants(&key.primary_bin()) {
-                if let Some((_, e)) = self.entries.remove(&k) {
-                    state.index.remove(k, &e);
-                    n += 1;
-                }
-            }
-            drop(state);
-            n > 0 || self.remove_exact(&key.combined_bin())
+            self.remove_variants(&key.primary_bin()) > 0 || self.remove_exact(&key.combined_bin())
         } else {
             self.remove_exact(&key.combined_bin())
         };
@@ -626,20 +101,11 @@ impl Storage for Store {
         target: PurgeTarget<'_>,
         _trace: &SpanHandle,
     ) -> Result<PurgeOutcome> {
-        let key = target.key();
-        let Some(entry) = self.get(&key.combined_bin()) else {
-            return Ok(PurgeOutcome::NotFound);
-        };
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(1)
-            .max(1);
-        let _ =
-            entry
-                .expired_at_ms
-                .compare_exchange(0, now_ms, Ordering::Relaxed, Ordering::Relaxed);
-        Ok(PurgeOutcome::Expired)
+        if self.soft_expire(&target.key().combined_bin()) {
+            Ok(PurgeOutcome::Expired)
+        } else {
+            Ok(PurgeOutcome::NotFound)
+        }
     }
 
     async fn update_meta(
@@ -664,170 +130,186 @@ impl Storage for Store {
     }
 }
 
+/// Serves a stored body, or a byte range of it.
+pub struct BodyHit {
+    body: Bytes,
+    start: usize,
+    end: usize,
+    done: bool,
+    /// The stored version served (its `Entry::id`): a revalidation refreshes only this one.
+    pub entry_id: u64,
+    /// The entry was soft-purged (an admin or bus invalidation): never served stale on a
+    /// request's `max-stale`.
+    pub soft_purged: bool,
+}
+
+impl BodyHit {
+    pub fn new(body: Bytes, entry_id: u64, soft_purged: bool) -> Self {
+        let end = body.len();
+        BodyHit {
+            body,
+            start: 0,
+            end,
+            done: false,
+            entry_id,
+            soft_purged,
+        }
+    }
+}
+
+#[async_trait]
+impl HandleHit for BodyHit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.done || self.start >= self.end {
+            self.done = true;
+            return Ok(None);
+        }
+        self.done = true;
+        Ok(Some(self.body.slice(self.start..self.end)))
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    /// `end` is exclusive.
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let len = self.body.len();
+        let end = end.unwrap_or(len).min(len);
+        if start > end {
+            return Error::e_explain(ErrorType::InternalError, "seek start beyond end");
+        }
+        self.start = start;
+        self.end = end;
+        self.done = false;
+        Ok(())
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Buffers a fill and commits it at `finish()`. The buffered bytes are reserved in the store's
+/// in-flight budget while the fill runs, and released when it ends either way.
+pub struct BufferedMiss {
+    store: &'static Store,
+    combined: HashBinary,
+    primary: HashBinary,
+    meta: Option<(Vec<u8>, Vec<u8>)>,
+    body: BytesMut,
+    info: Option<FillInfo>,
+    reserved: u64,
+}
+
+impl BufferedMiss {
+    pub fn new(
+        store: &'static Store,
+        combined: HashBinary,
+        primary: HashBinary,
+        meta: (Vec<u8>, Vec<u8>),
+        info: FillInfo,
+    ) -> Self {
+        BufferedMiss {
+            store,
+            combined,
+            primary,
+            meta: Some(meta),
+            body: BytesMut::new(),
+            info: Some(info),
+            reserved: 0,
+        }
+    }
+}
+
+impl Drop for BufferedMiss {
+    fn drop(&mut self) {
+        self.store.release_inflight(self.reserved);
+    }
+}
+
+#[async_trait]
+impl HandleMiss for BufferedMiss {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        if self.body.len() + data.len() > self.store.max_object_bytes() {
+            // pingora stops caching and keeps proxying the response
+            return Error::e_explain(ErrorType::InternalError, "object exceeds max_object_bytes");
+        }
+        let n = data.len() as u64;
+        if !self.store.reserve_inflight(n) {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "fills in progress exceed max_inflight_fill_bytes",
+            );
+        }
+        self.reserved += n;
+        self.body.extend_from_slice(&data);
+        Ok(())
+    }
+
+    /// Never fails on a soft rejection (a purge raced the fill): the client still gets its
+    /// response; the entry is just not stored.
+    async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
+        let (Some(meta), Some(info)) = (self.meta.take(), self.info.take()) else {
+            return Ok(MissFinishType::Created(0));
+        };
+        let buf = std::mem::take(&mut self.body);
+        // Store what is held, not what the buffer grew to.
+        let body = if buf.capacity() > buf.len() + buf.len() / 8 + 64 {
+            Bytes::copy_from_slice(&buf)
+        } else {
+            buf.freeze()
+        };
+        let weight = self
+            .store
+            .commit(self.combined, self.primary, meta, body, info);
+        Ok(MissFinishType::Created(weight as usize))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::store::{Scope, StoreOptions};
+    use pingora_http::ResponseHeader;
+    use std::time::SystemTime;
 
-    fn store(capacity: u64, shards: usize) -> Store {
-        Store::new(StoreOptions {
-            max_object_bytes: (capacity as usize) / shards / 2,
-            ..StoreOptions::for_tests(capacity, shards)
-        })
-        .unwrap()
-    }
-
-    fn meta() -> (Vec<u8>, Vec<u8>) {
+    #[test]
+    fn a_soft_purged_entry_is_served_to_pingora_as_expired() {
+        let s = Store::new(StoreOptions::for_tests(1 << 20, 4)).unwrap();
+        let url = UrlKey::new("h", "/s");
+        let p = url.primary_hash();
         let now = SystemTime::now();
         let h = ResponseHeader::build(200, None).unwrap();
-        CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, h)
+        let meta = CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, h)
             .serialize()
-            .unwrap()
-    }
-
-    fn fill(s: &Store, path: &str, groups: &[&str], body: usize) -> (HashBinary, u64) {
-        let url = UrlKey::new("h", path);
-        let p = url.primary_hash();
-        let w = s.commit(
-            p,
-            p,
-            meta(),
-            Bytes::from(vec![b'x'; body]),
-            FillInfo {
-                started: Instant::now(),
-                url,
-                groups: groups.iter().map(|g| g.to_string()).collect(),
-                revalidates: None,
-            },
-        );
-        (p, w)
-    }
-
-    #[test]
-    fn weight_counts_meta_and_overhead() {
-        let s = store(1 << 20, 4);
-        let (_, w) = fill(&s, "/a", &["g"], 1000);
-        assert!(w > 1000 + ENTRY_OVERHEAD, "{w}");
-        assert_eq!(s.weight(), w);
-    }
-
-    #[test]
-    fn stays_under_capacity_when_overfilled() {
-        let cap = 256 * 1024;
-        let s = store(cap, 4);
-        for i in 0..200 {
-            fill(&s, &format!("/{i}"), &["all"], 2048);
-            assert!(s.weight() <= cap);
-        }
-        assert!(s.evictions() > 0);
-        assert!(s.entries() < 200);
-        // the index followed the evictions
-        assert_eq!(s.indexed_urls(), s.entries());
-    }
-
-    #[test]
-    fn oversize_for_shard_is_not_stored() {
-        let s = store(64 * 1024, 4);
-        let (p, w) = fill(&s, "/big", &[], 20 * 1024);
-        assert_eq!(w, 0);
-        assert!(s.get(&p).is_none());
-    }
-
-    #[test]
-    fn group_and_prefix_purges() {
-        let s = store(1 << 20, 4);
-        fill(&s, "/api/a", &["g1"], 10);
-        fill(&s, "/api/b", &["g1", "g2"], 10);
-        fill(&s, "/other", &["g2"], 10);
-        let g1 = Scope::Group {
-            host: Some("h".into()),
-            name: "g1".into(),
-        };
-        assert_eq!(s.invalidate(&g1, false), 2);
-        assert_eq!(s.entries(), 1);
-        let other_host = Scope::Group {
-            host: Some("x".into()),
-            name: "g2".into(),
-        };
-        assert_eq!(s.invalidate(&other_host, false), 0);
-        assert_eq!(s.invalidate(&Scope::Prefix("/oth".into()), false), 1);
-        assert_eq!(s.entries(), 0);
-    }
-
-    #[test]
-    fn soft_purge_keeps_body_but_expires() {
-        let s = store(1 << 20, 4);
-        let (p, _) = fill(&s, "/s", &[], 10);
-        assert_eq!(s.invalidate(&Scope::Path("/s".into()), true), 1);
-        let e = s.get(&p).unwrap();
-        let m = meta_of(&e).unwrap();
-        assert!(!m.is_fresh(SystemTime::now()));
-        assert_eq!(e.body.len(), 10);
-    }
-
-    #[test]
-    fn fill_started_before_purge_is_dropped() {
-        let s = store(1 << 20, 4);
-        let url = UrlKey::new("h", "/race");
-        let p = url.primary_hash();
-        let started = Instant::now();
-        std::thread::sleep(Duration::from_millis(2));
-        s.invalidate(&Scope::Url(url.clone()), false);
+            .unwrap();
         let info = FillInfo {
-            started,
+            started: Instant::now(),
             url: url.clone(),
             groups: vec![],
             revalidates: None,
         };
-        assert_eq!(s.commit(p, p, meta(), Bytes::from_static(b"old"), info), 0);
-        let info = FillInfo {
-            started: Instant::now(),
-            url,
-            groups: vec![],
-            revalidates: None,
-        };
-        assert!(s.commit(p, p, meta(), Bytes::from_static(b"new"), info) > 0);
-    }
-
-    #[test]
-    fn refresh_applies_only_to_the_revalidated_version() {
-        let s = store(1 << 20, 4);
-        let (p, _) = fill(&s, "/v", &[], 10);
-        let v1 = s.get(&p).unwrap().id;
-        // another fill replaced the entry while a 304 for v1 was on its way
-        fill(&s, "/v", &[], 20);
-        let v2 = s.get(&p).unwrap().id;
-        assert_ne!(v1, v2);
-        let info = |id| FillInfo {
-            started: Instant::now(),
-            url: UrlKey::new("h", "/v"),
-            groups: vec![],
-            revalidates: id,
-        };
-        assert!(!s.refresh(p, meta(), info(Some(v1))));
-        assert!(!s.refresh(p, meta(), info(None)));
-        assert_eq!(s.get(&p).unwrap().id, v2);
-        assert!(s.refresh(p, meta(), info(Some(v2))));
-        let refreshed = s.get(&p).unwrap();
-        assert_ne!(refreshed.id, v2);
-        assert_eq!(refreshed.body.len(), 20);
-    }
-
-    #[test]
-    fn inflight_budget() {
-        let s = store(1 << 20, 4);
-        assert!(s.reserve_inflight(1000));
-        assert!(!s.reserve_inflight(StoreOptions::for_tests(1 << 20, 4).max_inflight_fill_bytes));
-        s.release_inflight(1000);
-        assert_eq!(s.inflight_bytes(), 0);
-    }
-
-    #[test]
-    fn purge_all() {
-        let s = store(1 << 20, 4);
-        fill(&s, "/1", &[], 1);
-        fill(&s, "/2", &[], 1);
-        assert_eq!(s.invalidate(&Scope::All, false), 2);
-        assert_eq!(s.entries(), 0);
-        assert_eq!(s.indexed_urls(), 0);
+        assert!(s.commit(p, p, meta, Bytes::from_static(b"body"), info) > 0);
+        assert!(meta_of(&s.get(&p).unwrap())
+            .unwrap()
+            .is_fresh(SystemTime::now()));
+        s.invalidate(&Scope::Url(url), true);
+        let e = s.get(&p).unwrap();
+        assert!(!meta_of(&e).unwrap().is_fresh(SystemTime::now()));
+        assert_eq!(e.body, Bytes::from_static(b"body"));
     }
 }

@@ -34,6 +34,7 @@ impl VaryFields {
     }
 
     /// Whether the response has variants at all (`variance` returns `Some` for every request).
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }

@@ -1,8 +1,8 @@
 //! Per-request state carried through pingora's hooks.
 
 use super::headers::XCache;
-use super::key::UrlKey;
-use crate::cache::storage::Scope;
+use crate::cache::Scope;
+use crate::cache::UrlKey;
 use pingora_http::ResponseHeader;
 use std::time::{Duration, Instant};
 

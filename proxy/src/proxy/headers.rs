@@ -2,49 +2,13 @@
 //! `X-Response-Time` and `Server-Timing`. Used for hits, misses, passes and the errors the
 //! proxy generates itself.
 
+pub(crate) use crate::status::XCache;
 use pingora_cache::{CachePhase, NoCacheReason};
 use pingora_http::ResponseHeader;
 use std::time::Duration;
 
 /// Cache name in `Cache-Status`.
 pub const CACHE_NAME: &str = "llmselect-edge";
-
-/// The `X-Cache` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XCache {
-    Hit,
-    Miss,
-    Stale,
-    Revalidated,
-    Pass,
-    Bypass,
-    Error,
-}
-
-impl XCache {
-    /// Every status, in declaration order (`x as usize` indexes it).
-    pub const ALL: [XCache; 7] = [
-        XCache::Hit,
-        XCache::Miss,
-        XCache::Stale,
-        XCache::Revalidated,
-        XCache::Pass,
-        XCache::Bypass,
-        XCache::Error,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            XCache::Hit => "HIT",
-            XCache::Miss => "MISS",
-            XCache::Stale => "STALE",
-            XCache::Revalidated => "REVALIDATED",
-            XCache::Pass => "PASS",
-            XCache::Bypass => "BYPASS",
-            XCache::Error => "ERROR",
-        }
-    }
-}
 
 /// What happened to a request, as the cache saw it.
 #[derive(Debug, Clone, Copy)]

@@ -1,17 +1,16 @@
 //! The pingora `ProxyHttp` implementation. Each hook stays thin and delegates to the cache,
 //! key and header modules.
 
-pub mod ctx;
-pub mod headers;
-pub mod key;
+mod ctx;
+mod headers;
 
-use crate::cache::handlers::BodyHit;
+use crate::cache::entry::{FillInfo, HitView};
 use crate::cache::hit;
-use crate::cache::invalidate::{
-    group_scopes, mutation_scopes, response_groups, Invalidator, Source,
-};
+use crate::cache::invalidate::{response_groups, Invalidator, MutationScopes, Source};
+use crate::cache::key::{self, UrlKey};
 use crate::cache::policy::{self, PolicyOptions};
-use crate::cache::storage::{FillInfo, HitView, Store};
+use crate::cache::storage::BodyHit;
+use crate::cache::store::Store;
 use crate::cache::vary;
 use crate::config::{LimitsConfig, TimeoutConfig};
 use crate::error::EdgeError;
@@ -22,7 +21,6 @@ use bytes::Bytes;
 use ctx::Ctx;
 use headers::{Outcome, Timing, XCache};
 use http::Method;
-use key::UrlKey;
 use pingora_cache::key::HashBinary;
 use pingora_cache::lock::CacheKeyLockImpl;
 use pingora_cache::predictor::{CacheablePredictor, Predictor};
@@ -449,9 +447,10 @@ impl ProxyHttp for EdgeProxy {
         if Self::is_mutation(req) && success {
             if let Some(url) = &ctx.url {
                 // Before the client sees the response: read-your-writes through this proxy.
-                let scopes = mutation_scopes(url, &resp.headers);
-                self.invalidator.apply(Source::Mutation, &scopes, false);
-                ctx.pending_groups = group_scopes(&url.host, &resp.headers);
+                let scopes = MutationScopes::of(url, &resp.headers);
+                self.invalidator
+                    .apply(Source::Mutation, &scopes.all(), false);
+                ctx.pending_groups = scopes.groups;
             }
         }
         Ok(())

@@ -29,6 +29,7 @@ impl UrlKey {
     /// The key of a request: the target as sent on the wire (origin-form with the `Host`
     /// header, or absolute-form). `None` for a missing host, authority-form, `*`, or a target
     /// that is not valid UTF-8 (pingora forwards the raw bytes, so the key must use them).
+    #[cfg(test)]
     pub fn from_request(req: &RequestHeader) -> Option<UrlKey> {
         Self::from_request_or(req, None)
     }

@@ -1,0 +1,165 @@
+//! One stored response ([`Entry`]), the fill record the proxy attaches to it ([`FillInfo`]), and
+//! its decoded view for the fast hit path ([`HitView`]), with the header as a hit serves it.
+
+use super::key::UrlKey;
+use super::vary::VaryFields;
+use bytes::Bytes;
+use http::{header, HeaderName};
+use pingora_cache::key::HashBinary;
+use pingora_cache::CacheMeta;
+use pingora_http::ResponseHeader;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Fixed per-entry weight for the index slots, the `Arc`, the map slot and the struct itself.
+pub const ENTRY_OVERHEAD: u64 = 512;
+
+/// Fill metadata the proxy attaches to a `CacheMeta`'s extensions in `response_cache_filter`;
+/// the storage reads it when the fill commits.
+#[derive(Debug, Clone)]
+pub struct FillInfo {
+    /// When the request that fetched this response arrived.
+    pub started: Instant,
+    pub url: UrlKey,
+    /// The response's groups (`Cache-Groups` / `Surrogate-Key`).
+    pub groups: Vec<String>,
+    /// For a 304 refresh: the id of the stored entry that was revalidated. The refresh applies
+    /// only if that very entry is still the one stored, so a late 304 never pairs one version's
+    /// validators with another version's body.
+    pub revalidates: Option<u64>,
+}
+
+/// The parts of a stored meta that a plain fresh hit needs, decoded once when the entry is
+/// stored. `CacheMeta` is not `Clone`, so pingora's own lookup must deserialize the meta (msgpack
+/// plus zstd-compressed header) on every hit; the fast hit path (`cache::hit`) reads this instead.
+#[derive(Debug)]
+pub struct HitView {
+    /// The stored response header as pingora's hit path would serve it, before `Age` and our
+    /// stamps (see `cache::hit::served_header`).
+    pub header: ResponseHeader,
+    pub fresh_until: SystemTime,
+    /// Reference point of `Age` (pingora's `CacheMeta::epoch`).
+    pub epoch: SystemTime,
+    pub created: SystemTime,
+    pub provenance: SystemTime,
+    /// The `Vary` variance this entry was stored for.
+    pub variance: Option<HashBinary>,
+    /// The request fields this entry is keyed on (`Vary` plus implicit credentials).
+    pub vary: VaryFields,
+}
+
+impl HitView {
+    /// Decodes the serialized meta rather than copying the live `CacheMeta` of the fill: the
+    /// serialization keeps whole seconds, so freshness and provenance here are exactly what
+    /// pingora's own lookups see.
+    pub fn decode(meta: &(Vec<u8>, Vec<u8>), fields: &TargetedFields) -> Option<HitView> {
+        let m = CacheMeta::deserialize(&meta.0, &meta.1).ok()?;
+        let stored = m.response_header_copy();
+        let vary = VaryFields::of(&stored.headers, &fields.obeyed);
+        let header = served_header(stored, &fields.own);
+        Some(HitView {
+            vary,
+            header,
+            fresh_until: m.fresh_until(),
+            epoch: m.epoch(),
+            created: m.created(),
+            provenance: m.provenance(),
+            variance: m.variance(),
+        })
+    }
+
+    /// Approximate heap bytes of the decoded header.
+    fn weight(&self) -> usize {
+        self.header
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 48)
+            .sum::<usize>()
+            + 128
+    }
+}
+
+/// One stored response.
+#[derive(Debug)]
+pub struct Entry {
+    /// Unique per stored version (a 304 refresh stores a new one).
+    pub id: u64,
+    /// `CacheMeta::serialize()` output (internal, header).
+    pub meta: (Vec<u8>, Vec<u8>),
+    /// The same meta, decoded for the fast hit path (`None` if it failed to decode, in which
+    /// case only pingora's path serves the entry).
+    pub view: Option<HitView>,
+    pub body: Bytes,
+    pub primary: HashBinary,
+    pub url: UrlKey,
+    pub groups: Vec<String>,
+    /// Soft purge time in Unix milliseconds; 0 when not soft-purged.
+    pub expired_at_ms: AtomicU64,
+}
+
+impl Entry {
+    /// Bytes this entry is charged in the store.
+    pub fn weight(&self) -> u64 {
+        let groups: usize = self.groups.iter().map(|g| g.len() * 2 + 32).sum();
+        (self.body.len()
+            + self.meta.0.len()
+            + self.meta.1.len()
+            + self.url.host.len()
+            + self.url.path.len() * 2
+            + groups
+            + self.view.as_ref().map_or(0, HitView::weight)) as u64
+            + ENTRY_OVERHEAD
+    }
+
+    /// Soft-purged (marked stale by an invalidation).
+    pub fn is_soft_expired(&self) -> bool {
+        self.expired_at_ms.load(Ordering::Relaxed) != 0
+    }
+
+    /// Marks the entry soft-purged at `at_ms` (Unix ms) unless it already is.
+    pub fn mark_soft_expired(&self, at_ms: u64) {
+        let _ = self
+            .expired_at_ms
+            .compare_exchange(0, at_ms, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    pub fn soft_expiry(&self) -> Option<SystemTime> {
+        match self.expired_at_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
+        }
+    }
+}
+
+/// The targeted fields as the decoded views need them.
+#[derive(Debug, Clone)]
+pub struct TargetedFields {
+    /// Obeyed, highest priority first.
+    pub obeyed: Vec<HeaderName>,
+    /// This proxy's own: removed from what it serves.
+    pub own: Vec<HeaderName>,
+}
+
+/// The per-entry part of what pingora's hit path does to a stored header (`cache_hit_header`
+/// and `range_header_filter` in pingora-proxy's `proxy_cache.rs`), applied once at store time:
+/// HTTP/1.1, chunked framing when there is no `Content-Length`, and `Accept-Ranges: bytes` on a
+/// 200 with a valid `Content-Length` (the store can serve ranges). `Age` is per request. `own`
+/// are the targeted fields addressed to this proxy alone, which never leave it.
+pub fn served_header(mut header: ResponseHeader, own: &[HeaderName]) -> ResponseHeader {
+    header.set_version(http::Version::HTTP_11);
+    for name in own {
+        header.remove_header(name);
+    }
+    let status = header.status;
+    let length = header
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .map(|v| std::str::from_utf8(v.as_bytes()).map(|s| s.parse::<usize>().is_ok()));
+    if !matches!(status.as_u16(), 204 | 304) && !status.is_informational() && length.is_none() {
+        let _ = header.insert_header(header::TRANSFER_ENCODING, "chunked");
+    }
+    if status == http::StatusCode::OK && length == Some(Ok(true)) {
+        let _ = header.insert_header(header::ACCEPT_RANGES, "bytes");
+    }
+    header
+}
