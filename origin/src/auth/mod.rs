@@ -36,7 +36,8 @@ pub struct AuthUser {
 }
 
 impl AuthUser {
-    /// `max-age` for `CDN-Cache-Control` on this user's responses: never beyond the token's life.
+    /// `max-age` of the targeted `LLMSelect-Cache-Control` on this user's responses: never beyond
+    /// the token's life.
     pub fn cdn_max_age(&self, config: &Config) -> u64 {
         let remaining = (self.token_exp - Utc::now().timestamp()).max(0) as u64;
         remaining.min(config.cache.cdn_per_user_max_age_secs)

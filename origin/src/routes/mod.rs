@@ -93,7 +93,6 @@ pub async fn dispatch(ctx: &RequestCtx) -> Result<Response, AppError> {
     rate_limit(ctx)?;
     match ctx.route.handler {
         Handler::Health => health::health(ctx).await,
-        Handler::Metrics => health::metrics(ctx).await,
         Handler::Register => auth::register(ctx).await,
         Handler::Login => auth::login(ctx).await,
         Handler::Logout => auth::logout(ctx).await,
