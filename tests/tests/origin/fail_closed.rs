@@ -4,11 +4,15 @@
 //! per-username login limit.
 
 use llmselect_e2e::db::TestDb;
-use llmselect_e2e::origin::spawn_origin;
+use llmselect_e2e::origin::{spawn_origin, TestOrigin, TestUser};
 use llmselect_origin::{App, Config};
+use reqwest::Method;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::support::{get, get_anonymous, get_if_none_match, header, origin_with_user};
+use crate::support::{
+    get, get_anonymous, get_if_none_match, header, json, origin_with_user, statements, user_id,
+};
 
 #[tokio::test]
 async fn per_user_responses_target_only_our_proxy() {
@@ -131,4 +135,218 @@ async fn production_refuses_dev_and_short_secrets_at_start_up() {
     drop(app);
     // Outside production the shipped dev values keep working (every other test relies on it).
     let _ = spawn_origin(|_| {}).await;
+}
+
+/// The claims of a JWT (payload only; the origin checks the signature).
+fn jwt_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("JWT payload");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url"),
+    )
+    .expect("JSON claims")
+}
+
+/// `POST /api/v1/auth/logout` as the SPA sends it: all four auth cookies, no CSRF header.
+async fn logout_with_cookies(o: &TestOrigin, u: &TestUser) -> reqwest::Response {
+    o.http
+        .post(o.url("/api/v1/auth/logout"))
+        .header(
+            "Cookie",
+            format!(
+                "access_token_cookie={}; csrf_access_token={}; refresh_token_cookie={}; csrf_refresh_token={}",
+                u.token, u.csrf_access, u.refresh_token, u.csrf_refresh
+            ),
+        )
+        .send()
+        .await
+        .expect("logout")
+}
+
+async fn assert_revoked(r: reqwest::Response, what: &str) {
+    assert_eq!(r.status(), 401, "{what}");
+    assert_eq!(header(&r, "cache-control"), "no-store", "{what}");
+    assert_eq!(
+        json(r).await,
+        json!({"error": "invalid_token", "message": "Token has been revoked"}),
+        "{what}"
+    );
+}
+
+#[tokio::test]
+async fn logout_revokes_access_and_refresh_tokens_and_invalidates_the_users_cache_group() {
+    let (o, u) = origin_with_user("cleo").await;
+    let uid = user_id(&o, "cleo").await;
+    let id = o.create_conversation(&u, Some("before logout")).await;
+    let list = "/api/v1/conversations?page=1&limit=20";
+    let detail = format!("/api/v1/conversations/{id}");
+    let user_group = format!("\"user:{uid}\"");
+
+    // Every per-user cacheable response belongs to the user's group; the revocation check adds
+    // no statement (list: auth + page, detail: one statement for user + conversation + one for
+    // the messages).
+    for (path, budget) in [
+        (list.to_string(), 2),
+        (detail.clone(), 2),
+        (format!("{detail}/export"), 2),
+        ("/api/v1/comparisons".to_string(), 2),
+    ] {
+        let r = get(&o, &u, &path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(statements(&r), budget, "{path}");
+        assert!(header(&r, "cache-groups").contains(&user_group), "{path}");
+    }
+    let etag = header(&get(&o, &u, list).await, "etag");
+    assert_eq!(
+        statements(&get_if_none_match(&o, &u, list, &etag).await),
+        1,
+        "a 304 still costs only the auth load"
+    );
+
+    // A revocation that expired long ago is cleaned up by the next logout.
+    let db = o.db.client().await;
+    db.execute(
+        "INSERT INTO revoked_tokens (jti, user_id, token_type, expires_at)
+         VALUES ('expired-jti', $1, 'access', now() - interval '1 hour')",
+        &[&uid],
+    )
+    .await
+    .unwrap();
+
+    let r = logout_with_cookies(&o, &u).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    assert_eq!(header(&r, "cache-group-invalidation"), user_group);
+    assert_eq!(r.headers().get_all("set-cookie").iter().count(), 4);
+    assert_eq!(json(r).await, json!({"message": "Logged out"}));
+
+    // Both tokens are in the deny-list until they expire; the expired row is gone.
+    let access = jwt_claims(&u.token);
+    let refresh = jwt_claims(&u.refresh_token);
+    let rows = db
+        .query(
+            "SELECT jti, user_id, token_type, extract(epoch FROM expires_at)::bigint
+             FROM revoked_tokens ORDER BY token_type",
+            &[],
+        )
+        .await
+        .unwrap();
+    let rows: Vec<(String, i64, String, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                access["jti"].as_str().unwrap().to_string(),
+                uid,
+                "access".to_string(),
+                access["exp"].as_i64().unwrap()
+            ),
+            (
+                refresh["jti"].as_str().unwrap().to_string(),
+                uid,
+                "refresh".to_string(),
+                refresh["exp"].as_i64().unwrap()
+            ),
+        ]
+    );
+
+    // The logged-out access token is refused everywhere, by bearer and by cookie ...
+    assert_revoked(get(&o, &u, list).await, "list").await;
+    assert_revoked(get(&o, &u, &detail).await, "detail").await;
+    assert_revoked(
+        get_if_none_match(&o, &u, list, &etag).await,
+        "a conditional list never answers 304",
+    )
+    .await;
+    assert_revoked(
+        o.http
+            .get(o.url("/api/v1/auth/me"))
+            .header("Cookie", u.access_cookie())
+            .send()
+            .await
+            .unwrap(),
+        "me by cookie",
+    )
+    .await;
+    // ... and so is the refresh token.
+    assert_revoked(
+        o.http
+            .post(o.url("/api/v1/auth/refresh"))
+            .header(
+                "Cookie",
+                format!(
+                    "refresh_token_cookie={}; csrf_refresh_token={}",
+                    u.refresh_token, u.csrf_refresh
+                ),
+            )
+            .header("X-CSRF-Token", &u.csrf_refresh)
+            .send()
+            .await
+            .unwrap(),
+        "refresh",
+    )
+    .await;
+
+    // Logging in again gives working tokens, at the same statement cost.
+    let again = o.login("cleo", &u.password).await;
+    let token = llmselect_e2e::origin::set_cookie_value(again.headers(), "access_token_cookie")
+        .expect("new access token");
+    let r = o
+        .http
+        .get(o.url(list))
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(statements(&r), 2);
+}
+
+#[tokio::test]
+async fn logout_with_a_bearer_token_revokes_it_and_logout_without_tokens_still_answers() {
+    let (o, u) = origin_with_user("dora").await;
+    let uid = user_id(&o, "dora").await;
+    let r = o
+        .request_as(&u, Method::POST, "/api/v1/auth/logout")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "cache-group-invalidation"),
+        format!("\"user:{uid}\"")
+    );
+    assert_revoked(get(&o, &u, "/api/v1/conversations").await, "bearer").await;
+    let n: i64 =
+        o.db.client()
+            .await
+            .query_one("SELECT count(*) FROM revoked_tokens", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(n, 1, "only the access token was presented");
+
+    // No (valid) token: the old stateless answer, nothing to invalidate.
+    for r in [
+        o.http
+            .post(o.url("/api/v1/auth/logout"))
+            .send()
+            .await
+            .unwrap(),
+        o.http
+            .post(o.url("/api/v1/auth/logout"))
+            .header("Authorization", "Bearer not-a-jwt")
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "cache-group-invalidation"), "");
+        assert_eq!(json(r).await, json!({"message": "Logged out"}));
+    }
 }
