@@ -98,9 +98,16 @@ pub struct RateLimitConfig {
     /// `API_RATE_LIMIT`, e.g. `60 per minute`.
     pub api: String,
     pub register: String,
+    /// Login attempts per client address.
     pub login: String,
+    /// Login attempts per username, whatever the address (`LOGIN_USERNAME_RATE_LIMIT`): slows
+    /// password guessing spread over many addresses.
+    pub login_per_username: String,
     pub logout: String,
     pub refresh: String,
+    /// Most (route, client) windows kept in memory (`RATE_LIMIT_MAX_KEYS`); beyond it the
+    /// oldest windows are evicted.
+    pub max_keys: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,8 +228,10 @@ impl Default for RateLimitConfig {
             api: "60 per minute".into(),
             register: "5 per minute".into(),
             login: "10 per minute".into(),
+            login_per_username: "20 per hour".into(),
             logout: "20 per minute".into(),
             refresh: "20 per minute".into(),
+            max_keys: crate::ratelimit::DEFAULT_MAX_KEYS,
         }
     }
 }
@@ -451,6 +460,11 @@ impl Config {
         }
         boolean!("RATE_LIMIT_ENABLED", self.rate_limit.enabled);
         string!("API_RATE_LIMIT", self.rate_limit.api);
+        string!(
+            "LOGIN_USERNAME_RATE_LIMIT",
+            self.rate_limit.login_per_username
+        );
+        num!("RATE_LIMIT_MAX_KEYS", self.rate_limit.max_keys);
         num!(
             "CDN_PER_USER_MAX_AGE_SECS",
             self.cache.cdn_per_user_max_age_secs
@@ -568,12 +582,16 @@ impl Config {
             ("api", &r.api),
             ("register", &r.register),
             ("login", &r.login),
+            ("login_per_username", &r.login_per_username),
             ("logout", &r.logout),
             ("refresh", &r.refresh),
         ] {
             if let Err(e) = spec.parse::<RateSpec>() {
                 errors.push(format!("rate_limit.{name}: {e}"));
             }
+        }
+        if r.max_keys == 0 {
+            errors.push("rate_limit.max_keys must be at least 1".to_string());
         }
         if self.cache.model_registry_ttl_secs == 0
             || self.cache.model_registry_verified_ttl_secs == 0
@@ -817,6 +835,39 @@ mod tests {
             3,
             "{errors:?}"
         );
+    }
+
+    /// The proxy config shipped next to each origin config forwards to the origin's port, and the
+    /// origin trusts `X-Forwarded-For` from the proxy's address.
+    #[test]
+    fn shipped_proxy_and_origin_configs_agree() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/");
+        let read = |name: &str| std::fs::read_to_string(format!("{dir}{name}")).unwrap();
+        for (origin_file, proxy_file) in [
+            ("origin.toml", "proxy.toml"),
+            (
+                "origin.production.example.toml",
+                "proxy.production.example.toml",
+            ),
+        ] {
+            let origin = Config::from_toml(&read(origin_file)).unwrap();
+            let proxy: toml::Value = toml::from_str(&read(proxy_file)).unwrap();
+            let upstream = url::Url::parse(proxy["upstream"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                upstream.port(),
+                Some(origin.listen.port()),
+                "{proxy_file} upstream vs {origin_file} listen"
+            );
+            // The proxy's own address: its admin listener's interface (its public listener may
+            // be a wildcard).
+            let admin: SocketAddr = proxy["admin_listen"].as_str().unwrap().parse().unwrap();
+            assert!(
+                origin.http.trusted_proxies.contains(&admin.ip()),
+                "{origin_file} trusted_proxies {:?} lacks the proxy {}",
+                origin.http.trusted_proxies,
+                admin.ip()
+            );
+        }
     }
 
     #[test]

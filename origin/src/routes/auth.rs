@@ -97,6 +97,7 @@ pub async fn login(ctx: &RequestCtx) -> Result<Response, AppError> {
             "validated fields missing"
         )));
     };
+    crate::routes::limit_login_username(ctx, &username)?;
     let invalid = || AppError::unauthorized("authentication_error", "Invalid username or password");
     let creds = {
         let conn = ctx.conn().await?;

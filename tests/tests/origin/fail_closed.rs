@@ -350,3 +350,75 @@ async fn logout_with_a_bearer_token_revokes_it_and_logout_without_tokens_still_a
         assert_eq!(json(r).await, json!({"message": "Logged out"}));
     }
 }
+
+/// `POST /api/v1/auth/login` as if from `client` (the origin trusts `X-Forwarded-For` from the
+/// test's loopback address).
+async fn login_from(o: &TestOrigin, client: &str, username: &str, password: &str) -> u16 {
+    o.http
+        .post(o.url("/api/v1/auth/login"))
+        .header("X-Forwarded-For", client)
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .expect("login")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn login_is_limited_per_username_across_addresses() {
+    let o = spawn_origin(|c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.login = "100 per minute".into();
+        c.rate_limit.login_per_username = "3 per minute".into();
+        c.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let u = o.user("gwen").await; // its login is attempt 1 on "gwen"
+    assert_eq!(login_from(&o, "198.51.100.1", "gwen", "guess-1").await, 401);
+    assert_eq!(login_from(&o, "198.51.100.2", "GWEN", "guess-2").await, 401);
+    // Every further attempt on the name is refused, from any address, even with the password.
+    let r = o
+        .http
+        .post(o.url("/api/v1/auth/login"))
+        .header("X-Forwarded-For", "203.0.113.9")
+        .json(&json!({"username": "gwen", "password": "guess-3"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    assert_eq!(
+        json(r).await,
+        json!({"error": "too_many_requests", "message": "3 per 1 minute"})
+    );
+    assert_eq!(
+        login_from(&o, "203.0.113.10", "gwen", &u.password).await,
+        429
+    );
+    // Other usernames, from the same addresses, are not affected.
+    o.register("hugo", "password-hugo").await;
+    assert_eq!(
+        login_from(&o, "198.51.100.1", "hugo", "password-hugo").await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_limited_per_64() {
+    let o = spawn_origin(|c| {
+        c.rate_limit.enabled = true;
+        c.rate_limit.login = "2 per minute".into();
+        c.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    // Two addresses of one /64 share a budget (distinct usernames: only the address limit counts).
+    assert_eq!(login_from(&o, "2001:db8:7:1::1", "u1", "p").await, 401);
+    assert_eq!(login_from(&o, "2001:db8:7:1:ffff::2", "u2", "p").await, 401);
+    assert_eq!(
+        login_from(&o, "2001:db8:7:1:1234:5678:9abc:def0", "u3", "p").await,
+        429
+    );
+    // The next /64 has its own.
+    assert_eq!(login_from(&o, "2001:db8:7:2::1", "u4", "p").await, 401);
+}
