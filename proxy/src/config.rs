@@ -10,6 +10,10 @@ use std::time::Duration;
 
 /// Environment variable that supplies (or overrides) the admin bearer token.
 pub const ADMIN_TOKEN_ENV: &str = "PROXY_ADMIN_TOKEN";
+/// LLMSelect's access-token cookie: the default authentication cookie.
+pub const DEFAULT_AUTH_COOKIE: &str = "access_token_cookie";
+/// The targeted cache-control field (RFC 9213) addressed to this proxy alone.
+pub const OWN_TARGETED_FIELD: &str = "llmselect-cache-control";
 
 /// The complete proxy configuration. Every field has a default, so an empty file is valid.
 #[derive(Debug, Clone, Deserialize)]
@@ -24,8 +28,28 @@ pub struct Config {
     /// Bearer token required by every admin endpoint. Mandatory on a non-loopback admin address.
     pub admin_token: Option<String>,
     pub cache: CacheConfig,
+    pub limits: LimitsConfig,
     pub timeouts: TimeoutConfig,
     pub server: ServerConfig,
+}
+
+/// Bounds on what a client may send.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request header block (request line and fields) in bytes; larger → 431.
+    pub max_request_header_bytes: usize,
+    /// Longest request target in bytes; longer → 414.
+    pub max_uri_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_header_bytes: 32 * 1024,
+            max_uri_bytes: 8 * 1024,
+        }
+    }
 }
 
 /// Cache store and policy settings.
@@ -47,8 +71,20 @@ pub struct CacheConfig {
     pub default_stale_while_revalidate_secs: u32,
     /// stale-if-error window (s) when the origin names none.
     pub default_stale_if_error_secs: u32,
-    /// Cookies that identify a user; `Cookie` is reduced to these before it keys a `Vary` variant.
+    /// Cookies that identify a user. When a request carries at least one of them, `Cookie` is
+    /// reduced to these before it keys a variant; otherwise the whole (normalised) `Cookie`
+    /// header keys it (fail closed). An empty list always keys on the whole header.
     pub auth_cookies: Vec<String>,
+    /// Targeted cache-control fields (RFC 9213) this proxy obeys instead of `Cache-Control`,
+    /// highest priority first. Every field listed here except `CDN-Cache-Control` is this
+    /// proxy's own and is removed from responses before they leave it.
+    pub targeted_fields: Vec<String>,
+    /// Budget in bytes for the bodies of fills in progress (all keys together); a fill that would
+    /// exceed it is streamed to its clients without being stored.
+    pub max_inflight_fill_bytes: u64,
+    /// Budget in bytes for purge tombstones (the purge-vs-fill race records). When exceeded they
+    /// are all dropped and every fill that started earlier is refused instead.
+    pub tombstone_max_bytes: u64,
     /// Honour request `Cache-Control: no-cache` / `max-age` / `min-fresh` / `max-stale` / `Pragma`.
     pub honour_request_directives: bool,
 }
@@ -91,6 +127,7 @@ impl Default for Config {
             admin_listen: "127.0.0.1:9090".into(),
             admin_token: None,
             cache: CacheConfig::default(),
+            limits: LimitsConfig::default(),
             timeouts: TimeoutConfig::default(),
             server: ServerConfig::default(),
         }
@@ -107,7 +144,10 @@ impl Default for CacheConfig {
             lock_wait_timeout_ms: 30_000,
             default_stale_while_revalidate_secs: 0,
             default_stale_if_error_secs: 0,
-            auth_cookies: vec!["session".into()],
+            auth_cookies: vec![DEFAULT_AUTH_COOKIE.into()],
+            targeted_fields: vec![OWN_TARGETED_FIELD.into(), "cdn-cache-control".into()],
+            max_inflight_fill_bytes: 64 * 1024 * 1024,
+            tombstone_max_bytes: 4 * 1024 * 1024,
             honour_request_directives: true,
         }
     }
@@ -220,6 +260,7 @@ impl Config {
                 lock_wait_timeout_ms: 10_000,
                 ..CacheConfig::default()
             },
+            limits: LimitsConfig::default(),
             timeouts: TimeoutConfig::default(),
             server: ServerConfig {
                 threads: 2,
@@ -276,6 +317,31 @@ impl Config {
                 errors.push(format!("cache.auth_cookies: invalid cookie name {name:?}"));
             }
         }
+        for name in &c.targeted_fields {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                errors.push(format!(
+                    "cache.targeted_fields: invalid field name {name:?}"
+                ));
+            } else if name.eq_ignore_ascii_case("cache-control") {
+                errors.push("cache.targeted_fields: list targeted fields only; Cache-Control is always the fallback".into());
+            }
+        }
+        if c.max_inflight_fill_bytes < c.max_object_bytes {
+            errors.push(format!(
+                "cache.max_inflight_fill_bytes {} is smaller than cache.max_object_bytes {}",
+                c.max_inflight_fill_bytes, c.max_object_bytes
+            ));
+        }
+        if c.tombstone_max_bytes < 64 * 1024 {
+            errors.push("cache.tombstone_max_bytes must be at least 65536".into());
+        }
+        let l = &self.limits;
+        if l.max_request_header_bytes < 1024 || l.max_request_header_bytes > 1024 * 1024 {
+            errors.push("limits.max_request_header_bytes must be between 1024 and 1048576 (pingora's own ceiling)".into());
+        }
+        if l.max_uri_bytes < 256 || l.max_uri_bytes > l.max_request_header_bytes {
+            errors.push("limits.max_uri_bytes must be at least 256 and at most limits.max_request_header_bytes".into());
+        }
         let t = &self.timeouts;
         if t.read_secs < 120 {
             errors.push("timeouts.read_secs must be at least 120 (SSE streams)".into());
@@ -293,6 +359,15 @@ impl Config {
         } else {
             Err(ConfigErrors(errors))
         }
+    }
+
+    /// The targeted cache-control fields, parsed (invalid names are reported by `validate`).
+    pub fn targeted_fields(&self) -> Vec<http::HeaderName> {
+        self.cache
+            .targeted_fields
+            .iter()
+            .filter_map(|n| http::HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()).ok())
+            .collect()
     }
 
     /// The parsed upstream.

@@ -6,8 +6,12 @@ use pingora_error::{Error, ErrorSource, ErrorType};
 /// A response the proxy generates instead of the origin's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EdgeError {
-    /// The request has no host or a target that is not a path.
+    /// The request has no valid host or a target that is not a path.
     BadRequest,
+    /// The request header block exceeds `limits.max_request_header_bytes`.
+    HeaderTooLarge,
+    /// The request target exceeds `limits.max_uri_bytes`.
+    UriTooLong,
     /// `Cache-Control: only-if-cached` and nothing usable is stored.
     NotCached,
     /// The origin refused or dropped the connection.
@@ -50,6 +54,8 @@ impl EdgeError {
     pub fn status(self) -> u16 {
         match self {
             EdgeError::BadRequest | EdgeError::Downstream => 400,
+            EdgeError::HeaderTooLarge => 431,
+            EdgeError::UriTooLong => 414,
             EdgeError::NotCached => 504,
             EdgeError::OriginUnavailable => 502,
             EdgeError::OriginTimeout => 504,
@@ -63,6 +69,8 @@ impl EdgeError {
     pub fn code(self) -> &'static str {
         match self {
             EdgeError::BadRequest => "bad-request",
+            EdgeError::HeaderTooLarge => "header-too-large",
+            EdgeError::UriTooLong => "uri-too-long",
             EdgeError::NotCached => "not-cached",
             EdgeError::OriginUnavailable => "origin-unavailable",
             EdgeError::OriginTimeout => "origin-timeout",

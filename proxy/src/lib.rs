@@ -152,7 +152,10 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
             capacity_bytes: config.cache.capacity_bytes,
             shards: config.cache.shards,
             max_object_bytes: config.cache.max_object_bytes as usize,
+            max_inflight_fill_bytes: config.cache.max_inflight_fill_bytes,
             tombstone_retention: config.tombstone_retention(),
+            tombstone_max_bytes: config.cache.tombstone_max_bytes as usize,
+            targeted_fields: config.targeted_fields(),
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     ));
@@ -180,19 +183,23 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    let policy = PolicyOptions {
+        default_swr_secs: config.cache.default_stale_while_revalidate_secs,
+        default_sie_secs: config.cache.default_stale_if_error_secs,
+        auth_cookies: config.cache.auth_cookies.clone(),
+        targeted_fields: config.targeted_fields(),
+    };
     let edge = EdgeProxy {
         store,
         lock,
         predictor,
         invalidator,
         stats,
-        policy: PolicyOptions {
-            default_swr_secs: config.cache.default_stale_while_revalidate_secs,
-            default_sie_secs: config.cache.default_stale_if_error_secs,
-            auth_cookies: config.cache.auth_cookies.clone(),
-        },
+        own_fields: policy.own_fields(),
+        policy,
         upstream_addr: upstream.address,
         timeouts: config.timeouts.clone(),
+        limits: config.limits.clone(),
         lock_wait: config.lock_wait_timeout(),
         honour_request_directives: config.cache.honour_request_directives,
     };

@@ -23,7 +23,8 @@ use tokio::task::JoinHandle;
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// A programmed response. `{n}` in the body is replaced by the route's request count.
+/// A programmed response. `{n}` in the body is replaced by the route's request count, `{user}`
+/// by the request's [`identity`].
 #[derive(Debug, Clone)]
 pub struct Route {
     pub status: u16,
@@ -245,6 +246,26 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
     }
 }
 
+/// Who a request is, read the way the LLMSelect origin reads it: `Authorization` wins, else the
+/// first `access_token_cookie` of the `Cookie` headers, else nobody. Substituted for `{user}`.
+pub fn identity(headers: &HeaderMap) -> String {
+    if let Some(auth) = headers.get(http::header::AUTHORIZATION) {
+        return format!("auth:{}", String::from_utf8_lossy(auth.as_bytes()));
+    }
+    let cookie = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == "access_token_cookie")
+        .map(|(_, v)| v.trim().to_string());
+    match cookie {
+        Some(c) => format!("cookie:{c}"),
+        None => "anonymous".into(),
+    }
+}
+
 fn full(s: impl Into<Bytes>) -> Body {
     Full::new(s.into()).boxed()
 }
@@ -341,7 +362,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             .body(StreamBody::new(rx).boxed())
             .expect("valid response");
     }
-    let body = route.body.replace("{n}", &n.to_string());
+    let body = route
+        .body
+        .replace("{n}", &n.to_string())
+        .replace("{user}", &identity(&headers));
     if let Some(pause) = route.body_pause {
         let bytes = Bytes::from(body);
         let half = bytes.len() / 2;

@@ -18,16 +18,23 @@ pub struct BodyHit {
     start: usize,
     end: usize,
     done: bool,
+    /// The stored version served (its `Entry::id`): a revalidation refreshes only this one.
+    pub entry_id: u64,
+    /// The entry was soft-purged (an admin or bus invalidation): never served stale on a
+    /// request's `max-stale`.
+    pub soft_purged: bool,
 }
 
 impl BodyHit {
-    pub fn new(body: Bytes) -> Self {
+    pub fn new(body: Bytes, entry_id: u64, soft_purged: bool) -> Self {
         let end = body.len();
         BodyHit {
             body,
             start: 0,
             end,
             done: false,
+            entry_id,
+            soft_purged,
         }
     }
 }
@@ -78,7 +85,8 @@ impl HandleHit for BodyHit {
     }
 }
 
-/// Buffers a fill and commits it at `finish()`.
+/// Buffers a fill and commits it at `finish()`. The buffered bytes are reserved in the store's
+/// in-flight budget while the fill runs, and released when it ends either way.
 pub struct BufferedMiss {
     store: &'static Store,
     combined: HashBinary,
@@ -86,6 +94,7 @@ pub struct BufferedMiss {
     meta: Option<(Vec<u8>, Vec<u8>)>,
     body: BytesMut,
     info: Option<FillInfo>,
+    reserved: u64,
 }
 
 impl BufferedMiss {
@@ -103,7 +112,14 @@ impl BufferedMiss {
             meta: Some(meta),
             body: BytesMut::new(),
             info: Some(info),
+            reserved: 0,
         }
+    }
+}
+
+impl Drop for BufferedMiss {
+    fn drop(&mut self) {
+        self.store.release_inflight(self.reserved);
     }
 }
 
@@ -114,6 +130,14 @@ impl HandleMiss for BufferedMiss {
             // pingora stops caching and keeps proxying the response
             return Error::e_explain(ErrorType::InternalError, "object exceeds max_object_bytes");
         }
+        let n = data.len() as u64;
+        if !self.store.reserve_inflight(n) {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "fills in progress exceed max_inflight_fill_bytes",
+            );
+        }
+        self.reserved += n;
         self.body.extend_from_slice(&data);
         Ok(())
     }
@@ -124,7 +148,13 @@ impl HandleMiss for BufferedMiss {
         let (Some(meta), Some(info)) = (self.meta.take(), self.info.take()) else {
             return Ok(MissFinishType::Created(0));
         };
-        let body = std::mem::take(&mut self.body).freeze();
+        let buf = std::mem::take(&mut self.body);
+        // Store what is held, not what the buffer grew to.
+        let body = if buf.capacity() > buf.len() + buf.len() / 8 + 64 {
+            Bytes::copy_from_slice(&buf)
+        } else {
+            buf.freeze()
+        };
         let weight = self
             .store
             .commit(self.combined, self.primary, meta, body, info);

@@ -19,7 +19,6 @@
 //! full path runs as if the fast path did not exist.
 
 use super::storage::{Entry, HitView, Store};
-use super::vary;
 use http::{header, HeaderMap, HeaderName, Method};
 use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::CacheKey;
@@ -93,11 +92,7 @@ fn request_variance(
     req: &HeaderMap,
     auth_cookies: &[String],
 ) -> Option<HashBinary> {
-    if view.varies {
-        vary::variance(&view.header.headers, req, auth_cookies)
-    } else {
-        None
-    }
+    view.vary.variance(req, auth_cookies)
 }
 
 fn fresh(entry: Arc<Entry>, now: SystemTime) -> Option<Arc<Entry>> {
@@ -116,9 +111,13 @@ fn secondary_slot(primary: &HashBinary, variance: HashBinary) -> HashBinary {
 /// The per-entry part of what pingora's hit path does to a stored header (`cache_hit_header`
 /// and `range_header_filter` in pingora-proxy's `proxy_cache.rs`), applied once at store time:
 /// HTTP/1.1, chunked framing when there is no `Content-Length`, and `Accept-Ranges: bytes` on a
-/// 200 with a valid `Content-Length` (the store can serve ranges). `Age` is per request.
-pub fn served_header(mut header: ResponseHeader) -> ResponseHeader {
+/// 200 with a valid `Content-Length` (the store can serve ranges). `Age` is per request. `own`
+/// are the targeted fields addressed to this proxy alone, which never leave it.
+pub fn served_header(mut header: ResponseHeader, own: &[HeaderName]) -> ResponseHeader {
     header.set_version(http::Version::HTTP_11);
+    for name in own {
+        header.remove_header(name);
+    }
     let status = header.status;
     let length = header
         .headers
@@ -150,13 +149,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn store() -> Store {
-        Store::new(StoreOptions {
-            capacity_bytes: 1 << 20,
-            shards: 4,
-            max_object_bytes: 1 << 16,
-            tombstone_retention: Duration::from_secs(60),
-        })
-        .unwrap()
+        Store::new(StoreOptions::for_tests(1 << 20, 4)).unwrap()
     }
 
     use crate::test_support::{header_map as headers, request as req};
@@ -188,6 +181,9 @@ mod tests {
         let mut h = ResponseHeader::build(200, None).unwrap();
         if f.variance.is_some() {
             h.insert_header("vary", "authorization").unwrap();
+        } else {
+            // explicitly shared, so no implicit credential variance either
+            h.insert_header("cache-control", "public").unwrap();
         }
         let mut meta = CacheMeta::new(created + Duration::from_secs(60), created, 0, 0, h);
         if let Some(v) = f.variance {
@@ -197,6 +193,7 @@ mod tests {
             started: Instant::now(),
             url: UrlKey::new("h", "/x"),
             groups: vec![],
+            revalidates: None,
         };
         let meta = meta.serialize().unwrap();
         assert!(s.commit(f.slot, primary(), meta, Bytes::from(f.body), info) > 0);
@@ -223,8 +220,9 @@ mod tests {
         let vary = headers(&[("vary", "authorization")]);
         let h = ["alice", "bob", "carol"]
             .map(|u| headers(&[("authorization", &format!("Bearer {u}"))]));
-        let va = vary::variance(&vary, &h[0], &[]).unwrap();
-        let vb = vary::variance(&vary, &h[1], &[]).unwrap();
+        let targeted = StoreOptions::for_tests(1, 1).targeted_fields;
+        let va = super::super::vary::variance(&vary, &h[0], &[], &targeted).unwrap();
+        let vb = super::super::vary::variance(&vary, &h[1], &[], &targeted).unwrap();
         (h, va, vb)
     }
 
@@ -262,13 +260,19 @@ mod tests {
     fn served_header_matches_pingoras_hit_header() {
         let mut h = ResponseHeader::build(200, None).unwrap();
         h.insert_header("content-length", "4").unwrap();
-        let h = served_header(h);
+        h.insert_header("llmselect-cache-control", "max-age=5")
+            .unwrap();
+        h.insert_header("cdn-cache-control", "max-age=5").unwrap();
+        let own = [HeaderName::from_static("llmselect-cache-control")];
+        let h = served_header(h, &own);
+        assert!(h.headers.get("llmselect-cache-control").is_none());
+        assert!(h.headers.get("cdn-cache-control").is_some());
         assert_eq!(h.headers.get("accept-ranges").unwrap(), "bytes");
         assert!(h.headers.get("transfer-encoding").is_none());
-        let chunked = served_header(ResponseHeader::build(200, None).unwrap());
+        let chunked = served_header(ResponseHeader::build(200, None).unwrap(), &own);
         assert_eq!(chunked.headers.get("transfer-encoding").unwrap(), "chunked");
         assert!(chunked.headers.get("accept-ranges").is_none());
-        let no_body = served_header(ResponseHeader::build(204, None).unwrap());
+        let no_body = served_header(ResponseHeader::build(204, None).unwrap(), &own);
         assert!(no_body.headers.is_empty());
     }
 

@@ -2,7 +2,7 @@
 //! what to store and for how long (`decide`), and what the request's own directives demand of a
 //! stored response (`request_freshness`).
 
-use http::{header, HeaderMap, HeaderValue, Method};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 use pingora_cache::cache_control::{CacheControl, InterpretCacheControl};
 use pingora_cache::filters::calculate_serve_stale_durations;
@@ -10,7 +10,7 @@ use pingora_cache::{CacheMeta, CacheMetaDefaults, ForcedFreshness, NoCacheReason
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::time::{Duration, SystemTime};
 
-/// `CDN-Cache-Control` (RFC 9213): the field this proxy obeys instead of `Cache-Control`.
+/// `CDN-Cache-Control` (RFC 9213): the targeted field shared by every CDN, kept on responses.
 pub const CDN_CACHE_CONTROL: &str = "cdn-cache-control";
 
 /// Settings the policy needs from the configuration.
@@ -19,13 +19,38 @@ pub struct PolicyOptions {
     pub default_swr_secs: u32,
     pub default_sie_secs: u32,
     pub auth_cookies: Vec<String>,
+    /// Targeted cache-control fields obeyed instead of `Cache-Control`, highest priority first.
+    pub targeted_fields: Vec<HeaderName>,
+}
+
+impl PolicyOptions {
+    /// The targeted fields that belong to this proxy alone (every listed one but
+    /// `CDN-Cache-Control`): removed from responses before they leave the proxy.
+    pub fn own_fields(&self) -> Vec<HeaderName> {
+        own_fields(&self.targeted_fields)
+    }
+}
+
+/// The fields of `targeted` that are this proxy's own (all but `CDN-Cache-Control`).
+pub fn own_fields(targeted: &[HeaderName]) -> Vec<HeaderName> {
+    targeted
+        .iter()
+        .filter(|n| n.as_str() != CDN_CACHE_CONTROL)
+        .cloned()
+        .collect()
 }
 
 /// Reason labels for uncacheable responses.
+///
+/// The uncacheable predictor remembers a URL as "do not even look it up" for everybody, so it
+/// may only learn from what is intrinsic to the URL: a success or redirect answered to a request
+/// without credentials or request directives. Every other refusal is reported as
+/// [`reason::REQUEST_SPECIFIC`], which the predictor skips (see `proxy::predictor_skips`): one
+/// user's 401, 404 or 429, or one client's `Cache-Control: no-store`, must not turn caching off
+/// for the URL.
 pub mod reason {
-    /// An authentication failure for a request that carried credentials: do not teach the
-    /// (variance-blind) predictor to bypass the URL for everybody.
-    pub const CREDENTIAL: &str = "credential";
+    /// The refusal depends on this request (its credentials, its directives, its status).
+    pub const REQUEST_SPECIFIC: &str = "request-specific";
     pub const VARY_STAR: &str = "vary-star";
     pub const NOT_STORABLE: &str = "not-storable";
     pub const NO_FRESHNESS: &str = "no-freshness";
@@ -41,16 +66,17 @@ pub fn decide(
     now: SystemTime,
     opts: &PolicyOptions,
 ) -> Result<CacheMeta, NoCacheReason> {
-    // An authentication failure says nothing about other users of the URL: keep it away from
-    // the (variance-blind) predictor so one bad credential does not bypass the cache for all.
-    let auth_failure = matches!(resp.status.as_u16(), 401 | 403 | 407)
-        && carries_credentials(&req.headers, &opts.auth_cookies);
+    // Only what is intrinsic to the URL may teach the (variance-blind) predictor.
+    let intrinsic = (200..400).contains(&resp.status.as_u16())
+        && !carries_credentials(&req.headers)
+        && !req.headers.contains_key(header::CACHE_CONTROL)
+        && !req.headers.contains_key(header::PRAGMA);
     let custom = |r: &'static str| {
-        if auth_failure {
-            NoCacheReason::Custom(reason::CREDENTIAL)
+        NoCacheReason::Custom(if intrinsic {
+            r
         } else {
-            NoCacheReason::Custom(r)
-        }
+            reason::REQUEST_SPECIFIC
+        })
     };
     if vary_names(&resp.headers).any(|n| n == "*") {
         return Err(custom(reason::VARY_STAR));
@@ -58,7 +84,7 @@ pub fn decide(
     if is_event_stream(&resp.headers) {
         return Err(custom(reason::STREAM));
     }
-    let resp_view = response_view(resp);
+    let resp_view = response_view(resp, &opts.targeted_fields);
     let req_view = request_view(req, &opts.auth_cookies);
     let policy = CachePolicy::new_options(
         &req_view,
@@ -126,20 +152,49 @@ fn freshness(policy: &CachePolicy, headers: &HeaderMap, now: SystemTime) -> (Dur
     (lifetime.saturating_sub(age), age)
 }
 
+/// Hop-by-hop fields (RFC 9110 §7.6.1 and the common non-standard ones): never stored from, or
+/// replayed out of, a 304.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
 /// The cached header updated by a 304 (RFC 9111 §4.3.4): every field of the 304 replaces the
-/// stored one, except the framing fields that describe the stored body.
+/// stored one, except
+/// - the framing fields that describe the stored body (`Content-Length`, `Content-Encoding`,
+///   `Content-Range`, `Content-Type`),
+/// - hop-by-hop fields and the fields the 304's `Connection` names,
+/// - `Vary` (it would re-key a variant stored under the old one) and `Set-Cookie` (one client's
+///   state, which must never be replayed to the others).
 pub fn overlay_304(stored: &ResponseHeader, not_modified: &ResponseHeader) -> ResponseHeader {
     let mut out = stored.clone();
-    let skip = [
-        header::CONTENT_LENGTH,
-        header::TRANSFER_ENCODING,
-        header::CONTENT_ENCODING,
-        header::CONTENT_RANGE,
-        header::CONNECTION,
-    ];
-    let mut replaced: Vec<&http::HeaderName> = Vec::new();
+    let connection_named: Vec<String> = not_modified
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
+    let skip = |name: &HeaderName| {
+        let n = name.as_str();
+        matches!(
+            n,
+            "content-length" | "content-encoding" | "content-range" | "content-type" | "vary"
+        ) || n == "set-cookie"
+            || HOP_BY_HOP.contains(&n)
+            || connection_named.iter().any(|c| c == n)
+    };
+    let mut replaced: Vec<&HeaderName> = Vec::new();
     for (name, value) in not_modified.headers.iter() {
-        if skip.contains(name) || name == header::CONTENT_TYPE {
+        if skip(name) {
             continue;
         }
         if !replaced.contains(&name) {
@@ -212,21 +267,43 @@ pub fn only_if_cached(req: &HeaderMap) -> bool {
 }
 
 /// Whether a stored response forbids being served stale (`must-revalidate`, `proxy-revalidate`,
-/// `s-maxage`, in the field this proxy obeys).
-pub fn forbids_stale(resp: &HeaderMap) -> bool {
-    let field = if resp.contains_key(CDN_CACHE_CONTROL) {
-        CDN_CACHE_CONTROL
-    } else {
-        "cache-control"
+/// `s-maxage`, `no-cache`, in the field this proxy obeys): no request `max-stale` overrides it.
+pub fn forbids_stale(resp: &HeaderMap, targeted: &[HeaderName]) -> bool {
+    let governing = targeted_cache_control(resp, targeted);
+    let values: Vec<&str> = match &governing {
+        Some(v) => v.to_str().ok().into_iter().collect(),
+        None => resp
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect(),
     };
-    resp.get_all(field).iter().any(|v| {
-        v.to_str().is_ok_and(|s| {
-            let s = s.to_ascii_lowercase();
-            s.contains("must-revalidate")
-                || s.contains("proxy-revalidate")
-                || s.contains("s-maxage")
-        })
+    values.iter().any(|s| {
+        let s = s.to_ascii_lowercase();
+        s.contains("must-revalidate")
+            || s.contains("proxy-revalidate")
+            || s.contains("s-maxage")
+            || s.contains("no-cache")
     })
+}
+
+/// Whether the origin explicitly allows sharing the response across users: `public` or
+/// `s-maxage` in the field this proxy obeys. Anything else is keyed by the request's credentials
+/// (see `cache::vary`), whatever its `Vary` says.
+pub fn explicitly_shared(resp: &HeaderMap, targeted: &[HeaderName]) -> bool {
+    let mut view = HeaderMap::new();
+    match targeted_cache_control(resp, targeted) {
+        Some(v) => {
+            view.insert(header::CACHE_CONTROL, v);
+        }
+        None => {
+            for v in resp.get_all(header::CACHE_CONTROL) {
+                view.append(header::CACHE_CONTROL, v.clone());
+            }
+        }
+    }
+    CacheControl::from_headers_named("cache-control", &view)
+        .is_some_and(|cc| cc.public() || cc.s_maxage().ok().flatten().is_some())
 }
 
 /// Lower-cased `Cache-Control` request directives with their optional values.
@@ -251,23 +328,31 @@ fn request_directives(req: &HeaderMap) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-/// The response as the policy sees it: with a valid `CDN-Cache-Control`, that field replaces
-/// `Cache-Control` and `Expires` is ignored (RFC 9213 §2.1).
-pub fn response_view(resp: &ResponseHeader) -> http::response::Parts {
+/// The response as the policy sees it: with a valid targeted field (the first of `targeted`
+/// present and valid), that field replaces `Cache-Control` and `Expires` is ignored (RFC 9213
+/// §2.1).
+pub fn response_view(resp: &ResponseHeader, targeted: &[HeaderName]) -> http::response::Parts {
     let mut parts = resp.as_owned_parts();
-    if let Some(cdn) = cdn_cache_control(&resp.headers) {
+    if let Some(cc) = targeted_cache_control(&resp.headers, targeted) {
         parts.headers.remove(header::CACHE_CONTROL);
         parts.headers.remove(header::EXPIRES);
         parts.headers.remove(header::PRAGMA);
-        parts.headers.insert(header::CACHE_CONTROL, cdn);
+        parts.headers.insert(header::CACHE_CONTROL, cc);
     }
     parts
 }
 
-/// A valid `CDN-Cache-Control` value (a structured-field dictionary), if present.
-fn cdn_cache_control(headers: &HeaderMap) -> Option<HeaderValue> {
+/// The value of the highest-priority targeted field that is present and a valid structured-field
+/// dictionary; an invalid one is ignored and the next one is tried (RFC 9213 §2.1).
+pub fn targeted_cache_control(headers: &HeaderMap, targeted: &[HeaderName]) -> Option<HeaderValue> {
+    targeted
+        .iter()
+        .find_map(|name| valid_dictionary(headers, name))
+}
+
+fn valid_dictionary(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
     let values: Vec<&str> = headers
-        .get_all(CDN_CACHE_CONTROL)
+        .get_all(name)
         .iter()
         .map(|v| v.to_str())
         .collect::<Result<_, _>>()
@@ -283,46 +368,60 @@ fn cdn_cache_control(headers: &HeaderMap) -> Option<HeaderValue> {
 }
 
 /// The request as the policy sees it: the GET form (pingora fetches HEAD misses with GET), with
-/// `Cookie` reduced to the authentication cookies.
+/// `Cookie` in its keyed form (see [`cookie_key`]).
 pub fn request_view(req: &RequestHeader, auth_cookies: &[String]) -> http::request::Parts {
     let mut parts = req.as_owned_parts();
     if parts.method == Method::HEAD {
         parts.method = Method::GET;
     }
-    let cookie = normalised_cookie(&req.headers, auth_cookies);
+    let cookie = cookie_key(&req.headers, auth_cookies);
     parts.headers.remove(header::COOKIE);
-    if let Some(c) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+    if let Some(c) = cookie.and_then(|c| HeaderValue::from_bytes(&c).ok()) {
         parts.headers.insert(header::COOKIE, c);
     }
     parts
 }
 
-/// All `Cookie` headers joined, reduced to the configured authentication cookies, sorted.
-/// `None` when no authentication cookie is present.
-pub fn normalised_cookie(headers: &HeaderMap, auth_cookies: &[String]) -> Option<String> {
-    let mut pairs: Vec<&str> = headers
+/// The part of the request's `Cookie` headers that keys a variant. Fails closed:
+/// - when at least one of `auth_cookies` is present, the pairs of those cookies only (so unrelated
+///   cookies neither split nor defeat a user's entries);
+/// - otherwise (or when `auth_cookies` is empty) every pair.
+///
+/// Pairs are trimmed and stably sorted by name: pairs of one name keep their order, because an
+/// application reads the first (or the last) of duplicate names and `a=1; a=2` is not `a=2; a=1`.
+/// `None` when the request has no cookie pair at all.
+pub fn cookie_key(headers: &HeaderMap, auth_cookies: &[String]) -> Option<Vec<u8>> {
+    // Bytes, not `str`: a value with obs-text must key exactly, never collapse into another.
+    let pairs: Vec<&[u8]> = headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| {
-            let name = pair.split('=').next().unwrap_or("").trim();
-            auth_cookies.iter().any(|c| c == name)
-        })
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .map(<[u8]>::trim_ascii)
+        .filter(|p| !p.is_empty())
         .collect();
-    if pairs.is_empty() {
+    fn name(pair: &[u8]) -> &[u8] {
+        pair.split(|b| *b == b'=')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii()
+    }
+    let is_auth = |pair: &&[u8]| auth_cookies.iter().any(|c| c.as_bytes() == name(pair));
+    let mut keyed: Vec<&[u8]> = if pairs.iter().any(is_auth) {
+        pairs.into_iter().filter(is_auth).collect()
+    } else {
+        pairs
+    };
+    if keyed.is_empty() {
         return None;
     }
-    pairs.sort_unstable();
-    pairs.dedup();
-    Some(pairs.join("; "))
+    keyed.sort_by(|a, b| name(a).cmp(name(b)));
+    Some(keyed.join(&b"; "[..]))
 }
 
-/// Whether the request identifies a user (`Authorization` or an authentication cookie).
-pub fn carries_credentials(headers: &HeaderMap, auth_cookies: &[String]) -> bool {
-    headers.contains_key(header::AUTHORIZATION)
-        || normalised_cookie(headers, auth_cookies).is_some()
+/// Whether the request carries anything that may identify its sender (`Authorization` or any
+/// `Cookie`).
+pub fn carries_credentials(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::AUTHORIZATION) || headers.contains_key(header::COOKIE)
 }
 
 /// Lower-cased field names listed in `Vary`.
@@ -353,6 +452,10 @@ mod tests {
             default_swr_secs: 5,
             default_sie_secs: 7,
             auth_cookies: vec!["session".into()],
+            targeted_fields: vec![
+                HeaderName::from_static("llmselect-cache-control"),
+                HeaderName::from_static(CDN_CACHE_CONTROL),
+            ],
         }
     }
 
@@ -496,14 +599,65 @@ mod tests {
     }
 
     #[test]
-    fn credential_reason_is_tagged() {
-        let r = decide(
-            &req(&[("cookie", "theme=dark; session=abc")]),
-            &resp(401, &[("cache-control", "no-store")]),
-            SystemTime::now(),
-            &opts(),
+    fn only_intrinsic_reasons_reach_the_predictor() {
+        let now = SystemTime::now();
+        let specific = NoCacheReason::Custom(reason::REQUEST_SPECIFIC);
+        let no_store = || resp(200, &[("cache-control", "no-store")]);
+        // one user's failure, a 404 / 429, a credentialed request, a client's own directive
+        for (rq, rs) in [
+            (
+                req(&[("cookie", "theme=dark; session=abc")]),
+                resp(401, &[("cache-control", "no-store")]),
+            ),
+            (req(&[]), resp(404, &[("cache-control", "no-store")])),
+            (req(&[]), resp(429, &[("cache-control", "no-store")])),
+            (req(&[("authorization", "Bearer x")]), no_store()),
+            (req(&[("cookie", "a=b")]), no_store()),
+            (
+                req(&[("cache-control", "no-store")]),
+                resp(200, &[("cache-control", "max-age=60")]),
+            ),
+        ] {
+            assert_eq!(decide(&rq, &rs, now, &opts()).unwrap_err(), specific);
+        }
+        // what the URL itself says to everybody
+        assert_eq!(
+            decide(&req(&[]), &no_store(), now, &opts()).unwrap_err(),
+            NoCacheReason::Custom(reason::NOT_STORABLE)
         );
-        assert_eq!(r.unwrap_err(), NoCacheReason::Custom(reason::CREDENTIAL));
+    }
+
+    #[test]
+    fn targeted_fields_in_priority_order() {
+        let now = SystemTime::now();
+        let r = resp(
+            200,
+            &[
+                ("cache-control", "private"),
+                ("cdn-cache-control", "max-age=10"),
+                ("llmselect-cache-control", "max-age=40, must-revalidate"),
+            ],
+        );
+        let m = decide(&req(&[]), &r, now, &opts()).unwrap();
+        assert_eq!(ttl(&m, now), 40);
+        assert!(forbids_stale(&r.headers, &opts().targeted_fields));
+        assert!(!explicitly_shared(&r.headers, &opts().targeted_fields));
+        // an invalid own field falls back to the next one
+        let r = resp(
+            200,
+            &[
+                ("cdn-cache-control", "public, max-age=10"),
+                ("llmselect-cache-control", "max-age=(("),
+            ],
+        );
+        let m = decide(&req(&[]), &r, now, &opts()).unwrap();
+        assert_eq!(ttl(&m, now), 10);
+        assert!(explicitly_shared(&r.headers, &opts().targeted_fields));
+        assert!(!forbids_stale(&r.headers, &opts().targeted_fields));
+        let s = resp(200, &[("cache-control", "s-maxage=5")]);
+        assert!(explicitly_shared(&s.headers, &opts().targeted_fields));
+        let nc = resp(200, &[("cache-control", "no-cache, max-age=5")]);
+        assert!(forbids_stale(&nc.headers, &opts().targeted_fields));
     }
 
     #[test]
@@ -611,18 +765,63 @@ mod tests {
         assert_eq!(out.headers["cache-groups"], "\"b\"");
         assert_eq!(out.headers["date"], "new");
         assert_eq!(out.headers["content-length"], "10");
+        // Vary, Set-Cookie, hop-by-hop and Connection-named fields are not merged
+        let nm = resp(
+            304,
+            &[
+                ("vary", "cookie"),
+                ("set-cookie", "sid=alice"),
+                ("connection", "x-private"),
+                ("x-private", "1"),
+                ("keep-alive", "timeout=5"),
+            ],
+        );
+        let out = overlay_304(&stored, &nm);
+        for name in [
+            "vary",
+            "set-cookie",
+            "connection",
+            "x-private",
+            "keep-alive",
+        ] {
+            assert!(out.headers.get(name).is_none(), "{name}");
+        }
     }
 
     #[test]
-    fn cookie_normalisation() {
-        let mut h = HeaderMap::new();
-        h.append("cookie", "theme=dark; session=b".parse().unwrap());
-        h.append("cookie", "x=1; session=a".parse().unwrap());
-        let c = normalised_cookie(&h, &["session".into()]).unwrap();
-        assert_eq!(c, "session=a; session=b");
-        let mut other = HeaderMap::new();
-        other.append("cookie", "theme=light".parse().unwrap());
-        assert!(normalised_cookie(&other, &["session".into()]).is_none());
+    fn cookie_key_fails_closed() {
+        let auth = ["session".to_string()];
+        let key = |values: &[&str], auth: &[String]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("cookie", v.parse().unwrap());
+            }
+            cookie_key(&h, auth).map(|k| String::from_utf8(k).unwrap())
+        };
+        // reduced to the auth cookie when present; duplicates keep their order
+        assert_eq!(
+            key(&["theme=dark; session=b", "x=1; session=a"], &auth).unwrap(),
+            "session=b; session=a"
+        );
+        assert_ne!(
+            key(&["session=a; session=b"], &auth),
+            key(&["session=b; session=a"], &auth)
+        );
+        // no auth cookie: the whole header, sorted by name
+        assert_eq!(
+            key(&["theme=light; a=1"], &auth).unwrap(),
+            "a=1; theme=light"
+        );
+        assert_ne!(key(&["t=1"], &auth), key(&["t=2"], &auth));
+        // an empty list means the whole header
+        assert_eq!(key(&["b=2; a=1"], &[]).unwrap(), "a=1; b=2");
+        assert_eq!(key(&[" ; "], &auth), None);
+        // obs-text keys exactly
+        let mut h1 = HeaderMap::new();
+        h1.append("cookie", HeaderValue::from_bytes(b"x=\xc3\xa9").unwrap());
+        let mut h2 = HeaderMap::new();
+        h2.append("cookie", HeaderValue::from_bytes(b"x=\xc3\xa8").unwrap());
+        assert_ne!(cookie_key(&h1, &auth), cookie_key(&h2, &auth));
     }
 
     fn httpdate(t: SystemTime) -> String {

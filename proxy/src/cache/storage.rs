@@ -4,9 +4,11 @@
 
 use super::handlers::{BodyHit, BufferedMiss};
 use super::index::{Index, Tombstones};
+use super::vary::VaryFields;
 use crate::proxy::key::UrlKey;
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::HeaderName;
 use parking_lot::Mutex;
 use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::storage::{HitHandler, MissHandler, PurgeOutcome, PurgeTarget, PurgeType};
@@ -22,6 +24,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+impl StoreOptions {
+    /// Small defaults for unit tests.
+    #[cfg(test)]
+    pub fn for_tests(capacity_bytes: u64, shards: usize) -> StoreOptions {
+        StoreOptions {
+            capacity_bytes,
+            shards,
+            max_object_bytes: (capacity_bytes / shards as u64 / 2) as usize,
+            max_inflight_fill_bytes: capacity_bytes / 2,
+            tombstone_retention: Duration::from_secs(60),
+            tombstone_max_bytes: 1 << 20,
+            targeted_fields: vec![
+                HeaderName::from_static("llmselect-cache-control"),
+                HeaderName::from_static("cdn-cache-control"),
+            ],
+        }
+    }
+}
+
 /// Fixed per-entry weight for the index slots, the `Arc`, the map slot and the struct itself.
 const ENTRY_OVERHEAD: u64 = 512;
 
@@ -34,6 +55,10 @@ pub struct FillInfo {
     pub url: UrlKey,
     /// The response's groups (`Cache-Groups` / `Surrogate-Key`).
     pub groups: Vec<String>,
+    /// For a 304 refresh: the id of the stored entry that was revalidated. The refresh applies
+    /// only if that very entry is still the one stored, so a late 304 never pairs one version's
+    /// validators with another version's body.
+    pub revalidates: Option<u64>,
 }
 
 /// The parts of a stored meta that a plain fresh hit needs, decoded once when the entry is
@@ -51,19 +76,21 @@ pub struct HitView {
     pub provenance: SystemTime,
     /// The `Vary` variance this entry was stored for.
     pub variance: Option<HashBinary>,
-    /// The stored header names a `Vary` field.
-    pub varies: bool,
+    /// The request fields this entry is keyed on (`Vary` plus implicit credentials).
+    pub vary: VaryFields,
 }
 
 impl HitView {
     /// Decodes the serialized meta rather than copying the live `CacheMeta` of the fill: the
     /// serialization keeps whole seconds, so freshness and provenance here are exactly what
     /// pingora's own lookups see.
-    fn decode(meta: &(Vec<u8>, Vec<u8>)) -> Option<HitView> {
+    fn decode(meta: &(Vec<u8>, Vec<u8>), fields: &TargetedFields) -> Option<HitView> {
         let m = CacheMeta::deserialize(&meta.0, &meta.1).ok()?;
-        let header = super::hit::served_header(m.response_header_copy());
+        let stored = m.response_header_copy();
+        let vary = VaryFields::of(&stored.headers, &fields.obeyed);
+        let header = super::hit::served_header(stored, &fields.own);
         Some(HitView {
-            varies: header.headers.contains_key(http::header::VARY),
+            vary,
             header,
             fresh_until: m.fresh_until(),
             epoch: m.epoch(),
@@ -87,6 +114,8 @@ impl HitView {
 /// One stored response.
 #[derive(Debug)]
 pub struct Entry {
+    /// Unique per stored version (a 304 refresh stores a new one).
+    pub id: u64,
     /// `CacheMeta::serialize()` output (internal, header).
     pub meta: (Vec<u8>, Vec<u8>),
     /// The same meta, decoded for the fast hit path (`None` if it failed to decode, in which
@@ -156,13 +185,28 @@ impl Lifecycle<HashBinary, Arc<Entry>> for EvictionHook {
 }
 
 /// Sizing of the store.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub capacity_bytes: u64,
     pub shards: usize,
     pub max_object_bytes: usize,
+    /// Budget for the bodies of all fills in progress.
+    pub max_inflight_fill_bytes: u64,
     /// How long tombstones must survive (longer than any fill).
     pub tombstone_retention: Duration,
+    /// Byte budget of the tombstones.
+    pub tombstone_max_bytes: usize,
+    /// Targeted cache-control fields the proxy obeys, highest priority first.
+    pub targeted_fields: Vec<HeaderName>,
+}
+
+/// The targeted fields as the decoded views need them.
+#[derive(Debug, Clone)]
+struct TargetedFields {
+    /// Obeyed, highest priority first.
+    obeyed: Vec<HeaderName>,
+    /// This proxy's own: removed from what it serves.
+    own: Vec<HeaderName>,
 }
 
 /// What a purge should reach.
@@ -194,6 +238,10 @@ pub struct Store {
     hook: EvictionHook,
     max_object: usize,
     max_weight: u64,
+    next_id: AtomicU64,
+    inflight: AtomicU64,
+    max_inflight: u64,
+    fields: TargetedFields,
 }
 
 impl Store {
@@ -216,11 +264,74 @@ impl Store {
             entries,
             state: Mutex::new(State {
                 index: Index::default(),
-                tombstones: Tombstones::new(opts.tombstone_retention, 100_000),
+                tombstones: Tombstones::new(opts.tombstone_retention, opts.tombstone_max_bytes),
             }),
             hook,
             max_object: opts.max_object_bytes,
             max_weight,
+            next_id: AtomicU64::new(1),
+            inflight: AtomicU64::new(0),
+            max_inflight: opts.max_inflight_fill_bytes,
+            fields: TargetedFields {
+                own: super::policy::own_fields(&opts.targeted_fields),
+                obeyed: opts.targeted_fields,
+            },
+        })
+    }
+
+    /// Reserves `n` bytes of the in-flight fill budget; `false` (nothing reserved) when that
+    /// would exceed it.
+    pub fn reserve_inflight(&self, n: u64) -> bool {
+        let mut current = self.inflight.load(Ordering::Relaxed);
+        loop {
+            let next = current.saturating_add(n);
+            if next > self.max_inflight {
+                return false;
+            }
+            match self.inflight.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Returns bytes reserved with [`Self::reserve_inflight`].
+    pub fn release_inflight(&self, n: u64) {
+        self.inflight.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Bytes of fills in progress.
+    pub fn inflight_bytes(&self) -> u64 {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    /// Bytes held by purge tombstones.
+    pub fn tombstone_bytes(&self) -> usize {
+        self.state.lock().tombstones.bytes()
+    }
+
+    fn new_entry(
+        &self,
+        meta: (Vec<u8>, Vec<u8>),
+        body: Bytes,
+        primary: HashBinary,
+        url: UrlKey,
+        groups: Vec<String>,
+    ) -> Arc<Entry> {
+        Arc::new(Entry {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            view: HitView::decode(&meta, &self.fields),
+            meta,
+            body,
+            primary,
+            url,
+            groups,
+            expired_at_ms: AtomicU64::new(0),
         })
     }
 
@@ -259,15 +370,7 @@ impl Store {
         body: Bytes,
         info: FillInfo,
     ) -> u64 {
-        let entry = Arc::new(Entry {
-            view: HitView::decode(&meta),
-            meta,
-            body,
-            primary,
-            url: info.url,
-            groups: info.groups,
-            expired_at_ms: AtomicU64::new(0),
-        });
+        let entry = self.new_entry(meta, body, primary, info.url, info.groups);
         let weight = entry.weight();
         if weight > self.max_weight {
             return 0;
@@ -289,45 +392,36 @@ impl Store {
     }
 
     /// Replaces the meta of a stored entry after a 304, keeping its body. `false` when the entry
-    /// is gone or the revalidation started before an invalidation that touches it.
-    pub fn refresh(
-        &self,
-        combined: HashBinary,
-        meta: (Vec<u8>, Vec<u8>),
-        info: Option<FillInfo>,
-    ) -> bool {
+    /// is gone, when it is no longer the version that was revalidated (`info.revalidates`), or
+    /// when the revalidation started before an invalidation that touches it.
+    pub fn refresh(&self, combined: HashBinary, meta: (Vec<u8>, Vec<u8>), info: FillInfo) -> bool {
+        let Some(revalidated) = info.revalidates else {
+            return false;
+        };
         let Some(old) = self.entries.peek(&combined) else {
             return false;
         };
-        let (url, groups, started) = match info {
-            Some(i) => (i.url, i.groups, Some(i.started)),
-            None => (old.url.clone(), old.groups.clone(), None),
-        };
-        let entry = Arc::new(Entry {
-            view: HitView::decode(&meta),
-            meta,
-            body: old.body.clone(),
-            primary: old.primary,
-            url,
-            groups,
-            expired_at_ms: AtomicU64::new(0),
-        });
+        if old.id != revalidated {
+            return false;
+        }
+        let entry = self.new_entry(meta, old.body.clone(), old.primary, info.url, info.groups);
         if entry.weight() > self.max_weight {
             return false;
         }
         let mut state = self.state.lock();
-        if let Some(started) = started {
-            if !state
-                .tombstones
-                .allows(started, &entry.primary, &entry.url, &entry.groups)
-            {
-                return false;
-            }
+        if !state
+            .tombstones
+            .allows(info.started, &entry.primary, &entry.url, &entry.groups)
+        {
+            return false;
         }
-        // purged while we were revalidating
+        // purged or replaced while we were revalidating
         let Some(current) = self.entries.peek(&combined) else {
             return false;
         };
+        if current.id != revalidated {
+            return false;
+        }
         state.index.remove(combined, &current);
         state.index.add(combined, &entry);
         self.entries.insert(combined, entry);
@@ -462,7 +556,8 @@ impl Storage for Store {
             return Ok(None);
         };
         let meta = meta_of(&entry)?;
-        Ok(Some((meta, Box::new(BodyHit::new(entry.body.clone())))))
+        let hit = BodyHit::new(entry.body.clone(), entry.id, entry.is_soft_expired());
+        Ok(Some((meta, Box::new(hit))))
     }
 
     async fn get_miss_handler(
@@ -486,6 +581,7 @@ impl Storage for Store {
                         Error::explain(ErrorType::InternalError, "fill without FillInfo")
                     })?,
                 groups: Vec::new(),
+                revalidates: None,
             },
         };
         Ok(Box::new(BufferedMiss::new(
@@ -552,7 +648,10 @@ impl Storage for Store {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<bool> {
-        let info = meta.extensions().get::<FillInfo>().cloned();
+        // Without the fill's record the revalidated version is unknown: keep the old entry.
+        let Some(info) = meta.extensions().get::<FillInfo>().cloned() else {
+            return Ok(false);
+        };
         Ok(self.refresh(key.combined_bin(), meta.serialize()?, info))
     }
 
@@ -571,10 +670,8 @@ mod tests {
 
     fn store(capacity: u64, shards: usize) -> Store {
         Store::new(StoreOptions {
-            capacity_bytes: capacity,
-            shards,
             max_object_bytes: (capacity as usize) / shards / 2,
-            tombstone_retention: Duration::from_secs(60),
+            ..StoreOptions::for_tests(capacity, shards)
         })
         .unwrap()
     }
@@ -599,6 +696,7 @@ mod tests {
                 started: Instant::now(),
                 url,
                 groups: groups.iter().map(|g| g.to_string()).collect(),
+                revalidates: None,
             },
         );
         (p, w)
@@ -678,14 +776,49 @@ mod tests {
             started,
             url: url.clone(),
             groups: vec![],
+            revalidates: None,
         };
         assert_eq!(s.commit(p, p, meta(), Bytes::from_static(b"old"), info), 0);
         let info = FillInfo {
             started: Instant::now(),
             url,
             groups: vec![],
+            revalidates: None,
         };
         assert!(s.commit(p, p, meta(), Bytes::from_static(b"new"), info) > 0);
+    }
+
+    #[test]
+    fn refresh_applies_only_to_the_revalidated_version() {
+        let s = store(1 << 20, 4);
+        let (p, _) = fill(&s, "/v", &[], 10);
+        let v1 = s.get(&p).unwrap().id;
+        // another fill replaced the entry while a 304 for v1 was on its way
+        fill(&s, "/v", &[], 20);
+        let v2 = s.get(&p).unwrap().id;
+        assert_ne!(v1, v2);
+        let info = |id| FillInfo {
+            started: Instant::now(),
+            url: UrlKey::new("h", "/v"),
+            groups: vec![],
+            revalidates: id,
+        };
+        assert!(!s.refresh(p, meta(), info(Some(v1))));
+        assert!(!s.refresh(p, meta(), info(None)));
+        assert_eq!(s.get(&p).unwrap().id, v2);
+        assert!(s.refresh(p, meta(), info(Some(v2))));
+        let refreshed = s.get(&p).unwrap();
+        assert_ne!(refreshed.id, v2);
+        assert_eq!(refreshed.body.len(), 20);
+    }
+
+    #[test]
+    fn inflight_budget() {
+        let s = store(1 << 20, 4);
+        assert!(s.reserve_inflight(1000));
+        assert!(!s.reserve_inflight(StoreOptions::for_tests(1 << 20, 4).max_inflight_fill_bytes));
+        s.release_inflight(1000);
+        assert_eq!(s.inflight_bytes(), 0);
     }
 
     #[test]

@@ -1,40 +1,73 @@
-//! `Vary` support: the variance hash of a request for the fields a stored response names.
-//! `Cookie` is reduced to the authentication cookies so unrelated cookies do not split (or
-//! defeat) per-user entries; `Authorization` is taken as is, so a different credential can
-//! only miss.
+//! Variants: which request fields key a stored response, and the variance hash of a request.
+//!
+//! The fields are the response's `Vary` plus, for every response the origin did not explicitly
+//! share (`public` or `s-maxage`, see [`policy::explicitly_shared`]), the request's credentials:
+//! `Authorization` and `Cookie`. So a per-user response is keyed by credential even when its
+//! origin forgot `Vary`, and another credential can only miss (fail closed).
+//!
+//! `Cookie` is keyed through [`policy::cookie_key`]: reduced to the configured authentication
+//! cookies when the request carries one of them, the whole header otherwise.
 
-use super::policy::{normalised_cookie, vary_names};
-use http::HeaderMap;
+use super::policy::{self, vary_names};
+use http::{HeaderMap, HeaderName};
 use pingora_cache::key::HashBinary;
 use pingora_cache::VarianceBuilder;
 
-/// The variance of `req` for the `Vary` of `resp_headers`; `None` when the response does not vary.
+/// The request fields (lower-case, sorted, unique) that key one stored response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VaryFields {
+    names: Vec<String>,
+}
+
+impl VaryFields {
+    /// The fields `resp_headers` is keyed on; `targeted` are the targeted cache-control fields
+    /// the proxy obeys (they decide whether the response is explicitly shared).
+    pub fn of(resp_headers: &HeaderMap, targeted: &[HeaderName]) -> VaryFields {
+        let mut names: Vec<String> = vary_names(resp_headers).collect();
+        if !policy::explicitly_shared(resp_headers, targeted) {
+            names.push("authorization".into());
+            names.push("cookie".into());
+        }
+        names.sort_unstable();
+        names.dedup();
+        VaryFields { names }
+    }
+
+    /// Whether the response has variants at all (`variance` returns `Some` for every request).
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The variance of a request with these headers; `None` when the response does not vary.
+    pub fn variance(&self, req_headers: &HeaderMap, auth_cookies: &[String]) -> Option<HashBinary> {
+        let mut builder = VarianceBuilder::new();
+        for name in &self.names {
+            let value: Vec<u8> = if name == "cookie" {
+                policy::cookie_key(req_headers, auth_cookies).unwrap_or_default()
+            } else {
+                let values: Vec<&[u8]> = req_headers
+                    .get_all(name.as_str())
+                    .iter()
+                    .map(|v| v.as_bytes())
+                    .collect();
+                values.join(&b", "[..])
+            };
+            // The name is part of the hash, so "absent" and "empty" stay distinct from other
+            // fields.
+            builder.add_owned_name_value(name.clone(), value);
+        }
+        builder.finalize()
+    }
+}
+
+/// The variance of `req` for the stored response `resp_headers`.
 pub fn variance(
     resp_headers: &HeaderMap,
     req_headers: &HeaderMap,
     auth_cookies: &[String],
+    targeted: &[HeaderName],
 ) -> Option<HashBinary> {
-    let mut builder = VarianceBuilder::new();
-    let mut names: Vec<String> = vary_names(resp_headers).collect();
-    names.sort_unstable();
-    names.dedup();
-    for name in names {
-        let value: Vec<u8> = if name == "cookie" {
-            normalised_cookie(req_headers, auth_cookies)
-                .unwrap_or_default()
-                .into_bytes()
-        } else {
-            let values: Vec<&[u8]> = req_headers
-                .get_all(name.as_str())
-                .iter()
-                .map(|v| v.as_bytes())
-                .collect();
-            values.join(&b", "[..])
-        };
-        // The name is part of the hash, so "absent" and "empty" stay distinct from other fields.
-        builder.add_owned_name_value(name, value);
-    }
-    builder.finalize()
+    VaryFields::of(resp_headers, targeted).variance(req_headers, auth_cookies)
 }
 
 #[cfg(test)]
@@ -43,34 +76,71 @@ mod tests {
 
     use crate::test_support::header_map as h;
 
+    fn targeted() -> Vec<HeaderName> {
+        vec![HeaderName::from_static("cdn-cache-control")]
+    }
+
+    fn v(resp: &HeaderMap, req: &HeaderMap, cookies: &[String]) -> Option<HashBinary> {
+        variance(resp, req, cookies, &targeted())
+    }
+
     #[test]
     fn per_credential_variants() {
         let resp = h(&[("vary", "Authorization, Cookie")]);
         let cookies = vec!["session".to_string()];
-        let a = variance(&resp, &h(&[("authorization", "Bearer a")]), &cookies);
-        let b = variance(&resp, &h(&[("authorization", "Bearer b")]), &cookies);
-        let none = variance(&resp, &h(&[]), &cookies);
+        let a = v(&resp, &h(&[("authorization", "Bearer a")]), &cookies);
+        let b = v(&resp, &h(&[("authorization", "Bearer b")]), &cookies);
+        let none = v(&resp, &h(&[]), &cookies);
         assert!(a.is_some());
         assert_ne!(a, b);
         assert_ne!(a, none);
-        let c1 = variance(&resp, &h(&[("cookie", "theme=1; session=s1")]), &cookies);
-        let c2 = variance(&resp, &h(&[("cookie", "session=s1; other=2")]), &cookies);
-        let c3 = variance(&resp, &h(&[("cookie", "session=s2")]), &cookies);
+        let c1 = v(&resp, &h(&[("cookie", "theme=1; session=s1")]), &cookies);
+        let c2 = v(&resp, &h(&[("cookie", "session=s1; other=2")]), &cookies);
+        let c3 = v(&resp, &h(&[("cookie", "session=s2")]), &cookies);
         assert_eq!(c1, c2);
         assert_ne!(c1, c3);
-        // unrelated cookies alone equal no cookie at all
-        assert_eq!(
-            variance(&resp, &h(&[("cookie", "theme=1")]), &cookies),
-            none
-        );
+        // without an auth cookie the whole Cookie header keys the variant (fail closed)
+        let t1 = v(&resp, &h(&[("cookie", "theme=1")]), &cookies);
+        assert_ne!(t1, none);
+        assert_ne!(t1, v(&resp, &h(&[("cookie", "theme=2")]), &cookies));
+        assert_eq!(t1, v(&resp, &h(&[("cookie", " theme=1 ")]), &cookies));
     }
 
     #[test]
-    fn no_vary_no_variance() {
-        assert!(variance(&h(&[]), &h(&[("authorization", "x")]), &[]).is_none());
-        let resp = h(&[("vary", "accept-language")]);
-        let en = variance(&resp, &h(&[("accept-language", "en")]), &[]);
-        let fr = variance(&resp, &h(&[("accept-language", "fr")]), &[]);
+    fn unshared_responses_are_keyed_by_credential_without_vary() {
+        let private = h(&[("cache-control", "max-age=60")]);
+        let alice = h(&[("authorization", "Bearer alice")]);
+        let bob = h(&[("authorization", "Bearer bob")]);
+        assert!(!VaryFields::of(&private, &targeted()).is_empty());
+        assert_ne!(v(&private, &alice, &[]), v(&private, &bob, &[]));
+        let ca = h(&[("cookie", "sid=a")]);
+        let cb = h(&[("cookie", "sid=b")]);
+        assert_ne!(v(&private, &ca, &[]), v(&private, &cb, &[]));
+        // explicitly shared: one entry for everybody
+        for shared in [
+            h(&[("cache-control", "public, max-age=60")]),
+            h(&[("cache-control", "s-maxage=60")]),
+            h(&[("cdn-cache-control", "public, max-age=60")]),
+        ] {
+            assert!(VaryFields::of(&shared, &targeted()).is_empty());
+            assert!(v(&shared, &alice, &[]).is_none());
+        }
+    }
+
+    #[test]
+    fn other_vary_fields() {
+        let resp = h(&[("vary", "accept-language"), ("cache-control", "public")]);
+        let en = v(&resp, &h(&[("accept-language", "en")]), &[]);
+        let fr = v(&resp, &h(&[("accept-language", "fr")]), &[]);
         assert_ne!(en, fr);
+        // credentials do not split an explicitly shared response
+        assert_eq!(
+            en,
+            v(
+                &resp,
+                &h(&[("accept-language", "en"), ("authorization", "x")]),
+                &[]
+            )
+        );
     }
 }

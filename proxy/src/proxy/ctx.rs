@@ -17,6 +17,8 @@ pub struct Ctx {
     pub upstream_time: Option<Duration>,
     /// Status the origin answered with.
     pub fwd_status: Option<u16>,
+    /// The id of the stored entry a lookup found (a revalidation refreshes only that version).
+    pub hit_entry: Option<u64>,
     /// The raw 304 of a revalidation, overlaid onto the stored header (RFC 9111 §4.3.4).
     pub raw_304: Option<ResponseHeader>,
     /// `response_cache_filter` admitted the response.
@@ -39,6 +41,7 @@ impl Ctx {
             upstream_start: None,
             upstream_time: None,
             fwd_status: None,
+            hit_entry: None,
             raw_304: None,
             cacheable: false,
             forced_by_request: false,

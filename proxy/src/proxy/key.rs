@@ -48,28 +48,39 @@ impl UrlKey {
             Some(h) => h.to_str().ok()?,
             None => fallback?,
         };
-        if host.trim().is_empty() {
+        if !valid_authority(host) {
             return None;
         }
         Some(UrlKey::new(host, raw))
     }
 
-    /// Parses an absolute `http://host/path` URL, or a path with an explicit host.
+    /// Parses an absolute `http://host/path` URL (a request target in absolute form, an admin
+    /// purge URL). The path and query are kept exactly as written, like an origin-form target:
+    /// the origin receives them raw, so `..`, `%2e%2e` or `\` must not be normalised in the key
+    /// alone. `None` for another scheme, a missing or invalid authority, or userinfo.
     pub fn from_absolute(url: &str) -> Option<UrlKey> {
-        let parsed = url::Url::parse(url).ok()?;
-        if !matches!(parsed.scheme(), "http" | "https") {
+        let lower = url
+            .get(..8)
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        let rest = if lower.starts_with("http://") {
+            &url[7..]
+        } else if lower.starts_with("https://") {
+            &url[8..]
+        } else {
+            return None;
+        };
+        let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, path_and_query) = rest.split_at(split);
+        if !valid_authority(authority) {
             return None;
         }
-        let mut host = parsed.host_str()?.to_string();
-        if let Some(port) = parsed.port() {
-            host = format!("{host}:{port}");
-        }
-        let mut pq = parsed.path().to_string();
-        if let Some(q) = parsed.query() {
-            pq.push('?');
-            pq.push_str(q);
-        }
-        Some(UrlKey::new(&host, &pq))
+        let pq = if path_and_query.starts_with('?') {
+            format!("/{path_and_query}")
+        } else {
+            path_and_query.to_string()
+        };
+        Some(UrlKey::new(authority, &pq))
     }
 
     /// The primary key string: `http://host/path?query`.
@@ -93,8 +104,47 @@ fn normalise_host(host: &str) -> String {
     host.strip_suffix(":80").map(str::to_string).unwrap_or(host)
 }
 
-/// Drops a fragment, an empty query and empty query parameters, and sorts the parameters
-/// (stable, so repeated names keep their order).
+/// Longest `Host` (authority) accepted: a DNS name is at most 253 bytes, plus a port.
+pub const MAX_AUTHORITY_BYTES: usize = 255;
+
+/// Whether `host` is a valid `Host` value (RFC 9110 §7.2, RFC 3986 §3.2): a reg-name, IPv4 or
+/// bracketed IPv6 address, an optional numeric port, no userinfo, at most
+/// [`MAX_AUTHORITY_BYTES`] bytes.
+pub fn valid_authority(host: &str) -> bool {
+    if host.is_empty() || host.len() > MAX_AUTHORITY_BYTES {
+        return false;
+    }
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after {
+            "" => return true,
+            a => match a.strip_prefix(':') {
+                Some(p) => ("", p),
+                None => return false,
+            },
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((n, p)) => (n, p),
+            None => (host, ""),
+        }
+    };
+    let port_ok = port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
+    let name_ok = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%'));
+    port_ok && name_ok && (host.starts_with('[') || !name.is_empty())
+}
+
+/// Drops a fragment, an empty query and empty query parameters, and sorts the parameters by
+/// their decoded name. The sort is stable and compares names as the origin decodes them
+/// (`%XX` and `+`), so parameters that are one name to the origin (`page` and `p%61ge`) keep
+/// their relative order: requests the origin tells apart never share a key.
 pub fn normalise_path_query(pq: &str) -> String {
     let pq = pq.split('#').next().unwrap_or("");
     let (path, query) = match pq.split_once('?') {
@@ -102,16 +152,23 @@ pub fn normalise_path_query(pq: &str) -> String {
         None => (pq, ""),
     };
     let path = if path.is_empty() { "/" } else { path };
-    let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    let mut params: Vec<(Vec<u8>, &str)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| (decoded_name(p), p))
+        .collect();
     if params.is_empty() {
         return path.to_string();
     }
-    params.sort_by(|a, b| {
-        let ka = a.split('=').next().unwrap_or("");
-        let kb = b.split('=').next().unwrap_or("");
-        ka.cmp(kb)
-    });
-    format!("{path}?{}", params.join("&"))
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    let joined: Vec<&str> = params.into_iter().map(|(_, p)| p).collect();
+    format!("{path}?{}", joined.join("&"))
+}
+
+/// The name of a `name=value` query parameter as a form decoder reads it.
+fn decoded_name(param: &str) -> Vec<u8> {
+    let name = param.split('=').next().unwrap_or("").replace('+', " ");
+    percent_encoding::percent_decode_str(&name).collect()
 }
 
 /// Resolves a `Location`/`Content-Location` value against the request URL and returns its key
@@ -126,6 +183,69 @@ pub fn same_origin_target(base: &UrlKey, location: &str) -> Option<UrlKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_the_origin_decodes_alike_keep_their_order() {
+        let a = normalise_path_query("/l?page=1&p%61ge=2");
+        let b = normalise_path_query("/l?p%61ge=2&page=1");
+        assert_ne!(a, b);
+        assert_eq!(a, "/l?page=1&p%61ge=2");
+        assert_ne!(
+            normalise_path_query("/l?a+b=1&a%20b=2"),
+            normalise_path_query("/l?a%20b=2&a+b=1")
+        );
+        // different names still sort
+        assert_eq!(normalise_path_query("/l?z=1&%61=2"), "/l?%61=2&z=1");
+    }
+
+    #[test]
+    fn absolute_form_keeps_the_raw_path() {
+        for (target, path) in [
+            ("http://h/a/../b", "/a/../b"),
+            ("http://h/a/%2e%2e/b", "/a/%2e%2e/b"),
+            ("http://h/a\\b", "/a\\b"),
+            ("http://h?x=1", "/?x=1"),
+            ("HTTP://H:80", "/"),
+        ] {
+            let k = UrlKey::from_absolute(target).unwrap();
+            assert_eq!(k.path, path, "{target}");
+            let mut origin_form = RequestHeader::build("GET", path.as_bytes(), None).unwrap();
+            origin_form.insert_header("host", "h").unwrap();
+            assert_eq!(UrlKey::from_request(&origin_form).unwrap(), k, "{target}");
+        }
+        assert!(UrlKey::from_absolute("http://user@h/x").is_none());
+        assert!(UrlKey::from_absolute("ftp://h/x").is_none());
+    }
+
+    #[test]
+    fn authority_validation() {
+        for ok in [
+            "h",
+            "example.com:8080",
+            "[::1]:80",
+            "[::1]",
+            "10.0.0.1",
+            "a_b.c",
+        ] {
+            assert!(valid_authority(ok), "{ok}");
+        }
+        let long = "a".repeat(256);
+        for bad in [
+            "",
+            "h:x",
+            "h:123456",
+            "a\"b",
+            "a;b",
+            "a b",
+            "[zz]",
+            "[::1]x",
+            ":80",
+            long.as_str(),
+            "u@h",
+        ] {
+            assert!(!valid_authority(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn query_is_sorted_and_cleaned() {

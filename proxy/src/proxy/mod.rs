@@ -5,6 +5,7 @@ pub mod ctx;
 pub mod headers;
 pub mod key;
 
+use crate::cache::handlers::BodyHit;
 use crate::cache::hit;
 use crate::cache::invalidate::{
     group_scopes, mutation_scopes, response_groups, Invalidator, Source,
@@ -12,7 +13,7 @@ use crate::cache::invalidate::{
 use crate::cache::policy::{self, PolicyOptions};
 use crate::cache::storage::{FillInfo, HitView, Store};
 use crate::cache::vary;
-use crate::config::TimeoutConfig;
+use crate::config::{LimitsConfig, TimeoutConfig};
 use crate::error::EdgeError;
 use crate::metrics;
 use crate::stats::Stats;
@@ -49,13 +50,36 @@ pub struct EdgeProxy {
     pub policy: PolicyOptions,
     pub upstream_addr: String,
     pub timeouts: TimeoutConfig,
+    pub limits: LimitsConfig,
     pub lock_wait: Duration,
     pub honour_request_directives: bool,
+    /// The targeted fields that are this proxy's own, removed from every response it sends.
+    pub own_fields: Vec<http::HeaderName>,
 }
 
-/// Predictor filter: an authentication failure for one credential says nothing about the URL.
+/// Predictor filter: a refusal that depends on the request (its credentials, directives or
+/// status) says nothing about the URL, so it must not bypass the cache for everybody.
 pub fn predictor_skips(reason: &'static str) -> bool {
-    reason == policy::reason::CREDENTIAL
+    reason == policy::reason::REQUEST_SPECIFIC
+}
+
+/// Whether a GET/HEAD request carries a body (never stored, never answered from the cache).
+fn has_body(req: &RequestHeader) -> bool {
+    req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes().iter().any(|b| *b != b'0'))
+}
+
+/// Size of the request header block as received: request line and fields.
+fn header_block_bytes(req: &RequestHeader) -> usize {
+    let fields: usize = req
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    req.method.as_str().len() + req.raw_path().len() + 12 + fields
 }
 
 impl EdgeProxy {
@@ -194,7 +218,9 @@ fn add_forwarding(req: &mut RequestHeader, ip: IpAddr) -> Result<()> {
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
     {
-        if !host.is_empty() && host.chars().all(|c| c.is_ascii_graphic()) {
+        // Only a valid authority (no quote, backslash, `;` or `,`), always quoted: a client
+        // cannot add `for=` elements or parameters through its Host.
+        if key::valid_authority(host) {
             element.push_str(&format!(";host=\"{host}\""));
         }
     }
@@ -214,6 +240,18 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let req = session.req_header();
+        let limit = if req.raw_path().len() > self.limits.max_uri_bytes {
+            Some(EdgeError::UriTooLong)
+        } else if header_block_bytes(req) > self.limits.max_request_header_bytes {
+            Some(EdgeError::HeaderTooLarge)
+        } else {
+            None
+        };
+        if let Some(err) = limit {
+            self.respond_error(session, ctx, err).await?;
+            return Ok(true);
+        }
         // The arrival address only names the host of an HTTP/1.0 request without `Host`.
         let local = if session
             .req_header()
@@ -269,7 +307,7 @@ impl ProxyHttp for EdgeProxy {
         let req = session.req_header();
         let cacheable_method = req.method == Method::GET || req.method == Method::HEAD;
         let upgrade = req.headers.contains_key(http::header::UPGRADE);
-        if cacheable_method && !upgrade && ctx.url.is_some() {
+        if cacheable_method && !upgrade && !has_body(req) && ctx.url.is_some() {
             let mut overrides = CacheOptionOverrides::default();
             overrides.wait_timeout = Some(self.lock_wait);
             session.cache.enable(
@@ -297,10 +335,13 @@ impl ProxyHttp for EdgeProxy {
         &self,
         session: &mut Session,
         meta: &CacheMeta,
-        _hit: &mut HitHandler,
+        hit: &mut HitHandler,
         _is_fresh: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<ForcedFreshness>> {
+        let served = hit.as_any().downcast_ref::<BodyHit>();
+        ctx.hit_entry = served.map(|h| h.entry_id);
+        let soft_purged = served.is_some_and(|h| h.soft_purged);
         if !self.honour_request_directives {
             return Ok(None);
         }
@@ -311,7 +352,7 @@ impl ProxyHttp for EdgeProxy {
             &session.req_header().headers,
             age,
             fresh_for,
-            policy::forbids_stale(meta.headers()),
+            soft_purged || policy::forbids_stale(meta.headers(), &self.policy.targeted_fields),
         );
         if forced == Some(ForcedFreshness::ForceExpired) {
             ctx.forced_by_request = true;
@@ -325,7 +366,12 @@ impl ProxyHttp for EdgeProxy {
         _ctx: &mut Ctx,
         req: &RequestHeader,
     ) -> Option<HashBinary> {
-        vary::variance(meta.headers(), &req.headers, &self.policy.auth_cookies)
+        vary::variance(
+            meta.headers(),
+            &req.headers,
+            &self.policy.auth_cookies,
+            &self.policy.targeted_fields,
+        )
     }
 
     fn should_serve_stale(
@@ -417,9 +463,14 @@ impl ProxyHttp for EdgeProxy {
         resp: &ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<RespCacheable> {
-        let header = match ctx.raw_304.take() {
-            Some(not_modified) => policy::overlay_304(resp, &not_modified),
-            None => resp.clone(),
+        // After a 304, the stored header with the 304's fields overlaid (pingora's own merge
+        // copies only a few fields; ours excludes what must not be merged, see `overlay_304`).
+        let header = match (ctx.raw_304.take(), session.cache.maybe_cache_meta()) {
+            (Some(not_modified), Some(stored)) => {
+                policy::overlay_304(stored.response_header(), &not_modified)
+            }
+            (Some(not_modified), None) => policy::overlay_304(resp, &not_modified),
+            (None, _) => resp.clone(),
         };
         let Some(url) = ctx.url.clone() else {
             return Ok(RespCacheable::Uncacheable(
@@ -438,6 +489,7 @@ impl ProxyHttp for EdgeProxy {
                     started: ctx.start,
                     url,
                     groups,
+                    revalidates: ctx.hit_entry,
                 });
                 ctx.cacheable = true;
                 Ok(RespCacheable::Cacheable(meta))
@@ -467,6 +519,9 @@ impl ProxyHttp for EdgeProxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        for name in &self.own_fields {
+            resp.remove_header(name);
+        }
         let outcome = self.outcome(session, ctx);
         let (x, cache_status) = headers::classify(&outcome);
         ctx.x_cache = Some(x);
@@ -493,6 +548,12 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if !ctx.pending_groups.is_empty() {
+            // The stream ended without its end of body reaching us (the client went away, the
+            // origin failed): apply its invalidation now rather than never.
+            let scopes = std::mem::take(&mut ctx.pending_groups);
+            self.invalidator.apply(Source::Mutation, &scopes, false);
+        }
         let x = ctx.x_cache.unwrap_or(if e.is_some() {
             XCache::Error
         } else {

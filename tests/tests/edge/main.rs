@@ -4,12 +4,14 @@
 //! hits (the origin's own request counter does not move), per-user entries never cross users,
 //! and a mutation through the proxy is visible to the very next read.
 
+mod fail_closed;
+
 use llmselect_e2e::origin::{spawn_origin, TestOrigin, TestUser};
 use llmselect_e2e::proxy::{spawn_proxy, TestProxy};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-const LIST: &str = "/api/v1/conversations?page=1&limit=20";
+pub(crate) const LIST: &str = "/api/v1/conversations?page=1&limit=20";
 
 struct Edge {
     origin: TestOrigin,
@@ -74,7 +76,7 @@ fn header(r: &reqwest::Response, name: &str) -> String {
         .to_string()
 }
 
-fn titles(list: &Value) -> Vec<String> {
+pub(crate) fn titles(list: &Value) -> Vec<String> {
     list["conversations"]
         .as_array()
         .expect("conversations array")
