@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ORIGIN_ADDR=${ORIGIN_ADDR:-127.0.0.1:3044}
+ORIGIN_OPS_ADDR=${ORIGIN_OPS_ADDR:-127.0.0.1:9464}
 PROXY_ADDR=${PROXY_ADDR:-127.0.0.1:8080}
 ADMIN_ADDR=${ADMIN_ADDR:-127.0.0.1:9090}
 FAKE_LLM_ADDR=${FAKE_LLM_ADDR:-127.0.0.1:8090}
@@ -63,7 +64,7 @@ log "migrating and seeding demo data"
 "${ORIGIN[@]}" migrate
 "${ORIGIN[@]}" seed --demo
 log "starting the origin on $ORIGIN_ADDR"
-"${ORIGIN[@]}" serve --listen "$ORIGIN_ADDR" & pids+=($!)
+"${ORIGIN[@]}" serve --listen "$ORIGIN_ADDR" --metrics-listen "$ORIGIN_OPS_ADDR" & pids+=($!)
 wait_http "http://$ORIGIN_ADDR/health"
 log "starting the proxy on $PROXY_ADDR (admin $ADMIN_ADDR)"
 "$BIN/llmselect-proxy" --config config/proxy.toml --listen "$PROXY_ADDR" --upstream "http://$ORIGIN_ADDR" --admin-listen "$ADMIN_ADDR" & pids+=($!)
@@ -75,7 +76,8 @@ cat <<MSG
 
   LLMSelect edge is running.
     proxy  (use this)   $P
-    origin (direct)     http://$ORIGIN_ADDR      health: http://$ORIGIN_ADDR/health   metrics: http://$ORIGIN_ADDR/metrics
+    origin (direct)     http://$ORIGIN_ADDR      health: http://$ORIGIN_ADDR/health (readiness only)
+    origin operations   http://$ORIGIN_OPS_ADDR       health: http://$ORIGIN_OPS_ADDR/health   metrics: http://$ORIGIN_OPS_ADDR/metrics
     proxy admin         http://$ADMIN_ADDR       token: $PROXY_ADMIN_TOKEN
     database            $DATABASE_URL
   Demo users: alice / demo-password-123 (admin), bob / demo-password-123

@@ -82,6 +82,8 @@ impl Scenario for ModelsScenario {
 #[derive(Debug, Clone, Copy)]
 pub struct Addrs {
     pub origin: SocketAddr,
+    /// The origin's operations listener (`/metrics`).
+    pub origin_ops: SocketAddr,
     pub proxy: SocketAddr,
     pub nginx: SocketAddr,
 }
@@ -230,12 +232,13 @@ pub async fn run(addrs: Addrs, spec: &HttpSpec) -> anyhow::Result<HttpReport> {
                         .and_then(|(pid, out)| start_perf(pid, &out, duration + duration / 5)),
                     _ => None,
                 };
-                let before = promtext::origin_requests(addrs.origin, Some(MODELS_ROUTE)).await?;
+                let before =
+                    promtext::origin_requests(addrs.origin_ops, Some(MODELS_ROUTE)).await?;
                 let r = loadgen::run(&plan, scenario).await?;
                 if let Some(mut child) = perf {
                     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
                 }
-                let after = promtext::origin_requests(addrs.origin, Some(MODELS_ROUTE)).await?;
+                let after = promtext::origin_requests(addrs.origin_ops, Some(MODELS_ROUTE)).await?;
                 let a = &mut accs[li][ti];
                 a.rps.push(r.rps());
                 a.p50.push(r.total.latency.p50_us);
@@ -357,7 +360,7 @@ impl Scenario for OneKey {
 pub async fn coalescing(
     server: &str,
     addr: SocketAddr,
-    origin: SocketAddr,
+    origin_ops: SocketAddr,
     n: usize,
 ) -> anyhow::Result<Coalescing> {
     let path = format!("{MODELS}?stampede={:x}", rand::random::<u64>());
@@ -368,9 +371,9 @@ pub async fn coalescing(
         warmup: Duration::ZERO,
         max_requests: Some(n as u64),
     };
-    let before = promtext::origin_requests(origin, Some(MODELS_ROUTE)).await?;
+    let before = promtext::origin_requests(origin_ops, Some(MODELS_ROUTE)).await?;
     let r = loadgen::run(&plan, Arc::new(OneKey(path))).await?;
-    let after = promtext::origin_requests(origin, Some(MODELS_ROUTE)).await?;
+    let after = promtext::origin_requests(origin_ops, Some(MODELS_ROUTE)).await?;
     let c = Coalescing {
         server: server.to_string(),
         concurrent_requests: n,

@@ -116,9 +116,11 @@ pub struct OriginRow {
     pub statements_per_request: f64,
 }
 
-/// Measures every endpoint once against `origin`.
+/// Measures every endpoint once against `origin` (metrics read from its operations listener
+/// `origin_ops`).
 pub async fn measure_all(
     origin: SocketAddr,
+    origin_ops: SocketAddr,
     users: Arc<Vec<User>>,
     connections: usize,
     duration: Duration,
@@ -127,7 +129,7 @@ pub async fn measure_all(
     let mut rows = Vec::new();
     let bearers = Arc::new(fixtures::bearer_headers(&users));
     for endpoint in Endpoint::ALL {
-        let before = promtext::scrape(origin).await?;
+        let before = promtext::scrape(origin_ops).await?;
         let plan = Plan {
             addr: origin,
             connections,
@@ -141,7 +143,7 @@ pub async fn measure_all(
             bearers: bearers.clone(),
         });
         let result = loadgen::run(&plan, scenario).await?;
-        let after = promtext::scrape(origin).await?;
+        let after = promtext::scrape(origin_ops).await?;
         let stmt = |text: &str, suffix: &str| {
             promtext::sum(
                 text,

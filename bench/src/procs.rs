@@ -28,7 +28,7 @@ pub struct ProcEnv {
 pub struct Server {
     pub name: &'static str,
     pub addr: SocketAddr,
-    /// Extra address (the proxy's admin listener).
+    /// Extra address (the proxy's admin listener, the origin's operations listener).
     pub admin_addr: Option<SocketAddr>,
     child: Child,
 }
@@ -134,18 +134,22 @@ verify_model_lists = false
             .to_string())
     }
 
+    /// The origin; its `admin_addr` is the operations listener (`/metrics`, detailed `/health`).
     pub fn start_origin(&self, config: &Path) -> anyhow::Result<Server> {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let ops = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let mut cmd = self.command(&self.bin_dir.join("llmselect-origin"));
         cmd.arg("--config")
             .arg(config)
             .arg("--listen")
             .arg(addr.to_string())
+            .arg("--metrics-listen")
+            .arg(ops.to_string())
             .arg("serve")
             .stdout(Stdio::null())
             .stderr(self.log_file("origin")?);
         let child = cmd.spawn().context("starting llmselect-origin")?;
-        wait_listening("origin", child, addr, None)
+        wait_listening("origin", child, addr, Some(ops))
     }
 
     pub fn start_proxy(&self, upstream: SocketAddr) -> anyhow::Result<Server> {

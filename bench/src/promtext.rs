@@ -27,27 +27,22 @@ pub fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-/// The origin's metrics page.
-pub async fn scrape(origin: SocketAddr) -> anyhow::Result<String> {
-    let reply = crate::client::get(origin, "/metrics", None).await?;
+/// The origin's metrics page, from its operations listener `ops` (`--metrics-listen`).
+pub async fn scrape(ops: SocketAddr) -> anyhow::Result<String> {
+    let reply = crate::client::get(ops, "/metrics", None).await?;
     anyhow::ensure!(reply.status.is_success(), "/metrics: {}", reply.status);
     Ok(reply.text())
 }
 
-/// `origin_http_requests_total` of one route (all statuses), or of every route but `/metrics`.
-pub async fn origin_requests(origin: SocketAddr, route: Option<&str>) -> anyhow::Result<f64> {
-    let text = scrape(origin).await?;
-    Ok(match route {
-        Some(r) => sum(&text, "origin_http_requests_total", &[("route", r)]),
-        None => {
-            sum(&text, "origin_http_requests_total", &[])
-                - sum(
-                    &text,
-                    "origin_http_requests_total",
-                    &[("route", "GET /metrics")],
-                )
-        }
-    })
+/// `origin_http_requests_total` of one route (all statuses), or of every route (scrapes are not
+/// counted: they go to the operations listener `ops`).
+pub async fn origin_requests(ops: SocketAddr, route: Option<&str>) -> anyhow::Result<f64> {
+    let text = scrape(ops).await?;
+    let labels: &[(&str, &str)] = match &route {
+        Some(r) => &[("route", r)],
+        None => &[],
+    };
+    Ok(sum(&text, "origin_http_requests_total", labels))
 }
 
 #[cfg(test)]

@@ -121,6 +121,9 @@ async fn run_on(
 
     let origin = env.start_origin(&config)?;
     eprintln!("origin on {} (pid {})", origin.addr, origin.pid());
+    let origin_ops = origin
+        .admin_addr
+        .context("the origin runs with an operations listener")?;
     let login_users = s.login_users.min(s.users.max(1) as usize);
     let users = Arc::new(fixtures::users(origin.addr, login_users).await?);
     eprintln!("logged in {} users", users.len());
@@ -132,8 +135,15 @@ async fn run_on(
         db::drop_indexes(&client).await?;
         let mut before = Ok(Vec::new());
         for &c in &cli.origin_connections {
-            let rows =
-                origin_bench::measure_all(origin.addr, users.clone(), c, duration, false).await;
+            let rows = origin_bench::measure_all(
+                origin.addr,
+                origin_ops,
+                users.clone(),
+                c,
+                duration,
+                false,
+            )
+            .await;
             match (&mut before, rows) {
                 (Ok(all), Ok(rows)) => all.extend(rows),
                 (_, Err(e)) => before = Err(e),
@@ -151,7 +161,15 @@ async fn run_on(
         eprintln!("origin endpoints with the performance indexes");
         for &c in &cli.origin_connections {
             origin_rows.extend(
-                origin_bench::measure_all(origin.addr, users.clone(), c, duration, true).await?,
+                origin_bench::measure_all(
+                    origin.addr,
+                    origin_ops,
+                    users.clone(),
+                    c,
+                    duration,
+                    true,
+                )
+                .await?,
             );
         }
     }
@@ -172,6 +190,7 @@ async fn run_on(
             eprintln!("nginx on {}", nginx.addr);
             let addrs = Addrs {
                 origin: origin.addr,
+                origin_ops,
                 proxy: proxy.addr,
                 nginx: nginx.addr,
             };
@@ -189,7 +208,7 @@ async fn run_on(
             };
             http = Some(http_bench::run(addrs, &spec).await?);
             for (name, addr) in [("proxy", proxy.addr), ("nginx proxy_cache", nginx.addr)] {
-                coalescing.push(http_bench::coalescing(name, addr, origin.addr, s.stampede).await?);
+                coalescing.push(http_bench::coalescing(name, addr, origin_ops, s.stampede).await?);
             }
         }
         if cli.parts.contains(&Part::Workload) {
@@ -210,7 +229,7 @@ async fn run_on(
                 workload::run(
                     proxy.addr,
                     proxy.admin_addr,
-                    origin.addr,
+                    origin_ops,
                     users.clone(),
                     spec,
                 )

@@ -216,7 +216,7 @@ pub struct WorkloadReport {
 pub async fn run(
     proxy: SocketAddr,
     proxy_admin: Option<SocketAddr>,
-    origin: SocketAddr,
+    origin_ops: SocketAddr,
     users: Arc<Vec<User>>,
     spec: WorkloadSpec,
 ) -> anyhow::Result<WorkloadReport> {
@@ -248,9 +248,9 @@ pub async fn run(
         let r = loadgen::run(&warm_plan, Arc::new(keys)).await?;
         eprintln!("  workload warm-up: {} keys, {} errors", n, r.total.errors);
     }
-    let before = promtext::origin_requests(origin, None).await?;
+    let before = promtext::origin_requests(origin_ops, None).await?;
     let r = loadgen::run(&plan, mix).await?;
-    let after = promtext::origin_requests(origin, None).await?;
+    let after = promtext::origin_requests(origin_ops, None).await?;
     let proxy_stats = match proxy_admin {
         Some(admin) => {
             let reply =

@@ -22,6 +22,9 @@ struct Cli {
     /// Address to listen on, e.g. 127.0.0.1:3044.
     #[arg(long, global = true, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Address of the operations listener (/metrics, detailed /health), e.g. 127.0.0.1:9464.
+    #[arg(long, global = true, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// PostgreSQL URL.
     #[arg(
         long,
@@ -80,6 +83,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut overrides = Overrides {
         listen: cli.listen,
+        metrics_listen: cli.metrics_listen,
         database_url: cli.database_url.clone(),
         run_migrations_on_start: None,
     };

@@ -21,6 +21,9 @@ pub struct ConfigErrors(pub Vec<String>);
 pub struct Config {
     /// Address the HTTP listener binds (`PORT` sets the port on 0.0.0.0).
     pub listen: SocketAddr,
+    /// Address of the operations listener serving `/metrics` and the detailed `/health`
+    /// (`METRICS_LISTEN`, `--metrics-listen`). Keep it off the public interface.
+    pub metrics_listen: SocketAddr,
     /// Shown by `/health` (`APP_ENV`, falling back to `FLASK_ENV`).
     pub environment: String,
     /// `LOG_LEVEL`, or a full `tracing` filter.
@@ -95,15 +98,23 @@ pub struct RateLimitConfig {
     /// `API_RATE_LIMIT`, e.g. `60 per minute`.
     pub api: String,
     pub register: String,
+    /// Login attempts per client address.
     pub login: String,
+    /// Login attempts per username, whatever the address (`LOGIN_USERNAME_RATE_LIMIT`): slows
+    /// password guessing spread over many addresses.
+    pub login_per_username: String,
     pub logout: String,
     pub refresh: String,
+    /// Most (route, client) windows kept in memory (`RATE_LIMIT_MAX_KEYS`); beyond it the
+    /// oldest windows are evicted.
+    pub max_keys: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
-    /// Upper bound of `CDN-Cache-Control: max-age` on per-user GETs (`CDN_PER_USER_MAX_AGE_SECS`).
+    /// Upper bound of `LLMSelect-Cache-Control: max-age` on per-user GETs
+    /// (`CDN_PER_USER_MAX_AGE_SECS`).
     pub cdn_per_user_max_age_secs: u64,
     pub model_registry_ttl_secs: u64,
     pub model_registry_verified_ttl_secs: u64,
@@ -141,6 +152,7 @@ pub struct ProvidersConfig {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
     pub database_url: Option<String>,
     pub run_migrations_on_start: Option<bool>,
 }
@@ -149,6 +161,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 3044)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             environment: "production".into(),
             log_level: "info".into(),
             database: DatabaseConfig::default(),
@@ -215,8 +228,10 @@ impl Default for RateLimitConfig {
             api: "60 per minute".into(),
             register: "5 per minute".into(),
             login: "10 per minute".into(),
+            login_per_username: "20 per hour".into(),
             logout: "20 per minute".into(),
             refresh: "20 per minute".into(),
+            max_keys: crate::ratelimit::DEFAULT_MAX_KEYS,
         }
     }
 }
@@ -255,6 +270,16 @@ impl Default for ProvidersConfig {
 
 /// A Fernet key for development and tests only (base64url of 32 fixed bytes).
 const DEV_FERNET_KEY: &str = "ZGV2LW9ubHktZmVybmV0LWtleS1ub3QtZm9yLXByb2Q=";
+/// The development secrets shipped in `config/origin.toml` and used by [`Config::for_database`].
+const DEV_SECRET_KEY: &str = "dev-only-secret-key";
+const DEV_JWT_SECRET_KEY: &str = "dev-only-jwt-secret-key-do-not-use-in-production";
+
+/// Every secret value that is public knowledge (shipped in this repository or a built-in default):
+/// refused in production.
+const KNOWN_DEV_SECRETS: &[&str] = &[DEV_SECRET_KEY, DEV_JWT_SECRET_KEY, DEV_FERNET_KEY, ""];
+
+/// The shortest secret accepted in production, in bytes.
+pub const MIN_PRODUCTION_SECRET_BYTES: usize = 32;
 
 impl Config {
     /// Layers the file (when given), the process environment and `overrides`, then validates.
@@ -291,6 +316,7 @@ impl Config {
     pub fn for_database(url: &str) -> Config {
         let mut config = Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             environment: "test".into(),
             ..Config::default()
         };
@@ -298,8 +324,8 @@ impl Config {
         config.database.pool_min_idle = 0;
         config.database.pool_max_size = 4;
         config.database.pool_timeout_ms = 2_000;
-        config.auth.secret_key = "dev-only-secret-key".into();
-        config.auth.jwt_secret_key = "dev-only-jwt-secret-key-do-not-use-in-production".into();
+        config.auth.secret_key = DEV_SECRET_KEY.into();
+        config.auth.jwt_secret_key = DEV_JWT_SECRET_KEY.into();
         config.auth.encryption_key = DEV_FERNET_KEY.into();
         config.auth.allow_open_registration = true;
         config.auth.password_hash_log_n = 4;
@@ -374,6 +400,11 @@ impl Config {
                 self.listen.set_port(port);
             }
         }
+        if let Some(v) = get("METRICS_LISTEN") {
+            if let Some(addr) = parse("METRICS_LISTEN", &v, &mut errors) {
+                self.metrics_listen = addr;
+            }
+        }
         if let Some(v) = get("APP_ENV").or_else(|| get("FLASK_ENV")) {
             self.environment = v;
         }
@@ -429,6 +460,11 @@ impl Config {
         }
         boolean!("RATE_LIMIT_ENABLED", self.rate_limit.enabled);
         string!("API_RATE_LIMIT", self.rate_limit.api);
+        string!(
+            "LOGIN_USERNAME_RATE_LIMIT",
+            self.rate_limit.login_per_username
+        );
+        num!("RATE_LIMIT_MAX_KEYS", self.rate_limit.max_keys);
         num!(
             "CDN_PER_USER_MAX_AGE_SECS",
             self.cache.cdn_per_user_max_age_secs
@@ -464,6 +500,9 @@ impl Config {
         if let Some(listen) = overrides.listen {
             self.listen = listen;
         }
+        if let Some(listen) = overrides.metrics_listen {
+            self.metrics_listen = listen;
+        }
         if let Some(url) = &overrides.database_url {
             self.database.url = url.clone();
         }
@@ -475,6 +514,13 @@ impl Config {
     /// Checks the whole configuration and returns every problem found.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut errors = Vec::new();
+        if self.metrics_listen.port() != 0 && self.metrics_listen == self.listen {
+            errors.push(format!(
+                "metrics_listen ({}) must differ from listen: /metrics and the detailed /health \
+                 are kept off the API port",
+                self.metrics_listen
+            ));
+        }
         let d = &self.database;
         if d.url.trim().is_empty() {
             errors.push("database.url (DATABASE_URL) is required".to_string());
@@ -511,6 +557,9 @@ impl Config {
                     .to_string(),
             );
         }
+        if self.is_production() {
+            errors.extend(production_secret_errors(a));
+        }
         if a.access_token_expires_minutes <= 0 {
             errors.push("auth.access_token_expires_minutes must be positive".to_string());
         }
@@ -533,12 +582,16 @@ impl Config {
             ("api", &r.api),
             ("register", &r.register),
             ("login", &r.login),
+            ("login_per_username", &r.login_per_username),
             ("logout", &r.logout),
             ("refresh", &r.refresh),
         ] {
             if let Err(e) = spec.parse::<RateSpec>() {
                 errors.push(format!("rate_limit.{name}: {e}"));
             }
+        }
+        if r.max_keys == 0 {
+            errors.push("rate_limit.max_keys must be at least 1".to_string());
         }
         if self.cache.model_registry_ttl_secs == 0
             || self.cache.model_registry_verified_ttl_secs == 0
@@ -569,6 +622,11 @@ impl Config {
         }
     }
 
+    /// `environment = "production"` (`APP_ENV`), case-insensitive: development secrets are refused.
+    pub fn is_production(&self) -> bool {
+        self.environment.trim().eq_ignore_ascii_case("production")
+    }
+
     pub fn pool_timeout(&self) -> Duration {
         Duration::from_millis(self.database.pool_timeout_ms)
     }
@@ -585,6 +643,35 @@ impl Config {
         };
         key.as_deref().map(str::trim).filter(|k| !k.is_empty())
     }
+}
+
+/// In production: each secret must not be a known development value and must be at least
+/// [`MIN_PRODUCTION_SECRET_BYTES`] long. (An empty secret is already reported as missing.)
+fn production_secret_errors(a: &AuthConfig) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (field, env, value) in [
+        ("secret_key", "SECRET_KEY", &a.secret_key),
+        ("jwt_secret_key", "JWT_SECRET_KEY", &a.jwt_secret_key),
+        ("encryption_key", "ENCRYPTION_KEY", &a.encryption_key),
+    ] {
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        if KNOWN_DEV_SECRETS.contains(&value) {
+            errors.push(format!(
+                "auth.{field} ({env}) is a development value shipped with llmselect-origin; \
+                 set a random secret in production"
+            ));
+        } else if value.len() < MIN_PRODUCTION_SECRET_BYTES {
+            errors.push(format!(
+                "auth.{field} ({env}) is {} bytes; production needs at least \
+                 {MIN_PRODUCTION_SECRET_BYTES}",
+                value.len()
+            ));
+        }
+    }
+    errors
 }
 
 fn split_list(v: &str) -> Vec<String> {
@@ -651,6 +738,26 @@ mod tests {
     }
 
     #[test]
+    fn metrics_listener_is_loopback_by_default_and_set_by_env_or_flag() {
+        let mut config = Config::default();
+        assert_eq!(config.metrics_listen, "127.0.0.1:9464".parse().unwrap());
+        let errors = config.apply_env(|k| (k == "METRICS_LISTEN").then(|| "10.0.0.5:9100".into()));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(config.metrics_listen, "10.0.0.5:9100".parse().unwrap());
+        config.apply_overrides(&Overrides {
+            metrics_listen: Some("127.0.0.1:9999".parse().unwrap()),
+            ..Default::default()
+        });
+        assert_eq!(config.metrics_listen.port(), 9999);
+        config.metrics_listen = config.listen;
+        let errors = config.validate().unwrap_err().0;
+        assert!(
+            errors.iter().any(|e| e.starts_with("metrics_listen")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn bad_env_values_are_reported() {
         let mut config = Config::default();
         let errors = config.apply_env(|k| (k == "PORT").then(|| "eighty".to_string()));
@@ -673,6 +780,94 @@ mod tests {
             &std::fs::read_to_string(format!("{dir}origin.production.example.toml")).unwrap(),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn production_refuses_dev_and_short_secrets_all_at_once() {
+        let mut config = Config::for_database("postgres://postgres@127.0.0.1/x");
+        config.environment = "Production".into();
+        let errors = config.validate().unwrap_err().0;
+        let dev: Vec<_> = errors
+            .iter()
+            .filter(|e| e.contains("development value"))
+            .collect();
+        assert_eq!(dev.len(), 3, "{errors:?}");
+        for env in ["(SECRET_KEY)", "(JWT_SECRET_KEY)", "(ENCRYPTION_KEY)"] {
+            assert!(dev.iter().any(|e| e.contains(env)), "{env}: {errors:?}");
+        }
+
+        config.auth.secret_key = "short".into();
+        config.auth.jwt_secret_key = "x".repeat(31);
+        config.auth.encryption_key = "bGxtc2VsZWN0LXRlc3QtZmVybmV0LWtleS0zMmJ5dGU=".into();
+        let errors = config.validate().unwrap_err().0;
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("(SECRET_KEY) is 5 bytes"), "{errors:?}");
+        assert!(
+            errors[1].contains("(JWT_SECRET_KEY) is 31 bytes"),
+            "{errors:?}"
+        );
+
+        config.auth.secret_key = "s".repeat(32);
+        config.auth.jwt_secret_key = "j".repeat(32);
+        config.validate().unwrap();
+        // Outside production the dev values stay usable.
+        Config::for_database("postgres://postgres@127.0.0.1/x")
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn the_shipped_dev_config_is_refused_in_production() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/");
+        let mut dev =
+            Config::from_toml(&std::fs::read_to_string(format!("{dir}origin.toml")).unwrap())
+                .unwrap();
+        let env: HashMap<&str, &str> = HashMap::from([("APP_ENV", "production")]);
+        assert!(dev
+            .apply_env(|k| env.get(k).map(|v| v.to_string()))
+            .is_empty());
+        let errors = dev.validate().unwrap_err().0;
+        assert_eq!(
+            errors
+                .iter()
+                .filter(|e| e.contains("development value"))
+                .count(),
+            3,
+            "{errors:?}"
+        );
+    }
+
+    /// The proxy config shipped next to each origin config forwards to the origin's port, and the
+    /// origin trusts `X-Forwarded-For` from the proxy's address.
+    #[test]
+    fn shipped_proxy_and_origin_configs_agree() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/");
+        let read = |name: &str| std::fs::read_to_string(format!("{dir}{name}")).unwrap();
+        for (origin_file, proxy_file) in [
+            ("origin.toml", "proxy.toml"),
+            (
+                "origin.production.example.toml",
+                "proxy.production.example.toml",
+            ),
+        ] {
+            let origin = Config::from_toml(&read(origin_file)).unwrap();
+            let proxy: toml::Value = toml::from_str(&read(proxy_file)).unwrap();
+            let upstream = url::Url::parse(proxy["upstream"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                upstream.port(),
+                Some(origin.listen.port()),
+                "{proxy_file} upstream vs {origin_file} listen"
+            );
+            // The proxy's own address: its admin listener's interface (its public listener may
+            // be a wildcard).
+            let admin: SocketAddr = proxy["admin_listen"].as_str().unwrap().parse().unwrap();
+            assert!(
+                origin.http.trusted_proxies.contains(&admin.ip()),
+                "{origin_file} trusted_proxies {:?} lacks the proxy {}",
+                origin.http.trusted_proxies,
+                admin.ip()
+            );
+        }
     }
 
     #[test]

@@ -30,16 +30,19 @@ pub use config::Config;
 pub use error::AppError;
 pub use state::AppState;
 
-/// A built origin: pool created, migrations applied (when configured), listener bound.
+/// A built origin: pool created, migrations applied (when configured), listeners bound.
 pub struct App {
     listener: TcpListener,
+    metrics_listener: TcpListener,
     state: AppState,
     local_addr: SocketAddr,
+    metrics_addr: SocketAddr,
 }
 
 impl App {
     /// Validates `config`, creates the pool, runs the embedded migrations when
-    /// `database.run_migrations_on_start` is set, and binds `config.listen` (port 0 allowed).
+    /// `database.run_migrations_on_start` is set, and binds `config.listen` and
+    /// `config.metrics_listen` (port 0 allowed for both).
     pub async fn build(config: Config) -> anyhow::Result<App> {
         config.validate()?;
         let metrics = Arc::new(metrics::Metrics::new());
@@ -51,11 +54,17 @@ impl App {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr()?;
+        let metrics_listener = TcpListener::bind(config.metrics_listen)
+            .await
+            .with_context(|| format!("binding metrics_listen {}", config.metrics_listen))?;
+        let metrics_addr = metrics_listener.local_addr()?;
         let state = AppState::new(config, pool, metrics)?;
         Ok(App {
             listener,
+            metrics_listener,
             state,
             local_addr,
+            metrics_addr,
         })
     }
 
@@ -63,18 +72,49 @@ impl App {
         self.local_addr
     }
 
+    /// The bound address of the operations listener (`/metrics`, detailed `/health`).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
     /// The shared state (pool, config, metrics) for callers that need it next to the server.
     pub fn state(&self) -> &AppState {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    /// Serves the API and the operations listener until `shutdown` resolves, then drains
+    /// in-flight requests on both.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        tracing::info!(event = "listening", addr = %self.local_addr, "origin listening");
-        http::server::serve(self.listener, self.state, shutdown).await
+        tracing::info!(
+            event = "listening",
+            addr = %self.local_addr,
+            metrics_addr = %self.metrics_addr,
+            "origin listening"
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        let trigger = stop.clone();
+        let watcher = tokio::spawn(async move {
+            shutdown.await;
+            trigger.cancel();
+        });
+        let api = http::server::serve(
+            self.listener,
+            self.state.clone(),
+            stop.clone().cancelled_owned(),
+            http::server::handle,
+        );
+        let ops = http::server::serve(
+            self.metrics_listener,
+            self.state,
+            stop.clone().cancelled_owned(),
+            http::ops::handle,
+        );
+        let (api, ops) = tokio::join!(api, ops);
+        watcher.abort();
+        api.and(ops)
     }
 }
 

@@ -33,6 +33,7 @@ pub struct Rates {
     pub api: RateSpec,
     pub register: RateSpec,
     pub login: RateSpec,
+    pub login_per_username: RateSpec,
     pub logout: RateSpec,
     pub refresh: RateSpec,
 }
@@ -54,6 +55,7 @@ impl AppState {
             api: parse(&r.api)?,
             register: parse(&r.register)?,
             login: parse(&r.login)?,
+            login_per_username: parse(&r.login_per_username)?,
             logout: parse(&r.logout)?,
             refresh: parse(&r.refresh)?,
         };
@@ -68,7 +70,7 @@ impl AppState {
             )?),
             jwt: Arc::new(JwtKeys::new(&config.auth.jwt_secret_key)),
             models: Arc::new(ModelRegistry::new(&config, metrics.clone())),
-            limiter: Arc::new(RateLimiter::default()),
+            limiter: Arc::new(RateLimiter::new(config.rate_limit.max_keys)),
             rates: Arc::new(rates),
             config: Arc::new(config),
             pool,

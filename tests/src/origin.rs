@@ -16,6 +16,8 @@ use crate::db::TestDb;
 pub struct TestOrigin {
     pub addr: SocketAddr,
     pub base_url: String,
+    /// The operations listener (`/metrics`, detailed `/health`), also on an ephemeral port.
+    pub metrics_addr: SocketAddr,
     pub config: Config,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -63,6 +65,7 @@ pub async fn spawn_origin_on(db: TestDb, configure: impl FnOnce(&mut Config)) ->
     configure(&mut config);
     let app = App::build(config.clone()).await.expect("origin builds");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run(async move {
         let _ = rx.await;
@@ -70,6 +73,7 @@ pub async fn spawn_origin_on(db: TestDb, configure: impl FnOnce(&mut Config)) ->
     TestOrigin {
         addr,
         base_url: format!("http://{addr}"),
+        metrics_addr,
         config,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -96,6 +100,11 @@ pub fn set_cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 impl TestOrigin {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
+    }
+
+    /// `path` on the operations listener (`/metrics`, `/health`).
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.metrics_addr, path)
     }
 
     pub async fn register(&self, username: &str, password: &str) -> reqwest::Response {
@@ -140,11 +149,10 @@ impl TestOrigin {
         }
     }
 
-    /// A GET with the user's bearer token.
-    /// The body of `GET /metrics`.
+    /// The body of `GET /metrics` (operations listener).
     pub async fn metrics_text(&self) -> String {
         self.http
-            .get(self.url("/metrics"))
+            .get(self.ops_url("/metrics"))
             .send()
             .await
             .expect("GET /metrics")
@@ -153,6 +161,7 @@ impl TestOrigin {
             .expect("metrics text")
     }
 
+    /// A GET with the user's bearer token.
     pub fn get_as(&self, user: &TestUser, path: &str) -> reqwest::RequestBuilder {
         self.http
             .get(self.url(path))

@@ -2,8 +2,9 @@
 //! `access_token_cookie` (CSRF double submit on unsafe methods), then the user row.
 //!
 //! Any handler authenticates with [`authenticate`]: one statement (the user load, which also
-//! returns the user's `cache_version` for cheap ETags). A handler that needs one more row can
-//! fold the user load into that row's statement with [`AccessToken`] instead.
+//! returns the user's `cache_version` for cheap ETags and whether the token's `jti` was revoked by
+//! a logout). A handler that needs one more row can fold the user load into that row's statement
+//! with [`AccessToken`] instead.
 
 pub mod jwt;
 pub mod password;
@@ -36,7 +37,8 @@ pub struct AuthUser {
 }
 
 impl AuthUser {
-    /// `max-age` for `CDN-Cache-Control` on this user's responses: never beyond the token's life.
+    /// `max-age` of the targeted `LLMSelect-Cache-Control` on this user's responses: never beyond
+    /// the token's life.
     pub fn cdn_max_age(&self, config: &Config) -> u64 {
         let remaining = (self.token_exp - Utc::now().timestamp()).max(0) as u64;
         remaining.min(config.cache.cdn_per_user_max_age_secs)
@@ -146,6 +148,11 @@ pub struct AccessToken {
     claims: jwt::Claims,
 }
 
+/// The 401 for a token whose `jti` was revoked (logged out).
+pub fn revoked() -> AppError {
+    AppError::unauthorized("invalid_token", "Token has been revoked")
+}
+
 impl AccessToken {
     /// Verifies the request's access token (no database access); a subject that is not a user id
     /// fails like a deleted user.
@@ -157,12 +164,20 @@ impl AccessToken {
         }
     }
 
-    /// The authenticated user from the token and the subject's row as loaded (`None`: the user no
-    /// longer exists).
-    pub fn with_user(self, user: Option<users::User>) -> Result<AuthUser, AppError> {
-        let Some(user) = user else {
+    /// The token's `jti`, for the revocation check folded into the user load.
+    pub fn jti(&self) -> &str {
+        &self.claims.jti
+    }
+
+    /// The authenticated user from the token and the subject's row as loaded with the token's
+    /// revocation check (`None`: the user no longer exists).
+    pub fn with_user(self, user: Option<users::TokenUser>) -> Result<AuthUser, AppError> {
+        let Some(users::TokenUser { user, revoked }) = user else {
             return Err(AppError::UserNotFound(self.claims.sub));
         };
+        if revoked {
+            return Err(self::revoked());
+        }
         Ok(AuthUser {
             id: user.id,
             username: user.username,
@@ -173,23 +188,59 @@ impl AccessToken {
     }
 }
 
-/// Authenticates the request and loads its user (one statement).
+/// Authenticates the request and loads its user, refusing a revoked token (one statement).
 pub async fn authenticate(
     ctx: &RequestCtx,
     db: &Db<'_, impl GenericClient + Sync>,
 ) -> Result<AuthUser, AppError> {
     let token = AccessToken::verify(ctx)?;
-    let user = users::by_id(db, token.user_id).await?;
+    let user = users::by_id(db, token.user_id, token.jti()).await?;
     token.with_user(user)
+}
+
+/// The request's access token as sent: the bearer header, else the access cookie.
+fn access_token_text(ctx: &RequestCtx) -> Option<&str> {
+    match ctx.headers.get(http::header::AUTHORIZATION) {
+        Some(h) => Some(h.to_str().ok()?.strip_prefix("Bearer ")?.trim()),
+        None => cookie(ctx, ACCESS_COOKIE),
+    }
 }
 
 /// The user id of a valid access token, if any (used to key rate limits; no database access).
 pub fn peek_user_id(ctx: &RequestCtx) -> Option<String> {
-    let token = match ctx.headers.get(http::header::AUTHORIZATION) {
-        Some(h) => h.to_str().ok()?.strip_prefix("Bearer ")?.trim(),
-        None => cookie(ctx, ACCESS_COOKIE)?,
-    };
-    verify_access(ctx, token).ok().map(|c| c.sub)
+    verify_access(ctx, access_token_text(ctx)?)
+        .ok()
+        .map(|c| c.sub)
+}
+
+/// Every valid token the request presents, for logout: the bearer token (access or refresh), the
+/// access cookie and the refresh cookie. Invalid or expired tokens are skipped (they are refused
+/// anyway); no CSRF check (logout needs none, origin-api.md §3.3; `SameSite=Lax` keeps other
+/// sites' POSTs from carrying the cookies).
+pub fn presented_tokens(ctx: &RequestCtx) -> Vec<jwt::Claims> {
+    let jwt = &ctx.state.jwt;
+    let mut found: Vec<jwt::Claims> = Vec::new();
+    let bearer = ctx
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok()?.strip_prefix("Bearer "))
+        .map(str::trim);
+    let candidates = [
+        (bearer, &["access", "refresh"][..]),
+        (cookie(ctx, ACCESS_COOKIE), &["access"][..]),
+        (cookie(ctx, REFRESH_COOKIE), &["refresh"][..]),
+    ];
+    for (token, types) in candidates {
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            continue;
+        };
+        if let Some(claims) = types.iter().find_map(|ty| jwt.verify(token, ty).ok()) {
+            if !found.iter().any(|c| c.jti == claims.jti) {
+                found.push(claims);
+            }
+        }
+    }
+    found
 }
 
 /// A `Set-Cookie` value for an auth cookie (no `Max-Age`/`Expires`: session cookies).

@@ -78,6 +78,10 @@ pub fn embedded() -> Vec<Migration> {
             "0002_performance_indexes",
             include_str!("../../migrations/0002_performance_indexes.sql"),
         ),
+        Migration::new(
+            "0003_revoked_tokens",
+            include_str!("../../migrations/0003_revoked_tokens.sql"),
+        ),
     ]
 }
 

@@ -1,6 +1,8 @@
-//! The HTTP layer: hyper 1.x server, router, request context, responses and input validation.
+//! The HTTP layer: hyper 1.x server, router, request context, responses, input validation, and
+//! the operations listener (`ops`: metrics and detailed health).
 
 pub mod input;
+pub mod ops;
 pub mod request;
 pub mod response;
 pub mod router;

@@ -16,7 +16,14 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 pub type Response = http::Response<Body>;
 
+/// RFC 9213 targeted cache-control for every CDN and shared cache that implements it. Only public
+/// responses carry it.
 pub const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+/// RFC 9213 targeted cache-control for our own proxy alone (agreed with the proxy, which obeys it and
+/// removes it before forwarding). Per-user responses carry their shared-cache directive here and
+/// never in `CDN-Cache-Control`: a CDN in front that honours `CDN-Cache-Control` but not
+/// `Vary: Cookie` would otherwise serve one user's response to another.
+pub const LLMSELECT_CACHE_CONTROL: HeaderName = HeaderName::from_static("llmselect-cache-control");
 pub const CACHE_GROUPS: HeaderName = HeaderName::from_static("cache-groups");
 pub const CACHE_GROUP_INVALIDATION: HeaderName =
     HeaderName::from_static("cache-group-invalidation");
@@ -89,7 +96,17 @@ pub fn sf_string_list(items: &[String]) -> String {
         .join(", ")
 }
 
-/// A strong ETag from the first 32 hex characters of SHA-256 over `parts` (joined by NUL).
+/// The version of the origin's response representations, the first part of every ETag it
+/// computes (`"v2-<hash>"`).
+///
+/// **Bump it whenever the JSON (or markdown) shape of any cacheable response changes** (a key
+/// added, renamed or removed, a format changed): most ETags derive from row versions, not from the
+/// body, so without a bump a client or cache holding a body of the old shape would keep getting
+/// 304s for it after a deploy. v1 was the unversioned `"<hash>"` format.
+pub const REPRESENTATION_VERSION: &str = "v2";
+
+/// A strong ETag: [`REPRESENTATION_VERSION`], then the first 32 hex characters of SHA-256 over
+/// `parts` (joined by NUL).
 pub fn etag_of(parts: &[&[u8]]) -> String {
     let mut hasher = Sha256::new();
     for (i, part) in parts.iter().enumerate() {
@@ -99,26 +116,31 @@ pub fn etag_of(parts: &[&[u8]]) -> String {
         hasher.update(part);
     }
     let digest = hex::encode(hasher.finalize());
-    format!("\"{}\"", &digest[..32])
+    format!("\"{REPRESENTATION_VERSION}-{}\"", &digest[..32])
 }
 
 /// The headers of a cacheable GET (§7.3) and its conditional handling.
 #[derive(Debug, Clone)]
 pub struct Cacheable {
     pub cache_control: String,
-    pub cdn_cache_control: Option<String>,
+    /// The targeted field (RFC 9213) and its value: `CDN-Cache-Control` for public data,
+    /// [`LLMSELECT_CACHE_CONTROL`] for per-user data.
+    pub targeted: Option<(HeaderName, String)>,
     pub vary: Option<&'static str>,
     pub groups: Vec<String>,
     pub etag: String,
 }
 
 impl Cacheable {
-    /// Per-user data: `private, no-cache` for browsers; the proxy may keep it `max_age` seconds,
-    /// keyed per credential.
+    /// Per-user data: `private, no-cache` for browsers and generic shared caches; our proxy alone
+    /// (through [`LLMSELECT_CACHE_CONTROL`]) may keep it `max_age` seconds, keyed per credential.
     pub fn per_user(max_age: u64, groups: Vec<String>, etag: String) -> Cacheable {
         Cacheable {
             cache_control: "private, no-cache".into(),
-            cdn_cache_control: Some(format!("max-age={max_age}, must-revalidate")),
+            targeted: Some((
+                LLMSELECT_CACHE_CONTROL,
+                format!("max-age={max_age}, must-revalidate"),
+            )),
             vary: Some("Authorization, Cookie"),
             groups,
             etag,
@@ -134,7 +156,7 @@ impl Cacheable {
     ) -> Cacheable {
         Cacheable {
             cache_control: format!("public, max-age={browser_max_age}"),
-            cdn_cache_control: Some(format!("public, max-age={cdn_max_age}")),
+            targeted: Some((CDN_CACHE_CONTROL, format!("public, max-age={cdn_max_age}"))),
             vary: None,
             groups,
             etag,
@@ -161,8 +183,8 @@ impl Cacheable {
             }
         };
         set(CACHE_CONTROL, &self.cache_control);
-        if let Some(cdn) = &self.cdn_cache_control {
-            set(CDN_CACHE_CONTROL, cdn);
+        if let Some((name, value)) = &self.targeted {
+            set(name.clone(), value);
         }
         if let Some(vary) = self.vary {
             set(VARY, vary);
@@ -210,6 +232,8 @@ mod tests {
             sf_string_list(&["all".into(), "user:1".into()]),
             "\"all\", \"user:1\""
         );
-        assert_eq!(etag_of(&[b"a"]).len(), 34);
+        let etag = etag_of(&[b"a"]);
+        assert!(etag.starts_with("\"v2-"), "{etag}");
+        assert_eq!(etag.len(), 2 + REPRESENTATION_VERSION.len() + 1 + 32);
     }
 }

@@ -9,7 +9,6 @@ use http::Method;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handler {
     Health,
-    Metrics,
     Register,
     Login,
     Logout,
@@ -76,7 +75,6 @@ macro_rules! route {
 
 pub static ROUTES: &[RouteDef] = &[
     route!(GET, "/health", Health, None),
-    route!(GET, "/metrics", Metrics, None),
     route!(POST, "/api/v1/auth/register", Register, Register),
     route!(POST, "/api/v1/auth/login", Login, Login),
     route!(POST, "/api/v1/auth/logout", Logout, Logout),

@@ -28,13 +28,19 @@ use crate::state::AppState;
 
 const CSP: &str = "default-src 'self'; style-src 'self' 'unsafe-inline' https://fonts.googleapis.com; font-src 'self' https://fonts.gstatic.com; script-src 'self' 'unsafe-inline'; connect-src 'self'";
 
-/// Serves `listener` until `shutdown` resolves, then stops accepting, lets in-flight requests finish
-/// within `http.shutdown_grace_ms` and closes the rest.
-pub async fn serve(
+/// Serves `listener` with `handler` ([`handle`] for the API, `http::ops::handle` for the
+/// operations listener) until `shutdown` resolves, then stops accepting, lets in-flight requests
+/// finish within `http.shutdown_grace_ms` and closes the rest.
+pub async fn serve<H, F>(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
+    handler: H,
+) -> anyhow::Result<()>
+where
+    H: Fn(AppState, Request<Incoming>, SocketAddr) -> F + Copy + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -57,7 +63,7 @@ pub async fn serve(
                 connections.spawn(async move {
                     let service = service_fn(move |req| {
                         let state = state.clone();
-                        async move { Ok::<_, Infallible>(handle(state, req, remote).await) }
+                        async move { Ok::<_, Infallible>(handler(state, req, remote).await) }
                     });
                     let conn = http1::Builder::new()
                         .timer(hyper_util::rt::TokioTimer::new())

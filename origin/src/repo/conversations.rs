@@ -5,7 +5,7 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use crate::db::{Db, Sql};
-use crate::repo::users::{self, User};
+use crate::repo::users::{self, TokenUser};
 
 /// One row of the conversation list page.
 #[derive(Debug, Clone)]
@@ -114,6 +114,7 @@ pub const LIST_KEYSET: Sql = Sql {
 const GET_WITH_USER: Sql = Sql {
     name: "conversation_get_with_user",
     text: "SELECT u.id, u.username, u.is_admin, u.cache_version,
+       EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = $3) AS revoked,
        c.id, c.user_id, c.title, c.provider, c.model, c.last_message_at, c.updated_at
 FROM users u LEFT JOIN conversations c ON c.id = $2 AND c.user_id = u.id
 WHERE u.id = $1",
@@ -264,19 +265,23 @@ pub async fn list_after(
     Ok(list(&rows))
 }
 
-/// The user `user_id` (`None` when they no longer exist) with their conversation `id` (`None` when
-/// missing or someone else's), in one statement.
+/// The user `user_id` (`None` when they no longer exist) with the revocation check of the token
+/// `jti` and their conversation `id` (`None` when missing or someone else's), in one statement.
 pub async fn get_with_user(
     db: &Db<'_, impl GenericClient + Sync>,
     user_id: i64,
+    jti: &str,
     id: Uuid,
-) -> Result<Option<(User, Option<Conversation>)>, tokio_postgres::Error> {
+) -> Result<Option<(TokenUser, Option<Conversation>)>, tokio_postgres::Error> {
+    const BASE: usize = users::TOKEN_USER_COLUMNS;
     Ok(db
-        .query_opt(&GET_WITH_USER, &[&user_id, &id])
+        .query_opt(&GET_WITH_USER, &[&user_id, &id, &jti])
         .await?
         .map(|r| {
-            let conversation = r.get::<_, Option<Uuid>>(4).map(|_| conversation_at(&r, 4));
-            (users::user(&r), conversation)
+            let conversation = r
+                .get::<_, Option<Uuid>>(BASE)
+                .map(|_| conversation_at(&r, BASE));
+            (users::token_user(&r), conversation)
         }))
 }
 

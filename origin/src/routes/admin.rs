@@ -56,7 +56,7 @@ pub async fn cache_stats(ctx: &RequestCtx) -> Result<Response, AppError> {
 
 pub async fn health_detailed(ctx: &RequestCtx) -> Result<Response, AppError> {
     admin(ctx).await?;
-    let connected = health::ping(ctx).await;
+    let connected = health::ping(&ctx.state, &ctx.obs).await;
     let s = ctx.state.pool.state();
     let cfg = &ctx.state.config.database;
     let m = &ctx.state.metrics;

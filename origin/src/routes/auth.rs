@@ -11,8 +11,9 @@ use crate::auth::{
 use crate::error::AppError;
 use crate::http::input::Fields;
 use crate::http::request::RequestCtx;
-use crate::http::response::{uncacheable, Response};
+use crate::http::response::{mutation_response, uncacheable, Response};
 use crate::repo::users;
+use crate::routes::groups;
 
 fn add_cookies(response: &mut Response, cookies: &[String]) {
     for c in cookies {
@@ -96,6 +97,7 @@ pub async fn login(ctx: &RequestCtx) -> Result<Response, AppError> {
             "validated fields missing"
         )));
     };
+    crate::routes::limit_login_username(ctx, &username)?;
     let invalid = || AppError::unauthorized("authentication_error", "Invalid username or password");
     let creds = {
         let conn = ctx.conn().await?;
@@ -146,9 +148,36 @@ pub async fn login(ctx: &RequestCtx) -> Result<Response, AppError> {
     Ok(response)
 }
 
+/// Clears the auth cookies and revokes every valid token presented (access and refresh, by
+/// `jti`, until they expire), then names `user:<id>` in `Cache-Group-Invalidation` so the proxy
+/// drops every cached per-user response of each user logged out. If the revocation cannot be
+/// written the answer is an error, not a logout that only looks done.
 pub async fn logout(ctx: &RequestCtx) -> Result<Response, AppError> {
+    let tokens: Vec<users::Revocation> = auth::presented_tokens(ctx)
+        .into_iter()
+        .filter_map(|c| {
+            Some(users::Revocation {
+                user_id: c.sub.parse().ok()?,
+                jti: c.jti,
+                token_type: c.token_type,
+                exp: c.exp,
+            })
+        })
+        .collect();
+    let mut groups: Vec<String> = Vec::new();
+    if !tokens.is_empty() {
+        let conn = ctx.conn().await?;
+        users::revoke(&conn.db(&ctx.obs), &tokens).await?;
+        for t in &tokens {
+            let group = groups::user(t.user_id);
+            if !groups.contains(&group) {
+                groups.push(group);
+            }
+        }
+    }
     let secure = ctx.state.config.auth.jwt_cookie_secure;
-    let mut response = uncacheable(StatusCode::OK, &json!({"message": "Logged out"}), false);
+    let mut response =
+        mutation_response(StatusCode::OK, &json!({"message": "Logged out"}), &groups);
     add_cookies(
         &mut response,
         &[
@@ -168,8 +197,10 @@ pub async fn refresh(ctx: &RequestCtx) -> Result<Response, AppError> {
     };
     {
         let conn = ctx.conn().await?;
-        if users::by_id(&conn.db(&ctx.obs), id).await?.is_none() {
-            return Err(AppError::UserNotFound(claims.sub));
+        match users::by_id(&conn.db(&ctx.obs), id, &claims.jti).await? {
+            None => return Err(AppError::UserNotFound(claims.sub)),
+            Some(u) if u.revoked => return Err(auth::revoked()),
+            Some(_) => {}
         }
     }
     let cfg = &ctx.state.config.auth;

@@ -1,4 +1,9 @@
-//! `GET /health` (real database round trip plus pool state) and `GET /metrics`.
+//! Health and metrics.
+//!
+//! - Public API port: `GET /health`, a minimal readiness answer (`{"status":"ok"}`, or 503
+//!   `{"status":"degraded"}` when the database round trip fails) with no pool internals.
+//! - Operations listener (`metrics_listen`, loopback by default; see `http::ops`): `GET /health`
+//!   with the database and pool state of origin-api.md §3.1, and `GET /metrics` (Prometheus).
 
 use std::time::Duration;
 
@@ -7,7 +12,7 @@ use http::header::{HeaderValue, CACHE_CONTROL};
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::db::Sql;
+use crate::db::{QueryObserver, Sql};
 use crate::error::AppError;
 use crate::http::request::RequestCtx;
 use crate::http::response::{bytes_response, uncacheable, Response};
@@ -20,11 +25,11 @@ const PING: Sql = Sql {
 };
 
 /// Runs `SELECT 1` through the pool within `database.health_timeout_ms`.
-pub async fn ping(ctx: &RequestCtx) -> bool {
-    let timeout = Duration::from_millis(ctx.state.config.database.health_timeout_ms);
+pub async fn ping(state: &AppState, obs: &QueryObserver) -> bool {
+    let timeout = Duration::from_millis(state.config.database.health_timeout_ms);
     let attempt = async {
-        let conn = ctx.conn().await?;
-        conn.db(&ctx.obs).query_one(&PING, &[]).await?;
+        let conn = state.pool.get().await?;
+        conn.db(obs).query_one(&PING, &[]).await?;
         Ok::<_, AppError>(())
     };
     matches!(tokio::time::timeout(timeout, attempt).await, Ok(Ok(())))
@@ -47,27 +52,39 @@ pub fn pool_json(state: &AppState, connected: bool) -> Value {
     })
 }
 
-pub async fn health(ctx: &RequestCtx) -> Result<Response, AppError> {
-    let connected = ping(ctx).await;
-    let body = json!({
-        "status": if connected { "ok" } else { "degraded" },
-        "timestamp": fmt_ts(&Utc::now()),
-        "environment": ctx.state.config.environment,
-        "database": pool_json(&ctx.state, connected),
-    });
-    let status = if connected {
-        StatusCode::OK
+fn status_of(connected: bool) -> (StatusCode, &'static str) {
+    if connected {
+        (StatusCode::OK, "ok")
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    Ok(uncacheable(status, &body, false))
+        (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+    }
 }
 
-pub async fn metrics(ctx: &RequestCtx) -> Result<Response, AppError> {
-    let text = ctx.state.metrics.render(&ctx.state.pool);
+/// `GET /health` on the public port: readiness only.
+pub async fn health(ctx: &RequestCtx) -> Result<Response, AppError> {
+    let (status, text) = status_of(ping(&ctx.state, &ctx.obs).await);
+    Ok(uncacheable(status, &json!({ "status": text }), false))
+}
+
+/// `GET /health` on the operations listener: readiness plus database and pool state.
+pub async fn health_detailed(state: &AppState) -> Response {
+    let connected = ping(state, &state.query_observer()).await;
+    let (status, text) = status_of(connected);
+    let body = json!({
+        "status": text,
+        "timestamp": fmt_ts(&Utc::now()),
+        "environment": state.config.environment,
+        "database": pool_json(state, connected),
+    });
+    uncacheable(status, &body, false)
+}
+
+/// `GET /metrics` on the operations listener.
+pub fn metrics(state: &AppState) -> Response {
+    let text = state.metrics.render(&state.pool);
     let mut response = bytes_response(StatusCode::OK, "text/plain; version=0.0.4", text.into());
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    response
 }

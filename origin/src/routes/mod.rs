@@ -18,6 +18,7 @@ use crate::error::AppError;
 use crate::http::request::RequestCtx;
 use crate::http::response::{etag_of, Cacheable, Response};
 use crate::http::router::{Handler, RateGroup};
+use crate::ratelimit::client_key;
 
 /// Cache groups (RFC 9875) named by the origin (origin-api.md §7.2).
 pub mod groups {
@@ -78,10 +79,26 @@ fn rate_limit(ctx: &RequestCtx) -> Result<(), AppError> {
     let key = match ctx.route.rate {
         RateGroup::Api => crate::auth::peek_user_id(ctx)
             .map(|uid| format!("user:{uid}"))
-            .unwrap_or_else(|| format!("ip:{}", ctx.client_ip)),
-        _ => format!("ip:{}", ctx.client_ip),
+            .unwrap_or_else(|| client_key(ctx.client_ip)),
+        _ => client_key(ctx.client_ip),
     };
     if state.limiter.check(ctx.route.name, &key, spec) {
+        Ok(())
+    } else {
+        Err(AppError::TooManyRequests(spec.display.clone()))
+    }
+}
+
+/// The per-username login limit (on top of the per-address one of the route): counted for every
+/// attempt on `username`, before the password is checked.
+pub(crate) fn limit_login_username(ctx: &RequestCtx, username: &str) -> Result<(), AppError> {
+    let state = &ctx.state;
+    if !state.config.rate_limit.enabled {
+        return Ok(());
+    }
+    let spec = &state.rates.login_per_username;
+    let key = crate::ratelimit::username_key(username);
+    if state.limiter.check("login-username", &key, spec) {
         Ok(())
     } else {
         Err(AppError::TooManyRequests(spec.display.clone()))
@@ -93,7 +110,6 @@ pub async fn dispatch(ctx: &RequestCtx) -> Result<Response, AppError> {
     rate_limit(ctx)?;
     match ctx.route.handler {
         Handler::Health => health::health(ctx).await,
-        Handler::Metrics => health::metrics(ctx).await,
         Handler::Register => auth::register(ctx).await,
         Handler::Login => auth::login(ctx).await,
         Handler::Logout => auth::logout(ctx).await,

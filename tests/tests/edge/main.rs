@@ -34,7 +34,7 @@ impl Edge {
         let text = self
             .origin
             .http
-            .get(self.origin.url("/metrics"))
+            .get(self.origin.ops_url("/metrics"))
             .send()
             .await
             .expect("metrics")

@@ -387,7 +387,12 @@ async fn etags_304_and_invalidation() {
     let r = get(&o, &u, list).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), "private, no-cache");
-    let cdn = header(&r, "cdn-cache-control");
+    assert_eq!(
+        header(&r, "cdn-cache-control"),
+        "",
+        "per-user data is never for CDNs"
+    );
+    let cdn = header(&r, "llmselect-cache-control");
     assert!(
         cdn.starts_with("max-age=") && cdn.ends_with(", must-revalidate"),
         "{cdn}"
@@ -402,7 +407,7 @@ async fn etags_304_and_invalidation() {
         format!("\"all\", \"user:{uid}\", \"user:{uid}:conversations\"")
     );
     let etag = header(&r, "etag");
-    assert!(etag.starts_with('"') && etag.len() == 34, "{etag}");
+    assert!(etag.starts_with("\"v2-") && etag.len() == 37, "{etag}");
 
     let r = get_if_none_match(&o, &u, list, &etag).await;
     assert_eq!(r.status(), 304);

@@ -1,4 +1,5 @@
-//! `/health` (real round trip, pool state, 503 and recovery), pool exhaustion, `/metrics`.
+//! `/health` (real round trip, pool state, 503 and recovery), pool exhaustion, `/metrics`, and the
+//! split between the public port (readiness only, no `/metrics`) and the operations listener.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -7,12 +8,14 @@ use llmselect_e2e::db::TestDb;
 use llmselect_e2e::origin::{spawn_origin, spawn_origin_on};
 use serde_json::json;
 
-use crate::support::{eventually, get, get_anonymous, header, json, metrics_text, Forwarder};
+use crate::support::{
+    eventually, get, get_anonymous, get_ops, header, json, metrics_text, Forwarder,
+};
 
 #[tokio::test]
 async fn health_reports_database_and_pool() {
     let o = spawn_origin(|c| c.environment = "staging".into()).await;
-    let r = get_anonymous(&o, "/health").await;
+    let r = get_ops(&o, "/health").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), "no-store");
     let v = json(r).await;
@@ -62,7 +65,7 @@ async fn health_goes_503_when_the_database_is_lost_and_recovers() {
     })
     .await;
     let u = o.user("alice").await;
-    let health = || async { get_anonymous(&o, "/health").await };
+    let health = || async { get_ops(&o, "/health").await };
     assert_eq!(health().await.status(), 200);
 
     fwd.cut();
@@ -75,6 +78,10 @@ async fn health_goes_503_when_the_database_is_lost_and_recovers() {
     let v = json(body).await;
     assert_eq!(v["status"], "degraded");
     assert_eq!(v["database"]["connected"], false);
+    // The public port says only that it is not ready.
+    let r = get_anonymous(&o, "/health").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(json(r).await, json!({"status": "degraded"}));
     // Data endpoints answer a quick 503 JSON error, not a hang or a 500.
     let r = get(&o, &u, "/api/v1/conversations").await;
     assert_eq!(r.status(), 503);
@@ -168,7 +175,7 @@ async fn metrics_use_route_templates_and_the_origin_prefix() {
     let id = o.create_conversation(&u, None).await;
     get(&o, &u, &format!("/api/v1/conversations/{id}")).await;
     get_anonymous(&o, "/health").await;
-    let r = get_anonymous(&o, "/metrics").await;
+    let r = get_ops(&o, "/metrics").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), "no-store");
     assert!(header(&r, "content-type").starts_with("text/plain"));
@@ -198,4 +205,30 @@ async fn metrics_use_route_templates_and_the_origin_prefix() {
     {
         assert!(line.starts_with("origin_"), "{line}");
     }
+}
+
+#[tokio::test]
+async fn the_public_port_has_no_metrics_and_a_minimal_health() {
+    let o = spawn_origin(|c| c.environment = "staging".into()).await;
+    let r = get_anonymous(&o, "/metrics").await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(json(r).await["error"], "not_found");
+    let r = get_anonymous(&o, "/health").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    assert_eq!(json(r).await, json!({"status": "ok"}), "no pool internals");
+
+    // Both answer on the operations listener, which is another port.
+    assert_ne!(o.metrics_addr.port(), o.addr.port());
+    let r = get_ops(&o, "/metrics").await;
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("origin_http_requests_total{route=\"unmatched\",status=\"404\"} 1"));
+    let v = json(get_ops(&o, "/health").await).await;
+    assert_eq!(v["environment"], "staging");
+    assert_eq!(v["database"]["connected"], true);
+    assert_eq!(get_ops(&o, "/api/v1/models").await.status(), 404);
 }

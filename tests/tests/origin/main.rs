@@ -4,6 +4,7 @@
 mod auth;
 mod comparisons;
 mod conversations;
+mod fail_closed;
 mod health;
 mod keys;
 mod migrations;

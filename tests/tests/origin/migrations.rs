@@ -11,7 +11,14 @@ async fn migrations_are_idempotent_and_recorded_with_checksums() {
     let db = TestDb::new().await;
     let mut c = db.client().await;
     let first = migrate::run(&mut c, &migrate::embedded()).await.unwrap();
-    assert_eq!(first, vec!["0001_init", "0002_performance_indexes"]);
+    assert_eq!(
+        first,
+        vec![
+            "0001_init",
+            "0002_performance_indexes",
+            "0003_revoked_tokens"
+        ]
+    );
     let again = migrate::run(&mut c, &migrate::embedded()).await.unwrap();
     assert!(again.is_empty());
     let rows = c
@@ -21,7 +28,7 @@ async fn migrations_are_idempotent_and_recorded_with_checksums() {
         )
         .await
         .unwrap();
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 3);
     for (row, m) in rows.iter().zip(migrate::embedded()) {
         assert_eq!(row.get::<_, String>(0), m.version);
         assert_eq!(row.get::<_, String>(1), m.checksum());
@@ -40,7 +47,7 @@ async fn a_changed_applied_migration_is_refused() {
     let mut changed = migrate::embedded();
     changed[0].sql.push_str("\n-- edited after release\n");
     changed.push(Migration::new(
-        "0003_more",
+        "0099_more",
         "CREATE TABLE should_not_exist (a int);",
     ));
     let err = migrate::run(&mut c, &changed).await.unwrap_err();
@@ -159,7 +166,11 @@ async fn concurrent_starts_are_serialised() {
     applied.sort();
     assert_eq!(
         applied,
-        vec!["0001_init", "0002_performance_indexes"],
+        vec![
+            "0001_init",
+            "0002_performance_indexes",
+            "0003_revoked_tokens"
+        ],
         "each applied exactly once"
     );
 }

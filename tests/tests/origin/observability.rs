@@ -29,7 +29,7 @@ async fn slow_queries_are_logged_without_parameters() {
     assert_eq!(auth["level"], "WARN");
     assert_eq!(
         auth["fields"]["statement"],
-        "SELECT id, username, is_admin, cache_version FROM users WHERE id = $1"
+        "SELECT u.id, u.username, u.is_admin, u.cache_version, EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = $2) AS revoked FROM users u WHERE u.id = $1"
     );
     assert!(auth["fields"]["duration_ms"].is_number());
     let list = events

@@ -69,6 +69,11 @@ pub async fn get_anonymous(o: &TestOrigin, path: &str) -> reqwest::Response {
     o.http.get(o.url(path)).send().await.expect("GET")
 }
 
+/// `GET path` on the operations listener (`/metrics`, detailed `/health`).
+pub async fn get_ops(o: &TestOrigin, path: &str) -> reqwest::Response {
+    o.http.get(o.ops_url(path)).send().await.expect("GET (ops)")
+}
+
 /// A `method` request without a body as `user`.
 pub async fn send_as(
     o: &TestOrigin,
