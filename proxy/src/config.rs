@@ -123,7 +123,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
-            upstream: "http://127.0.0.1:3000".into(),
+            upstream: "http://127.0.0.1:3044".into(),
             admin_listen: "127.0.0.1:9090".into(),
             admin_token: None,
             cache: CacheConfig::default(),
