@@ -1,17 +1,20 @@
 //! The admin listener: `POST /purge`, `GET /stats`, `GET /metrics`, `GET /health`, all behind
 //! `Authorization: Bearer <token>`. Errors are JSON.
 
+use crate::bus::{Bus, Invalidation};
 use crate::cache::key::{normalise_path_query, UrlKey};
 use crate::cache::{Invalidator, Source};
 use crate::cache::{Scope, Store};
 use crate::metrics;
 use crate::stats::Stats;
+use crate::upstreams::Upstreams;
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// Largest accepted `POST /purge` body.
@@ -34,6 +37,9 @@ pub enum AdminError {
     TooLarge,
     #[error("could not read request body")]
     Read,
+    /// The purge was applied on this node, but the fleet could not be told.
+    #[error("purged {purged} entries on this node, but not on the fleet: {reason}")]
+    Bus { purged: usize, reason: String },
 }
 
 impl AdminError {
@@ -44,6 +50,7 @@ impl AdminError {
             AdminError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::BadRequest(_) | AdminError::Read => StatusCode::BAD_REQUEST,
             AdminError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AdminError::Bus { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -75,6 +82,9 @@ pub struct PurgeRequest {
     pub all: Option<bool>,
     #[serde(default)]
     pub soft: bool,
+    /// Purge this node only (in a fleet, a purge is published to every node by default).
+    #[serde(default)]
+    pub local: bool,
 }
 
 impl PurgeRequest {
@@ -135,6 +145,8 @@ pub struct AdminApp {
     pub store: &'static Store,
     pub stats: &'static Stats,
     pub invalidator: Invalidator,
+    pub bus: Option<Arc<Bus>>,
+    pub upstreams: Arc<Upstreams>,
 }
 
 impl AdminApp {
@@ -172,7 +184,7 @@ impl AdminApp {
                 );
                 Ok(resp)
             }
-            ("/health", Method::GET) => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+            ("/health", Method::GET) => Ok(json_response(StatusCode::OK, &self.health_json())),
             ("/purge" | "/stats" | "/metrics" | "/health", _) => Err(AdminError::MethodNotAllowed),
             _ => Err(AdminError::NotFound),
         }
@@ -193,11 +205,29 @@ impl AdminApp {
         let req: PurgeRequest =
             serde_json::from_slice(&body).map_err(|e| AdminError::BadRequest(e.to_string()))?;
         let (kind, scopes) = req.scopes()?;
+        // This node first (the answer means it is done here), then the fleet through the bus.
         let affected = self.invalidator.apply(Source::Admin, &scopes, req.soft);
-        tracing::info!(target: "admin", kind, soft = req.soft, affected, "purge");
+        let seq = match (&self.bus, req.local) {
+            (Some(bus), false) => {
+                let msg = Invalidation::from_scopes(&scopes, req.soft);
+                let seq = bus.publish(&msg).await.map_err(|e| AdminError::Bus {
+                    purged: affected,
+                    reason: e.to_string(),
+                })?;
+                Some(seq)
+            }
+            _ => None,
+        };
+        tracing::info!(target: "admin", kind, soft = req.soft, affected, seq, "purge");
         Ok(json_response(
             StatusCode::OK,
-            &json!({"purged": affected, "kind": kind, "soft": req.soft}),
+            &json!({
+                "purged": affected,
+                "kind": kind,
+                "soft": req.soft,
+                "fleet": seq.is_some(),
+                "seq": seq,
+            }),
         ))
     }
 
@@ -207,6 +237,22 @@ impl AdminApp {
             self.store.weight(),
             self.store.evictions(),
         );
+        if let Some(bus) = &self.bus {
+            let snap = bus.snapshot();
+            metrics::set_bus(snap.lag, bus.state.degraded());
+        }
+    }
+
+    /// Liveness, plus what an operator must know at a glance: the bus and the origins.
+    fn health_json(&self) -> serde_json::Value {
+        let bus = self.bus.as_ref().map(|b| b.snapshot().state);
+        let origins_down = self.upstreams.health().iter().all(|u| !u.healthy);
+        let status = if origins_down || bus.is_some_and(|s| s != "connected") {
+            "degraded"
+        } else {
+            "ok"
+        };
+        json!({"status": status, "bus": bus, "upstreams": self.upstreams.health()})
     }
 
     fn stats_json(&self) -> serde_json::Value {
@@ -229,6 +275,8 @@ impl AdminApp {
             "tombstone_bytes": self.store.tombstone_bytes(),
             "purges": s.purges,
             "purged_entries": s.purged_entries,
+            "bus": self.bus.as_ref().map(|b| b.snapshot()),
+            "upstreams": self.upstreams.health(),
         })
     }
 }

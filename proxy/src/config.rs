@@ -23,14 +23,207 @@ pub struct Config {
     pub listen: String,
     /// Origin base URL (`http://host:port`); only plain HTTP is supported.
     pub upstream: String,
+    /// Several origin base URLs, balanced round-robin with active health checks; when set it
+    /// replaces `upstream`.
+    pub upstreams: Vec<String>,
     /// Address of the admin listener (purge, stats, metrics, health).
     pub admin_listen: String,
     /// Bearer token required by every admin endpoint. Mandatory on a non-loopback admin address.
     pub admin_token: Option<String>,
     pub cache: CacheConfig,
     pub limits: LimitsConfig,
+    pub health_check: HealthCheckConfig,
+    pub bus: BusConfig,
     pub timeouts: TimeoutConfig,
     pub server: ServerConfig,
+}
+
+/// Active health checks of the origins (only with several `upstreams`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// Path requested on every origin; any 2xx is healthy.
+    pub path: String,
+    pub interval_ms: u64,
+    /// Connect and read timeout of one check.
+    pub timeout_ms: u64,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        Self {
+            path: "/health".into(),
+            interval_ms: 1_000,
+            timeout_ms: 1_000,
+        }
+    }
+}
+
+/// The invalidation bus shared by a fleet (NATS JetStream). Without `url`, the proxy is a single
+/// node and nothing here is used.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    /// `nats://host:port` (several comma-separated for a cluster); env `NATS_URL`.
+    pub url: Option<String>,
+    /// JetStream stream that carries the invalidations (created if missing).
+    pub stream: String,
+    /// Subject of the invalidation messages (the stream's only subject).
+    pub subject: String,
+    /// After this long without contact with the bus, or this long behind the stream, entries
+    /// that belong to a group are revalidated with the origin before being served.
+    pub max_lag_ms: u64,
+    /// How often the node asks the stream for its last sequence (contact and lag).
+    pub poll_interval_ms: u64,
+    /// Messages older than this are dropped by the stream (a node that was away longer misses
+    /// them and purges everything softly).
+    pub stream_max_age_secs: u64,
+    /// JetStream duplicate window for `Nats-Msg-Id` (the origin relay's outbox ids).
+    pub duplicate_window_secs: u64,
+    /// Lifetime of the read-your-writes cookie set on mutation responses.
+    pub read_your_writes_secs: u64,
+    /// Credentials: user and password, a token, an NKey seed, or a `.creds` file (env
+    /// `NATS_USER`/`NATS_PASSWORD`, `NATS_TOKEN`, `NATS_NKEY_SEED`, `NATS_CREDS_FILE`).
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub nkey_seed: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+    /// Require TLS to the bus; `ca_file` adds a root certificate.
+    pub tls_required: bool,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            stream: "EDGE_INVALIDATIONS".into(),
+            subject: "edge.invalidations".into(),
+            max_lag_ms: 2_000,
+            poll_interval_ms: 250,
+            stream_max_age_secs: 24 * 3600,
+            duplicate_window_secs: 120,
+            read_your_writes_secs: 60,
+            user: None,
+            password: None,
+            token: None,
+            nkey_seed: None,
+            credentials_file: None,
+            tls_required: false,
+            ca_file: None,
+        }
+    }
+}
+
+impl BusConfig {
+    /// Whether a bus is configured (the node is part of a fleet).
+    pub fn enabled(&self) -> bool {
+        self.url.as_deref().is_some_and(|u| !u.trim().is_empty())
+    }
+
+    /// Environment variables win over the file: `NATS_URL`, `NATS_USER`, `NATS_PASSWORD`,
+    /// `NATS_TOKEN`, `NATS_NKEY_SEED`, `NATS_CREDS_FILE`.
+    fn apply_env(&mut self) {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(v) = var("NATS_URL") {
+            self.url = Some(v);
+        }
+        if let Some(v) = var("NATS_USER") {
+            self.user = Some(v);
+        }
+        if let Some(v) = var("NATS_PASSWORD") {
+            self.password = Some(v);
+        }
+        if let Some(v) = var("NATS_TOKEN") {
+            self.token = Some(v);
+        }
+        if let Some(v) = var("NATS_NKEY_SEED") {
+            self.nkey_seed = Some(v);
+        }
+        if let Some(v) = var("NATS_CREDS_FILE") {
+            self.credentials_file = Some(PathBuf::from(v));
+        }
+    }
+
+    fn validate(&self, errors: &mut Vec<String>) {
+        if !self.enabled() {
+            return;
+        }
+        for u in self.url.as_deref().unwrap_or("").split(',') {
+            let u = u.trim();
+            let ok = url::Url::parse(u)
+                .is_ok_and(|p| matches!(p.scheme(), "nats" | "tls") && p.host_str().is_some());
+            if !ok {
+                errors.push(format!("bus.url {u:?}: expected nats://host:port"));
+            }
+        }
+        let valid_token = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        };
+        if !valid_token(&self.stream) {
+            errors.push(format!(
+                "bus.stream {:?}: letters, digits, '-' and '_' only",
+                self.stream
+            ));
+        }
+        if self.subject.is_empty() || !self.subject.split('.').all(valid_token) {
+            errors.push(format!(
+                "bus.subject {:?}: dot-separated tokens without wildcards",
+                self.subject
+            ));
+        }
+        if self.max_lag_ms == 0 || self.poll_interval_ms == 0 {
+            errors.push("bus.max_lag_ms and bus.poll_interval_ms must be positive".into());
+        } else if self.poll_interval_ms >= self.max_lag_ms {
+            errors.push("bus.poll_interval_ms must be below bus.max_lag_ms".into());
+        }
+        if self.stream_max_age_secs == 0 || self.duplicate_window_secs == 0 {
+            errors.push(
+                "bus.stream_max_age_secs and bus.duplicate_window_secs must be positive".into(),
+            );
+        }
+        let methods = [
+            self.user.is_some(),
+            self.token.is_some(),
+            self.nkey_seed.is_some(),
+            self.credentials_file.is_some(),
+        ];
+        if methods.iter().filter(|m| **m).count() > 1 {
+            errors.push(
+                "bus: set only one of user/password, token, nkey_seed, credentials_file".into(),
+            );
+        }
+        if self.user.is_some() != self.password.is_some() {
+            errors.push("bus.user and bus.password go together".into());
+        }
+    }
+}
+
+impl fmt::Debug for BusConfig {
+    /// Secrets are never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |o: &Option<String>| o.as_ref().map(|_| "<set>");
+        f.debug_struct("BusConfig")
+            .field("url", &self.url)
+            .field("stream", &self.stream)
+            .field("subject", &self.subject)
+            .field("max_lag_ms", &self.max_lag_ms)
+            .field("poll_interval_ms", &self.poll_interval_ms)
+            .field("stream_max_age_secs", &self.stream_max_age_secs)
+            .field("duplicate_window_secs", &self.duplicate_window_secs)
+            .field("read_your_writes_secs", &self.read_your_writes_secs)
+            .field("user", &self.user)
+            .field("password", &hidden(&self.password))
+            .field("token", &hidden(&self.token))
+            .field("nkey_seed", &hidden(&self.nkey_seed))
+            .field("credentials_file", &self.credentials_file)
+            .field("tls_required", &self.tls_required)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 /// Bounds on what a client may send.
@@ -124,10 +317,13 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:8080".into(),
             upstream: "http://127.0.0.1:3044".into(),
+            upstreams: Vec::new(),
             admin_listen: "127.0.0.1:9090".into(),
             admin_token: None,
             cache: CacheConfig::default(),
             limits: LimitsConfig::default(),
+            health_check: HealthCheckConfig::default(),
+            bus: BusConfig::default(),
             timeouts: TimeoutConfig::default(),
             server: ServerConfig::default(),
         }
@@ -226,6 +422,7 @@ impl Config {
                 cfg.admin_token = Some(token);
             }
         }
+        cfg.bus.apply_env();
         if let Some(v) = overrides.listen {
             cfg.listen = v;
         }
@@ -250,6 +447,7 @@ impl Config {
         Config {
             listen: format!("127.0.0.1:{}", free_port()),
             upstream: url.to_string(),
+            upstreams: Vec::new(),
             admin_listen: format!("127.0.0.1:{}", free_port()),
             admin_token: Some("test-admin-token".into()),
             cache: CacheConfig {
@@ -261,6 +459,15 @@ impl Config {
                 ..CacheConfig::default()
             },
             limits: LimitsConfig::default(),
+            health_check: HealthCheckConfig {
+                interval_ms: 200,
+                ..HealthCheckConfig::default()
+            },
+            bus: BusConfig {
+                max_lag_ms: 1_000,
+                poll_interval_ms: 100,
+                ..BusConfig::default()
+            },
             timeouts: TimeoutConfig::default(),
             server: ServerConfig {
                 threads: 2,
@@ -289,9 +496,25 @@ impl Config {
                 ));
             }
         }
-        if let Err(e) = self.upstream() {
-            errors.push(e);
+        match self.upstreams() {
+            Ok(list) => {
+                let mut seen = std::collections::HashSet::new();
+                for u in &list {
+                    if !seen.insert(&u.address) {
+                        errors.push(format!("upstreams: {} is listed twice", u.address));
+                    }
+                }
+            }
+            Err(e) => errors.extend(e),
         }
+        let h = &self.health_check;
+        if !h.path.starts_with('/') {
+            errors.push("health_check.path must start with '/'".into());
+        }
+        if h.interval_ms == 0 || h.timeout_ms == 0 {
+            errors.push("health_check.interval_ms and timeout_ms must be positive".into());
+        }
+        self.bus.validate(&mut errors);
         let c = &self.cache;
         if c.capacity_bytes < 64 * 1024 {
             errors.push("cache.capacity_bytes must be at least 65536".into());
@@ -370,27 +593,35 @@ impl Config {
             .collect()
     }
 
-    /// The parsed upstream.
-    pub fn upstream(&self) -> Result<Upstream, String> {
-        let url = url::Url::parse(&self.upstream)
-            .map_err(|e| format!("upstream {:?}: {e}", self.upstream))?;
-        if url.scheme() != "http" {
-            return Err(format!(
-                "upstream {:?}: only http:// is supported",
-                self.upstream
-            ));
-        }
-        let host = url
-            .host_str()
-            .ok_or_else(|| format!("upstream {:?}: no host", self.upstream))?
-            .to_string();
-        let port = url.port_or_known_default().unwrap_or(80);
-        let address = if host.contains(':') {
-            format!("[{host}]:{port}")
+    /// The origins: `upstreams` when set, else `upstream`. Every unparsable one is reported.
+    pub fn upstreams(&self) -> Result<Vec<Upstream>, Vec<String>> {
+        let list: Vec<&String> = if self.upstreams.is_empty() {
+            vec![&self.upstream]
         } else {
-            format!("{host}:{port}")
+            self.upstreams.iter().collect()
         };
-        Ok(Upstream { address, host })
+        let mut ok = Vec::new();
+        let mut errors = Vec::new();
+        for raw in list {
+            match parse_upstream(raw) {
+                Ok(u) => ok.push(u),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(ok)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The first origin (the only one without `upstreams`).
+    pub fn upstream(&self) -> Result<Upstream, String> {
+        self.upstreams()
+            .map_err(|e| e.join("; "))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| "no upstream".to_string())
     }
 
     pub fn listen_addr(&self) -> Option<SocketAddr> {
@@ -436,6 +667,25 @@ impl Config {
             .unwrap_or_else(|| dir.join(format!("{tag}.upgrade.sock")));
         (pid, sock)
     }
+}
+
+/// Parses one `http://host:port` origin URL.
+fn parse_upstream(raw: &str) -> Result<Upstream, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("upstream {raw:?}: {e}"))?;
+    if url.scheme() != "http" {
+        return Err(format!("upstream {raw:?}: only http:// is supported"));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("upstream {raw:?}: no host"))?
+        .to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let address = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    Ok(Upstream { address, host })
 }
 
 /// The largest object a store with this capacity and shard count can hold.

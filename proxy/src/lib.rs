@@ -18,6 +18,7 @@
 //! and any later purge bus.
 
 mod admin;
+mod bus;
 mod cache;
 pub mod config;
 mod error;
@@ -27,12 +28,14 @@ mod stats;
 mod status;
 #[cfg(test)]
 mod test_support;
+mod upstreams;
 
 pub use config::{Config, ConfigErrors, Overrides};
 pub use stats::StatsSnapshot;
 
 use admin::AdminApp;
 use anyhow::Context;
+use bus::Bus;
 use cache::policy::PolicyOptions;
 use cache::Invalidator;
 use cache::{Store, StoreOptions};
@@ -44,9 +47,11 @@ use pingora_core::services::listening::Service;
 use proxy::{EdgeProxy, PREDICTOR_SHARDS};
 use stats::Stats;
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use upstreams::Upstreams;
 
 /// How long [`start`] waits for the listeners.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -57,6 +62,9 @@ pub struct ProxyHandle {
     pub admin_addr: SocketAddr,
     store: &'static Store,
     stats: &'static Stats,
+    bus: Option<Arc<Bus>>,
+    /// Runs the bus consumer and the origins' health checks (when there are any).
+    background: Option<tokio::runtime::Runtime>,
     signal: watch::Sender<Option<Stop>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -87,7 +95,17 @@ impl ProxyHandle {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.stop_background();
         self.store.clear();
+    }
+
+    fn stop_background(&mut self) {
+        if let Some(bus) = &self.bus {
+            bus.stop();
+        }
+        if let Some(rt) = self.background.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
@@ -98,6 +116,7 @@ impl Drop for ProxyHandle {
             self.thread.take();
             self.store.clear();
         }
+        self.stop_background();
     }
 }
 
@@ -135,7 +154,7 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     metrics::init();
     let listen_addr = config.listen_addr().context("listen address")?;
     let admin_addr = config.admin_addr().context("admin address")?;
-    let upstream = config.upstream().map_err(anyhow::Error::msg)?;
+
     // pingora retries a busy port for 30 s and then panics inside its service; fail fast instead.
     for addr in [listen_addr, admin_addr] {
         check_bindable(addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -161,6 +180,25 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let predictor: &'static Predictor<PREDICTOR_SHARDS> =
         Box::leak(Box::new(Predictor::new(1024, Some(proxy::predictor_skips))));
     let invalidator = Invalidator::new(store, stats);
+    let fleet = config.bus.enabled() || config.upstreams.len() > 1;
+    let background = if fleet {
+        Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("llmselect-proxy-bg")
+                .enable_all()
+                .build()
+                .context("background runtime")?,
+        )
+    } else {
+        None
+    };
+    let bg = background.as_ref().map(|rt| rt.handle().clone());
+    let upstreams = Arc::new(Upstreams::new(&config, bg.as_ref())?);
+    let bus = match (&bg, config.bus.enabled()) {
+        (Some(rt), true) => Some(Arc::new(Bus::start(&config.bus, invalidator, rt))),
+        _ => None,
+    };
 
     let (pid_file, upgrade_sock) = config.runtime_paths();
     let threads = match config.server.threads {
@@ -193,7 +231,8 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         stats,
         own_fields: policy.own_fields(),
         policy,
-        upstream_addr: upstream.address,
+        upstreams: upstreams.clone(),
+        bus: bus.clone(),
         timeouts: config.timeouts.clone(),
         limits: config.limits.clone(),
         lock_wait: config.lock_wait_timeout(),
@@ -211,6 +250,8 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
             store,
             stats,
             invalidator,
+            bus: bus.clone(),
+            upstreams,
         },
     );
     admin_service.add_tcp(&config.admin_listen);
@@ -233,6 +274,8 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         admin_addr,
         store,
         stats,
+        bus,
+        background,
         signal,
         thread: Some(thread),
     };
@@ -240,7 +283,8 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     tracing::info!(
         %listen_addr,
         %admin_addr,
-        upstream = %config.upstream,
+        upstreams = ?config.upstreams().unwrap_or_default().iter().map(|u| u.address.clone()).collect::<Vec<_>>(),
+        bus = config.bus.enabled(),
         "llmselect-edge proxy running"
     );
     Ok(handle)

@@ -85,6 +85,100 @@ static STORE_EVICTIONS: Lazy<IntGauge> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+static BUS_APPLIED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "proxy_bus_messages_applied_total",
+        "Invalidation messages applied from the bus"
+    )
+    .expect("metric registers once")
+});
+
+static BUS_PROPAGATION: Lazy<Histogram> = Lazy::new(|| {
+    register_histogram!(
+        "proxy_bus_propagation_seconds",
+        "Time from an invalidation's publication on the bus to its purge on this node",
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("metric registers once")
+});
+
+static BUS_GAPS: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "proxy_bus_gaps_total",
+        "Gaps in the invalidation stream (each one soft-purged everything)"
+    )
+    .expect("metric registers once")
+});
+
+static BUS_RECONNECTS: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "proxy_bus_reconnects_total",
+        "Sessions with the invalidation bus that ended and were reopened"
+    )
+    .expect("metric registers once")
+});
+
+static BUS_UNPARSABLE: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "proxy_bus_unparsable_total",
+        "Bus messages ignored because they do not parse"
+    )
+    .expect("metric registers once")
+});
+
+static BUS_LAG: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "proxy_bus_lag_messages",
+        "Messages in the invalidation stream not yet applied by this node"
+    )
+    .expect("metric registers once")
+});
+
+static BUS_DEGRADED: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "proxy_bus_degraded",
+        "1 while the node revalidates group-tagged entries because it lost contact or lags"
+    )
+    .expect("metric registers once")
+});
+
+static UPSTREAM_HEALTHY: Lazy<prometheus::IntGaugeVec> = Lazy::new(|| {
+    prometheus::register_int_gauge_vec!(
+        "proxy_upstream_healthy",
+        "1 when the origin passes its health check",
+        &["upstream"]
+    )
+    .expect("metric registers once")
+});
+
+pub fn record_bus_applied(propagation_seconds: f64) {
+    BUS_APPLIED.inc();
+    BUS_PROPAGATION.observe(propagation_seconds);
+}
+
+pub fn record_bus_gap() {
+    BUS_GAPS.inc();
+}
+
+pub fn record_bus_reconnect() {
+    BUS_RECONNECTS.inc();
+}
+
+pub fn record_bus_unparsable() {
+    BUS_UNPARSABLE.inc();
+}
+
+pub fn set_bus(lag: u64, degraded: bool) {
+    BUS_LAG.set(lag as i64);
+    BUS_DEGRADED.set(i64::from(degraded));
+}
+
+pub fn set_upstream_health(upstream: &str, healthy: bool) {
+    UPSTREAM_HEALTHY
+        .with_label_values(&[upstream])
+        .set(i64::from(healthy));
+}
+
 /// Registers every metric so `/metrics` lists them before the first request.
 pub fn init() {
     Lazy::force(&REQUESTS);
@@ -97,6 +191,14 @@ pub fn init() {
     Lazy::force(&STORE_ENTRIES);
     Lazy::force(&STORE_BYTES);
     Lazy::force(&STORE_EVICTIONS);
+    Lazy::force(&BUS_APPLIED);
+    Lazy::force(&BUS_PROPAGATION);
+    Lazy::force(&BUS_GAPS);
+    Lazy::force(&BUS_RECONNECTS);
+    Lazy::force(&BUS_UNPARSABLE);
+    Lazy::force(&BUS_LAG);
+    Lazy::force(&BUS_DEGRADED);
+    Lazy::force(&UPSTREAM_HEALTHY);
 }
 
 /// The per-status series, resolved once: `with_label_values` hashes the labels and takes a lock

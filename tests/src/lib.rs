@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod fake_llm;
+pub mod nats;
 pub mod origin;
 pub mod proxy;
 pub mod test_origin;

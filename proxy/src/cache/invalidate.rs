@@ -23,6 +23,8 @@ pub enum Source {
     Mutation,
     /// The admin `POST /purge`.
     Admin,
+    /// A message from the invalidation bus shared by a fleet.
+    Bus,
 }
 
 impl Source {
@@ -30,6 +32,7 @@ impl Source {
         match self {
             Source::Mutation => "mutation",
             Source::Admin => "admin",
+            Source::Bus => "bus",
         }
     }
 }

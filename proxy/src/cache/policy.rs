@@ -13,6 +13,10 @@ use std::time::{Duration, SystemTime};
 /// `CDN-Cache-Control` (RFC 9213): the targeted field shared by every CDN, kept on responses.
 pub const CDN_CACHE_CONTROL: &str = "cdn-cache-control";
 
+/// The proxy's read-your-writes cookie (set on mutation responses in a fleet). It is this
+/// proxy's own bookkeeping, never part of a variant's key.
+pub const RYW_COOKIE: &str = "llmselect_edge_pos";
+
 /// Settings the policy needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct PolicyOptions {
@@ -397,7 +401,7 @@ pub fn cookie_key(headers: &HeaderMap, auth_cookies: &[String]) -> Option<Vec<u8
         .iter()
         .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
         .map(<[u8]>::trim_ascii)
-        .filter(|p| !p.is_empty())
+        .filter(|p| !p.is_empty() && name(p) != RYW_COOKIE.as_bytes())
         .collect();
     fn name(pair: &[u8]) -> &[u8] {
         pair.split(|b| *b == b'=')

@@ -39,7 +39,12 @@ impl Storage for Store {
             return Ok(None);
         };
         let meta = meta_of(&entry)?;
-        let hit = BodyHit::new(entry.body.clone(), entry.id, entry.is_soft_expired());
+        let hit = BodyHit::new(
+            entry.body.clone(),
+            entry.id,
+            entry.is_soft_expired(),
+            !entry.groups.is_empty(),
+        );
         Ok(Some((meta, Box::new(hit))))
     }
 
@@ -141,10 +146,12 @@ pub struct BodyHit {
     /// The entry was soft-purged (an admin or bus invalidation): never served stale on a
     /// request's `max-stale`.
     pub soft_purged: bool,
+    /// The entry belongs to a group (revalidated while the bus cannot vouch for it).
+    pub grouped: bool,
 }
 
 impl BodyHit {
-    pub fn new(body: Bytes, entry_id: u64, soft_purged: bool) -> Self {
+    pub fn new(body: Bytes, entry_id: u64, soft_purged: bool, grouped: bool) -> Self {
         let end = body.len();
         BodyHit {
             body,
@@ -153,6 +160,7 @@ impl BodyHit {
             done: false,
             entry_id,
             soft_purged,
+            grouped,
         }
     }
 }

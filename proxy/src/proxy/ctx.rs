@@ -29,6 +29,10 @@ pub struct Ctx {
     pub bypassed: bool,
     /// Group invalidations of a mutation response, applied again at end of body.
     pub pending_groups: Vec<Scope>,
+    /// What the invalidation bus requires of a cache hit for this request.
+    pub bus_revalidation: super::BusRevalidation,
+    /// Origins whose connection failed for this request (a retry picks another).
+    pub failed_upstreams: Vec<String>,
     /// Status reported to the client (set when the response header is written).
     pub x_cache: Option<XCache>,
 }
@@ -47,6 +51,8 @@ impl Ctx {
             forced_by_request: false,
             bypassed: false,
             pending_groups: Vec::new(),
+            bus_revalidation: Default::default(),
+            failed_upstreams: Vec::new(),
             x_cache: None,
         }
     }

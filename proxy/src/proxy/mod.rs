@@ -4,6 +4,7 @@
 mod ctx;
 mod headers;
 
+use crate::bus::Bus;
 use crate::cache::entry::{FillInfo, HitView};
 use crate::cache::hit;
 use crate::cache::invalidate::{response_groups, Invalidator, MutationScopes, Source};
@@ -16,6 +17,7 @@ use crate::config::{LimitsConfig, TimeoutConfig};
 use crate::error::EdgeError;
 use crate::metrics;
 use crate::stats::Stats;
+use crate::upstreams::Upstreams;
 use async_trait::async_trait;
 use bytes::Bytes;
 use ctx::Ctx;
@@ -33,6 +35,7 @@ use pingora_error::{Error, ErrorSource, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Shard count of the uncacheable-URL predictor.
@@ -46,7 +49,9 @@ pub struct EdgeProxy {
     pub invalidator: Invalidator,
     pub stats: &'static Stats,
     pub policy: PolicyOptions,
-    pub upstream_addr: String,
+    pub upstreams: Arc<Upstreams>,
+    /// The invalidation bus of a fleet (none on a single node).
+    pub bus: Option<Arc<Bus>>,
     pub timeouts: TimeoutConfig,
     pub limits: LimitsConfig,
     pub lock_wait: Duration,
@@ -195,6 +200,76 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
         .map(|a| a.ip())
 }
 
+/// What the bus requires of a request's cache hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BusRevalidation {
+    #[default]
+    None,
+    /// The node may be missing invalidations: group-tagged entries are revalidated first.
+    Grouped,
+    /// The client wrote something this node has not applied yet: every hit is revalidated.
+    All,
+}
+
+impl EdgeProxy {
+    fn bus_revalidation(&self, req: &RequestHeader) -> BusRevalidation {
+        let Some(bus) = &self.bus else {
+            return BusRevalidation::None;
+        };
+        if written_position(req).is_some_and(|id| !bus.state.has_applied(id)) {
+            BusRevalidation::All
+        } else if bus.state.degraded() {
+            BusRevalidation::Grouped
+        } else {
+            BusRevalidation::None
+        }
+    }
+}
+
+/// The outbox position of the client's last write: the read-your-writes cookie, or the
+/// `LLMSelect-Invalidation-Id` request header that API clients echo from a mutation response.
+fn written_position(req: &RequestHeader) -> Option<u64> {
+    let header = req
+        .headers
+        .get(INVALIDATION_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let cookie = req
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(k, _)| *k == policy::RYW_COOKIE)
+        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+        .max();
+    header.max(cookie)
+}
+
+/// The origin's field naming the outbox id of a mutation's invalidation.
+pub const INVALIDATION_ID: &str = "llmselect-invalidation-id";
+
+/// On a mutation response that carries its outbox id, a cookie that makes every node of the
+/// fleet revalidate this client's reads until it has applied that invalidation.
+fn read_your_writes_cookie(resp: &mut ResponseHeader, bus: &Bus) -> Result<()> {
+    let Some(id) = resp
+        .headers
+        .get(INVALIDATION_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    else {
+        return Ok(());
+    };
+    let cookie = format!(
+        "{}={id}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
+        policy::RYW_COOKIE,
+        bus.read_your_writes().as_secs()
+    );
+    resp.append_header(http::header::SET_COOKIE, cookie)?;
+    Ok(())
+}
+
 /// Appends to `X-Forwarded-For` and `Forwarded` (RFC 7239).
 fn add_forwarding(req: &mut RequestHeader, ip: IpAddr) -> Result<()> {
     let xff = match req
@@ -270,7 +345,10 @@ impl ProxyHttp for EdgeProxy {
                 .await?;
             return Ok(true);
         };
-        if !hit::eligible(session.req_header(), self.honour_request_directives) {
+        ctx.bus_revalidation = self.bus_revalidation(session.req_header());
+        if ctx.bus_revalidation == BusRevalidation::All
+            || !hit::eligible(session.req_header(), self.honour_request_directives)
+        {
             return Ok(false);
         }
         let lookup_start = Instant::now();
@@ -292,6 +370,9 @@ impl ProxyHttp for EdgeProxy {
         let Some(entry) = entry else {
             return Ok(false);
         };
+        if ctx.bus_revalidation == BusRevalidation::Grouped && !entry.groups.is_empty() {
+            return Ok(false);
+        }
         // `fresh_entry` only returns entries with a decoded view
         let Some(view) = entry.view.as_ref() else {
             return Ok(false);
@@ -340,6 +421,12 @@ impl ProxyHttp for EdgeProxy {
         let served = hit.as_any().downcast_ref::<BodyHit>();
         ctx.hit_entry = served.map(|h| h.entry_id);
         let soft_purged = served.is_some_and(|h| h.soft_purged);
+        let grouped = served.is_some_and(|h| h.grouped);
+        match ctx.bus_revalidation {
+            BusRevalidation::All => return Ok(Some(ForcedFreshness::ForceExpired)),
+            BusRevalidation::Grouped if grouped => return Ok(Some(ForcedFreshness::ForceExpired)),
+            _ => {}
+        }
         if !self.honour_request_directives {
             return Ok(None);
         }
@@ -401,8 +488,14 @@ impl ProxyHttp for EdgeProxy {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let mut peer = HttpPeer::new(self.upstream_addr.as_str(), false, String::new());
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(addr) = self.upstreams.select(&ctx.failed_upstreams) else {
+            return Error::e_explain(
+                pingora_error::ErrorType::ConnectNoRoute,
+                "no origin left to try",
+            );
+        };
+        let mut peer = HttpPeer::new(addr.as_str(), false, String::new());
         let t = &self.timeouts;
         peer.options.connection_timeout = Some(Duration::from_millis(t.connect_ms));
         peer.options.total_connection_timeout = Some(Duration::from_millis(t.connect_ms * 2));
@@ -445,6 +538,9 @@ impl ProxyHttp for EdgeProxy {
         let req = session.req_header();
         let success = resp.status.is_success() || resp.status.is_redirection();
         if Self::is_mutation(req) && success {
+            if let Some(bus) = &self.bus {
+                read_your_writes_cookie(resp, bus)?;
+            }
             if let Some(url) = &ctx.url {
                 // Before the client sees the response: read-your-writes through this proxy.
                 let scopes = MutationScopes::of(url, &resp.headers);
@@ -527,6 +623,21 @@ impl ProxyHttp for EdgeProxy {
         let timing = self.timing(session, ctx);
         headers::stamp(resp, x, &cache_status, &timing);
         Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing reached the origin: an idempotent request may try another one.
+        ctx.failed_upstreams.push(peer._address.to_string());
+        if self.upstreams.several() && session.req_header().method.is_idempotent() {
+            e.set_retry(true);
+        }
+        e
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {

@@ -1,0 +1,54 @@
+//! Several origins behind one proxy: idempotent requests move to a live origin when one dies,
+//! mutations are never sent twice, and `/stats` shows each origin's health.
+
+use crate::{eventually, send};
+use llmselect_e2e::proxy::spawn_proxy;
+use llmselect_e2e::test_origin::{Route, TestOrigin};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_moves_to_the_live_origin_without_failing_an_idempotent_request() {
+    let (o1, o2) = (TestOrigin::start().await, TestOrigin::start().await);
+    for o in [&o1, &o2] {
+        o.route("GET", "/x", Route::ok("x").cache("no-store"));
+        o.route("POST", "/w", Route::status(201, "w"));
+        o.route("GET", "/health", Route::ok("{\"status\":\"ok\"}"));
+    }
+    let urls = vec![o1.url(), o2.url()];
+    let p = spawn_proxy(&o1.url(), move |c| c.upstreams = urls).await;
+    for _ in 0..10 {
+        assert_eq!(send(p.get("/x")).await.status, 200);
+    }
+    assert!(
+        o1.count("/x") > 0 && o2.count("/x") > 0,
+        "balanced over both"
+    );
+    o1.refuse_connections();
+    let (before1, before2) = (o1.count("/x"), o2.count("/x"));
+    for i in 0..40 {
+        let r = send(p.get("/x")).await;
+        assert_eq!(r.status, 200, "request {i} after the origin died");
+    }
+    assert_eq!(o1.count("/x"), before1);
+    assert_eq!(o2.count("/x"), before2 + 40);
+    eventually("the dead origin is reported down", || async {
+        let s = p.stats().await;
+        let ups = s["upstreams"].as_array().unwrap().clone();
+        ups.len() == 2
+            && ups
+                .iter()
+                .any(|u| u["healthy"] == false && u["address"] == o1.addr.to_string())
+    })
+    .await;
+    // mutations: every acknowledged one reached exactly one origin, once
+    let mut created = 0;
+    for _ in 0..10 {
+        if send(p.client.post(p.url("/w"))).await.status == 201 {
+            created += 1;
+        }
+    }
+    assert_eq!(
+        created, 10,
+        "the health check keeps mutations off the dead origin"
+    );
+    assert_eq!(o1.count("/w") + o2.count("/w"), created);
+}
