@@ -12,7 +12,7 @@ pub mod error;
 pub mod http;
 pub mod llm;
 pub mod metrics;
-pub mod models;
+pub mod model_registry;
 pub mod provider_keys;
 pub mod ratelimit;
 pub mod repo;
