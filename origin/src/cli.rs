@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use llmselect_origin::config::{Config, Overrides};
 use llmselect_origin::{db, seed, App};
+use llmselect_origin::{Config, Overrides};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -200,7 +200,7 @@ async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
                 )
                 .await?
                 .with_context(|| format!("no user named {username:?}"))?;
-            let keys = llmselect_origin::auth::jwt::JwtKeys::new(&config.auth.jwt_secret_key);
+            let keys = llmselect_origin::JwtKeys::new(&config.auth.jwt_secret_key);
             let issued = keys.issue(
                 row.get(0),
                 "access",

@@ -2,23 +2,27 @@
 //!
 //! [`App::build`] connects the pool, migrates when configured and binds the listener;
 //! [`App::run`] serves until the shutdown future resolves. `main.rs` only parses the command line.
+//!
+//! Modules are private unless another crate needs them: the binary (`cli.rs`), `tests/` and
+//! `bench/` use [`App`], the `config`, `db` and `seed` modules and the re-exports below. The
+//! module map is in `docs/architecture.md`.
 
-pub mod auth;
+mod auth;
 pub mod config;
-pub mod crypto;
-pub mod cursor;
+mod crypto;
+mod cursor;
 pub mod db;
-pub mod error;
-pub mod http;
-pub mod llm;
-pub mod metrics;
-pub mod models;
-pub mod provider_keys;
-pub mod ratelimit;
-pub mod repo;
-pub mod routes;
+mod error;
+mod http;
+mod llm;
+mod metrics;
+mod model_registry;
+mod provider_keys;
+mod ratelimit;
+mod repo;
+mod routes;
 pub mod seed;
-pub mod state;
+mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,8 +30,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-pub use config::Config;
-pub use error::AppError;
+pub use auth::jwt::JwtKeys;
+pub use config::{Config, ConfigErrors, Overrides};
+pub use crypto::KeyCipher;
+pub use metrics::Metrics;
+pub use provider_keys::resolve as resolve_provider_keys;
+pub use repo::conversations::{
+    LIST_KEYSET as CONVERSATIONS_LIST_KEYSET, LIST_OFFSET as CONVERSATIONS_LIST_OFFSET,
+};
 pub use state::AppState;
 
 /// A built origin: pool created, migrations applied (when configured), listeners bound.

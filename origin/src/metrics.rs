@@ -10,8 +10,6 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::db::Pool;
-
 #[derive(Debug)]
 pub struct Metrics {
     pub registry: Registry,
@@ -215,21 +213,32 @@ impl Metrics {
         m
     }
 
-    /// Refreshes the pool gauges and renders the registry in the text format.
-    pub fn render(&self, pool: &Pool) -> String {
-        let state = pool.state();
-        self.pool_connections.set(state.connections.into());
-        self.pool_idle.set(state.idle_connections.into());
+    /// Refreshes the pool gauges from `pool` and renders the registry in the text format.
+    pub fn render(&self, pool: PoolStats) -> String {
+        self.pool_connections.set(pool.connections.into());
+        self.pool_idle.set(pool.idle.into());
         self.pool_in_use
-            .set(i64::from(state.connections) - i64::from(state.idle_connections));
-        self.pool_pending_gets
-            .set(state.statistics.pending_gets() as i64);
+            .set(i64::from(pool.connections) - i64::from(pool.idle));
+        self.pool_pending_gets.set(pool.pending_gets as i64);
         self.pool_checkout_timeouts
-            .set(state.statistics.get_timed_out as i64);
+            .set(pool.checkout_timeouts as i64);
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
+}
+
+/// The connection pool's state as plain values, read by the caller (`db::pool_stats`): metrics
+/// knows nothing of the pool type, so it depends on no other module of the origin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections managed by the pool, idle or checked out.
+    pub connections: u32,
+    pub idle: u32,
+    /// Checkouts waiting for a connection.
+    pub pending_gets: u64,
+    /// Checkouts that timed out since start.
+    pub checkout_timeouts: u64,
 }
 
 impl Default for Metrics {

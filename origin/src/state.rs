@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::crypto::KeyCipher;
 use crate::db::{Pool, QueryObserver};
 use crate::metrics::Metrics;
-use crate::models::ModelRegistry;
+use crate::model_registry::ModelRegistry;
 use crate::ratelimit::{RateLimiter, RateSpec};
 
 /// Everything a handler may need. Cheap to clone (reference-counted parts).

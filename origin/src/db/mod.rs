@@ -18,7 +18,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, NoTls, Row, Statement, Transaction};
 
 use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PoolStats};
 
 /// The pool type of the origin.
 pub type Pool = bb8::Pool<PgManager>;
@@ -146,6 +146,17 @@ pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
         .test_on_check_out(true)
         .error_sink(Box::new(LogErrorSink))
         .build_unchecked(manager))
+}
+
+/// The pool's state as plain values, for the pool gauges of `/metrics`.
+pub fn pool_stats(pool: &Pool) -> PoolStats {
+    let state = pool.state();
+    PoolStats {
+        connections: state.connections,
+        idle: state.idle_connections,
+        pending_gets: state.statistics.pending_gets(),
+        checkout_timeouts: state.statistics.get_timed_out,
+    }
 }
 
 /// Counts and times the statements of one request (or one background task).

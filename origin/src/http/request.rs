@@ -16,7 +16,6 @@ use crate::state::AppState;
 pub struct RequestCtx {
     pub state: AppState,
     pub method: Method,
-    pub path: String,
     pub query: Option<String>,
     pub headers: HeaderMap,
     /// The whole body, already capped at `http.max_body_bytes`.

@@ -251,7 +251,6 @@ pub async fn handle(state: AppState, req: Request<Incoming>, remote: SocketAddr)
                                 obs: state.query_observer(),
                                 state: state.clone(),
                                 method: parts.method.clone(),
-                                path: path.clone(),
                                 query: parts.uri.query().map(str::to_string),
                                 headers: std::mem::take(&mut parts.headers),
                                 body: bytes,

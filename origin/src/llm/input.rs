@@ -8,7 +8,7 @@ use llmselect_llm::{ChatMessage, Provider};
 
 use crate::error::AppError;
 use crate::http::input::Fields;
-use crate::models::PROVIDERS;
+use crate::model_registry::PROVIDERS;
 
 /// A validated `/chat` or `/chat/stream` body.
 #[derive(Debug)]

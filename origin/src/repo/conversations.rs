@@ -29,7 +29,6 @@ pub struct ListPage {
 #[derive(Debug, Clone)]
 pub struct Conversation {
     pub id: Uuid,
-    pub user_id: i64,
     pub title: Option<String>,
     pub provider: String,
     pub model: String,
@@ -115,14 +114,14 @@ const GET_WITH_USER: Sql = Sql {
     name: "conversation_get_with_user",
     text: "SELECT u.id, u.username, u.is_admin, u.cache_version,
        EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = $3) AS revoked,
-       c.id, c.user_id, c.title, c.provider, c.model, c.last_message_at, c.updated_at
+       c.id, c.title, c.provider, c.model, c.last_message_at, c.updated_at
 FROM users u LEFT JOIN conversations c ON c.id = $2 AND c.user_id = u.id
 WHERE u.id = $1",
 };
 
 const GET: Sql = Sql {
     name: "conversation_get",
-    text: "SELECT id, user_id, title, provider, model, last_message_at, updated_at
+    text: "SELECT id, title, provider, model, last_message_at, updated_at
 FROM conversations WHERE id = $1 AND user_id = $2",
 };
 
@@ -136,7 +135,7 @@ const CREATE: Sql = Sql {
     name: "conversation_create",
     text: "WITH ins AS (
   INSERT INTO conversations (user_id, provider, model, title) VALUES ($1, $2, $3, $4)
-  RETURNING id, user_id, title, provider, model, last_message_at, updated_at),
+  RETURNING id, title, provider, model, last_message_at, updated_at),
 bump AS (UPDATE users SET cache_version = cache_version + 1 WHERE id = $1)
 SELECT * FROM ins",
 };
@@ -146,7 +145,7 @@ const RENAME: Sql = Sql {
     text: "WITH upd AS (
   UPDATE conversations SET title = $3, updated_at = clock_timestamp()
   WHERE id = $1 AND user_id = $2
-  RETURNING id, user_id, title, provider, model, last_message_at, updated_at),
+  RETURNING id, title, provider, model, last_message_at, updated_at),
 bump AS (UPDATE users SET cache_version = cache_version + 1
          WHERE id = $2 AND EXISTS (SELECT 1 FROM upd))
 SELECT * FROM upd",
@@ -211,16 +210,15 @@ fn conversation(r: &tokio_postgres::Row) -> Conversation {
     conversation_at(r, 0)
 }
 
-/// The conversation in columns `base..base + 7`.
+/// The conversation in columns `base..base + 6`.
 fn conversation_at(r: &tokio_postgres::Row, base: usize) -> Conversation {
     Conversation {
         id: r.get(base),
-        user_id: r.get(base + 1),
-        title: r.get(base + 2),
-        provider: r.get(base + 3),
-        model: r.get(base + 4),
-        last_message_at: r.get(base + 5),
-        updated_at: r.get(base + 6),
+        title: r.get(base + 1),
+        provider: r.get(base + 2),
+        model: r.get(base + 3),
+        last_message_at: r.get(base + 4),
+        updated_at: r.get(base + 5),
     }
 }
 

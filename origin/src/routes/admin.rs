@@ -10,7 +10,8 @@ use crate::http::input::Fields;
 use crate::http::request::RequestCtx;
 use crate::http::response::{mutation_response, uncacheable, Response};
 use crate::repo::fmt_ts;
-use crate::routes::{groups, health};
+use crate::routes::caching::groups;
+use crate::routes::health;
 
 async fn admin(ctx: &RequestCtx) -> Result<(), AppError> {
     let conn = ctx.conn().await?;

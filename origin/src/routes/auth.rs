@@ -13,7 +13,7 @@ use crate::http::input::Fields;
 use crate::http::request::RequestCtx;
 use crate::http::response::{mutation_response, uncacheable, Response};
 use crate::repo::users;
-use crate::routes::groups;
+use crate::routes::caching::groups;
 
 fn add_cookies(response: &mut Response, cookies: &[String]) {
     for c in cookies {
@@ -97,7 +97,7 @@ pub async fn login(ctx: &RequestCtx) -> Result<Response, AppError> {
             "validated fields missing"
         )));
     };
-    crate::routes::limit_login_username(ctx, &username)?;
+    crate::routes::limits::limit_login_username(ctx, &username)?;
     let invalid = || AppError::unauthorized("authentication_error", "Invalid username or password");
     let creds = {
         let conn = ctx.conn().await?;

@@ -33,7 +33,7 @@ use crate::llm::{relay_outcome, Stop};
 use crate::metrics::{LlmCall, LlmEndpoint, LlmOutcome};
 use crate::provider_keys;
 use crate::repo::conversations as repo;
-use crate::routes::groups;
+use crate::routes::caching::groups;
 use crate::state::AppState;
 
 const NOT_FOUND: &str = "Conversation not found";

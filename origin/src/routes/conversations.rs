@@ -21,10 +21,10 @@ use crate::http::request::RequestCtx;
 use crate::http::response::{
     bytes_response, etag_of, json_response, mutation_response, Cacheable, Response,
 };
-use crate::models::PROVIDERS;
+use crate::model_registry::PROVIDERS;
 use crate::repo::conversations::{self as repo, Conversation, Message};
 use crate::repo::{fmt_ts, fmt_ts_naive, like_pattern};
-use crate::routes::{groups, user_list_cache};
+use crate::routes::caching::{groups, user_list_cache};
 
 const NOT_FOUND: &str = "Conversation not found";
 

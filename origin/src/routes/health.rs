@@ -12,7 +12,7 @@ use http::header::{HeaderValue, CACHE_CONTROL};
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::db::{QueryObserver, Sql};
+use crate::db::{self, QueryObserver, Sql};
 use crate::error::AppError;
 use crate::http::request::RequestCtx;
 use crate::http::response::{bytes_response, uncacheable, Response};
@@ -81,7 +81,7 @@ pub async fn health_detailed(state: &AppState) -> Response {
 
 /// `GET /metrics` on the operations listener.
 pub fn metrics(state: &AppState) -> Response {
-    let text = state.metrics.render(&state.pool);
+    let text = state.metrics.render(db::pool_stats(&state.pool));
     let mut response = bytes_response(StatusCode::OK, "text/plain; version=0.0.4", text.into());
     response
         .headers_mut()

@@ -7,9 +7,9 @@ use crate::auth::authenticate;
 use crate::error::AppError;
 use crate::http::request::RequestCtx;
 use crate::http::response::{bytes_response, etag_of, uncacheable, Cacheable, Response};
-use crate::models::PROVIDERS;
+use crate::model_registry::PROVIDERS;
 use crate::repo::api_keys;
-use crate::routes::groups;
+use crate::routes::caching::groups;
 
 pub async fn list(ctx: &RequestCtx) -> Result<Response, AppError> {
     let conn = ctx.conn().await?;

@@ -9,8 +9,8 @@ use serde_json::json;
 use crate::error::AppError;
 use crate::http::request::RequestCtx;
 use crate::http::response::{bytes_response, etag_of, Cacheable, Response};
-use crate::models::PROVIDERS;
-use crate::routes::groups;
+use crate::model_registry::PROVIDERS;
+use crate::routes::caching::groups;
 
 pub async fn list(ctx: &RequestCtx) -> Result<Response, AppError> {
     let provider = ctx

@@ -309,7 +309,7 @@ async fn authentication_errors() {
     assert_eq!(json(r).await["error"], "invalid_token");
 
     // An expired token.
-    let keys = llmselect_origin::auth::jwt::JwtKeys::new(&o.config.auth.jwt_secret_key);
+    let keys = llmselect_origin::JwtKeys::new(&o.config.auth.jwt_secret_key);
     let expired = keys.issue(1, "access", -5).unwrap();
     let r = me_with_bearer(&o, &expired.token).await;
     assert_eq!(r.status(), 401);

@@ -59,7 +59,7 @@ async fn save_list_and_encrypt_at_rest() {
     let stored: Vec<u8> = row.get(0);
     assert!(stored.starts_with(b"gAAAA"), "a Fernet token");
     assert!(!String::from_utf8_lossy(&stored).contains("sk-test"));
-    let cipher = llmselect_origin::crypto::KeyCipher::new(&o.config.auth.encryption_key).unwrap();
+    let cipher = llmselect_origin::KeyCipher::new(&o.config.auth.encryption_key).unwrap();
     assert_eq!(
         cipher.decrypt(&stored).unwrap(),
         "sk-test-openai",
@@ -78,7 +78,7 @@ async fn key_resolution_prefers_override_then_system_then_user() {
     let user_keys = json!({"openai": "user-openai", "openai_override": true, "mistral": "user-mistral", "gemini": "user-gemini"});
     send_json(&o, &u, Method::POST, "/api/v1/keys", &user_keys).await;
     let state_config = o.config.clone();
-    let metrics = std::sync::Arc::new(llmselect_origin::metrics::Metrics::new());
+    let metrics = std::sync::Arc::new(llmselect_origin::Metrics::new());
     let pool = llmselect_origin::db::build_pool(&state_config).unwrap();
     let state =
         llmselect_origin::AppState::new(state_config, pool.clone(), metrics.clone()).unwrap();
@@ -90,7 +90,7 @@ async fn key_resolution_prefers_override_then_system_then_user() {
         .await
         .unwrap()
         .get(0);
-    let keys = llmselect_origin::provider_keys::resolve(
+    let keys = llmselect_origin::resolve_provider_keys(
         &state,
         &conn.db(&obs),
         uid,

@@ -3,8 +3,8 @@
 
 use llmselect_e2e::db::TestDb;
 use llmselect_origin::db::migrate::{self, MigrateError, Migration};
-use llmselect_origin::repo::conversations::{LIST_KEYSET, LIST_OFFSET};
 use llmselect_origin::{App, Config};
+use llmselect_origin::{CONVERSATIONS_LIST_KEYSET, CONVERSATIONS_LIST_OFFSET};
 
 #[tokio::test]
 async fn migrations_are_idempotent_and_recorded_with_checksums() {
@@ -202,7 +202,7 @@ async fn the_list_query_uses_the_performance_index() {
     c.batch_execute(&format!(
         "PREPARE list_page(bigint, text, bigint, bigint) AS {};
          PREPARE list_keyset(bigint, text, bigint, timestamptz, uuid) AS {};",
-        LIST_OFFSET.text, LIST_KEYSET.text
+        CONVERSATIONS_LIST_OFFSET.text, CONVERSATIONS_LIST_KEYSET.text
     ))
     .await
     .unwrap();

@@ -1,4 +1,5 @@
-//! `POST /api/v1/compare`, `/compare/stream` and `/compare/analyze` (origin-api.md §6.4–§6.6).
+//! Live comparisons: `POST /api/v1/compare`, `/compare/stream` and `/compare/analyze`
+//! (origin-api.md §6.4–§6.6) call the providers now; the stored history is `comparison_history`.
 //!
 //! Every requested model runs in its own task with owned data (provider, model, key); results are
 //! kept in request order, failures in place, so a vote's index points at what the client showed.
@@ -23,7 +24,7 @@ use crate::llm::{estimate_tokens, relay_outcome, LlmService, Stop};
 use crate::metrics::{LlmCall, LlmEndpoint, LlmOutcome};
 use crate::provider_keys;
 use crate::repo::comparisons as repo;
-use crate::routes::groups;
+use crate::routes::caching::groups;
 use crate::state::AppState;
 
 /// Authenticates, validates and resolves every requested provider's key with one query.

@@ -1,4 +1,5 @@
-//! `/api/v1/comparisons…` (origin-api.md §3.7), plus creating a record.
+//! The stored comparison history: `/api/v1/comparisons…` (origin-api.md §3.7), list, save, vote and
+//! delete. Running a comparison against the providers is `compare_run`.
 
 use http::StatusCode;
 use serde_json::{json, Value};
@@ -9,9 +10,9 @@ use crate::error::AppError;
 use crate::http::input::Fields;
 use crate::http::request::RequestCtx;
 use crate::http::response::{json_response, mutation_response, Response};
-use crate::models::PROVIDERS;
+use crate::model_registry::PROVIDERS;
 use crate::repo::comparisons::{self as repo, Vote};
-use crate::routes::{groups, user_list_cache};
+use crate::routes::caching::{groups, user_list_cache};
 
 const NOT_FOUND: &str = "Comparison not found";
 
