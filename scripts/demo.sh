@@ -3,8 +3,19 @@
 #   PostgreSQL (DATABASE_URL, or a private throwaway cluster) → migrations → demo users and data
 #   → fake LLM provider (unless real provider keys are in the environment) → origin → proxy.
 # Prints the URLs and ready-to-paste curl examples, then runs until Ctrl-C.
+#
+# --fleet: a private nats-server (JetStream), two origins and two proxies that balance over both
+# origins and share invalidations through the bus; the examples rename through proxy A and read
+# the fresh list through proxy B.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+FLEET=false
+for arg in "$@"; do
+  case "$arg" in
+    --fleet) FLEET=true ;;
+    *) echo "usage: scripts/demo.sh [--fleet]" >&2; exit 2 ;;
+  esac
+done
 
 ORIGIN_ADDR=${ORIGIN_ADDR:-127.0.0.1:3044}
 ORIGIN_OPS_ADDR=${ORIGIN_OPS_ADDR:-127.0.0.1:9464}
@@ -18,6 +29,10 @@ log() { printf '\033[1m[demo]\033[0m %s\n' "$*" >&2; }
 if ! command -v cmake >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   log "installing cmake (needed to build pingora's zlib-ng)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake build-essential >/dev/null
+fi
+if $FLEET && ! command -v nats-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  log "installing nats-server (the fleet's invalidation bus)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
 fi
 
 log "building ($PROFILE)"
@@ -63,6 +78,7 @@ ORIGIN=("$BIN/llmselect-origin" --config config/origin.toml)
 log "migrating and seeding demo data"
 "${ORIGIN[@]}" migrate
 "${ORIGIN[@]}" seed --demo
+run_single() {
 log "starting the origin on $ORIGIN_ADDR"
 "${ORIGIN[@]}" serve --listen "$ORIGIN_ADDR" --metrics-listen "$ORIGIN_OPS_ADDR" & pids+=($!)
 wait_http "http://$ORIGIN_ADDR/health"
@@ -105,3 +121,55 @@ cat <<MSG
   Press Ctrl-C to stop everything.
 MSG
 wait
+}
+
+# --fleet: nats-server, two origins, two proxies on one invalidation stream.
+run_fleet() {
+  local ORIGIN_B_ADDR=${ORIGIN_B_ADDR:-127.0.0.1:3045} ORIGIN_B_OPS_ADDR=${ORIGIN_B_OPS_ADDR:-127.0.0.1:9465}
+  local PROXY_B_ADDR=${PROXY_B_ADDR:-127.0.0.1:8081} ADMIN_B_ADDR=${ADMIN_B_ADDR:-127.0.0.1:9091}
+  local nats_port=${NATS_PORT:-4333} nats_dir
+  nats_dir=$(mktemp -d)
+  log "starting nats-server with JetStream on 127.0.0.1:$nats_port"
+  nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$nats_dir" >/dev/null 2>&1 & pids+=($!)
+  export NATS_URL="nats://127.0.0.1:$nats_port"
+  for _ in $(seq 1 100); do (: <"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.1; done
+  log "starting origins on $ORIGIN_ADDR and $ORIGIN_B_ADDR"
+  "${ORIGIN[@]}" serve --listen "$ORIGIN_ADDR" --metrics-listen "$ORIGIN_OPS_ADDR" & pids+=($!)
+  "${ORIGIN[@]}" serve --listen "$ORIGIN_B_ADDR" --metrics-listen "$ORIGIN_B_OPS_ADDR" & pids+=($!)
+  wait_http "http://$ORIGIN_ADDR/health"; wait_http "http://$ORIGIN_B_ADDR/health"
+  local ups="http://$ORIGIN_ADDR,http://$ORIGIN_B_ADDR"
+  log "starting proxy A on $PROXY_ADDR (admin $ADMIN_ADDR) and proxy B on $PROXY_B_ADDR (admin $ADMIN_B_ADDR)"
+  "$BIN/llmselect-proxy" --config config/proxy.toml --listen "$PROXY_ADDR" --upstream "$ups" --admin-listen "$ADMIN_ADDR" & pids+=($!)
+  "$BIN/llmselect-proxy" --config config/proxy.toml --listen "$PROXY_B_ADDR" --upstream "$ups" --admin-listen "$ADMIN_B_ADDR" & pids+=($!)
+  wait_http "http://$PROXY_ADDR/health"; wait_http "http://$PROXY_B_ADDR/health"
+  local TOKEN A="http://$PROXY_ADDR" B="http://$PROXY_B_ADDR" H="Authorization: Bearer $PROXY_ADMIN_TOKEN"
+  local L="/api/v1/conversations?page=1&limit=20"
+  TOKEN=$("${ORIGIN[@]}" token --username alice)
+  cat <<MSG
+
+  LLMSelect edge fleet is running: 2 proxies, 2 origins, 1 invalidation stream.
+    proxy A      $A      admin http://$ADMIN_ADDR
+    proxy B      $B      admin http://$ADMIN_B_ADDR     admin token: $PROXY_ADMIN_TOKEN
+    origins      http://$ORIGIN_ADDR  http://$ORIGIN_B_ADDR (both behind each proxy, health-checked)
+    bus          $NATS_URL (stream EDGE_INVALIDATIONS)
+  Demo users: alice / demo-password-123 (admin), bob / demo-password-123
+
+  export TOKEN=$TOKEN
+  # warm alice's list on both nodes: the second read on each is a HIT
+  for P in $A $B; do curl -s -o /dev/null -H "Authorization: Bearer \$TOKEN" "\$P$L"; curl -si -H "Authorization: Bearer \$TOKEN" "\$P$L" | grep -i '^x-cache'; done
+  # rename the first conversation through proxy A ...
+  ID=\$(curl -s -H "Authorization: Bearer \$TOKEN" "$A/api/v1/conversations?limit=1" | sed -E 's/.*"id":"([^"]+)".*/\1/')
+  curl -s -X PATCH -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"title":"Renamed on A"}' $A/api/v1/conversations/\$ID
+  # ... and read through proxy B: MISS with the new title (the origin's outbox reached B over the bus)
+  curl -si -H "Authorization: Bearer \$TOKEN" "$B$L" | grep -iE '^x-cache|Renamed on A'
+  # each node's position in the stream
+  curl -s -H "$H" http://$ADMIN_ADDR/stats; echo; curl -s -H "$H" http://$ADMIN_B_ADDR/stats; echo
+  # an admin purge on A reaches B (the answer names its stream sequence)
+  curl -s -X POST -H "$H" -d '{"groups":["models"]}' http://$ADMIN_ADDR/purge
+
+  Press Ctrl-C to stop everything.
+MSG
+  wait
+}
+
+if $FLEET; then run_fleet; else run_single; fi

@@ -427,7 +427,19 @@ impl Config {
             cfg.listen = v;
         }
         if let Some(v) = overrides.upstream {
-            cfg.upstream = v;
+            // `--upstream a,b` names several origins
+            let list: Vec<String> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_string)
+                .collect();
+            if list.len() > 1 {
+                cfg.upstreams = list;
+            } else {
+                cfg.upstream = v;
+                cfg.upstreams.clear();
+            }
         }
         if let Some(v) = overrides.admin_listen {
             cfg.admin_listen = v;

@@ -20,7 +20,8 @@ struct Cli {
     /// Proxy listen address (overrides `listen`).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    /// Origin base URL (overrides `upstream`).
+    /// Origin base URL (overrides `upstream`); several, comma-separated, are balanced with
+    /// health checks (overrides `upstreams`).
     #[arg(long, value_name = "URL")]
     upstream: Option<String>,
     /// Admin listen address (overrides `admin_listen`).
