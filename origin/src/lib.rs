@@ -17,6 +17,7 @@ mod http;
 mod llm;
 mod metrics;
 mod model_registry;
+mod outbox;
 mod provider_keys;
 mod ratelimit;
 mod repo;
@@ -110,6 +111,15 @@ impl App {
             shutdown.await;
             trigger.cancel();
         });
+        // The outbox relay (with a bus): stopped once the listeners have drained, so writes made
+        // during the grace period are still published when the bus is reachable.
+        let relay_stop = tokio_util::sync::CancellationToken::new();
+        let relay = self
+            .state
+            .config
+            .bus
+            .enabled()
+            .then(|| tokio::spawn(outbox::relay::run(self.state.clone(), relay_stop.clone())));
         let api = http::server::serve(
             self.listener,
             self.state.clone(),
@@ -123,6 +133,10 @@ impl App {
             http::ops::handle,
         );
         let (api, ops) = tokio::join!(api, ops);
+        relay_stop.cancel();
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
         watcher.abort();
         api.and(ops)
     }
