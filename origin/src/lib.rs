@@ -114,12 +114,14 @@ impl App {
         // The outbox relay (with a bus): stopped once the listeners have drained, so writes made
         // during the grace period are still published when the bus is reachable.
         let relay_stop = tokio_util::sync::CancellationToken::new();
-        let relay = self
-            .state
-            .config
-            .bus
-            .enabled()
-            .then(|| tokio::spawn(outbox::relay::run(self.state.clone(), relay_stop.clone())));
+        let relay = self.state.config.bus.enabled().then(|| {
+            let deps = outbox::relay::RelayDeps {
+                config: self.state.config.clone(),
+                metrics: self.state.metrics.clone(),
+                outbox: self.state.outbox.clone(),
+            };
+            tokio::spawn(outbox::relay::run(deps, relay_stop.clone()))
+        });
         let api = http::server::serve(
             self.listener,
             self.state.clone(),

@@ -22,6 +22,7 @@
 //! poll (`bus.relay_poll_ms`). Connection failures (database or bus) back off from 100 ms to 2 s
 //! and never reach a request: writers only insert rows.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream::Config as StreamConfig};
@@ -30,11 +31,11 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::BusConfig;
-use crate::db::PgConn;
-use crate::outbox::Invalidation;
+use crate::config::{BusConfig, Config};
+use crate::db::{PgConn, QueryObserver};
+use crate::metrics::Metrics;
+use crate::outbox::{Invalidation, Outbox};
 use crate::repo::outbox::{self as repo, Row, CHANNEL};
-use crate::state::AppState;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -140,10 +141,26 @@ async fn connect_bus(cfg: &BusConfig) -> Result<jetstream::Context, BoxError> {
     Ok(js)
 }
 
+/// What the relay needs of the application (it runs beside the handlers, not through them).
+pub struct RelayDeps {
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub outbox: Arc<Outbox>,
+}
+
+impl RelayDeps {
+    fn query_observer(&self) -> QueryObserver {
+        QueryObserver::new(
+            self.metrics.clone(),
+            Duration::from_millis(self.config.database.slow_query_threshold_ms),
+        )
+    }
+}
+
 /// Runs the relay until `stop` is cancelled (a round in progress is rolled back).
-pub async fn run(state: AppState, stop: CancellationToken) {
+pub async fn run(deps: RelayDeps, stop: CancellationToken) {
     let mut relay = Relay {
-        state,
+        deps,
         listener: None,
         js: None,
     };
@@ -155,14 +172,14 @@ pub async fn run(state: AppState, stop: CancellationToken) {
 }
 
 struct Relay {
-    state: AppState,
+    deps: RelayDeps,
     listener: Option<Listener>,
     js: Option<jetstream::Context>,
 }
 
 impl Relay {
     async fn run(&mut self) {
-        let cfg = &self.state.config.bus;
+        let cfg = &self.deps.config.bus;
         let mut poll = tokio::time::interval(Duration::from_millis(cfg.relay_poll_ms));
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut backoff = MIN_BACKOFF;
@@ -179,7 +196,7 @@ impl Relay {
                             self.listener = None;
                         }
                         RoundError::Bus(e) => {
-                            self.state.metrics.outbox_publish_errors.inc();
+                            self.deps.metrics.outbox_publish_errors.inc();
                             tracing::warn!(target: "outbox", error = %e, "outbox relay: publishing failed; the rows stay for the next round");
                             self.js = None;
                         }
@@ -193,7 +210,7 @@ impl Relay {
 
     /// Waits for a local commit, a notification from another instance or the poll tick.
     async fn wait(&mut self, poll: &mut tokio::time::Interval) {
-        let outbox = self.state.outbox.clone();
+        let outbox = self.deps.outbox.clone();
         let Some(listener) = self.listener.as_mut() else {
             return;
         };
@@ -211,17 +228,17 @@ impl Relay {
     /// Runs rounds until nothing is left (or another relay is active).
     async fn drain(&mut self) -> Result<(), RoundError> {
         if self.listener.is_none() {
-            self.listener = Some(Listener::connect(&self.state.config.database.url).await?);
+            self.listener = Some(Listener::connect(&self.deps.config.database.url).await?);
         }
         while self.round().await? == Round::More {}
         Ok(())
     }
 
     async fn round(&mut self) -> Result<Round, RoundError> {
-        let state = &self.state;
-        let cfg = &state.config.bus;
-        let metrics = &state.metrics;
-        let obs = state.query_observer();
+        let deps = &self.deps;
+        let cfg = &deps.config.bus;
+        let metrics = &deps.metrics;
+        let obs = deps.query_observer();
         let Some(listener) = self.listener.as_mut() else {
             return Ok(Round::Idle);
         };
