@@ -114,6 +114,8 @@ impl App {
         // The outbox relay (with a bus): stopped once the listeners have drained, so writes made
         // during the grace period are still published when the bus is reachable.
         let relay_stop = tokio_util::sync::CancellationToken::new();
+        // Also stops the relay task when this future is dropped instead of finishing.
+        let _relay_guard = relay_stop.clone().drop_guard();
         let relay = self.state.config.bus.enabled().then(|| {
             let deps = outbox::relay::RelayDeps {
                 config: self.state.config.clone(),
