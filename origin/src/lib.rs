@@ -17,6 +17,7 @@ mod http;
 mod llm;
 mod metrics;
 mod model_registry;
+mod outbox;
 mod provider_keys;
 mod ratelimit;
 mod repo;
@@ -110,6 +111,19 @@ impl App {
             shutdown.await;
             trigger.cancel();
         });
+        // The outbox relay (with a bus): stopped once the listeners have drained, so writes made
+        // during the grace period are still published when the bus is reachable.
+        let relay_stop = tokio_util::sync::CancellationToken::new();
+        // Also stops the relay task when this future is dropped instead of finishing.
+        let _relay_guard = relay_stop.clone().drop_guard();
+        let relay = self.state.config.bus.enabled().then(|| {
+            let deps = outbox::relay::RelayDeps {
+                config: self.state.config.clone(),
+                metrics: self.state.metrics.clone(),
+                outbox: self.state.outbox.clone(),
+            };
+            tokio::spawn(outbox::relay::run(deps, relay_stop.clone()))
+        });
         let api = http::server::serve(
             self.listener,
             self.state.clone(),
@@ -123,6 +137,10 @@ impl App {
             http::ops::handle,
         );
         let (api, ops) = tokio::join!(api, ops);
+        relay_stop.cancel();
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
         watcher.abort();
         api.and(ops)
     }

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use llmselect_llm::Provider;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 #[derive(Debug)]
@@ -33,6 +33,13 @@ pub struct Metrics {
     pub llm_calls: IntCounterVec,
     pub llm_call_duration: HistogramVec,
     pub llm_time_to_first_token: HistogramVec,
+    /// Outbox rows acknowledged by the bus (fleet invalidations).
+    pub outbox_published: IntCounter,
+    /// Outbox rows waiting to be published, as last seen by this instance's relay.
+    pub outbox_pending: IntGauge,
+    pub outbox_publish_errors: IntCounter,
+    /// From the row's transaction to the bus's acknowledgement.
+    pub outbox_publish_latency: Histogram,
 }
 
 impl Metrics {
@@ -154,6 +161,30 @@ impl Metrics {
             &["provider"],
         )
         .expect("valid metric");
+        let outbox_published = IntCounter::new(
+            "origin_outbox_published_total",
+            "Cache invalidations published from the outbox and acknowledged by the bus",
+        )
+        .expect("valid metric");
+        let outbox_pending = gauge(
+            "origin_outbox_pending",
+            "Outbox rows waiting to be published (as last seen by this instance's relay)",
+        );
+        let outbox_publish_errors = IntCounter::new(
+            "origin_outbox_publish_errors_total",
+            "Relay rounds that failed to connect or publish to the bus (the rows stay)",
+        )
+        .expect("valid metric");
+        let outbox_publish_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "origin_outbox_publish_latency_seconds",
+                "From the write's transaction to the bus's acknowledgement of its invalidation",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+            ]),
+        )
+        .expect("valid metric");
         // Every (provider, endpoint, outcome) series exists from the start at 0, so a rate or an
         // alert sees the first error after a restart (a series born at 1 has no increase).
         for provider in Provider::ALL {
@@ -186,6 +217,10 @@ impl Metrics {
             llm_calls,
             llm_call_duration,
             llm_time_to_first_token,
+            outbox_published,
+            outbox_pending,
+            outbox_publish_errors,
+            outbox_publish_latency,
         };
         let r = &m.registry;
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -206,6 +241,10 @@ impl Metrics {
             Box::new(m.llm_calls.clone()),
             Box::new(m.llm_call_duration.clone()),
             Box::new(m.llm_time_to_first_token.clone()),
+            Box::new(m.outbox_published.clone()),
+            Box::new(m.outbox_pending.clone()),
+            Box::new(m.outbox_publish_errors.clone()),
+            Box::new(m.outbox_publish_latency.clone()),
         ];
         for c in collectors {
             r.register(c).expect("metric names are unique");

@@ -8,6 +8,7 @@ use crate::crypto::KeyCipher;
 use crate::db::{Pool, QueryObserver};
 use crate::metrics::Metrics;
 use crate::model_registry::ModelRegistry;
+use crate::outbox::Outbox;
 use crate::ratelimit::{RateLimiter, RateSpec};
 
 /// Everything a handler may need. Cheap to clone (reference-counted parts).
@@ -25,6 +26,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Provider calls of the chat and compare endpoints.
     pub llm: Arc<crate::llm::LlmService>,
+    /// The outbox of fleet invalidations (writes nothing without a bus).
+    pub outbox: Arc<Outbox>,
 }
 
 /// Parsed rate limits of the configuration.
@@ -71,6 +74,7 @@ impl AppState {
             jwt: Arc::new(JwtKeys::new(&config.auth.jwt_secret_key)),
             models: Arc::new(ModelRegistry::new(&config, metrics.clone())),
             limiter: Arc::new(RateLimiter::new(config.rate_limit.max_keys)),
+            outbox: Arc::new(Outbox::new(config.bus.enabled())),
             rates: Arc::new(rates),
             config: Arc::new(config),
             pool,

@@ -35,6 +35,8 @@ pub struct TestDb {
     admin_url: String,
     name: String,
     url: String,
+    /// Dropping the owner drops the database; a [`TestDb::shared`] handle leaves it.
+    owned: bool,
 }
 
 impl TestDb {
@@ -51,6 +53,18 @@ impl TestDb {
             admin_url,
             name,
             url,
+            owned: true,
+        }
+    }
+
+    /// A second handle on the same database that does not drop it (for several origin instances
+    /// on one database: the test keeps the owner).
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            admin_url: self.admin_url.clone(),
+            name: self.name.clone(),
+            url: self.url.clone(),
+            owned: false,
         }
     }
 
@@ -79,6 +93,9 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
         // Drop runs inside the test's runtime, which cannot block on itself: use a thread with

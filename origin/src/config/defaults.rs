@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 
 use super::{
-    AuthConfig, CacheConfig, Config, DatabaseConfig, HttpConfig, ProvidersConfig, RateLimitConfig,
+    AuthConfig, BusConfig, CacheConfig, Config, DatabaseConfig, HttpConfig, ProvidersConfig,
+    RateLimitConfig,
 };
 
 impl Default for Config {
@@ -19,6 +20,7 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             cache: CacheConfig::default(),
             providers: ProvidersConfig::default(),
+            bus: BusConfig::default(),
         }
     }
 }
@@ -113,6 +115,28 @@ impl Default for ProvidersConfig {
             verify_model_lists: true,
             sse_keepalive_ms: 15_000,
             llm_read_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            url: None,
+            stream: "EDGE_INVALIDATIONS".into(),
+            subject: "edge.invalidations".into(),
+            stream_max_age_secs: 24 * 3600,
+            duplicate_window_secs: 120,
+            relay_poll_ms: 1_000,
+            relay_batch: 256,
+            publish_timeout_ms: 2_000,
+            user: None,
+            password: None,
+            token: None,
+            nkey_seed: None,
+            credentials_file: None,
+            tls_required: false,
+            ca_file: None,
         }
     }
 }

@@ -82,6 +82,10 @@ pub fn embedded() -> Vec<Migration> {
             "0003_revoked_tokens",
             include_str!("../../migrations/0003_revoked_tokens.sql"),
         ),
+        Migration::new(
+            "0004_cache_invalidations",
+            include_str!("../../migrations/0004_cache_invalidations.sql"),
+        ),
     ]
 }
 

@@ -44,6 +44,14 @@ pub struct PgConn {
 pub struct StatementCache(Mutex<HashMap<&'static str, Statement>>);
 
 impl PgConn {
+    /// A connection made outside the pool (the outbox relay's dedicated connection).
+    pub fn new(client: Client) -> PgConn {
+        PgConn {
+            client,
+            stmts: StatementCache::default(),
+        }
+    }
+
     /// The statement layer over this connection (outside a transaction).
     pub fn db<'a>(&'a self, obs: &'a QueryObserver) -> Db<'a, Client> {
         Db {

@@ -16,6 +16,8 @@ use crate::state::AppState;
 pub struct RequestCtx {
     pub state: AppState,
     pub method: Method,
+    /// The request target as received (path and query): the URL a mutation invalidates.
+    pub target: String,
     pub query: Option<String>,
     pub headers: HeaderMap,
     /// The whole body, already capped at `http.max_body_bytes`.

@@ -27,6 +27,9 @@ pub const LLMSELECT_CACHE_CONTROL: HeaderName = HeaderName::from_static("llmsele
 pub const CACHE_GROUPS: HeaderName = HeaderName::from_static("cache-groups");
 pub const CACHE_GROUP_INVALIDATION: HeaderName =
     HeaderName::from_static("cache-group-invalidation");
+/// The outbox id of a mutation's invalidation (only with a bus): the proxy turns it into a
+/// read-your-writes position (other nodes revalidate this client's reads until they applied it).
+pub const INVALIDATION_ID: HeaderName = HeaderName::from_static("llmselect-invalidation-id");
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
@@ -54,18 +57,32 @@ pub fn bytes_response(status: StatusCode, content_type: &'static str, bytes: Byt
 }
 
 /// A 2xx JSON answer to a mutation: `no-store`, plus `Cache-Group-Invalidation` naming `groups`
-/// when there are any. Build it only after the write committed.
-pub fn mutation_response(status: StatusCode, value: &Value, groups: &[String]) -> Response {
+/// when there are any, and `LLMSelect-Invalidation-Id` when the write's invalidation went to the
+/// outbox (`invalidation_id`). Build it only after the write committed.
+pub fn mutation_response(
+    status: StatusCode,
+    value: &Value,
+    groups: &[String],
+    invalidation_id: Option<i64>,
+) -> Response {
     let mut response = json_response(status, value);
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    invalidation_headers(response.headers_mut(), groups, invalidation_id);
+    response
+}
+
+/// `Cache-Group-Invalidation` (when `groups` is not empty) and `LLMSelect-Invalidation-Id`.
+pub fn invalidation_headers(headers: &mut HeaderMap, groups: &[String], id: Option<i64>) {
     if !groups.is_empty() {
         if let Ok(v) = HeaderValue::from_str(&sf_string_list(groups)) {
-            response.headers_mut().insert(CACHE_GROUP_INVALIDATION, v);
+            headers.insert(CACHE_GROUP_INVALIDATION, v);
         }
     }
-    response
+    if let Some(id) = id {
+        headers.insert(INVALIDATION_ID, HeaderValue::from(id));
+    }
 }
 
 /// A JSON response that must not be stored anywhere (`no-store`), optionally `private`.

@@ -251,6 +251,10 @@ pub async fn handle(state: AppState, req: Request<Incoming>, remote: SocketAddr)
                                 obs: state.query_observer(),
                                 state: state.clone(),
                                 method: parts.method.clone(),
+                                target: parts
+                                    .uri
+                                    .path_and_query()
+                                    .map_or_else(|| path.clone(), |t| t.as_str().to_string()),
                                 query: parts.uri.query().map(str::to_string),
                                 headers: std::mem::take(&mut parts.headers),
                                 body: bytes,

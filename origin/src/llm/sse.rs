@@ -14,7 +14,7 @@ use hyper::body::Frame;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::http::response::{sf_string_list, BoxError, Response, CACHE_GROUP_INVALIDATION};
+use crate::http::response::{invalidation_headers, BoxError, Response};
 
 const KEEPALIVE: &[u8] = b": keep-alive\n\n";
 
@@ -39,9 +39,14 @@ impl EventSender {
     }
 }
 
-/// A `200 text/event-stream` response announcing `groups` in `Cache-Group-Invalidation`, and the
+/// A `200 text/event-stream` response announcing `groups` in `Cache-Group-Invalidation` (and the
+/// outbox id of a write committed before the headers in `LLMSelect-Invalidation-Id`), and the
 /// sender feeding its body. The body ends when every sender is dropped.
-pub fn sse_response(groups: &[String], keepalive: Duration) -> (Response, EventSender) {
+pub fn sse_response(
+    groups: &[String],
+    invalidation_id: Option<i64>,
+    keepalive: Duration,
+) -> (Response, EventSender) {
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let stream = futures::stream::unfold(rx, move |mut rx| async move {
         match tokio::time::timeout(keepalive, rx.recv()).await {
@@ -61,8 +66,6 @@ pub fn sse_response(groups: &[String], keepalive: Duration) -> (Response, EventS
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     headers.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
-    if let Ok(v) = HeaderValue::from_str(&sf_string_list(groups)) {
-        headers.insert(CACHE_GROUP_INVALIDATION, v);
-    }
+    invalidation_headers(headers, groups, invalidation_id);
     (response, EventSender(tx))
 }

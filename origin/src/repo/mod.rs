@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod comparisons;
 pub mod conversations;
+pub mod outbox;
 pub mod users;
 
 use chrono::{DateTime, Utc};

@@ -10,7 +10,7 @@ use crate::http::input::Fields;
 use crate::http::request::RequestCtx;
 use crate::http::response::{mutation_response, uncacheable, Response};
 use crate::repo::fmt_ts;
-use crate::routes::caching::groups;
+use crate::routes::caching::{commit_invalidating, groups};
 use crate::routes::health;
 
 async fn admin(ctx: &RequestCtx) -> Result<(), AppError> {
@@ -36,10 +36,21 @@ pub async fn cache_clear(ctx: &RequestCtx) -> Result<Response, AppError> {
     } else {
         ("All caches cleared successfully", groups::ALL)
     };
+    // No row changes, but the fleet's proxies must drop the group too: with a bus the
+    // invalidation goes through the outbox in a transaction of its own.
+    let groups = [group.to_string()];
+    let invalidation = if ctx.state.outbox.enabled() {
+        let mut conn = ctx.conn().await?;
+        let tx = conn.begin().await?;
+        commit_invalidating(ctx, tx, &groups, None).await?
+    } else {
+        None
+    };
     Ok(mutation_response(
         StatusCode::OK,
         &json!({"message": message, "cleared_at": fmt_ts(&Utc::now())}),
-        &[group.to_string()],
+        &groups,
+        invalidation,
     ))
 }
 

@@ -13,7 +13,7 @@ use crate::http::input::Fields;
 use crate::http::request::RequestCtx;
 use crate::http::response::{mutation_response, uncacheable, Response};
 use crate::repo::users;
-use crate::routes::caching::groups;
+use crate::routes::caching::{commit_invalidating, groups};
 
 fn add_cookies(response: &mut Response, cookies: &[String]) {
     for c in cookies {
@@ -165,19 +165,26 @@ pub async fn logout(ctx: &RequestCtx) -> Result<Response, AppError> {
         })
         .collect();
     let mut groups: Vec<String> = Vec::new();
+    let mut invalidation = None;
     if !tokens.is_empty() {
-        let conn = ctx.conn().await?;
-        users::revoke(&conn.db(&ctx.obs), &tokens).await?;
         for t in &tokens {
             let group = groups::user(t.user_id);
             if !groups.contains(&group) {
                 groups.push(group);
             }
         }
+        let mut conn = ctx.conn().await?;
+        let tx = conn.begin().await?;
+        users::revoke(&tx.db(&ctx.obs), &tokens).await?;
+        invalidation = commit_invalidating(ctx, tx, &groups, None).await?;
     }
     let secure = ctx.state.config.auth.jwt_cookie_secure;
-    let mut response =
-        mutation_response(StatusCode::OK, &json!({"message": "Logged out"}), &groups);
+    let mut response = mutation_response(
+        StatusCode::OK,
+        &json!({"message": "Logged out"}),
+        &groups,
+        invalidation,
+    );
     add_cookies(
         &mut response,
         &[

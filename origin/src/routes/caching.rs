@@ -1,8 +1,10 @@
 //! Cache groups (RFC 9875) named by the origin, and the caching headers of per-user lists.
 
 use crate::auth::AuthUser;
+use crate::db::Tx;
 use crate::http::request::RequestCtx;
 use crate::http::response::{etag_of, Cacheable};
+use crate::outbox::Invalidation;
 
 /// Cache groups (RFC 9875) named by the origin (origin-api.md §7.2).
 pub mod groups {
@@ -44,4 +46,18 @@ pub(super) fn user_list_cache(
             normalised.as_bytes(),
         ]),
     )
+}
+
+/// Commits the request's write in `tx` together with its invalidation: `groups` (exactly the
+/// response's `Cache-Group-Invalidation`), the request target and the response's `Location`
+/// path, recorded in the outbox as the transaction's last statement when a bus is configured.
+/// Returns the outbox id for `LLMSelect-Invalidation-Id` (`None` without a bus).
+pub(super) async fn commit_invalidating(
+    ctx: &RequestCtx,
+    tx: Tx<'_>,
+    groups: &[String],
+    location: Option<&str>,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let inv = Invalidation::of_mutation(&ctx.target, groups, location);
+    ctx.state.outbox.commit(tx, &ctx.obs, &inv).await
 }

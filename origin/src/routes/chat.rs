@@ -31,9 +31,10 @@ use crate::llm::input::{chat_request, ChatRequest};
 use crate::llm::sse::{sse_response, EventSender};
 use crate::llm::{relay_outcome, Stop};
 use crate::metrics::{LlmCall, LlmEndpoint, LlmOutcome};
+use crate::outbox::Invalidation;
 use crate::provider_keys;
 use crate::repo::conversations as repo;
-use crate::routes::caching::groups;
+use crate::routes::caching::{commit_invalidating, groups};
 use crate::state::AppState;
 
 const NOT_FOUND: &str = "Conversation not found";
@@ -80,13 +81,14 @@ async fn prepare(ctx: &RequestCtx, load_history: bool) -> Result<Prepared, AppEr
 }
 
 /// In one transaction: creates the conversation (or switches its model) and inserts the last
-/// message when it is a user message. Returns the conversation id.
+/// message when it is a user message (and the answer, for `/chat`), with the outbox row of its
+/// invalidation ([`chat_groups`]). Returns the conversation id and the outbox id.
 async fn save_pre(
     ctx: &RequestCtx,
     user_id: i64,
     req: &ChatRequest,
     assistant: Option<&str>,
-) -> Result<Uuid, AppError> {
+) -> Result<(Uuid, Option<i64>), AppError> {
     let mut conn = ctx.conn().await?;
     let tx = conn.begin().await?;
     let db = tx.db(&ctx.obs);
@@ -112,8 +114,8 @@ async fn save_pre(
             .await?
             .ok_or_else(|| AppError::not_found(NOT_FOUND))?;
     }
-    tx.commit().await?;
-    Ok(id)
+    let invalidation = commit_invalidating(ctx, tx, &chat_groups(user_id, &id), None).await?;
+    Ok((id, invalidation))
 }
 
 fn chat_groups(user_id: i64, id: &Uuid) -> Vec<String> {
@@ -136,17 +138,18 @@ pub async fn chat(ctx: &RequestCtx) -> Result<Response, AppError> {
         tracing::warn!(event = "llm_chat_failed", provider = %p.req.provider, error = %e);
         chat_error(&e, p.req.conversation_id)
     })?;
-    let id = save_pre(ctx, p.user.id, &p.req, Some(&text)).await?;
+    let (id, invalidation) = save_pre(ctx, p.user.id, &p.req, Some(&text)).await?;
     Ok(mutation_response(
         StatusCode::OK,
         &json!({"response": text, "conversationId": id}),
         &chat_groups(p.user.id, &id),
+        invalidation,
     ))
 }
 
 pub async fn chat_stream(ctx: &RequestCtx) -> Result<Response, AppError> {
     let p = prepare(ctx, true).await?;
-    let id = save_pre(ctx, p.user.id, &p.req, None).await?;
+    let (id, invalidation) = save_pre(ctx, p.user.id, &p.req, None).await?;
     let messages = if p.req.conversation_id.is_some() {
         // The history was read before the new user message was committed.
         p.history
@@ -156,9 +159,14 @@ pub async fn chat_stream(ctx: &RequestCtx) -> Result<Response, AppError> {
     } else {
         p.req.messages
     };
-    let (response, events) = sse_response(&chat_groups(p.user.id, &id), ctx.state.llm.keepalive);
+    let (response, events) = sse_response(
+        &chat_groups(p.user.id, &id),
+        invalidation,
+        ctx.state.llm.keepalive,
+    );
     let job = StreamJob {
         state: ctx.state.clone(),
+        target: ctx.target.clone(),
         user_id: p.user.id,
         conversation_id: id,
         provider: p.req.provider,
@@ -173,6 +181,8 @@ pub async fn chat_stream(ctx: &RequestCtx) -> Result<Response, AppError> {
 /// Everything the relay task owns (no request context).
 struct StreamJob {
     state: AppState,
+    /// The request target (the outbox row of the answer's commit names it).
+    target: String,
     user_id: i64,
     conversation_id: Uuid,
     provider: llmselect_llm::Provider,
@@ -242,13 +252,24 @@ impl StreamJob {
         Ok(text)
     }
 
+    /// Commits the answer, with its own outbox row (the headers, and their invalidation id, are
+    /// long gone).
     async fn save_answer(&self, text: &str) -> Result<(), AppError> {
         let obs = self.state.query_observer();
-        let conn = self.state.pool.get().await?;
-        let db = conn.db(&obs);
-        repo::add_message(&db, self.conversation_id, self.user_id, "assistant", text)
-            .await?
-            .ok_or_else(|| AppError::not_found(NOT_FOUND))?;
+        let mut conn = self.state.pool.get().await?;
+        let tx = conn.begin().await?;
+        repo::add_message(
+            &tx.db(&obs),
+            self.conversation_id,
+            self.user_id,
+            "assistant",
+            text,
+        )
+        .await?
+        .ok_or_else(|| AppError::not_found(NOT_FOUND))?;
+        let groups = chat_groups(self.user_id, &self.conversation_id);
+        let inv = Invalidation::of_mutation(&self.target, &groups, None);
+        self.state.outbox.commit(tx, &obs, &inv).await?;
         Ok(())
     }
 }

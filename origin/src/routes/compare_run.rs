@@ -22,6 +22,7 @@ use crate::llm::input::{compare_request, Target};
 use crate::llm::sse::{sse_response, EventSender};
 use crate::llm::{estimate_tokens, relay_outcome, LlmService, Stop};
 use crate::metrics::{LlmCall, LlmEndpoint, LlmOutcome};
+use crate::outbox::Invalidation;
 use crate::provider_keys;
 use crate::repo::comparisons as repo;
 use crate::routes::caching::groups;
@@ -60,18 +61,25 @@ fn round3(secs: f64) -> f64 {
     (secs * 1000.0).round() / 1000.0
 }
 
-/// Inserts the comparison row (its own statement bumps the user's cache version).
+/// Inserts the comparison row (its own statement bumps the user's cache version) in a
+/// transaction with the outbox row of its invalidation (`target`: the request's). Returns the
+/// comparison id and the outbox id.
 async fn store(
     state: &AppState,
+    target: &str,
     user_id: i64,
     prompt: &str,
     results: &Value,
-) -> Result<i64, AppError> {
+) -> Result<(i64, Option<i64>), AppError> {
     let obs = state.query_observer();
-    let conn = state.pool.get().await?;
-    Ok(repo::create(&conn.db(&obs), user_id, prompt, results)
+    let mut conn = state.pool.get().await?;
+    let tx = conn.begin().await?;
+    let id = repo::create(&tx.db(&obs), user_id, prompt, results)
         .await?
-        .id)
+        .id;
+    let inv = Invalidation::of_mutation(target, &[groups::user_comparisons(user_id)], None);
+    let invalidation = state.outbox.commit(tx, &obs, &inv).await?;
+    Ok((id, invalidation))
 }
 
 pub async fn compare(ctx: &RequestCtx) -> Result<Response, AppError> {
@@ -108,24 +116,29 @@ pub async fn compare(ctx: &RequestCtx) -> Result<Response, AppError> {
         })
         .collect();
     let results = Value::Array(results);
-    let id = store(&ctx.state, user_id, &prompt, &results).await?;
+    let (id, invalidation) = store(&ctx.state, &ctx.target, user_id, &prompt, &results).await?;
     Ok(mutation_response(
         StatusCode::OK,
         &json!({"id": id, "results": results, "prompt": prompt}),
         &[groups::user_comparisons(user_id)],
+        invalidation,
     ))
 }
 
 pub async fn compare_stream(ctx: &RequestCtx) -> Result<Response, AppError> {
     let (user_id, targets, prompt, keys) = prepare(ctx).await?;
+    // Nothing is written before the headers: the stored comparison's commit (before the `done`
+    // event) carries its own outbox row.
     let (response, events) = sse_response(
         &[groups::user_comparisons(user_id)],
+        None,
         ctx.state.llm.keepalive,
     );
     let state = ctx.state.clone();
+    let target = ctx.target.clone();
     tokio::spawn(async move {
         tokio::select! {
-            _ = run_compare_stream(state, user_id, targets, prompt, keys, &events) => {}
+            _ = run_compare_stream(state, target, user_id, targets, prompt, keys, &events) => {}
             _ = events.closed() => {
                 tracing::info!(event = "compare_stream_cancelled", "client disconnected; upstreams cancelled, nothing saved");
             }
@@ -136,6 +149,7 @@ pub async fn compare_stream(ctx: &RequestCtx) -> Result<Response, AppError> {
 
 async fn run_compare_stream(
     state: AppState,
+    target: String,
     user_id: i64,
     targets: Vec<Target>,
     prompt: String,
@@ -192,8 +206,8 @@ async fn run_compare_stream(
         events.send(&json!({"event": "done"})).await;
         return;
     }
-    match store(&state, user_id, &prompt, &Value::Array(results)).await {
-        Ok(id) => {
+    match store(&state, &target, user_id, &prompt, &Value::Array(results)).await {
+        Ok((id, _)) => {
             events
                 .send(&json!({"event": "done", "comparisonId": id}))
                 .await;

@@ -12,7 +12,7 @@ use crate::http::request::RequestCtx;
 use crate::http::response::{json_response, mutation_response, Response};
 use crate::model_registry::PROVIDERS;
 use crate::repo::comparisons::{self as repo, Vote};
-use crate::routes::caching::{groups, user_list_cache};
+use crate::routes::caching::{commit_invalidating, groups, user_list_cache};
 
 const NOT_FOUND: &str = "Comparison not found";
 
@@ -91,9 +91,8 @@ fn result_entry(v: &Value) -> Result<Value, serde_json::Map<String, Value>> {
 }
 
 pub async fn create(ctx: &RequestCtx) -> Result<Response, AppError> {
-    let conn = ctx.conn().await?;
-    let db = conn.db(&ctx.obs);
-    let user = authenticate(ctx, &db).await?;
+    let mut conn = ctx.conn().await?;
+    let user = authenticate(ctx, &conn.db(&ctx.obs)).await?;
     let body = ctx.json_body()?;
     let mut f = Fields::new(&body, &["prompt", "results"])?;
     let prompt = f.string("prompt", true, Some((1, 100_000)));
@@ -111,18 +110,21 @@ pub async fn create(ctx: &RequestCtx) -> Result<Response, AppError> {
     }
     f.finish()?;
     let prompt = prompt.unwrap_or_default();
-    let c = repo::create(&db, user.id, &prompt, &Value::Array(results)).await?;
+    let tx = conn.begin().await?;
+    let c = repo::create(&tx.db(&ctx.obs), user.id, &prompt, &Value::Array(results)).await?;
+    let groups = [groups::user_comparisons(user.id)];
+    let invalidation = commit_invalidating(ctx, tx, &groups, None).await?;
     Ok(mutation_response(
         StatusCode::CREATED,
         &c.to_json(),
-        &[groups::user_comparisons(user.id)],
+        &groups,
+        invalidation,
     ))
 }
 
 pub async fn vote(ctx: &RequestCtx) -> Result<Response, AppError> {
-    let conn = ctx.conn().await?;
-    let db = conn.db(&ctx.obs);
-    let user = authenticate(ctx, &db).await?;
+    let mut conn = ctx.conn().await?;
+    let user = authenticate(ctx, &conn.db(&ctx.obs)).await?;
     let id = parse_id(ctx)?;
     let body = ctx.json_body()?;
     let mut f = Fields::new(&body, &["preferred_index"])?;
@@ -130,28 +132,37 @@ pub async fn vote(ctx: &RequestCtx) -> Result<Response, AppError> {
     f.finish()?;
     let out_of_range = || AppError::bad_request("Invalid preferred_index: out of valid range");
     let index = i32::try_from(index.unwrap_or_default()).map_err(|_| out_of_range())?;
-    match repo::vote(&db, id, user.id, index).await? {
-        Vote::Recorded(c) => Ok(mutation_response(
-            StatusCode::OK,
-            &c.to_json(),
-            &[groups::user_comparisons(user.id)],
-        )),
+    let tx = conn.begin().await?;
+    match repo::vote(&tx.db(&ctx.obs), id, user.id, index).await? {
+        Vote::Recorded(c) => {
+            let groups = [groups::user_comparisons(user.id)];
+            let invalidation = commit_invalidating(ctx, tx, &groups, None).await?;
+            Ok(mutation_response(
+                StatusCode::OK,
+                &c.to_json(),
+                &groups,
+                invalidation,
+            ))
+        }
         Vote::OutOfRange => Err(out_of_range()),
         Vote::NotFound => Err(AppError::not_found(NOT_FOUND)),
     }
 }
 
 pub async fn delete(ctx: &RequestCtx) -> Result<Response, AppError> {
-    let conn = ctx.conn().await?;
-    let db = conn.db(&ctx.obs);
-    let user = authenticate(ctx, &db).await?;
+    let mut conn = ctx.conn().await?;
+    let user = authenticate(ctx, &conn.db(&ctx.obs)).await?;
     let id = parse_id(ctx)?;
-    if !repo::delete(&db, id, user.id).await? {
+    let tx = conn.begin().await?;
+    if !repo::delete(&tx.db(&ctx.obs), id, user.id).await? {
         return Err(AppError::not_found(NOT_FOUND));
     }
+    let groups = [groups::user_comparisons(user.id)];
+    let invalidation = commit_invalidating(ctx, tx, &groups, None).await?;
     Ok(mutation_response(
         StatusCode::OK,
         &json!({"message": "Comparison deleted successfully"}),
-        &[groups::user_comparisons(user.id)],
+        &groups,
+        invalidation,
     ))
 }

@@ -24,7 +24,7 @@ use crate::http::response::{
 use crate::model_registry::PROVIDERS;
 use crate::repo::conversations::{self as repo, Conversation, Message};
 use crate::repo::{fmt_ts, fmt_ts_naive, like_pattern};
-use crate::routes::caching::{groups, user_list_cache};
+use crate::routes::caching::{commit_invalidating, groups, user_list_cache};
 
 const NOT_FOUND: &str = "Conversation not found";
 
@@ -260,56 +260,77 @@ fn plain_500(sentence: &str) -> impl Fn(AppError) -> AppError + '_ {
 }
 
 pub async fn rename(ctx: &RequestCtx) -> Result<Response, AppError> {
-    let conn = ctx.conn().await?;
-    let db = conn.db(&ctx.obs);
-    let user = authenticate(ctx, &db).await?;
+    let mut conn = ctx.conn().await?;
+    let user = authenticate(ctx, &conn.db(&ctx.obs)).await?;
     let id = parse_id(ctx)?;
     let body = ctx.json_body()?;
     let mut f = Fields::new(&body, &["title"])?;
     let title = f.string("title", true, Some((1, 255)));
     f.finish()?;
     let title = title.unwrap_or_default();
-    let conv = repo::rename(&db, id, user.id, &title)
+    let failed = plain_500("Failed to update conversation");
+    let tx = conn
+        .begin()
         .await
         .map_err(AppError::from)
-        .map_err(plain_500("Failed to update conversation"))?
+        .map_err(&failed)?;
+    let conv = repo::rename(&tx.db(&ctx.obs), id, user.id, &title)
+        .await
+        .map_err(AppError::from)
+        .map_err(&failed)?
         .ok_or_else(|| AppError::not_found(NOT_FOUND))?;
+    let groups = [
+        groups::user_conversations(user.id),
+        groups::conversation(&id),
+    ];
+    let invalidation = commit_invalidating(ctx, tx, &groups, None)
+        .await
+        .map_err(AppError::from)
+        .map_err(&failed)?;
     Ok(mutation_response(
         StatusCode::OK,
         &summary_json(&conv),
-        &[
-            groups::user_conversations(user.id),
-            groups::conversation(&id),
-        ],
+        &groups,
+        invalidation,
     ))
 }
 
 pub async fn delete(ctx: &RequestCtx) -> Result<Response, AppError> {
-    let conn = ctx.conn().await?;
-    let db = conn.db(&ctx.obs);
-    let user = authenticate(ctx, &db).await?;
+    let mut conn = ctx.conn().await?;
+    let user = authenticate(ctx, &conn.db(&ctx.obs)).await?;
     let id = parse_id(ctx)?;
-    let deleted = repo::delete(&db, id, user.id)
+    let failed = plain_500("Failed to delete conversation");
+    let tx = conn
+        .begin()
         .await
         .map_err(AppError::from)
-        .map_err(plain_500("Failed to delete conversation"))?;
+        .map_err(&failed)?;
+    let deleted = repo::delete(&tx.db(&ctx.obs), id, user.id)
+        .await
+        .map_err(AppError::from)
+        .map_err(&failed)?;
     if !deleted {
         return Err(AppError::not_found(NOT_FOUND));
     }
+    let groups = [
+        groups::user_conversations(user.id),
+        groups::conversation(&id),
+    ];
+    let invalidation = commit_invalidating(ctx, tx, &groups, None)
+        .await
+        .map_err(AppError::from)
+        .map_err(&failed)?;
     Ok(mutation_response(
         StatusCode::OK,
         &json!({"message": "Conversation deleted successfully"}),
-        &[
-            groups::user_conversations(user.id),
-            groups::conversation(&id),
-        ],
+        &groups,
+        invalidation,
     ))
 }
 
 pub async fn create(ctx: &RequestCtx) -> Result<Response, AppError> {
-    let conn = ctx.conn().await?;
-    let db = conn.db(&ctx.obs);
-    let user = authenticate(ctx, &db).await?;
+    let mut conn = ctx.conn().await?;
+    let user = authenticate(ctx, &conn.db(&ctx.obs)).await?;
     let body = ctx.json_body()?;
     let mut f = Fields::new(&body, &["provider", "model", "title"])?;
     let provider = f.one_of("provider", true, &PROVIDERS);
@@ -321,22 +342,33 @@ pub async fn create(ctx: &RequestCtx) -> Result<Response, AppError> {
             "validated fields missing"
         )));
     };
-    let conv = repo::create(&db, user.id, &provider, &model, title.as_deref()).await?;
+    let tx = conn.begin().await?;
+    let conv = repo::create(
+        &tx.db(&ctx.obs),
+        user.id,
+        &provider,
+        &model,
+        title.as_deref(),
+    )
+    .await?;
+    let location = format!("/api/v1/conversations/{}", conv.id);
+    let groups = [groups::user_conversations(user.id)];
+    let invalidation = commit_invalidating(ctx, tx, &groups, Some(&location)).await?;
     let mut response = mutation_response(
         StatusCode::CREATED,
         &detail_json(&conv, &[]),
-        &[groups::user_conversations(user.id)],
+        &groups,
+        invalidation,
     );
-    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/conversations/{}", conv.id)) {
+    if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(LOCATION, v);
     }
     Ok(response)
 }
 
 pub async fn add_message(ctx: &RequestCtx) -> Result<Response, AppError> {
-    let conn = ctx.conn().await?;
-    let db = conn.db(&ctx.obs);
-    let user = authenticate(ctx, &db).await?;
+    let mut conn = ctx.conn().await?;
+    let user = authenticate(ctx, &conn.db(&ctx.obs)).await?;
     let id = parse_id(ctx)?;
     let body = ctx.json_body()?;
     let mut f = Fields::new(&body, &["role", "content"])?;
@@ -348,9 +380,15 @@ pub async fn add_message(ctx: &RequestCtx) -> Result<Response, AppError> {
             "validated fields missing"
         )));
     };
-    let m = repo::add_message(&db, id, user.id, &role, &content)
+    let tx = conn.begin().await?;
+    let m = repo::add_message(&tx.db(&ctx.obs), id, user.id, &role, &content)
         .await?
         .ok_or_else(|| AppError::not_found(NOT_FOUND))?;
+    let groups = [
+        groups::user_conversations(user.id),
+        groups::conversation(&id),
+    ];
+    let invalidation = commit_invalidating(ctx, tx, &groups, None).await?;
     Ok(mutation_response(
         StatusCode::CREATED,
         &json!({
@@ -360,9 +398,7 @@ pub async fn add_message(ctx: &RequestCtx) -> Result<Response, AppError> {
             "content": m.content,
             "createdAt": fmt_ts(&m.created_at),
         }),
-        &[
-            groups::user_conversations(user.id),
-            groups::conversation(&id),
-        ],
+        &groups,
+        invalidation,
     ))
 }

@@ -10,4 +10,5 @@ mod keys;
 mod migrations;
 mod models_admin;
 mod observability;
+mod outbox;
 mod support;

@@ -16,7 +16,8 @@ async fn migrations_are_idempotent_and_recorded_with_checksums() {
         vec![
             "0001_init",
             "0002_performance_indexes",
-            "0003_revoked_tokens"
+            "0003_revoked_tokens",
+            "0004_cache_invalidations"
         ]
     );
     let again = migrate::run(&mut c, &migrate::embedded()).await.unwrap();
@@ -28,7 +29,7 @@ async fn migrations_are_idempotent_and_recorded_with_checksums() {
         )
         .await
         .unwrap();
-    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.len(), 4);
     for (row, m) in rows.iter().zip(migrate::embedded()) {
         assert_eq!(row.get::<_, String>(0), m.version);
         assert_eq!(row.get::<_, String>(1), m.checksum());
@@ -169,7 +170,8 @@ async fn concurrent_starts_are_serialised() {
         vec![
             "0001_init",
             "0002_performance_indexes",
-            "0003_revoked_tokens"
+            "0003_revoked_tokens",
+            "0004_cache_invalidations"
         ],
         "each applied exactly once"
     );
