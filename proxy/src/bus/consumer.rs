@@ -156,11 +156,19 @@ impl Node {
         let mut ticker = tokio::time::interval(Duration::from_millis(self.cfg.poll_interval_ms));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let max_silence = Duration::from_millis(self.cfg.max_lag_ms) * 4;
+        // A consumer that delivers nothing while the stream is ahead (its server restarted and
+        // lost the ephemeral consumer, for instance) is replaced well before `max_lag`.
+        let stall = Duration::from_millis(self.cfg.max_lag_ms / 2)
+            .max(Duration::from_millis(self.cfg.poll_interval_ms * 2));
         let mut last_ok = tokio::time::Instant::now();
+        let mut last_progress = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 m = messages.next() => match m {
-                    Some(Ok(m)) => self.apply(&m),
+                    Some(Ok(m)) => {
+                        self.apply(&m);
+                        last_progress = tokio::time::Instant::now();
+                    }
                     Some(Err(e)) => return Err(e.into()),
                     None => return Err("the consumer ended".into()),
                 },
@@ -170,9 +178,13 @@ impl Node {
                             last_ok = tokio::time::Instant::now();
                             self.state.contact(info.state.last_sequence);
                             let applied = self.state.applied_seq();
-                            if info.state.last_sequence > applied && info.state.first_sequence > applied + 1 {
+                            if info.state.last_sequence <= applied {
+                                last_progress = last_ok;
+                            } else if info.state.first_sequence > applied + 1 {
                                 // the stream dropped messages before the consumer got them
                                 return Err("messages were dropped before they were applied".into());
+                            } else if last_progress.elapsed() > stall {
+                                return Err("the consumer stalled behind the stream".into());
                             }
                         }
                         Err(e) if last_ok.elapsed() > max_silence => return Err(e.into()),

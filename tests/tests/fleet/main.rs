@@ -3,6 +3,7 @@
 //! origin with its outbox relay (`outbox.rs`).
 
 mod bus;
+mod origins;
 mod upstreams;
 
 use llmselect_e2e::proxy::{spawn_proxy, TestProxy};
