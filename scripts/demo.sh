@@ -157,11 +157,13 @@ run_fleet() {
   export TOKEN=$TOKEN
   # warm alice's list on both nodes: the second read on each is a HIT
   for P in $A $B; do curl -s -o /dev/null -H "Authorization: Bearer \$TOKEN" "\$P$L"; curl -si -H "Authorization: Bearer \$TOKEN" "\$P$L" | grep -i '^x-cache'; done
-  # rename the first conversation through proxy A ...
+  # rename the first conversation through proxy A; its response names its outbox position
   ID=\$(curl -s -H "Authorization: Bearer \$TOKEN" "$A/api/v1/conversations?limit=1" | sed -E 's/.*"id":"([^"]+)".*/\1/')
-  curl -s -X PATCH -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"title":"Renamed on A"}' $A/api/v1/conversations/\$ID
-  # ... and read through proxy B: MISS with the new title (the origin's outbox reached B over the bus)
-  curl -si -H "Authorization: Bearer \$TOKEN" "$B$L" | grep -iE '^x-cache|Renamed on A'
+  POS=\$(curl -si -X PATCH -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' -d '{"title":"Renamed on A"}' $A/api/v1/conversations/\$ID | sed -nE 's/^llmselect-invalidation-id: *([0-9]+).*/\1/Ip')
+  # read your write through proxy B right away (echo the position; browsers get it as a cookie)
+  curl -si -H "Authorization: Bearer \$TOKEN" -H "LLMSelect-Invalidation-Id: \$POS" "$B$L" | grep -oiE '^x-cache.*|Renamed on A'
+  # any client through B a few milliseconds later: the bus has delivered the invalidation
+  sleep 0.2; curl -si -H "Authorization: Bearer \$TOKEN" "$B$L" | grep -oiE '^x-cache.*|Renamed on A'
   # each node's position in the stream
   curl -s -H "$H" http://$ADMIN_ADDR/stats; echo; curl -s -H "$H" http://$ADMIN_B_ADDR/stats; echo
   # an admin purge on A reaches B (the answer names its stream sequence)

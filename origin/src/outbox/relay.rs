@@ -230,6 +230,10 @@ impl Relay {
         if self.listener.is_none() {
             self.listener = Some(Listener::connect(&self.deps.config.database.url).await?);
         }
+        // Connected before the first write needs it: a write's publication costs no handshake.
+        if self.js.is_none() {
+            self.js = Some(connect_bus(&self.deps.config.bus).await.map_err(RoundError::Bus)?);
+        }
         while self.round().await? == Round::More {}
         Ok(())
     }
