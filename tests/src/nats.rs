@@ -21,6 +21,8 @@ pub const SUBJECT: &str = "edge.invalidations";
 pub struct TestNats {
     pub port: u16,
     dir: PathBuf,
+    /// Extra server arguments (e.g. `--auth <token>`).
+    args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -34,6 +36,11 @@ fn free_port() -> u16 {
 impl TestNats {
     /// Starts a server and waits until it accepts connections.
     pub async fn start() -> TestNats {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a server with extra arguments (e.g. `["--auth", "token"]`).
+    pub async fn start_with(args: &[&str]) -> TestNats {
         let dir = std::env::temp_dir().join(format!(
             "llmselect-nats-{}-{}",
             std::process::id(),
@@ -43,6 +50,7 @@ impl TestNats {
         let mut nats = TestNats {
             port: free_port(),
             dir,
+            args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         nats.spawn().await;
@@ -60,6 +68,7 @@ impl TestNats {
                 "-sd",
             ])
             .arg(&self.dir)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -67,11 +76,9 @@ impl TestNats {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(client) = async_nats::connect(self.url()).await {
-                // the server enables JetStream before it accepts clients
-                if client.flush().await.is_ok() {
-                    return;
-                }
+            // the server enables JetStream before it accepts clients
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
             }
             assert!(Instant::now() < deadline, "nats-server did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;

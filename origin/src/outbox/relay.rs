@@ -232,7 +232,11 @@ impl Relay {
         }
         // Connected before the first write needs it: a write's publication costs no handshake.
         if self.js.is_none() {
-            self.js = Some(connect_bus(&self.deps.config.bus).await.map_err(RoundError::Bus)?);
+            self.js = Some(
+                connect_bus(&self.deps.config.bus)
+                    .await
+                    .map_err(RoundError::Bus)?,
+            );
         }
         while self.round().await? == Round::More {}
         Ok(())

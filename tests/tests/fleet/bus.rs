@@ -5,6 +5,7 @@
 
 use crate::{applied_seq, connected, eventually, node, send};
 use llmselect_e2e::nats::{Partition, TestNats, STREAM};
+use llmselect_e2e::proxy::spawn_proxy;
 use llmselect_e2e::test_origin::{Route, TestOrigin};
 use serde_json::json;
 
@@ -228,4 +229,45 @@ async fn a_client_reads_its_own_write_on_another_node() {
         send(b.get("/items").header("cookie", pos)).await.x_cache,
         "HIT"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_credentials_are_used_and_a_wrong_one_is_reported() {
+    let nats = TestNats::start_with(&["--auth", "fleet-secret"]).await;
+    let origin = TestOrigin::start().await;
+    let url = nats.url();
+    let good = spawn_proxy(&origin.url(), {
+        let url = url.clone();
+        move |c| {
+            c.bus.url = Some(url);
+            c.bus.token = Some("fleet-secret".into());
+        }
+    })
+    .await;
+    let bad = spawn_proxy(&origin.url(), move |c| {
+        c.bus.url = Some(url);
+        c.bus.token = Some("wrong".into());
+    })
+    .await;
+    connected(&good).await;
+    let health = |p: &llmselect_e2e::proxy::TestProxy| {
+        p.client
+            .get(format!("{}/health", p.admin))
+            .bearer_auth(&p.token)
+            .send()
+    };
+    let h: serde_json::Value = health(&good).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (h["status"].as_str(), h["bus"].as_str()),
+        (Some("ok"), Some("connected"))
+    );
+    let h: serde_json::Value = health(&bad).await.unwrap().json().await.unwrap();
+    assert_eq!(h["status"], "degraded");
+    assert_eq!(h["bus"], "disconnected");
+    let (status, body) = bad.purge(json!({"all": true})).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not on the fleet"));
 }
