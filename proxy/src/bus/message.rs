@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 /// Largest message accepted (an invalidation names a few groups and URLs).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
+/// Unknown fields are ignored (a newer publisher may add some); what is known is applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Invalidation {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
@@ -150,11 +150,14 @@ mod tests {
             br#"{}"#,
             br#"{"paths":["relative"]}"#,
             br#"{"urls":["ftp://x/y"]}"#,
-            br#"{"groups":["g"],"extra":1}"#,
+            br#"{"groups":"not a list"}"#,
         ] {
             assert!(Invalidation::parse(body).is_err(), "{body:?}");
         }
         assert!(Invalidation::parse(&vec![b' '; MAX_MESSAGE_BYTES + 1]).is_err());
+        // a field from a newer publisher does not hide what this node understands
+        let newer = Invalidation::parse(br#"{"groups":["g"],"priority":1}"#).unwrap();
+        assert_eq!(newer.groups, ["g"]);
         assert_eq!(outbox_id(Some("42")), Some(42));
         assert_eq!(outbox_id(Some("admin-x")), None);
     }
