@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use llmselect_e2e::http::header;
 use llmselect_fake_llm::answer_text;
 use serde_json::{json, Value};
 
@@ -24,11 +25,12 @@ async fn stored_results(origin: &TestOrigin, id: i64) -> Value {
 
 #[tokio::test]
 async fn compare_runs_concurrently_keeps_request_order_and_failures_in_place() {
-    let (_fake, origin, user) = setup().await;
+    let s = setup().await;
+    let (origin, user) = (s.origin(), s.user());
     let started = Instant::now();
     let r = post(
-        &origin,
-        &user,
+        origin,
+        user,
         "/api/v1/compare",
         &compare_body(
             "Hi",
@@ -44,7 +46,7 @@ async fn compare_runs_concurrently_keeps_request_order_and_failures_in_place() {
     let elapsed = started.elapsed();
     assert_eq!(r.status(), 200);
     assert!(elapsed.as_millis() < 750, "concurrent: took {elapsed:?}");
-    assert!(invalidation(&r).contains(":comparisons"));
+    assert!(header(&r, "cache-group-invalidation").contains(":comparisons"));
     let v: Value = r.json().await.unwrap();
     let results = v["results"].as_array().unwrap();
     let models: Vec<&str> = results
@@ -75,11 +77,11 @@ async fn compare_runs_concurrently_keeps_request_order_and_failures_in_place() {
 
     // Stored in the same order: a vote for index 2 names the second OpenAI model.
     let id = v["id"].as_i64().unwrap();
-    let stored = stored_results(&origin, id).await;
+    let stored = stored_results(origin, id).await;
     assert_eq!(&stored, &v["results"]);
     let r = post(
-        &origin,
-        &user,
+        origin,
+        user,
         &format!("/api/v1/comparisons/{id}/vote"),
         &json!({"preferred_index": 2}),
     )
@@ -99,11 +101,12 @@ async fn compare_runs_concurrently_keeps_request_order_and_failures_in_place() {
 
 #[tokio::test]
 async fn compare_stream_interleaves_events_and_saves_before_done() {
-    let (_fake, origin, user) = setup().await;
+    let s = setup().await;
+    let (origin, user) = (s.origin(), s.user());
     let started = Instant::now();
     let r = post(
-        &origin,
-        &user,
+        origin,
+        user,
         "/api/v1/compare/stream",
         &compare_body(
             "Race",
@@ -117,7 +120,7 @@ async fn compare_stream_interleaves_events_and_saves_before_done() {
     )
     .await;
     assert_eq!(r.status(), 200);
-    assert!(invalidation(&r).contains(":comparisons"));
+    assert!(header(&r, "cache-group-invalidation").contains(":comparisons"));
     assert_eq!(
         r.headers()["content-type"],
         "text/event-stream; charset=utf-8"
@@ -153,7 +156,7 @@ async fn compare_stream_interleaves_events_and_saves_before_done() {
     let done = events.last().unwrap();
     assert_eq!(done["event"], "done");
     let id = done["comparisonId"].as_i64().expect("saved");
-    let stored = stored_results(&origin, id).await;
+    let stored = stored_results(origin, id).await;
     let stored = stored.as_array().unwrap();
     let models: Vec<&str> = stored
         .iter()
@@ -178,26 +181,28 @@ async fn compare_stream_interleaves_events_and_saves_before_done() {
 
 #[tokio::test]
 async fn compare_stream_with_no_success_saves_nothing() {
-    let (_fake, origin, user) = setup().await;
+    let s = setup().await;
+    let (origin, user) = (s.origin(), s.user());
     let r = post(
-        &origin,
-        &user,
+        origin,
+        user,
         "/api/v1/compare/stream",
         &compare_body("x", &[("openai", "fail-401"), ("mistral", "m")]),
     )
     .await;
     let events = events_of(r).await;
     assert_eq!(events.last().unwrap(), &json!({"event": "done"}));
-    assert_eq!(count(&origin, "comparison_results").await, 0);
+    assert_eq!(origin.row_count("comparison_results").await, 0);
 }
 
 #[tokio::test]
 async fn analyze_asks_the_model_and_hides_failures() {
-    let (fake, origin, user) = setup().await;
+    let s = setup().await;
+    let (fake, origin, user) = (s.fake(), s.origin(), s.user());
     let outputs = json!([{"model": "a", "response": "One"}, {"label": "B", "response": "Two"}]);
     let r = post(
-        &origin,
-        &user,
+        origin,
+        user,
         "/api/v1/compare/analyze",
         &json!({"outputs": outputs, "prompt": "Q"}),
     )
@@ -218,8 +223,8 @@ async fn analyze_asks_the_model_and_hides_failures() {
     assert!(user_msg.contains(&"=".repeat(60)));
 
     let r = post(
-        &origin,
-        &user,
+        origin,
+        user,
         "/api/v1/compare/analyze",
         &json!({
         "outputs": outputs, "analysis_model": "gpt-4o-fail-500"}),
@@ -232,8 +237,8 @@ async fn analyze_asks_the_model_and_hides_failures() {
     );
 
     let r = post(
-        &origin,
-        &user,
+        origin,
+        user,
         "/api/v1/compare/analyze",
         &json!({"prompt": "x"}),
     )
@@ -244,8 +249,8 @@ async fn analyze_asks_the_model_and_hides_failures() {
         json!({"error": "outputs array is required"})
     );
     let r = post(
-        &origin,
-        &user,
+        origin,
+        user,
         "/api/v1/compare/analyze",
         &json!({"outputs": [{"response": "a"}]}),
     )
@@ -254,5 +259,5 @@ async fn analyze_asks_the_model_and_hides_failures() {
         r.json::<Value>().await.unwrap(),
         json!({"error": "At least 2 outputs are required for comparison"})
     );
-    assert_eq!(count(&origin, "comparison_results").await, 0);
+    assert_eq!(origin.row_count("comparison_results").await, 0);
 }

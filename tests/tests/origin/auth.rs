@@ -1,12 +1,11 @@
 //! Registration, login, logout, refresh, me; bearer and cookie+CSRF authentication; bad input.
 
+use llmselect_e2e::http::header;
 use llmselect_e2e::origin::{set_cookie_value, spawn_origin};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{
-    get_anonymous, header, json, me_with_bearer, origin_with_user, row_count, send_as, send_json,
-};
+use crate::support::{get_anonymous, json, me_with_bearer, origin_with_user, send_as, send_json};
 
 #[tokio::test]
 async fn register_login_me_logout() {
@@ -147,7 +146,8 @@ async fn registration_policies() {
 
 #[tokio::test]
 async fn login_failures_are_generic() {
-    let (o, _carol) = origin_with_user("carol").await;
+    let s = origin_with_user("carol").await;
+    let (o, _carol) = (s.origin(), s.user());
     // A wrong password for an existing user and any password for an unknown one (even carol's)
     // must be indistinguishable: same status, headers and body, and the same database work.
     let mut answers = Vec::new();
@@ -234,8 +234,9 @@ fn hex_encode(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn cookie_auth_needs_csrf_on_mutations_and_bearer_does_not() {
-    let (o, u) = origin_with_user("dave").await;
-    let cid = o.create_conversation(&u, Some("t")).await;
+    let s = origin_with_user("dave").await;
+    let (o, u) = (s.origin(), s.user());
+    let cid = o.create_conversation(u, Some("t")).await;
     let path = o.url(&format!("/api/v1/conversations/{cid}"));
 
     // GET with the cookie needs no CSRF.
@@ -276,8 +277,8 @@ async fn cookie_auth_needs_csrf_on_mutations_and_bearer_does_not() {
 
     // Bearer: no CSRF needed.
     let r = send_json(
-        &o,
-        &u,
+        o,
+        u,
         Method::PATCH,
         &format!("/api/v1/conversations/{cid}"),
         &json!({"title": "again"}),
@@ -288,8 +289,9 @@ async fn cookie_auth_needs_csrf_on_mutations_and_bearer_does_not() {
 
 #[tokio::test]
 async fn authentication_errors() {
-    let (o, u) = origin_with_user("erin").await;
-    let r = get_anonymous(&o, "/api/v1/conversations").await;
+    let s = origin_with_user("erin").await;
+    let (o, u) = (s.origin(), s.user());
+    let r = get_anonymous(o, "/api/v1/conversations").await;
     assert_eq!(r.status(), 401);
     assert_eq!(header(&r, "cache-control"), "no-store");
     assert_eq!(
@@ -299,19 +301,19 @@ async fn authentication_errors() {
 
     let mut forged = u.token.clone();
     forged.push('x');
-    let r = me_with_bearer(&o, &forged).await;
+    let r = me_with_bearer(o, &forged).await;
     assert_eq!(r.status(), 401);
     assert_eq!(json(r).await["error"], "invalid_token");
 
     // A refresh token is not an access token.
-    let r = me_with_bearer(&o, &u.refresh_token).await;
+    let r = me_with_bearer(o, &u.refresh_token).await;
     assert_eq!(r.status(), 401);
     assert_eq!(json(r).await["error"], "invalid_token");
 
     // An expired token.
     let keys = llmselect_origin::JwtKeys::new(&o.config.auth.jwt_secret_key);
     let expired = keys.issue(1, "access", -5).unwrap();
-    let r = me_with_bearer(&o, &expired.token).await;
+    let r = me_with_bearer(o, &expired.token).await;
     assert_eq!(r.status(), 401);
     assert_eq!(
         json(r).await,
@@ -320,7 +322,7 @@ async fn authentication_errors() {
 
     // A valid token for a user that no longer exists.
     let ghost = keys.issue(999_999, "access", 60).unwrap();
-    let r = me_with_bearer(&o, &ghost.token).await;
+    let r = me_with_bearer(o, &ghost.token).await;
     assert_eq!(r.status(), 401);
     assert_eq!(
         json(r).await,
@@ -330,7 +332,8 @@ async fn authentication_errors() {
 
 #[tokio::test]
 async fn refresh_uses_the_refresh_cookie_and_its_csrf() {
-    let (o, u) = origin_with_user("frank").await;
+    let s = origin_with_user("frank").await;
+    let (o, u) = (s.origin(), s.user());
     let cookie = format!("refresh_token_cookie={}", u.refresh_token);
     let r = o
         .http
@@ -353,7 +356,7 @@ async fn refresh_uses_the_refresh_cookie_and_its_csrf() {
     let token = set_cookie_value(r.headers(), "access_token_cookie").expect("new access cookie");
     assert!(set_cookie_value(r.headers(), "csrf_access_token").is_some());
     assert_eq!(json(r).await, json!({"message": "Token refreshed"}));
-    let r = me_with_bearer(&o, &token).await;
+    let r = me_with_bearer(o, &token).await;
     assert_eq!(r.status(), 200);
 }
 
@@ -430,7 +433,7 @@ async fn bad_bodies_get_documented_4xx() {
     assert_eq!(json(r).await["error"], "payload_too_large");
 
     // Nothing was written by any of these.
-    let n = row_count(&o, "users").await;
+    let n = o.row_count("users").await;
     assert_eq!(n, 0);
 }
 

@@ -1,9 +1,10 @@
 //! Slow-query and slow-request logs, `X-Response-Time` on every response.
 
+use llmselect_e2e::http::header;
 use llmselect_e2e::origin::{capture_logs, spawn_origin};
 use reqwest::Method;
 
-use crate::support::{get, get_anonymous, header, metrics_text};
+use crate::support::{get, get_anonymous, metrics_text};
 
 fn is_response_time(v: &str) -> bool {
     let Some(num) = v.strip_suffix('s') else {
