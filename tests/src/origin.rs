@@ -45,6 +45,18 @@ impl TestUser {
         format!("Bearer {}", self.token)
     }
 
+    /// A request of `method` to `url` with this user's bearer token.
+    pub fn request(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        url: String,
+    ) -> reqwest::RequestBuilder {
+        client
+            .request(method, url)
+            .header("Authorization", self.bearer())
+    }
+
     /// `Cookie` header value with the access cookie (as the SPA sends it).
     pub fn access_cookie(&self) -> String {
         format!(
@@ -164,9 +176,7 @@ impl TestOrigin {
 
     /// A GET with the user's bearer token.
     pub fn get_as(&self, user: &TestUser, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .get(self.url(path))
-            .header("Authorization", user.bearer())
+        self.request_as(user, reqwest::Method::GET, path)
     }
 
     /// A request of `method` with the user's bearer token.
@@ -176,9 +186,7 @@ impl TestOrigin {
         method: reqwest::Method,
         path: &str,
     ) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, self.url(path))
-            .header("Authorization", user.bearer())
+        user.request(&self.http, method, self.url(path))
     }
 
     /// Creates a conversation for `user` and returns its id.

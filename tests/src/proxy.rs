@@ -74,9 +74,7 @@ impl TestProxy {
         method: reqwest::Method,
         path: &str,
     ) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .header("Authorization", user.bearer())
+        user.request(&self.client, method, self.url(path))
     }
 
     /// `POST /purge` with the admin token; returns the status and JSON body.

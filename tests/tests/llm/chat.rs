@@ -111,7 +111,7 @@ async fn chat_error_in_existing_conversation_names_it_and_keeps_it_unchanged() {
 }
 
 #[tokio::test]
-async fn chat_validation_ownership_and_missing_key() {
+async fn chat_bodies_with_unknown_fields_or_providers_are_422() {
     let s = setup().await;
     let (fake, origin, user) = (s.fake(), s.origin(), s.user());
     let msg = json!([{"role": "user", "content": "Hi"}]);
@@ -119,14 +119,12 @@ async fn chat_validation_ownership_and_missing_key() {
         origin,
         user,
         "/api/v1/chat",
-        &json!({
-        "provider": "openai", "model": "m", "messages": msg, "conversation_id": "x"}),
+        &json!({"provider": "openai", "model": "m", "messages": msg, "conversation_id": "x"}),
     )
     .await;
     assert_eq!(r.status(), 422);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["details"]["conversation_id"], json!(["Unknown field."]));
-
     let r = post(
         origin,
         user,
@@ -135,7 +133,14 @@ async fn chat_validation_ownership_and_missing_key() {
     )
     .await;
     assert_eq!(r.status(), 422);
+    assert_eq!(fake.total_requests(), 0, "nothing reached the provider");
+    assert_eq!(origin.row_count("messages").await, 0);
+}
 
+#[tokio::test]
+async fn chat_with_no_key_for_the_provider_is_404() {
+    let s = setup().await;
+    let (fake, origin, user) = (s.fake(), s.origin(), s.user());
     let r = post(
         origin,
         user,
@@ -149,7 +154,14 @@ async fn chat_validation_ownership_and_missing_key() {
         v["message"],
         "API key for provider 'mistral' not configured"
     );
+    assert_eq!(fake.total_requests(), 0, "nothing reached the provider");
+    assert_eq!(origin.row_count("messages").await, 0);
+}
 
+#[tokio::test]
+async fn chat_in_another_users_conversation_is_404() {
+    let s = setup().await;
+    let (fake, origin, user) = (s.fake(), s.origin(), s.user());
     let other = origin.user("mallory").await;
     let cid = origin.create_conversation(&other, None).await;
     let r = post(
@@ -373,24 +385,24 @@ async fn key_resolution_follows_the_override_rules() {
 }
 
 #[tokio::test]
-async fn provider_timeouts_are_reported_cleanly() {
+async fn a_provider_timeout_on_chat_is_a_400_without_status_code() {
     let s = setup().await;
     let (origin, user) = (s.origin(), s.user());
-    let body = |model: &str| chat_body("openai", model, "t");
-    let r = post(origin, user, "/api/v1/chat", &body("gpt-4o-slow-2500")).await;
+    let body = chat_body("openai", "gpt-4o-slow-2500", "t");
+    let r = post(origin, user, "/api/v1/chat", &body).await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["message"], "OpenAI API error");
     assert_eq!(v["details"]["status_code"], Value::Null);
     assert_eq!(origin.row_count("conversations").await, 0);
+}
 
-    let r = post(
-        origin,
-        user,
-        "/api/v1/chat/stream",
-        &body("gpt-4o-slow-2500"),
-    )
-    .await;
+#[tokio::test]
+async fn a_provider_timeout_on_chat_stream_ends_with_an_error_event() {
+    let s = setup().await;
+    let (origin, user) = (s.origin(), s.user());
+    let body = chat_body("openai", "gpt-4o-slow-2500", "t");
+    let r = post(origin, user, "/api/v1/chat/stream", &body).await;
     let events = events_of(r).await;
     assert_eq!(events.last().unwrap(), &json!({"error": STREAM_FAILED}));
     assert_eq!(

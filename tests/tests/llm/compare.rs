@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use llmselect_e2e::http::header;
+use llmselect_e2e::http::{header, send, Resp};
 use llmselect_fake_llm::answer_text;
 use serde_json::{json, Value};
 
@@ -195,25 +195,36 @@ async fn compare_stream_with_no_success_saves_nothing() {
     assert_eq!(origin.row_count("comparison_results").await, 0);
 }
 
+/// `POST /compare/analyze` with `body` as the stack's user; asserts nothing was stored.
+async fn analyze(s: &Stack, body: Value) -> Resp {
+    let req = s
+        .origin()
+        .request_as(s.user(), reqwest::Method::POST, "/api/v1/compare/analyze")
+        .json(&body);
+    let r = send(req).await;
+    assert_eq!(s.origin().row_count("comparison_results").await, 0);
+    r
+}
+
+fn two_outputs() -> Value {
+    json!([{"model": "a", "response": "One"}, {"label": "B", "response": "Two"}])
+}
+
 #[tokio::test]
-async fn analyze_asks_the_model_and_hides_failures() {
+async fn analyze_asks_the_model_with_every_output() {
     let s = setup().await;
-    let (fake, origin, user) = (s.fake(), s.origin(), s.user());
-    let outputs = json!([{"model": "a", "response": "One"}, {"label": "B", "response": "Two"}]);
-    let r = post(
-        origin,
-        user,
-        "/api/v1/compare/analyze",
-        &json!({"outputs": outputs, "prompt": "Q"}),
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
+    let r = analyze(&s, json!({"outputs": two_outputs(), "prompt": "Q"})).await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
     assert_eq!(v["provider"], "openai");
     assert_eq!(v["model"], "gpt-4o");
     assert_eq!(v["outputs_compared"], 2);
     assert!(v["analysis"].as_str().unwrap().starts_with("[gpt-4o]"));
-    let sent = fake.last_request("/v1/chat/completions").unwrap().json();
+    let sent = s
+        .fake()
+        .last_request("/v1/chat/completions")
+        .unwrap()
+        .json();
     assert_eq!(sent["messages"][0]["role"], "system");
     let user_msg = sent["messages"][1]["content"].as_str().unwrap();
     assert!(
@@ -221,43 +232,26 @@ async fn analyze_asks_the_model_and_hides_failures() {
         "{user_msg}"
     );
     assert!(user_msg.contains(&"=".repeat(60)));
+}
 
-    let r = post(
-        origin,
-        user,
-        "/api/v1/compare/analyze",
-        &json!({
-        "outputs": outputs, "analysis_model": "gpt-4o-fail-500"}),
-    )
-    .await;
-    assert_eq!(r.status(), 502);
-    assert_eq!(
-        r.json::<Value>().await.unwrap(),
-        json!({"error": "Analysis failed"})
-    );
+#[tokio::test]
+async fn a_failed_analysis_is_a_502_without_details() {
+    let s = setup().await;
+    let body = json!({"outputs": two_outputs(), "analysis_model": "gpt-4o-fail-500"});
+    let r = analyze(&s, body).await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.json(), json!({"error": "Analysis failed"}));
+}
 
-    let r = post(
-        origin,
-        user,
-        "/api/v1/compare/analyze",
-        &json!({"prompt": "x"}),
-    )
-    .await;
-    assert_eq!(r.status(), 400);
+#[tokio::test]
+async fn analyze_needs_at_least_two_outputs() {
+    let s = setup().await;
+    let r = analyze(&s, json!({"prompt": "x"})).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json(), json!({"error": "outputs array is required"}));
+    let r = analyze(&s, json!({"outputs": [{"response": "a"}]})).await;
     assert_eq!(
-        r.json::<Value>().await.unwrap(),
-        json!({"error": "outputs array is required"})
-    );
-    let r = post(
-        origin,
-        user,
-        "/api/v1/compare/analyze",
-        &json!({"outputs": [{"response": "a"}]}),
-    )
-    .await;
-    assert_eq!(
-        r.json::<Value>().await.unwrap(),
+        r.json(),
         json!({"error": "At least 2 outputs are required for comparison"})
     );
-    assert_eq!(origin.row_count("comparison_results").await, 0);
 }

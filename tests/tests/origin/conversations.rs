@@ -92,14 +92,13 @@ async fn create_add_messages_get_list() {
 }
 
 #[tokio::test]
-async fn rename_delete_and_validation() {
+async fn rename_changes_the_title_and_keeps_last_message_at() {
     let s = origin_with_user("bob").await;
     let (o, u) = (s.origin(), s.user());
     let id = o.create_conversation(u, None).await;
     o.add_message(u, &id, "user", "hello").await;
-    let before = get_json(o, u, &format!("/api/v1/conversations/{id}")).await;
-
     let path = format!("/api/v1/conversations/{id}");
+    let before = get_json(o, u, &path).await;
     let r = send_json(o, u, Method::PATCH, &path, &json!({"title": "Renamed"})).await;
     assert_eq!(r.status(), 200);
     let body = json(r).await;
@@ -108,7 +107,14 @@ async fn rename_delete_and_validation() {
         body["lastMessageAt"], before["lastMessageAt"],
         "rename keeps last_message_at"
     );
+}
 
+#[tokio::test]
+async fn rename_validation_errors_name_the_field() {
+    let s = origin_with_user("bob").await;
+    let (o, u) = (s.origin(), s.user());
+    let id = o.create_conversation(u, None).await;
+    let path = format!("/api/v1/conversations/{id}");
     for (bad, field_msg) in [
         (
             json!({"title": ""}),
@@ -131,7 +137,15 @@ async fn rename_delete_and_validation() {
         assert_eq!(r.status(), 422, "{bad}");
         assert_eq!(json(r).await["details"], field_msg);
     }
+}
 
+#[tokio::test]
+async fn delete_removes_the_messages_too_and_then_answers_404() {
+    let s = origin_with_user("bob").await;
+    let (o, u) = (s.origin(), s.user());
+    let id = o.create_conversation(u, None).await;
+    o.add_message(u, &id, "user", "hello").await;
+    let path = format!("/api/v1/conversations/{id}");
     let r = send_as(o, u, Method::DELETE, &path).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
@@ -385,16 +399,15 @@ async fn bad_and_foreign_cursors_are_400() {
     }
 }
 
+const LIST: &str = "/api/v1/conversations?page=1&limit=20";
+
 #[tokio::test]
-async fn etags_304_and_invalidation() {
+async fn the_list_is_private_targeted_at_our_proxy_grouped_and_versioned() {
     let s = origin_with_user("ivy").await;
     let (o, u) = (s.origin(), s.user());
-    let other = o.user("jon").await;
-    let id = o.create_conversation(u, Some("first")).await;
+    o.create_conversation(u, Some("first")).await;
     let uid = o.user_id("ivy").await;
-
-    let list = "/api/v1/conversations?page=1&limit=20";
-    let r = get(o, u, list).await;
+    let r = get(o, u, LIST).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), "private, no-cache");
     assert_eq!(
@@ -418,8 +431,18 @@ async fn etags_304_and_invalidation() {
     );
     let etag = header(&r, "etag");
     assert!(etag.starts_with("\"v2-") && etag.len() == 37, "{etag}");
+}
 
-    let r = get_if_none_match(o, u, list, &etag).await;
+#[tokio::test]
+async fn a_list_304_costs_one_statement_and_only_matches_its_own_user() {
+    let s = origin_with_user("ivy").await;
+    let (o, u) = (s.origin(), s.user());
+    let other = o.user("jon").await;
+    o.create_conversation(u, Some("first")).await;
+    let uid = o.user_id("ivy").await;
+    let etag = header(&get(o, u, LIST).await, "etag");
+
+    let r = get_if_none_match(o, u, LIST, &etag).await;
     assert_eq!(r.status(), 304);
     assert_eq!(header(&r, "etag"), etag);
     assert_eq!(
@@ -431,10 +454,17 @@ async fn etags_304_and_invalidation() {
     assert!(r.bytes().await.unwrap().is_empty());
 
     // Another user presenting the same ETag gets their own (different) list, never a 304.
-    let r = get_if_none_match(o, &other, list, &etag).await;
+    let r = get_if_none_match(o, &other, LIST, &etag).await;
     assert_eq!(r.status(), 200);
+}
 
-    // Detail.
+#[tokio::test]
+async fn a_detail_304_costs_one_statement_after_the_ownership_check() {
+    let s = origin_with_user("ivy").await;
+    let (o, u) = (s.origin(), s.user());
+    let other = o.user("jon").await;
+    let id = o.create_conversation(u, Some("first")).await;
+    let uid = o.user_id("ivy").await;
     let path = format!("/api/v1/conversations/{id}");
     let r = get(o, u, &path).await;
     let detail_etag = header(&r, "etag");
@@ -451,14 +481,23 @@ async fn etags_304_and_invalidation() {
     );
     let r = get_if_none_match(o, &other, &path, &detail_etag).await;
     assert_eq!(r.status(), 404, "ownership is checked before any 304");
+}
 
-    // Every mutation changes both ETags.
+#[tokio::test]
+async fn every_own_mutation_changes_the_etags_and_names_the_groups_to_invalidate() {
+    let s = origin_with_user("ivy").await;
+    let (o, u) = (s.origin(), s.user());
+    let other = o.user("jon").await;
+    let id = o.create_conversation(u, Some("first")).await;
+    let uid = o.user_id("ivy").await;
+    let path = format!("/api/v1/conversations/{id}");
+    let groups = format!("\"user:{uid}:conversations\", \"conversation:{id}\"");
+    let etag = header(&get(o, u, LIST).await, "etag");
+    let detail_etag = header(&get(o, u, &path).await, "etag");
+
     let r = send_json(o, u, Method::PATCH, &path, &json!({"title": "second"})).await;
-    assert_eq!(
-        header(&r, "cache-group-invalidation"),
-        format!("\"user:{uid}:conversations\", \"conversation:{id}\"")
-    );
-    let r = get_if_none_match(o, u, list, &etag).await;
+    assert_eq!(header(&r, "cache-group-invalidation"), groups);
+    let r = get_if_none_match(o, u, LIST, &etag).await;
     assert_eq!(r.status(), 200);
     let new_etag = header(&r, "etag");
     assert_ne!(new_etag, etag);
@@ -468,25 +507,20 @@ async fn etags_304_and_invalidation() {
     let detail_etag2 = header(&r, "etag");
 
     o.add_message(u, &id, "user", "more").await;
-    let r = get_if_none_match(o, u, list, &new_etag).await;
+    let r = get_if_none_match(o, u, LIST, &new_etag).await;
     assert_eq!(r.status(), 200);
     let r = get_if_none_match(o, u, &path, &detail_etag2).await;
     assert_eq!(r.status(), 200);
 
     // Another user's write does not change this user's list ETag.
-    let r = get(o, u, list).await;
-    let etag3 = header(&r, "etag");
+    let etag3 = header(&get(o, u, LIST).await, "etag");
     o.create_conversation(&other, None).await;
-    let r = get_if_none_match(o, u, list, &etag3).await;
+    let r = get_if_none_match(o, u, LIST, &etag3).await;
     assert_eq!(r.status(), 304);
 
-    // Delete invalidates.
     let r = send_as(o, u, Method::DELETE, &path).await;
-    assert_eq!(
-        header(&r, "cache-group-invalidation"),
-        format!("\"user:{uid}:conversations\", \"conversation:{id}\"")
-    );
-    let r = get_if_none_match(o, u, list, &etag3).await;
+    assert_eq!(header(&r, "cache-group-invalidation"), groups);
+    let r = get_if_none_match(o, u, LIST, &etag3).await;
     assert_eq!(r.status(), 200);
 }
 

@@ -3,6 +3,7 @@
 use crate::{env, get};
 use llmselect_e2e::http::{send, Resp};
 use llmselect_e2e::scripted_origin::Route;
+use llmselect_e2e::stack::Stack;
 
 /// `max-age=60` with `Age: 60` arrives already stale: stored (it has a validator) and
 /// revalidated on the next use, without waiting for a clock.
@@ -98,8 +99,11 @@ async fn upstream_age_reduces_freshness() {
     assert!((30..=32).contains(&age), "age {age}");
     let ttl: i64 = ttl_part(&hit).trim_start_matches("; ttl=").parse().unwrap();
     assert!((67..=70).contains(&ttl), "ttl {ttl}");
+}
 
-    // CDN-Cache-Control wins over Cache-Control for this proxy, and only for it
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdn_cache_control_wins_over_cache_control_and_is_not_rewritten() {
+    let e = env().await;
     e.scripted().route(
         "GET",
         "/cdn",
@@ -114,9 +118,8 @@ async fn upstream_age_reduces_freshness() {
     assert_eq!(e.scripted().count("/cdn"), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_directives_are_honoured() {
-    let e = env().await;
+/// `/d`: fresh for a minute with an ETag, stored and hit once.
+async fn stored_d(e: &Stack) {
     e.scripted().route(
         "GET",
         "/d",
@@ -124,32 +127,50 @@ async fn request_directives_are_honoured() {
     );
     assert_eq!(get(e.proxy(), "/d").await.x_cache(), "MISS");
     assert_eq!(get(e.proxy(), "/d").await.x_cache(), "HIT");
+}
 
-    let no_cache = send(e.proxy().get("/d").header("cache-control", "no-cache")).await;
-    assert_eq!(no_cache.x_cache(), "REVALIDATED");
+/// `GET path` with `Cache-Control: directives`.
+async fn get_with(e: &Stack, path: &str, directives: &str) -> Resp {
+    send(e.proxy().get(path).header("cache-control", directives)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cache_pragma_and_max_age_0_force_a_revalidation() {
+    let e = env().await;
+    stored_d(&e).await;
+    assert_eq!(
+        get_with(&e, "/d", "no-cache").await.x_cache(),
+        "REVALIDATED"
+    );
     assert_eq!(e.scripted().count("/d"), 2);
     assert_eq!(
         e.scripted().last("/d").unwrap().headers["if-none-match"],
         "\"d\""
     );
-
     let pragma = send(e.proxy().get("/d").header("pragma", "no-cache")).await;
     assert_eq!(pragma.x_cache(), "REVALIDATED");
-    let max_age0 = send(e.proxy().get("/d").header("cache-control", "max-age=0")).await;
-    assert_eq!(max_age0.x_cache(), "REVALIDATED");
+    assert_eq!(
+        get_with(&e, "/d", "max-age=0").await.x_cache(),
+        "REVALIDATED"
+    );
     assert_eq!(e.scripted().count("/d"), 4);
-    let ok = send(e.proxy().get("/d").header("cache-control", "max-age=600")).await;
-    assert_eq!(ok.x_cache(), "HIT");
-    let min_fresh = send(
-        e.proxy()
-            .get("/d")
-            .header("cache-control", "min-fresh=3600"),
-    )
-    .await;
-    assert_eq!(min_fresh.x_cache(), "REVALIDATED");
-    assert_eq!(e.scripted().count("/d"), 5);
+}
 
-    // max-stale: the client accepts a stale copy (unless the origin said must-revalidate)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_max_age_and_min_fresh_bound_what_a_hit_may_be() {
+    let e = env().await;
+    stored_d(&e).await;
+    assert_eq!(get_with(&e, "/d", "max-age=600").await.x_cache(), "HIT");
+    assert_eq!(
+        get_with(&e, "/d", "min-fresh=3600").await.x_cache(),
+        "REVALIDATED"
+    );
+    assert_eq!(e.scripted().count("/d"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_stale_accepts_a_stale_copy_within_its_bound() {
+    let e = env().await;
     e.scripted().route(
         "GET",
         "/old",
@@ -159,35 +180,24 @@ async fn request_directives_are_honoured() {
             .etag("\"o\""),
     );
     assert_eq!(get(e.proxy(), "/old").await.x_cache(), "MISS");
-    let stale_ok = send(
-        e.proxy()
-            .get("/old")
-            .header("cache-control", "max-stale=600"),
-    )
-    .await;
+    let stale_ok = get_with(&e, "/old", "max-stale=600").await;
     assert_eq!(stale_ok.x_cache(), "HIT");
     assert_eq!(stale_ok.body, "old 1");
-    let too_stale = send(e.proxy().get("/old").header("cache-control", "max-stale=1")).await;
+    let too_stale = get_with(&e, "/old", "max-stale=1").await;
     assert_eq!(too_stale.x_cache(), "REVALIDATED");
     assert_eq!(e.scripted().count("/old"), 2);
+}
 
-    // only-if-cached: stored → served; not stored → 504 without contacting the origin
-    let cached = send(
-        e.proxy()
-            .get("/d")
-            .header("cache-control", "only-if-cached"),
-    )
-    .await;
-    assert_eq!(cached.status, 200);
-    let absent = send(
-        e.proxy()
-            .get("/never")
-            .header("cache-control", "only-if-cached"),
-    )
-    .await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_if_cached_serves_what_is_stored_and_never_contacts_the_origin() {
+    let e = env().await;
+    stored_d(&e).await;
+    assert_eq!(get_with(&e, "/d", "only-if-cached").await.status, 200);
+    let absent = get_with(&e, "/never", "only-if-cached").await;
     assert_eq!(absent.status, 504);
     assert_eq!(absent.x_cache(), "ERROR");
     assert_eq!(e.scripted().count("/never"), 0);
+    assert_eq!(e.scripted().count("/d"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
