@@ -8,12 +8,14 @@ use std::sync::{Arc, OnceLock};
 use llmselect_origin::{App, Config};
 use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, SET_COOKIE};
+use reqwest::{Method, RequestBuilder};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::db::TestDb;
 
-/// A running origin. Dropping it stops the server, then drops the database.
+/// A running origin. Dropping it stops the server, then drops its database (unless the database
+/// is a [`TestDb::shared`] handle).
 pub struct TestOrigin {
     pub addr: SocketAddr,
     pub base_url: String,
@@ -180,12 +182,7 @@ impl TestOrigin {
     }
 
     /// A request of `method` with the user's bearer token.
-    pub fn request_as(
-        &self,
-        user: &TestUser,
-        method: reqwest::Method,
-        path: &str,
-    ) -> reqwest::RequestBuilder {
+    pub fn request_as(&self, user: &TestUser, method: Method, path: &str) -> RequestBuilder {
         user.request(&self.http, method, self.url(path))
     }
 

@@ -4,6 +4,7 @@
 
 use crate::origin::TestUser;
 use llmselect_proxy::{Config, ProxyHandle};
+use reqwest::{Method, RequestBuilder};
 use serde_json::Value;
 
 /// The admin token [`Config::for_upstream`] sets.
@@ -68,12 +69,7 @@ impl TestProxy {
     }
 
     /// A request of `method` with the user's bearer token, through the proxy.
-    pub fn request_as(
-        &self,
-        user: &TestUser,
-        method: reqwest::Method,
-        path: &str,
-    ) -> reqwest::RequestBuilder {
+    pub fn request_as(&self, user: &TestUser, method: Method, path: &str) -> RequestBuilder {
         user.request(&self.client, method, self.url(path))
     }
 

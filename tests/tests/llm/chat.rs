@@ -10,7 +10,7 @@ use super::*;
 async fn chat_creates_conversation_stores_both_messages_and_invalidates() {
     let s = setup().await;
     let (fake, origin, user) = (s.fake(), s.origin(), s.user());
-    let r = post(origin, user, "/api/v1/chat", &json!({
+    let r = post(&s, "/api/v1/chat", &json!({
         "provider": "openai", "model": "gpt-4o",
         "messages": [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Hello"}]
     }))
@@ -63,15 +63,9 @@ async fn chat_creates_conversation_stores_both_messages_and_invalidates() {
 #[tokio::test]
 async fn chat_provider_errors_are_400_and_write_nothing() {
     let s = setup().await;
-    let (origin, user) = (s.origin(), s.user());
+    let origin = s.origin();
     for (model, status) in [("gpt-4o-fail-401", 401), ("gpt-4o-fail-500", 500)] {
-        let r = post(
-            origin,
-            user,
-            "/api/v1/chat",
-            &chat_body("openai", model, "Hi"),
-        )
-        .await;
+        let r = post(&s, "/api/v1/chat", &chat_body("openai", model, "Hi")).await;
         assert_eq!(r.status(), 400);
         assert!(r.headers().get("cache-group-invalidation").is_none());
         let v: Value = r.json().await.unwrap();
@@ -90,8 +84,7 @@ async fn chat_error_in_existing_conversation_names_it_and_keeps_it_unchanged() {
     let (origin, user) = (s.origin(), s.user());
     let cid = origin.create_conversation(user, Some("t")).await;
     let r = post(
-        origin,
-        user,
+        &s,
         "/api/v1/chat",
         &chat_body_in(&cid, "anthropic", "claude-fail-500", "Hi"),
     )
@@ -113,11 +106,10 @@ async fn chat_error_in_existing_conversation_names_it_and_keeps_it_unchanged() {
 #[tokio::test]
 async fn chat_bodies_with_unknown_fields_or_providers_are_422() {
     let s = setup().await;
-    let (fake, origin, user) = (s.fake(), s.origin(), s.user());
+    let (fake, origin) = (s.fake(), s.origin());
     let msg = json!([{"role": "user", "content": "Hi"}]);
     let r = post(
-        origin,
-        user,
+        &s,
         "/api/v1/chat",
         &json!({"provider": "openai", "model": "m", "messages": msg, "conversation_id": "x"}),
     )
@@ -125,13 +117,7 @@ async fn chat_bodies_with_unknown_fields_or_providers_are_422() {
     assert_eq!(r.status(), 422);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["details"]["conversation_id"], json!(["Unknown field."]));
-    let r = post(
-        origin,
-        user,
-        "/api/v1/chat",
-        &chat_body("cohere", "m", "Hi"),
-    )
-    .await;
+    let r = post(&s, "/api/v1/chat", &chat_body("cohere", "m", "Hi")).await;
     assert_eq!(r.status(), 422);
     assert_eq!(fake.total_requests(), 0, "nothing reached the provider");
     assert_eq!(origin.row_count("messages").await, 0);
@@ -140,10 +126,9 @@ async fn chat_bodies_with_unknown_fields_or_providers_are_422() {
 #[tokio::test]
 async fn chat_with_no_key_for_the_provider_is_404() {
     let s = setup().await;
-    let (fake, origin, user) = (s.fake(), s.origin(), s.user());
+    let (fake, origin) = (s.fake(), s.origin());
     let r = post(
-        origin,
-        user,
+        &s,
         "/api/v1/chat/stream",
         &chat_body("mistral", "mistral-small", "Hi"),
     )
@@ -161,12 +146,11 @@ async fn chat_with_no_key_for_the_provider_is_404() {
 #[tokio::test]
 async fn chat_in_another_users_conversation_is_404() {
     let s = setup().await;
-    let (fake, origin, user) = (s.fake(), s.origin(), s.user());
+    let (fake, origin) = (s.fake(), s.origin());
     let other = origin.user("mallory").await;
     let cid = origin.create_conversation(&other, None).await;
     let r = post(
-        origin,
-        user,
+        &s,
         "/api/v1/chat/stream",
         &chat_body_in(&cid, "openai", "m", "Hi"),
     )
@@ -179,10 +163,9 @@ async fn chat_in_another_users_conversation_is_404() {
 #[tokio::test]
 async fn chat_stream_relays_deltas_and_saves_before_done() {
     let s = setup().await;
-    let (origin, user) = (s.origin(), s.user());
+    let origin = s.origin();
     let r = post(
-        origin,
-        user,
+        &s,
         "/api/v1/chat/stream",
         &json!({
             "provider": "gemini", "model": "gemini-2.5-flash",
@@ -228,8 +211,7 @@ async fn chat_stream_sends_the_stored_history() {
         .add_message(user, &cid, "assistant", "First answer")
         .await;
     let r = post(
-        origin,
-        user,
+        &s,
         "/api/v1/chat/stream",
         &chat_body_in(&cid, "openai", "gpt-4o", "Second question"),
     )
@@ -253,7 +235,7 @@ async fn chat_stream_sends_the_stored_history() {
 #[tokio::test]
 async fn chat_stream_failures_end_with_an_error_event_and_keep_only_the_user_message() {
     let s = setup().await;
-    let (origin, user) = (s.origin(), s.user());
+    let origin = s.origin();
     for model in [
         "gpt-4o-fail-500",
         "gpt-4o-fail-401",
@@ -262,8 +244,7 @@ async fn chat_stream_failures_end_with_an_error_event_and_keep_only_the_user_mes
         "gpt-4o-stream-error",
     ] {
         let r = post(
-            origin,
-            user,
+            &s,
             "/api/v1/chat/stream",
             &chat_body("openai", model, model),
         )
@@ -285,10 +266,8 @@ async fn chat_stream_failures_end_with_an_error_event_and_keep_only_the_user_mes
 #[tokio::test]
 async fn chat_stream_sends_keepalives_while_the_provider_is_slow() {
     let s = setup().await;
-    let (origin, user) = (s.origin(), s.user());
     let r = post(
-        origin,
-        user,
+        &s,
         "/api/v1/chat/stream",
         &chat_body("openai", "gpt-4o-slow-700", "x"),
     )
@@ -301,16 +280,8 @@ async fn chat_stream_sends_keepalives_while_the_provider_is_slow() {
 #[tokio::test]
 async fn client_disconnect_cancels_the_stream_and_saves_no_answer() {
     let s = setup_with(chunked(6, 100)).await;
-    let (origin, user) = (s.origin(), s.user());
-    let r = post(
-        origin,
-        user,
-        "/api/v1/chat/stream",
-        &chat_body("openai", "gpt-4o", "Bye"),
-    )
-    .await;
-    let first = first_frame_then_leave(r).await;
-    assert!(first.contains("content"));
+    let origin = s.origin();
+    leave_a_chat_stream_after_its_first_frame(&s).await;
     // The whole answer would take about 600 ms; wait well past it before checking nothing came.
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     assert_eq!(
@@ -323,7 +294,7 @@ async fn client_disconnect_cancels_the_stream_and_saves_no_answer() {
 #[tokio::test]
 async fn key_resolution_follows_the_override_rules() {
     let s = setup().await;
-    let (fake, origin, user) = (s.fake(), s.origin(), s.user());
+    let fake = s.fake();
     let auth_sent = |path: &str| {
         fake.last_request(path)
             .and_then(|r| r.header("authorization").map(str::to_string))
@@ -332,8 +303,7 @@ async fn key_resolution_follows_the_override_rules() {
 
     assert_eq!(
         post(
-            origin,
-            user,
+            &s,
             "/api/v1/keys",
             &json!({"openai": "sk-user-openai", "mistral": "user-mistral"})
         )
@@ -341,10 +311,7 @@ async fn key_resolution_follows_the_override_rules() {
         .status(),
         200
     );
-    assert_eq!(
-        post(origin, user, "/api/v1/chat", &chat).await.status(),
-        200
-    );
+    assert_eq!(post(&s, "/api/v1/chat", &chat).await.status(), 200);
     assert_eq!(
         auth_sent("/v1/chat/completions"),
         Some(format!("Bearer {SYSTEM_KEY}")),
@@ -352,20 +319,12 @@ async fn key_resolution_follows_the_override_rules() {
     );
 
     assert_eq!(
-        post(
-            origin,
-            user,
-            "/api/v1/keys",
-            &json!({"openai_override": true})
-        )
-        .await
-        .status(),
+        post(&s, "/api/v1/keys", &json!({"openai_override": true}))
+            .await
+            .status(),
         200
     );
-    assert_eq!(
-        post(origin, user, "/api/v1/chat", &chat).await.status(),
-        200
-    );
+    assert_eq!(post(&s, "/api/v1/chat", &chat).await.status(), 200);
     assert_eq!(
         auth_sent("/v1/chat/completions").as_deref(),
         Some("Bearer sk-user-openai"),
@@ -373,10 +332,7 @@ async fn key_resolution_follows_the_override_rules() {
     );
 
     let mistral = chat_body("mistral", "mistral-small", "k");
-    assert_eq!(
-        post(origin, user, "/api/v1/chat", &mistral).await.status(),
-        200
-    );
+    assert_eq!(post(&s, "/api/v1/chat", &mistral).await.status(), 200);
     assert_eq!(
         auth_sent("/v1/chat/completions").as_deref(),
         Some("Bearer user-mistral"),
@@ -387,9 +343,9 @@ async fn key_resolution_follows_the_override_rules() {
 #[tokio::test]
 async fn a_provider_timeout_on_chat_is_a_400_without_status_code() {
     let s = setup().await;
-    let (origin, user) = (s.origin(), s.user());
+    let origin = s.origin();
     let body = chat_body("openai", "gpt-4o-slow-2500", "t");
-    let r = post(origin, user, "/api/v1/chat", &body).await;
+    let r = post(&s, "/api/v1/chat", &body).await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["message"], "OpenAI API error");
@@ -400,9 +356,9 @@ async fn a_provider_timeout_on_chat_is_a_400_without_status_code() {
 #[tokio::test]
 async fn a_provider_timeout_on_chat_stream_ends_with_an_error_event() {
     let s = setup().await;
-    let (origin, user) = (s.origin(), s.user());
+    let origin = s.origin();
     let body = chat_body("openai", "gpt-4o-slow-2500", "t");
-    let r = post(origin, user, "/api/v1/chat/stream", &body).await;
+    let r = post(&s, "/api/v1/chat/stream", &body).await;
     let events = events_of(r).await;
     assert_eq!(events.last().unwrap(), &json!({"error": STREAM_FAILED}));
     assert_eq!(

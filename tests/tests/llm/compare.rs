@@ -26,11 +26,10 @@ async fn stored_results(origin: &TestOrigin, id: i64) -> Value {
 #[tokio::test]
 async fn compare_runs_concurrently_keeps_request_order_and_failures_in_place() {
     let s = setup().await;
-    let (origin, user) = (s.origin(), s.user());
+    let origin = s.origin();
     let started = Instant::now();
     let r = post(
-        origin,
-        user,
+        &s,
         "/api/v1/compare",
         &compare_body(
             "Hi",
@@ -80,8 +79,7 @@ async fn compare_runs_concurrently_keeps_request_order_and_failures_in_place() {
     let stored = stored_results(origin, id).await;
     assert_eq!(&stored, &v["results"]);
     let r = post(
-        origin,
-        user,
+        &s,
         &format!("/api/v1/comparisons/{id}/vote"),
         &json!({"preferred_index": 2}),
     )
@@ -102,11 +100,10 @@ async fn compare_runs_concurrently_keeps_request_order_and_failures_in_place() {
 #[tokio::test]
 async fn compare_stream_interleaves_events_and_saves_before_done() {
     let s = setup().await;
-    let (origin, user) = (s.origin(), s.user());
+    let origin = s.origin();
     let started = Instant::now();
     let r = post(
-        origin,
-        user,
+        &s,
         "/api/v1/compare/stream",
         &compare_body(
             "Race",
@@ -182,10 +179,9 @@ async fn compare_stream_interleaves_events_and_saves_before_done() {
 #[tokio::test]
 async fn compare_stream_with_no_success_saves_nothing() {
     let s = setup().await;
-    let (origin, user) = (s.origin(), s.user());
+    let origin = s.origin();
     let r = post(
-        origin,
-        user,
+        &s,
         "/api/v1/compare/stream",
         &compare_body("x", &[("openai", "fail-401"), ("mistral", "m")]),
     )

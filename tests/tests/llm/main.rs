@@ -80,15 +80,10 @@ pub fn compare_body(prompt: &str, providers: &[(&str, &str)]) -> Value {
     serde_json::json!({"prompt": prompt, "providers": providers})
 }
 
-/// POSTs `body` as `user`.
-pub async fn post(
-    origin: &TestOrigin,
-    user: &TestUser,
-    path: &str,
-    body: &Value,
-) -> reqwest::Response {
-    origin
-        .request_as(user, reqwest::Method::POST, path)
+/// POSTs `body` to the stack's origin as the stack's user.
+pub async fn post(s: &Stack, path: &str, body: &Value) -> reqwest::Response {
+    s.origin()
+        .request_as(s.user(), reqwest::Method::POST, path)
         .json(body)
         .send()
         .await
@@ -106,6 +101,18 @@ pub fn sse_events(body: &str) -> Vec<Value> {
 /// The events of a whole SSE response.
 pub async fn events_of(r: reqwest::Response) -> Vec<Value> {
     sse_events(&r.text().await.expect("SSE body"))
+}
+
+/// Starts a streamed chat answer ("Bye" to `gpt-4o`), reads its first content frame and leaves.
+pub async fn leave_a_chat_stream_after_its_first_frame(s: &Stack) {
+    let r = post(
+        s,
+        "/api/v1/chat/stream",
+        &chat_body("openai", "gpt-4o", "Bye"),
+    )
+    .await;
+    let first = first_frame_then_leave(r).await;
+    assert!(first.contains("content"));
 }
 
 /// Reads the first frame of a streamed response, then drops the body (the client leaves).

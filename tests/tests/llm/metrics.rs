@@ -98,7 +98,7 @@ fn call(provider: &str, endpoint: &str, outcome: &str) -> (String, String, Strin
 #[tokio::test]
 async fn successful_chat_counts_one_ok_call_and_one_duration_sample() {
     let s = setup().await;
-    let (origin, user) = (s.origin(), s.user());
+    let origin = s.origin();
     let before = Scrape::of(origin).await;
     // Every series is there from the start, so the first increment is visible to rate().
     assert!(
@@ -108,8 +108,7 @@ async fn successful_chat_counts_one_ok_call_and_one_duration_sample() {
         before.0
     );
     let r = post(
-        origin,
-        user,
+        &s,
         "/api/v1/chat",
         &chat_body("openai", "gpt-4o-slow-150", "secret-user-text"),
     )
@@ -145,23 +144,17 @@ async fn successful_chat_counts_one_ok_call_and_one_duration_sample() {
 #[tokio::test]
 async fn provider_failures_count_as_errors() {
     let s = setup().await;
-    let (origin, user) = (s.origin(), s.user());
+    let origin = s.origin();
     let before = Scrape::of(origin).await;
     let body = |provider: &str, model: &str| chat_body(provider, model, "x");
-    let r = post(
-        origin,
-        user,
-        "/api/v1/chat",
-        &body("openai", "gpt-4o-fail-500"),
-    )
-    .await;
+    let r = post(&s, "/api/v1/chat", &body("openai", "gpt-4o-fail-500")).await;
     assert_eq!(r.status(), 400);
     for (provider, model) in [
         ("anthropic", "claude-fail-429"),
-        // Slower than the 1.5 s read timeout of the test origin.
+        // Slower than the 1.5 s read timeout of the suite's origin (`llm_stack`).
         ("gemini", "gemini-slow-2500"),
     ] {
-        let r = post(origin, user, "/api/v1/chat/stream", &body(provider, model)).await;
+        let r = post(&s, "/api/v1/chat/stream", &body(provider, model)).await;
         let events = events_of(r).await;
         assert_eq!(events.last().unwrap(), &json!({"error": STREAM_FAILED}));
     }
@@ -196,11 +189,10 @@ async fn provider_failures_count_as_errors() {
 #[tokio::test]
 async fn successful_chat_stream_records_time_to_first_token() {
     let s = setup().await;
-    let (origin, user) = (s.origin(), s.user());
+    let origin = s.origin();
     let before = Scrape::of(origin).await;
     let r = post(
-        origin,
-        user,
+        &s,
         "/api/v1/chat/stream",
         &chat_body("gemini", "gemini-2.5-flash-slow-200", "Stream please"),
     )
@@ -237,11 +229,10 @@ async fn successful_chat_stream_records_time_to_first_token() {
 #[tokio::test]
 async fn compare_counts_one_call_per_provider() {
     let s = setup().await;
-    let (origin, user) = (s.origin(), s.user());
+    let origin = s.origin();
     let before = Scrape::of(origin).await;
     let r = post(
-        origin,
-        user,
+        &s,
         "/api/v1/compare",
         &compare_body(
             "Hi",
@@ -275,11 +266,10 @@ async fn compare_counts_one_call_per_provider() {
 #[tokio::test]
 async fn compare_stream_counts_one_call_and_one_first_token_per_provider() {
     let s = setup().await;
-    let (origin, user) = (s.origin(), s.user());
+    let origin = s.origin();
     let before = Scrape::of(origin).await;
     let r = post(
-        origin,
-        user,
+        &s,
         "/api/v1/compare/stream",
         &compare_body(
             "Race",
@@ -317,7 +307,7 @@ async fn compare_stream_counts_one_call_and_one_first_token_per_provider() {
 #[tokio::test]
 async fn analyze_calls_are_counted() {
     let s = setup().await;
-    let (origin, user) = (s.origin(), s.user());
+    let origin = s.origin();
     let before = Scrape::of(origin).await;
     let outputs = json!([{"model": "a", "response": "One"}, {"model": "b", "response": "Two"}]);
     for (provider, model, status) in [
@@ -325,8 +315,7 @@ async fn analyze_calls_are_counted() {
         ("openai", "gpt-4o-fail-500", 502),
     ] {
         let r = post(
-            origin,
-            user,
+            &s,
             "/api/v1/compare/analyze",
             &json!({"outputs": outputs, "analysis_provider": provider, "analysis_model": model}),
         )
@@ -346,17 +335,9 @@ async fn analyze_calls_are_counted() {
 #[tokio::test]
 async fn client_disconnect_counts_a_cancelled_stream() {
     let s = setup_with(chunked(6, 100)).await;
-    let (origin, user) = (s.origin(), s.user());
+    let origin = s.origin();
     let before = Scrape::of(origin).await;
-    let r = post(
-        origin,
-        user,
-        "/api/v1/chat/stream",
-        &chat_body("openai", "gpt-4o", "Bye"),
-    )
-    .await;
-    let first = first_frame_then_leave(r).await;
-    assert!(first.contains("content"));
+    leave_a_chat_stream_after_its_first_frame(&s).await;
 
     let after = Scrape::until(origin, |s| {
         s.calls("openai", "chat_stream", "cancelled") > 0.0
@@ -383,11 +364,10 @@ async fn client_disconnect_counts_a_cancelled_stream() {
 #[tokio::test]
 async fn compare_stream_disconnect_cancels_every_upstream_call() {
     let s = setup().await;
-    let (origin, user) = (s.origin(), s.user());
+    let origin = s.origin();
     let before = Scrape::of(origin).await;
     let r = post(
-        origin,
-        user,
+        &s,
         "/api/v1/compare/stream",
         &compare_body(
             "Leave early",

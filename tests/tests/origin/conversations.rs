@@ -4,12 +4,14 @@
 use std::collections::HashSet;
 
 use llmselect_e2e::http::header;
+use llmselect_e2e::origin::TestUser;
+use llmselect_e2e::stack::Stack;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::support::{
-    get, get_counted, get_if_none_match, get_json, json, metrics_text, origin_with_user, send_as,
-    send_json, statements, strings,
+    get, get_counted, get_if_none_match, get_json, json, origin_with_user, send_as, send_json,
+    statements, strings,
 };
 
 #[tokio::test]
@@ -401,12 +403,29 @@ async fn bad_and_foreign_cursors_are_400() {
 
 const LIST: &str = "/api/v1/conversations?page=1&limit=20";
 
+/// The ETag tests' data: user `ivy` (the stack's) with conversation "first", and user `jon`.
+struct EtagFixture {
+    s: Stack,
+    other: TestUser,
+    id: String,
+    uid: i64,
+}
+
+async fn etag_fixture() -> EtagFixture {
+    let s = origin_with_user("ivy").await;
+    let other = s.origin().user("jon").await;
+    let id = s
+        .origin()
+        .create_conversation(s.user(), Some("first"))
+        .await;
+    let uid = s.origin().user_id("ivy").await;
+    EtagFixture { s, other, id, uid }
+}
+
 #[tokio::test]
 async fn the_list_is_private_targeted_at_our_proxy_grouped_and_versioned() {
-    let s = origin_with_user("ivy").await;
-    let (o, u) = (s.origin(), s.user());
-    o.create_conversation(u, Some("first")).await;
-    let uid = o.user_id("ivy").await;
+    let f = etag_fixture().await;
+    let (o, u, uid) = (f.s.origin(), f.s.user(), f.uid);
     let r = get(o, u, LIST).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), "private, no-cache");
@@ -435,11 +454,8 @@ async fn the_list_is_private_targeted_at_our_proxy_grouped_and_versioned() {
 
 #[tokio::test]
 async fn a_list_304_costs_one_statement_and_only_matches_its_own_user() {
-    let s = origin_with_user("ivy").await;
-    let (o, u) = (s.origin(), s.user());
-    let other = o.user("jon").await;
-    o.create_conversation(u, Some("first")).await;
-    let uid = o.user_id("ivy").await;
+    let f = etag_fixture().await;
+    let (o, u, other, uid) = (f.s.origin(), f.s.user(), &f.other, f.uid);
     let etag = header(&get(o, u, LIST).await, "etag");
 
     let r = get_if_none_match(o, u, LIST, &etag).await;
@@ -454,17 +470,14 @@ async fn a_list_304_costs_one_statement_and_only_matches_its_own_user() {
     assert!(r.bytes().await.unwrap().is_empty());
 
     // Another user presenting the same ETag gets their own (different) list, never a 304.
-    let r = get_if_none_match(o, &other, LIST, &etag).await;
+    let r = get_if_none_match(o, other, LIST, &etag).await;
     assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
 async fn a_detail_304_costs_one_statement_after_the_ownership_check() {
-    let s = origin_with_user("ivy").await;
-    let (o, u) = (s.origin(), s.user());
-    let other = o.user("jon").await;
-    let id = o.create_conversation(u, Some("first")).await;
-    let uid = o.user_id("ivy").await;
+    let f = etag_fixture().await;
+    let (o, u, other, id, uid) = (f.s.origin(), f.s.user(), &f.other, &f.id, f.uid);
     let path = format!("/api/v1/conversations/{id}");
     let r = get(o, u, &path).await;
     let detail_etag = header(&r, "etag");
@@ -479,17 +492,14 @@ async fn a_detail_304_costs_one_statement_after_the_ownership_check() {
         1,
         "user and conversation row in one statement, no message query"
     );
-    let r = get_if_none_match(o, &other, &path, &detail_etag).await;
+    let r = get_if_none_match(o, other, &path, &detail_etag).await;
     assert_eq!(r.status(), 404, "ownership is checked before any 304");
 }
 
 #[tokio::test]
 async fn every_own_mutation_changes_the_etags_and_names_the_groups_to_invalidate() {
-    let s = origin_with_user("ivy").await;
-    let (o, u) = (s.origin(), s.user());
-    let other = o.user("jon").await;
-    let id = o.create_conversation(u, Some("first")).await;
-    let uid = o.user_id("ivy").await;
+    let f = etag_fixture().await;
+    let (o, u, other, id, uid) = (f.s.origin(), f.s.user(), &f.other, &f.id, f.uid);
     let path = format!("/api/v1/conversations/{id}");
     let groups = format!("\"user:{uid}:conversations\", \"conversation:{id}\"");
     let etag = header(&get(o, u, LIST).await, "etag");
@@ -506,7 +516,7 @@ async fn every_own_mutation_changes_the_etags_and_names_the_groups_to_invalidate
     assert_eq!(r.status(), 200);
     let detail_etag2 = header(&r, "etag");
 
-    o.add_message(u, &id, "user", "more").await;
+    o.add_message(u, id, "user", "more").await;
     let r = get_if_none_match(o, u, LIST, &new_etag).await;
     assert_eq!(r.status(), 200);
     let r = get_if_none_match(o, u, &path, &detail_etag2).await;
@@ -514,7 +524,7 @@ async fn every_own_mutation_changes_the_etags_and_names_the_groups_to_invalidate
 
     // Another user's write does not change this user's list ETag.
     let etag3 = header(&get(o, u, LIST).await, "etag");
-    o.create_conversation(&other, None).await;
+    o.create_conversation(other, None).await;
     let r = get_if_none_match(o, u, LIST, &etag3).await;
     assert_eq!(r.status(), 304);
 
@@ -675,7 +685,7 @@ async fn list_and_detail_take_at_most_two_statements() {
     assert_eq!(statements(&r), 1, "someone else's conversation");
 
     // The same budget is visible in the metrics histogram by route.
-    let text = metrics_text(o).await;
+    let text = o.metrics_text().await;
     let value = |prefix: &str, route: &str, le: Option<&str>| -> String {
         let line = text
             .lines()

@@ -11,9 +11,7 @@ use llmselect_e2e::stack::Stack;
 use llmselect_e2e::wait::eventually;
 use serde_json::json;
 
-use crate::support::{
-    get, get_anonymous, get_ops, json, metrics_text, origin_with_user, Forwarder,
-};
+use crate::support::{get, get_anonymous, get_ops, json, origin_with_user, Forwarder};
 
 #[tokio::test]
 async fn health_reports_database_and_pool() {
@@ -167,7 +165,7 @@ async fn pool_exhaustion_answers_503_quickly() {
     );
     tx.rollback().await.unwrap();
     assert_eq!(blocked.await.unwrap(), 200);
-    let text = metrics_text(&o).await;
+    let text = o.metrics_text().await;
     assert!(
         text.lines()
             .any(|l| l == "origin_db_pool_checkout_timeouts 1"),

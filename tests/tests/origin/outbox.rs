@@ -53,6 +53,20 @@ async fn stream_messages(nats: &TestNats) -> Vec<StreamMsg> {
     out
 }
 
+/// The outbox ids of the stream's messages, in stream order.
+async fn published_ids(nats: &TestNats) -> Vec<i64> {
+    stream_messages(nats)
+        .await
+        .iter()
+        .map(|m| m.msg_id)
+        .collect()
+}
+
+/// Waits until the relay has published and deleted every outbox row.
+async fn outbox_drained(db: &TestDb, what: &str) {
+    eventually(what, || async { outbox_ids(db).await.is_empty() }).await;
+}
+
 async fn outbox_ids(db: &TestDb) -> Vec<i64> {
     db.client()
         .await
@@ -164,10 +178,7 @@ async fn a_rename_is_published_with_its_outbox_id_groups_and_path_then_its_row_d
             format!("/api/v1/conversations/{id}")
         ])
     );
-    eventually("the published rows are deleted", || async {
-        outbox_ids(&o.db).await.is_empty()
-    })
-    .await;
+    outbox_drained(&o.db, "the published rows are deleted").await;
     assert_eq!(metric(o, "origin_outbox_published_total").await, 2.0);
     assert_eq!(metric(o, "origin_outbox_pending").await, 0.0);
     assert!(o
@@ -182,10 +193,7 @@ async fn a_write_made_while_the_bus_is_down_stays_in_the_outbox_until_it_is_back
     let (nats, o) = (s.bus(), s.origin());
     let u = o.user("bob").await;
     let id = o.create_conversation(&u, Some("a")).await;
-    eventually("the creation is published", || async {
-        outbox_ids(&o.db).await.is_empty()
-    })
-    .await;
+    outbox_drained(&o.db, "the creation is published").await;
     nats.stop();
     // The write never waits for the bus.
     let started = Instant::now();
@@ -204,15 +212,8 @@ async fn a_write_made_while_the_bus_is_down_stays_in_the_outbox_until_it_is_back
         stream_messages(nats).await.iter().any(|m| m.msg_id == n)
     })
     .await;
-    eventually("and deleted", || async {
-        outbox_ids(&o.db).await.is_empty()
-    })
-    .await;
-    let ids: Vec<i64> = stream_messages(nats)
-        .await
-        .iter()
-        .map(|m| m.msg_id)
-        .collect();
+    outbox_drained(&o.db, "and deleted").await;
+    let ids = published_ids(nats).await;
     assert_eq!(ids.len(), 2, "published once each: {ids:?}");
 }
 
@@ -229,15 +230,8 @@ async fn two_instances_publish_each_row_once_and_a_survivor_takes_over() {
         let r = rename(o, &u, &id, &format!("t{i}")).await;
         written.push(invalidation_id(&r).expect("id"));
     }
-    eventually("every row is published", || async {
-        outbox_ids(db).await.is_empty()
-    })
-    .await;
-    let published: Vec<i64> = stream_messages(nats)
-        .await
-        .iter()
-        .map(|m| m.msg_id)
-        .collect();
+    outbox_drained(db, "every row is published").await;
+    let published = published_ids(nats).await;
     assert_eq!(published.len(), 21, "one message per row: {published:?}");
     let unique: HashSet<i64> = published.iter().copied().collect();
     assert_eq!(unique.len(), 21);
@@ -251,15 +245,8 @@ async fn two_instances_publish_each_row_once_and_a_survivor_takes_over() {
     o1.stop().await;
     assert_eq!(outbox_ids(db).await, vec![n]);
     nats.restart().await;
-    eventually("the survivor publishes the row", || async {
-        outbox_ids(db).await.is_empty()
-    })
-    .await;
-    let published: Vec<i64> = stream_messages(nats)
-        .await
-        .iter()
-        .map(|m| m.msg_id)
-        .collect();
+    outbox_drained(db, "the survivor publishes the row").await;
+    let published = published_ids(nats).await;
     assert_eq!(published.len(), 22, "{published:?}");
     assert_eq!(published.last(), Some(&n));
     assert!(metric(&o2, "origin_outbox_published_total").await >= 1.0);
@@ -310,15 +297,8 @@ async fn outbox_ids_are_commit_ordered_under_concurrent_writers() {
     for t in tasks {
         written.push(t.await.unwrap());
     }
-    eventually("every row is published", || async {
-        outbox_ids(&o.db).await.is_empty()
-    })
-    .await;
-    let published: Vec<i64> = stream_messages(nats)
-        .await
-        .iter()
-        .map(|m| m.msg_id)
-        .collect();
+    outbox_drained(&o.db, "every row is published").await;
+    let published = published_ids(nats).await;
     assert_eq!(published.len(), 8 + written.len(), "{published:?}");
     assert!(
         published.windows(2).all(|w| w[0] < w[1]),
@@ -338,10 +318,7 @@ async fn a_slow_commit_is_not_overtaken_by_a_later_id() {
     let v = o.user("frank").await;
     let slow = o.create_conversation(&u, Some("slow")).await;
     let fast = o.create_conversation(&v, Some("fast")).await;
-    eventually("the creations are published", || async {
-        outbox_ids(&o.db).await.is_empty()
-    })
-    .await;
+    outbox_drained(&o.db, "the creations are published").await;
     o.db.client()
         .await
         .batch_execute(&format!(
@@ -375,15 +352,8 @@ async fn a_slow_commit_is_not_overtaken_by_a_later_id() {
     let fast_id = invalidation_id(&rename(o, &v, &fast, "quickly").await).expect("id");
     let slow_id = slow_write.await.unwrap();
     assert!(slow_id < fast_id, "{slow_id} < {fast_id}");
-    eventually("both are published", || async {
-        outbox_ids(&o.db).await.is_empty()
-    })
-    .await;
-    let published: Vec<i64> = stream_messages(nats)
-        .await
-        .iter()
-        .map(|m| m.msg_id)
-        .collect();
+    outbox_drained(&o.db, "both are published").await;
+    let published = published_ids(nats).await;
     assert_eq!(published.len(), 4, "{published:?}");
     assert!(
         published.windows(2).all(|w| w[0] < w[1]),

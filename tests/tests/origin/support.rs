@@ -99,11 +99,6 @@ pub async fn me_with_bearer(o: &TestOrigin, token: &str) -> reqwest::Response {
         .expect("GET /api/v1/auth/me")
 }
 
-/// The body of `GET /metrics`.
-pub async fn metrics_text(o: &TestOrigin) -> String {
-    o.metrics_text().await
-}
-
 /// String field `field` of every element of the array `key` of a list body, in order (for
 /// example the ids of `conversations`).
 pub fn strings(body: &Value, key: &str, field: &str) -> Vec<String> {
