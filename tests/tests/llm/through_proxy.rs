@@ -66,17 +66,22 @@ async fn list(proxy: &TestProxy, user: &TestUser, path: &str) -> (Value, String)
     (r.json(), r.x_cache().to_string())
 }
 
+/// Asserts that `path` is now served from the proxy's cache.
+async fn assert_hit(proxy: &TestProxy, user: &TestUser, path: &str) {
+    let (_, cache) = list(proxy, user, path).await;
+    assert!(
+        cache.to_ascii_uppercase().contains("HIT"),
+        "cached before the write: {cache}"
+    );
+}
+
 #[tokio::test]
 async fn writes_through_the_proxy_make_the_next_list_fresh() {
     let s = llm_stack(FakeConfig::instant()).proxy(|_| {}).start().await;
     let (user, proxy) = (s.user(), s.proxy());
     let (before, _) = list(proxy, user, "/api/v1/conversations").await;
     assert_eq!(before["conversations"].as_array().unwrap().len(), 0);
-    let (_, cached) = list(proxy, user, "/api/v1/conversations").await;
-    assert!(
-        cached.to_ascii_uppercase().contains("HIT"),
-        "cached before the write: {cached}"
-    );
+    assert_hit(proxy, user, "/api/v1/conversations").await;
 
     let r = post_through(
         proxy,
@@ -122,11 +127,7 @@ async fn invalidation_is_reapplied_when_the_stream_ends() {
     let cid = origin.create_conversation(user, None).await;
     let path = format!("/api/v1/conversations/{cid}");
     list(proxy, user, &path).await;
-    let (_, second) = list(proxy, user, &path).await;
-    assert!(
-        second.to_ascii_uppercase().contains("HIT"),
-        "cached before the write: {second}"
-    );
+    assert_hit(proxy, user, &path).await;
 
     let r = post_through(
         proxy,
