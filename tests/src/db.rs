@@ -29,7 +29,7 @@ pub fn with_database(url: &str, name: &str) -> String {
     parsed.to_string()
 }
 
-/// A fresh, empty database owned by one test.
+/// A fresh, empty database owned by one test (or a [`TestDb::shared`] handle on it).
 #[derive(Debug)]
 pub struct TestDb {
     admin_url: String,

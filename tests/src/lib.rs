@@ -1,9 +1,18 @@
-//! Test harness shared by the end-to-end test binaries under `tests/tests/` and the benchmarks:
-//! each piece starts a real component on an ephemeral loopback port.
+//! Test harness of the end-to-end suites under `tests/tests/`: each piece starts a real component
+//! on an ephemeral loopback port, and [`stack::Stack`] starts the pieces a test needs, wired to
+//! each other.
+//!
+//! Components: [`db`] (a PostgreSQL database per test), [`origin`] (the real origin),
+//! [`scripted_origin`] (a programmable origin for proxy tests), [`proxy`] (the caching proxy),
+//! [`fake_llm`] (the fake provider), [`nats`] (a private nats-server and a partition relay).
+//! Helpers shared by every suite: [`http`] (send and read responses) and [`wait`] (polling).
 
 pub mod db;
 pub mod fake_llm;
+pub mod http;
 pub mod nats;
 pub mod origin;
 pub mod proxy;
-pub mod test_origin;
+pub mod scripted_origin;
+pub mod stack;
+pub mod wait;

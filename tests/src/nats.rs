@@ -4,6 +4,7 @@
 //! one proxy node off the bus while the others stay on it.
 
 use async_nats::jetstream;
+use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -23,7 +24,7 @@ pub struct TestNats {
     dir: PathBuf,
     /// Extra server arguments (e.g. `--auth <token>`).
     args: Vec<String>,
-    child: Option<Child>,
+    child: Mutex<Option<Child>>,
 }
 
 fn free_port() -> u16 {
@@ -47,17 +48,17 @@ impl TestNats {
             uuid::Uuid::new_v4().simple()
         ));
         std::fs::create_dir_all(&dir).expect("nats store dir");
-        let mut nats = TestNats {
+        let nats = TestNats {
             port: free_port(),
             dir,
             args: args.iter().map(|a| a.to_string()).collect(),
-            child: None,
+            child: Mutex::new(None),
         };
         nats.spawn().await;
         nats
     }
 
-    async fn spawn(&mut self) {
+    async fn spawn(&self) {
         let child = Command::new("nats-server")
             .args([
                 "-js",
@@ -73,7 +74,7 @@ impl TestNats {
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server is installed (Debian package nats-server)");
-        self.child = Some(child);
+        *self.child.lock() = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             // the server enables JetStream before it accepts clients
@@ -90,15 +91,16 @@ impl TestNats {
     }
 
     /// Stops the server (its store stays for [`Self::restart`]).
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
+    pub fn stop(&self) {
+        let child = self.child.lock().take();
+        if let Some(mut c) = child {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
     /// Starts the server again on the same port with the same store.
-    pub async fn restart(&mut self) {
+    pub async fn restart(&self) {
         self.stop();
         self.spawn().await;
     }

@@ -1,5 +1,6 @@
-//! Starts the origin in-process on an ephemeral loopback port against a fresh database, with
-//! helpers to create users and make authenticated requests.
+//! Starts the real origin in-process on an ephemeral loopback port against a fresh database, with
+//! helpers to create users, make authenticated requests and read its database and metrics. Tests
+//! usually start it through [`crate::stack::Stack`].
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -7,12 +8,14 @@ use std::sync::{Arc, OnceLock};
 use llmselect_origin::{App, Config};
 use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, SET_COOKIE};
+use reqwest::{Method, RequestBuilder};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::db::TestDb;
 
-/// A running origin. Dropping it stops the server, then drops the database.
+/// A running origin. Dropping it stops the server, then drops its database (unless the database
+/// is a [`TestDb::shared`] handle).
 pub struct TestOrigin {
     pub addr: SocketAddr,
     pub base_url: String,
@@ -20,8 +23,8 @@ pub struct TestOrigin {
     pub metrics_addr: SocketAddr,
     pub config: Config,
     pub http: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    shutdown: Mutex<Option<oneshot::Sender<()>>>,
+    handle: Mutex<Option<JoinHandle<anyhow::Result<()>>>>,
     /// Declared last so it is dropped after the server.
     pub db: TestDb,
 }
@@ -42,6 +45,18 @@ impl TestUser {
     /// `Authorization` header value.
     pub fn bearer(&self) -> String {
         format!("Bearer {}", self.token)
+    }
+
+    /// A request of `method` to `url` with this user's bearer token.
+    pub fn request(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        url: String,
+    ) -> reqwest::RequestBuilder {
+        client
+            .request(method, url)
+            .header("Authorization", self.bearer())
     }
 
     /// `Cookie` header value with the access cookie (as the SPA sends it).
@@ -79,8 +94,8 @@ pub async fn spawn_origin_on(db: TestDb, configure: impl FnOnce(&mut Config)) ->
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("reqwest client"),
-        shutdown: Some(tx),
-        handle: Some(handle),
+        shutdown: Mutex::new(Some(tx)),
+        handle: Mutex::new(Some(handle)),
         db,
     }
 }
@@ -163,21 +178,12 @@ impl TestOrigin {
 
     /// A GET with the user's bearer token.
     pub fn get_as(&self, user: &TestUser, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .get(self.url(path))
-            .header("Authorization", user.bearer())
+        self.request_as(user, reqwest::Method::GET, path)
     }
 
     /// A request of `method` with the user's bearer token.
-    pub fn request_as(
-        &self,
-        user: &TestUser,
-        method: reqwest::Method,
-        path: &str,
-    ) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, self.url(path))
-            .header("Authorization", user.bearer())
+    pub fn request_as(&self, user: &TestUser, method: Method, path: &str) -> RequestBuilder {
+        user.request(&self.http, method, self.url(path))
     }
 
     /// Creates a conversation for `user` and returns its id.
@@ -214,12 +220,47 @@ impl TestOrigin {
         assert_eq!(r.status(), 201);
     }
 
-    /// Stops the server and waits for it.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
+    /// The number of rows in `table`.
+    pub async fn row_count(&self, table: &str) -> i64 {
+        self.db
+            .client()
+            .await
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap_or_else(|e| panic!("count of {table}: {e}"))
+            .get(0)
+    }
+
+    /// The `users.id` of `username`.
+    pub async fn user_id(&self, username: &str) -> i64 {
+        self.db
+            .client()
+            .await
+            .query_one("SELECT id FROM users WHERE username = $1", &[&username])
+            .await
+            .unwrap_or_else(|e| panic!("user row of {username}: {e}"))
+            .get(0)
+    }
+
+    /// Requests served for route template `route` (e.g. `GET /api/v1/models`), every status,
+    /// read from `origin_http_requests_total`.
+    pub async fn requests_served(&self, route: &str) -> u64 {
+        let needle = format!("route=\"{route}\"");
+        self.metrics_text()
+            .await
+            .lines()
+            .filter(|l| l.starts_with("origin_http_requests_total{") && l.contains(&needle))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// Stops the server and waits for it (the database stays until the origin is dropped).
+    pub async fn stop(&self) {
+        if let Some(tx) = self.shutdown.lock().take() {
             let _ = tx.send(());
         }
-        if let Some(handle) = self.handle.take() {
+        let handle = self.handle.lock().take();
+        if let Some(handle) = handle {
             let _ = handle.await;
         }
     }
@@ -227,10 +268,10 @@ impl TestOrigin {
 
 impl Drop for TestOrigin {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
+        if let Some(tx) = self.shutdown.get_mut().take() {
             let _ = tx.send(());
         }
-        if let Some(handle) = self.handle.take() {
+        if let Some(handle) = self.handle.get_mut().take() {
             handle.abort();
         }
     }

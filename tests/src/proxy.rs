@@ -1,6 +1,10 @@
 //! Starts the caching proxy in-process in front of any upstream, on ephemeral loopback ports.
+//! Tests usually start it through [`crate::stack::Stack`]; [`spawn_proxy`] is for upstreams the
+//! stack does not start (several origins, a hand-written server).
 
+use crate::origin::TestUser;
 use llmselect_proxy::{Config, ProxyHandle};
+use reqwest::{Method, RequestBuilder};
 use serde_json::Value;
 
 /// The admin token [`Config::for_upstream`] sets.
@@ -62,6 +66,11 @@ impl TestProxy {
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.client.get(self.url(path))
+    }
+
+    /// A request of `method` with the user's bearer token, through the proxy.
+    pub fn request_as(&self, user: &TestUser, method: Method, path: &str) -> RequestBuilder {
+        user.request(&self.client, method, self.url(path))
     }
 
     /// `POST /purge` with the admin token; returns the status and JSON body.

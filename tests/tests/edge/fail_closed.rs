@@ -3,13 +3,17 @@
 //! two users logged in with browser cookies: each only ever sees their own conversation list.
 
 use crate::{titles, LIST};
-use llmselect_e2e::origin::spawn_origin;
-use llmselect_e2e::proxy::spawn_proxy;
+use llmselect_e2e::http::send;
+use llmselect_e2e::stack::Stack;
 use llmselect_proxy::config::CacheConfig;
 
 async fn cookie_users_stay_apart(cache: CacheConfig) {
-    let origin = spawn_origin(|_| {}).await;
-    let proxy = spawn_proxy(&origin.base_url, |cfg| cfg.cache = cache).await;
+    let s = Stack::builder()
+        .origin(|_| {})
+        .proxy(|cfg| cfg.cache = cache)
+        .start()
+        .await;
+    let (origin, proxy) = (s.origin(), s.proxy());
     let alice = origin.user("alice").await;
     let bob = origin.user("bob").await;
     origin.create_conversation(&alice, Some("alice only")).await;
@@ -20,17 +24,20 @@ async fn cookie_users_stay_apart(cache: CacheConfig) {
             (&alice, "alice only", "theme=dark"),
             (&bob, "bob only", "theme=dark"),
         ] {
-            let r = proxy
-                .get(LIST)
-                .header("cookie", format!("{extra}; {}", user.access_cookie()))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            let x_cache = r.headers()["x-cache"].to_str().unwrap().to_string();
-            hits += usize::from(x_cache == "HIT");
-            let list = r.json().await.unwrap();
-            assert_eq!(titles(&list), vec![title], "round {round}, {x_cache}");
+            let r = send(
+                proxy
+                    .get(LIST)
+                    .header("cookie", format!("{extra}; {}", user.access_cookie())),
+            )
+            .await;
+            assert_eq!(r.status, 200);
+            hits += usize::from(r.x_cache() == "HIT");
+            assert_eq!(
+                titles(&r.json()),
+                vec![title],
+                "round {round}, {}",
+                r.x_cache()
+            );
         }
     }
     assert_eq!(hits, 4, "each user's list is cached for that user");

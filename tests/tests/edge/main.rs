@@ -6,74 +6,40 @@
 
 mod fail_closed;
 
-use llmselect_e2e::origin::{spawn_origin, TestOrigin, TestUser};
-use llmselect_e2e::proxy::{spawn_proxy, TestProxy};
-use reqwest::{Method, StatusCode};
+use llmselect_e2e::http::{send, Resp};
+use llmselect_e2e::origin::TestUser;
+use llmselect_e2e::stack::Stack;
+use reqwest::Method;
 use serde_json::{json, Value};
 
 pub(crate) const LIST: &str = "/api/v1/conversations?page=1&limit=20";
+const MODELS: &str = "GET /api/v1/models";
 
-struct Edge {
-    origin: TestOrigin,
-    proxy: TestProxy,
+/// The real origin, user `alice`, and a proxy that knows the app's auth cookie.
+async fn edge() -> Stack {
+    Stack::builder()
+        .origin(|_| {})
+        .user("alice")
+        .proxy(|cfg| cfg.cache.auth_cookies = vec!["access_token_cookie".into()])
+        .start()
+        .await
 }
 
-async fn edge() -> Edge {
-    let origin = spawn_origin(|_| {}).await;
-    let proxy = spawn_proxy(&origin.base_url, |cfg| {
-        cfg.cache.auth_cookies = vec!["access_token_cookie".into()];
-    })
+/// `method path` as `user` through the proxy.
+async fn as_user(s: &Stack, user: &TestUser, method: Method, path: &str) -> Resp {
+    send(s.proxy().request_as(user, method, path)).await
+}
+
+/// Creates a conversation titled `title` for `user` through the proxy and returns its id.
+async fn create_conversation(s: &Stack, user: &TestUser, title: &str) -> String {
+    let r = send(
+        s.proxy()
+            .request_as(user, Method::POST, "/api/v1/conversations")
+            .json(&json!({"provider": "openai", "model": "gpt-4o", "title": title})),
+    )
     .await;
-    Edge { origin, proxy }
-}
-
-impl Edge {
-    /// Requests the origin has served for route template `route` (e.g. `GET /api/v1/models`),
-    /// read from its own Prometheus counters.
-    async fn origin_count(&self, route: &str) -> u64 {
-        let text = self
-            .origin
-            .http
-            .get(self.origin.ops_url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics body");
-        let needle = format!("route=\"{route}\"");
-        text.lines()
-            .filter(|l| l.starts_with("origin_http_requests_total{") && l.contains(&needle))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
-    }
-
-    fn as_user(&self, user: &TestUser, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.proxy
-            .client
-            .request(method, self.proxy.url(path))
-            .header("Authorization", user.bearer())
-    }
-
-    async fn create_conversation(&self, user: &TestUser, title: &str) -> String {
-        let r = self
-            .as_user(user, Method::POST, "/api/v1/conversations")
-            .json(&json!({"provider": "openai", "model": "gpt-4o", "title": title}))
-            .send()
-            .await
-            .expect("create conversation");
-        assert_eq!(r.status(), StatusCode::CREATED);
-        let body: Value = r.json().await.expect("json");
-        body["id"].as_str().expect("id").to_string()
-    }
-}
-
-fn header(r: &reqwest::Response, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
+    assert_eq!(r.status, 201);
+    r.json()["id"].as_str().expect("id").to_string()
 }
 
 pub(crate) fn titles(list: &Value) -> Vec<String> {
@@ -88,229 +54,247 @@ pub(crate) fn titles(list: &Value) -> Vec<String> {
 #[tokio::test]
 async fn conversation_list_goes_miss_hit_then_miss_with_new_data_after_rename() {
     let e = edge().await;
-    let alice = e.origin.user("alice").await;
-    let id = e.create_conversation(&alice, "first title").await;
+    let alice = e.user();
+    let id = create_conversation(&e, alice, "first title").await;
 
-    let r1 = e.as_user(&alice, Method::GET, LIST).send().await.unwrap();
-    assert_eq!(r1.status(), 200);
-    assert_eq!(header(&r1, "x-cache"), "MISS");
-    assert_eq!(titles(&r1.json().await.unwrap()), vec!["first title"]);
-    let served = e.origin_count("GET /api/v1/conversations").await;
+    let r1 = as_user(&e, alice, Method::GET, LIST).await;
+    assert_eq!(r1.status, 200);
+    assert_eq!(r1.x_cache(), "MISS");
+    assert_eq!(titles(&r1.json()), vec!["first title"]);
+    let served = e
+        .origin()
+        .requests_served("GET /api/v1/conversations")
+        .await;
 
-    let r2 = e.as_user(&alice, Method::GET, LIST).send().await.unwrap();
-    assert_eq!(header(&r2, "x-cache"), "HIT");
-    assert!(!header(&r2, "age").is_empty(), "a hit carries Age");
-    assert_eq!(titles(&r2.json().await.unwrap()), vec!["first title"]);
+    let r2 = as_user(&e, alice, Method::GET, LIST).await;
+    assert_eq!(r2.x_cache(), "HIT");
+    assert!(!r2.header("age").is_empty(), "a hit carries Age");
+    assert_eq!(titles(&r2.json()), vec!["first title"]);
     assert_eq!(
-        e.origin_count("GET /api/v1/conversations").await,
+        e.origin()
+            .requests_served("GET /api/v1/conversations")
+            .await,
         served,
         "the hit did not reach the origin"
     );
 
-    let patch = e
-        .as_user(
-            &alice,
-            Method::PATCH,
-            &format!("/api/v1/conversations/{id}"),
-        )
-        .json(&json!({"title": "renamed"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(patch.status(), 200);
-    assert_eq!(header(&patch, "x-cache"), "PASS");
+    let patch = send(
+        e.proxy()
+            .request_as(alice, Method::PATCH, &format!("/api/v1/conversations/{id}"))
+            .json(&json!({"title": "renamed"})),
+    )
+    .await;
+    assert_eq!(patch.status, 200);
+    assert_eq!(patch.x_cache(), "PASS");
 
-    let r3 = e.as_user(&alice, Method::GET, LIST).send().await.unwrap();
+    let r3 = as_user(&e, alice, Method::GET, LIST).await;
+    assert_eq!(r3.x_cache(), "MISS", "the rename invalidated the list");
+    assert_eq!(titles(&r3.json()), vec!["renamed"]);
     assert_eq!(
-        header(&r3, "x-cache"),
-        "MISS",
-        "the rename invalidated the list"
-    );
-    assert_eq!(titles(&r3.json().await.unwrap()), vec!["renamed"]);
-    assert_eq!(
-        e.origin_count("GET /api/v1/conversations").await,
+        e.origin()
+            .requests_served("GET /api/v1/conversations")
+            .await,
         served + 1
     );
 }
 
 #[tokio::test]
-async fn another_user_never_receives_a_cached_list_on_the_same_url() {
+async fn another_bearer_user_never_receives_a_cached_list_on_the_same_url() {
     let e = edge().await;
-    let alice = e.origin.user("alice").await;
-    let bob = e.origin.user("bob").await;
-    e.create_conversation(&alice, "alice secret").await;
+    let alice = e.user();
+    let bob = e.origin().user("bob").await;
+    create_conversation(&e, alice, "alice secret").await;
 
     // Warm the cache with alice's list, twice so it is surely stored.
     for _ in 0..2 {
-        let r = e.as_user(&alice, Method::GET, LIST).send().await.unwrap();
-        assert_eq!(titles(&r.json().await.unwrap()), vec!["alice secret"]);
+        let r = as_user(&e, alice, Method::GET, LIST).await;
+        assert_eq!(titles(&r.json()), vec!["alice secret"]);
     }
-    let r = e.as_user(&bob, Method::GET, LIST).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_ne!(
-        header(&r, "x-cache"),
-        "HIT",
-        "bob's credential can only miss"
-    );
-    assert!(titles(&r.json().await.unwrap()).is_empty());
+    let r = as_user(&e, &bob, Method::GET, LIST).await;
+    assert_eq!(r.status, 200);
+    assert_ne!(r.x_cache(), "HIT", "bob's credential can only miss");
+    assert!(titles(&r.json()).is_empty());
+}
 
-    // The SPA's cookie credential, with unrelated cookies around it, is keyed the same way.
+#[tokio::test]
+async fn cookie_users_are_keyed_by_their_access_cookie_and_not_by_other_cookies() {
+    let e = edge().await;
+    let alice = e.user();
+    let bob = e.origin().user("bob").await;
+    create_conversation(&e, alice, "alice secret").await;
+    // The SPA's cookie credential, with unrelated cookies around it.
     let by_cookie = |user: &TestUser, extra: &str| {
-        e.proxy
-            .client
-            .get(e.proxy.url(LIST))
-            .header("Cookie", format!("{extra}; {}", user.access_cookie()))
+        send(
+            e.proxy()
+                .get(LIST)
+                .header("Cookie", format!("{extra}; {}", user.access_cookie())),
+        )
     };
-    let r = by_cookie(&bob, "theme=dark").send().await.unwrap();
-    assert!(titles(&r.json().await.unwrap()).is_empty());
-    let r = by_cookie(&bob, "theme=light; _ga=1").send().await.unwrap();
+    let r = by_cookie(alice, "theme=dark").await;
+    assert_eq!(titles(&r.json()), vec!["alice secret"]);
+    let r = by_cookie(&bob, "theme=dark").await;
+    assert_ne!(r.x_cache(), "HIT", "bob's cookie can only miss");
+    assert!(titles(&r.json()).is_empty());
+    let r = by_cookie(&bob, "theme=light; _ga=1").await;
     assert_eq!(
-        header(&r, "x-cache"),
+        r.x_cache(),
         "HIT",
         "unrelated cookies do not split the variant"
     );
-    assert!(titles(&r.json().await.unwrap()).is_empty());
-    let r = by_cookie(&alice, "theme=dark").send().await.unwrap();
-    assert_eq!(titles(&r.json().await.unwrap()), vec!["alice secret"]);
+    assert!(titles(&r.json()).is_empty());
+    let r = by_cookie(alice, "_ga=2").await;
+    assert_eq!(r.x_cache(), "HIT");
+    assert_eq!(titles(&r.json()), vec!["alice secret"]);
+}
 
-    // No credential at all: a 401, never somebody's cached list, and the 401 is not stored.
+#[tokio::test]
+async fn a_request_without_credentials_gets_an_uncached_401_not_somebodys_list() {
+    let e = edge().await;
+    create_conversation(&e, e.user(), "alice secret").await;
     for _ in 0..2 {
-        let r = e.proxy.get(LIST).send().await.unwrap();
-        assert_eq!(r.status(), 401);
-        assert_ne!(header(&r, "x-cache"), "HIT");
+        as_user(&e, e.user(), Method::GET, LIST).await;
+    }
+    for _ in 0..2 {
+        let r = send(e.proxy().get(LIST)).await;
+        assert_eq!(r.status, 401);
+        assert_ne!(r.x_cache(), "HIT");
     }
 }
 
 #[tokio::test]
-async fn appended_message_and_delete_are_visible_to_the_next_read_through_the_proxy() {
+async fn an_appended_message_is_visible_to_the_next_read_through_the_proxy() {
     let e = edge().await;
-    let alice = e.origin.user("alice").await;
-    let id = e.create_conversation(&alice, "chat").await;
+    let alice = e.user();
+    let id = create_conversation(&e, alice, "chat").await;
     let detail = format!("/api/v1/conversations/{id}");
 
     for expected in ["MISS", "HIT"] {
-        let r = e
-            .as_user(&alice, Method::GET, &detail)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(header(&r, "x-cache"), expected);
-        let body: Value = r.json().await.unwrap();
-        assert_eq!(body["messageCount"], 0);
+        let r = as_user(&e, alice, Method::GET, &detail).await;
+        assert_eq!(r.x_cache(), expected);
+        assert_eq!(r.json()["messageCount"], 0);
     }
-    let r = e.as_user(&alice, Method::GET, LIST).send().await.unwrap();
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["conversations"][0]["messageCount"],
-        0
-    );
+    let r = as_user(&e, alice, Method::GET, LIST).await;
+    assert_eq!(r.json()["conversations"][0]["messageCount"], 0);
 
-    let post = e
-        .as_user(&alice, Method::POST, &format!("{detail}/messages"))
-        .json(&json!({"role": "user", "content": "hello there"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(post.status(), 201);
-    assert!(header(&post, "cache-group-invalidation").contains(&format!("conversation:{id}")));
+    let post = send(
+        e.proxy()
+            .request_as(alice, Method::POST, &format!("{detail}/messages"))
+            .json(&json!({"role": "user", "content": "hello there"})),
+    )
+    .await;
+    assert_eq!(post.status, 201);
+    assert!(post
+        .header("cache-group-invalidation")
+        .contains(&format!("conversation:{id}")));
 
-    let r = e
-        .as_user(&alice, Method::GET, &detail)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(header(&r, "x-cache"), "MISS");
-    let body: Value = r.json().await.unwrap();
+    let r = as_user(&e, alice, Method::GET, &detail).await;
+    assert_eq!(r.x_cache(), "MISS");
+    let body = r.json();
     assert_eq!(body["messageCount"], 1);
     assert_eq!(body["messages"][0]["content"], "hello there");
-    let r = e.as_user(&alice, Method::GET, LIST).send().await.unwrap();
-    let list: Value = r.json().await.unwrap();
+    let list = as_user(&e, alice, Method::GET, LIST).await.json();
     assert_eq!(list["conversations"][0]["messageCount"], 1);
     assert_eq!(list["conversations"][0]["preview"], "hello there");
-
-    let del = e
-        .as_user(&alice, Method::DELETE, &detail)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(del.status(), 200);
-    let r = e
-        .as_user(&alice, Method::GET, &detail)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        404,
-        "the deleted conversation is not served from cache"
-    );
-    let r = e.as_user(&alice, Method::GET, LIST).send().await.unwrap();
-    assert!(titles(&r.json().await.unwrap()).is_empty());
 }
 
 #[tokio::test]
-async fn model_registry_is_served_from_the_proxy_and_admin_clear_empties_it() {
+async fn a_deleted_conversation_is_not_served_from_cache() {
     let e = edge().await;
-    let r = e.proxy.get("/api/v1/models").send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(header(&r, "x-cache"), "MISS");
-    let before = e.origin_count("GET /api/v1/models").await;
-    for _ in 0..5 {
-        let r = e.proxy.get("/api/v1/models").send().await.unwrap();
-        assert_eq!(header(&r, "x-cache"), "HIT");
-        let body: Value = r.json().await.unwrap();
-        assert_eq!(body["models"].as_array().map(Vec::len), Some(35));
+    let alice = e.user();
+    let id = create_conversation(&e, alice, "chat").await;
+    let detail = format!("/api/v1/conversations/{id}");
+    for expected in ["MISS", "HIT"] {
+        assert_eq!(
+            as_user(&e, alice, Method::GET, &detail).await.x_cache(),
+            expected
+        );
+        assert_eq!(
+            as_user(&e, alice, Method::GET, LIST).await.x_cache(),
+            expected
+        );
     }
-    assert_eq!(e.origin_count("GET /api/v1/models").await, before);
 
-    // Conditional request answered by the proxy itself.
-    let etag = header(&e.proxy.get("/api/v1/models").send().await.unwrap(), "etag");
+    let del = as_user(&e, alice, Method::DELETE, &detail).await;
+    assert_eq!(del.status, 200);
+    let r = as_user(&e, alice, Method::GET, &detail).await;
+    assert_eq!(r.status, 404, "the deleted conversation is not served");
+    let r = as_user(&e, alice, Method::GET, LIST).await;
+    assert!(titles(&r.json()).is_empty());
+}
+
+#[tokio::test]
+async fn the_model_registry_is_served_from_the_proxy_after_the_first_miss() {
+    let e = edge().await;
+    let r = send(e.proxy().get("/api/v1/models")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.x_cache(), "MISS");
+    let before = e.origin().requests_served(MODELS).await;
+    for _ in 0..5 {
+        let r = send(e.proxy().get("/api/v1/models")).await;
+        assert_eq!(r.x_cache(), "HIT");
+        assert_eq!(r.json()["models"].as_array().map(Vec::len), Some(35));
+    }
+    assert_eq!(e.origin().requests_served(MODELS).await, before);
+}
+
+#[tokio::test]
+async fn a_conditional_models_request_is_answered_by_the_proxy() {
+    let e = edge().await;
+    let etag = send(e.proxy().get("/api/v1/models"))
+        .await
+        .header("etag")
+        .to_string();
     assert!(etag.starts_with('"'), "strong ETag: {etag}");
-    let r = e
-        .proxy
-        .get("/api/v1/models")
-        .header("If-None-Match", &etag)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 304);
-    assert_eq!(e.origin_count("GET /api/v1/models").await, before);
+    let before = e.origin().requests_served(MODELS).await;
+    let r = send(
+        e.proxy()
+            .get("/api/v1/models")
+            .header("If-None-Match", &etag),
+    )
+    .await;
+    assert_eq!(r.status, 304);
+    assert_eq!(e.origin().requests_served(MODELS).await, before);
+}
 
-    // The first registered user is the admin; clearing the origin cache purges the proxy too.
-    let admin = e.origin.user("root").await;
-    let r = e
-        .as_user(&admin, Method::POST, "/api/v1/admin/cache/clear")
-        .json(&json!({"scope": "models"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = e.proxy.get("/api/v1/models").send().await.unwrap();
-    assert_eq!(header(&r, "x-cache"), "MISS");
-    assert_eq!(e.origin_count("GET /api/v1/models").await, before + 1);
+#[tokio::test]
+async fn clearing_the_origins_model_cache_purges_the_proxy_too() {
+    let e = edge().await;
+    for expected in ["MISS", "HIT"] {
+        assert_eq!(
+            send(e.proxy().get("/api/v1/models")).await.x_cache(),
+            expected
+        );
+    }
+    let before = e.origin().requests_served(MODELS).await;
+    // The first registered user is the admin.
+    let r = send(
+        e.proxy()
+            .request_as(e.user(), Method::POST, "/api/v1/admin/cache/clear")
+            .json(&json!({"scope": "models"})),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = send(e.proxy().get("/api/v1/models")).await;
+    assert_eq!(r.x_cache(), "MISS");
+    assert_eq!(e.origin().requests_served(MODELS).await, before + 1);
 }
 
 #[tokio::test]
 async fn admin_group_purge_of_a_user_forces_the_next_read_to_the_origin() {
     let e = edge().await;
-    let alice = e.origin.user("alice").await;
-    e.create_conversation(&alice, "kept").await;
+    let alice = e.user();
+    create_conversation(&e, alice, "kept").await;
     for expected in ["MISS", "HIT"] {
-        let r = e.as_user(&alice, Method::GET, LIST).send().await.unwrap();
-        assert_eq!(header(&r, "x-cache"), expected);
+        let r = as_user(&e, alice, Method::GET, LIST).await;
+        assert_eq!(r.x_cache(), expected);
     }
-    let me: Value = e
-        .as_user(&alice, Method::GET, "/api/v1/auth/me")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["user"]["username"], "alice");
-    // Groups are named by user id; alice is user 1 in her own fresh database.
-    let (status, body) = e.proxy.purge(json!({"groups": ["user:1"]})).await;
+    let uid = e.origin().user_id("alice").await;
+    let (status, body) = e
+        .proxy()
+        .purge(json!({"groups": [format!("user:{uid}")]}))
+        .await;
     assert_eq!(status, 200, "{body}");
-    let r = e.as_user(&alice, Method::GET, LIST).send().await.unwrap();
-    assert_eq!(header(&r, "x-cache"), "MISS");
-    assert_eq!(titles(&r.json().await.unwrap()), vec!["kept"]);
+    let r = as_user(&e, alice, Method::GET, LIST).await;
+    assert_eq!(r.x_cache(), "MISS");
+    assert_eq!(titles(&r.json()), vec!["kept"]);
 }

@@ -4,50 +4,47 @@
 //! randomized checker finds no stale read under concurrent readers and writers; the bus going
 //! away and an origin dying cost no stale read and no failed request.
 
-use crate::{applied_seq, connected, eventually, send};
-use llmselect_e2e::db::TestDb;
-use llmselect_e2e::nats::TestNats;
-use llmselect_e2e::origin::{spawn_origin_on, TestOrigin, TestUser};
-use llmselect_e2e::proxy::{spawn_proxy, TestProxy};
+use crate::{applied_seq, connected};
+use llmselect_e2e::http::send;
+use llmselect_e2e::origin::{TestOrigin, TestUser};
+use llmselect_e2e::proxy::TestProxy;
+use llmselect_e2e::stack::Stack;
+use llmselect_e2e::wait::eventually_true as eventually;
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const LIST: &str = "/api/v1/conversations?page=1&limit=50";
 const POSITION: &str = "llmselect-invalidation-id";
 
+/// Two origins on one database (each with its outbox relay), one bus, `nodes` proxies that
+/// balance over both origins.
 struct Fleet {
-    nats: TestNats,
-    _db: TestDb,
-    origins: Vec<TestOrigin>,
+    stack: Stack,
+    second: TestOrigin,
     nodes: Vec<TestProxy>,
 }
 
+impl Fleet {
+    fn origins(&self) -> [&TestOrigin; 2] {
+        [self.stack.origin(), &self.second]
+    }
+}
+
 async fn fleet(nodes: usize) -> Fleet {
-    let nats = TestNats::start().await;
-    let db = TestDb::new().await;
-    let url = nats.url();
-    let on_bus = |cfg: &mut llmselect_origin::Config| {
-        cfg.bus.url = Some(url.clone());
-        cfg.bus.relay_poll_ms = 200;
-    };
-    let o1 = spawn_origin_on(db.shared(), on_bus).await;
-    let o2 = spawn_origin_on(db.shared(), on_bus).await;
-    let upstreams = vec![o1.base_url.clone(), o2.base_url.clone()];
+    let fast_relay = |cfg: &mut llmselect_origin::Config| cfg.bus.relay_poll_ms = 200;
+    let stack = Stack::builder().origin(fast_relay).bus().start().await;
+    let second = stack.start_origin(fast_relay).await;
+    let upstreams = vec![stack.origin().base_url.clone(), second.base_url.clone()];
     let mut proxies = Vec::new();
     for _ in 0..nodes {
-        let (ups, bus) = (upstreams.clone(), url.clone());
-        let p = spawn_proxy(&o1.base_url, move |c| {
-            c.upstreams = ups;
-            c.bus.url = Some(bus);
-        })
-        .await;
+        let ups = upstreams.clone();
+        let p = stack.start_proxy(move |c| c.upstreams = ups).await;
         connected(&p).await;
         proxies.push(p);
     }
     Fleet {
-        nats,
-        _db: db,
-        origins: vec![o1, o2],
+        stack,
+        second,
         nodes: proxies,
     }
 }
@@ -91,7 +88,7 @@ impl Client {
             .iter()
             .map(|c| c["title"].as_str().unwrap_or_default().to_string())
             .collect();
-        (r.x_cache, titles)
+        (r.x_cache().to_string(), titles)
     }
 }
 
@@ -117,7 +114,7 @@ async fn client(origin: &TestOrigin, name: &str, conversations: usize) -> (Clien
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rename_through_one_node_is_read_fresh_through_every_other_node() {
     let f = fleet(3).await;
-    let (mut alice, ids) = client(&f.origins[0], "alice", 1).await;
+    let (mut alice, ids) = client(f.origins()[0], "alice", 1).await;
     for node in &f.nodes {
         alice.titles(node).await;
         assert_eq!(alice.titles(node).await.0, "HIT", "warm on every node");
@@ -139,13 +136,13 @@ async fn a_rename_through_one_node_is_read_fresh_through_every_other_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_write_made_directly_at_an_origin_reaches_every_node() {
     let f = fleet(2).await;
-    let (bob, ids) = client(&f.origins[0], "bob", 1).await;
+    let (bob, ids) = client(f.origins()[0], "bob", 1).await;
     for node in &f.nodes {
         bob.titles(node).await;
         assert_eq!(bob.titles(node).await.0, "HIT");
     }
     // a script talking to the origin, no proxy on the way
-    let r = f.origins[1]
+    let r = f.origins()[1]
         .request_as(
             &bob.user,
             reqwest::Method::PATCH,
@@ -253,9 +250,13 @@ async fn checker_client(
 async fn randomized_readers_and_writers_on_three_nodes_never_read_stale_data() {
     let f = fleet(3).await;
     let mut tasks = Vec::new();
-    let nodes = std::sync::Arc::new(f.nodes);
+    let origins = f.origins();
+    let mut clients = Vec::new();
     for (i, name) in ["ann", "ben", "cat", "dan"].iter().enumerate() {
-        let (me, ids) = client(&f.origins[i % 2], name, 4).await;
+        clients.push((name, client(origins[i % 2], name, 4).await));
+    }
+    let nodes = std::sync::Arc::new(f.nodes);
+    for (i, (name, (me, ids))) in clients.into_iter().enumerate() {
         tasks.push(tokio::spawn(checker_client(
             nodes.clone(),
             me,
@@ -280,12 +281,12 @@ async fn randomized_readers_and_writers_on_three_nodes_never_read_stale_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writes_while_the_bus_is_down_are_never_read_stale_and_nodes_catch_up() {
-    let mut f = fleet(2).await;
-    let (mut eve, ids) = client(&f.origins[0], "eve", 1).await;
+    let f = fleet(2).await;
+    let (mut eve, ids) = client(f.origins()[0], "eve", 1).await;
     for node in &f.nodes {
         eve.titles(node).await;
     }
-    f.nats.stop();
+    f.stack.bus().stop();
     let outage = std::time::Instant::now();
     let mut round = 0;
     while outage.elapsed() < Duration::from_secs(5) {
@@ -297,7 +298,7 @@ async fn writes_while_the_bus_is_down_are_never_read_stale_and_nodes_catch_up() 
         round += 1;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    f.nats.restart().await;
+    f.stack.bus().restart().await;
     let last = format!("outage {}", round - 1);
     for node in f.nodes.iter() {
         connected(node).await;
@@ -317,12 +318,11 @@ async fn writes_while_the_bus_is_down_are_never_read_stale_and_nodes_catch_up() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_origin_dying_moves_traffic_without_a_failed_read() {
-    let mut f = fleet(1).await;
-    let (fay, _) = client(&f.origins[0], "fay", 2).await;
+    let f = fleet(1).await;
+    let (fay, _) = client(f.origins()[0], "fay", 2).await;
     let node = &f.nodes[0];
-    let dying = f.origins.remove(1);
-    let addr = dying.addr.to_string();
-    dying.stop().await;
+    let addr = f.second.addr.to_string();
+    f.second.stop().await;
     for i in 0..30 {
         // list reads that miss (new cursor each time) go to an origin
         let path = format!("/api/v1/conversations?page=1&limit={}", 20 + i);

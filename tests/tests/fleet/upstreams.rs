@@ -1,13 +1,14 @@
 //! Several origins behind one proxy: idempotent requests move to a live origin when one dies,
 //! mutations are never sent twice, and `/stats` shows each origin's health.
 
-use crate::{eventually, send};
+use llmselect_e2e::http::send;
 use llmselect_e2e::proxy::spawn_proxy;
-use llmselect_e2e::test_origin::{Route, TestOrigin};
+use llmselect_e2e::scripted_origin::{Route, ScriptedOrigin};
+use llmselect_e2e::wait::eventually_true;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_moves_to_the_live_origin_without_failing_an_idempotent_request() {
-    let (o1, o2) = (TestOrigin::start().await, TestOrigin::start().await);
+    let (o1, o2) = (ScriptedOrigin::start().await, ScriptedOrigin::start().await);
     for o in [&o1, &o2] {
         o.route("GET", "/x", Route::ok("x").cache("no-store"));
         o.route("POST", "/w", Route::status(201, "w"));
@@ -30,7 +31,7 @@ async fn traffic_moves_to_the_live_origin_without_failing_an_idempotent_request(
     }
     assert_eq!(o1.count("/x"), before1);
     assert_eq!(o2.count("/x"), before2 + 40);
-    eventually("the dead origin is reported down", || async {
+    eventually_true("the dead origin is reported down", || async {
         let s = p.stats().await;
         let ups = s["upstreams"].as_array().unwrap().clone();
         ups.len() == 2

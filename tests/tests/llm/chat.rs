@@ -1,5 +1,6 @@
 //! `/chat` and `/chat/stream`.
 
+use llmselect_e2e::http::header;
 use llmselect_fake_llm::answer_text;
 use serde_json::{json, Value};
 
@@ -7,14 +8,15 @@ use super::*;
 
 #[tokio::test]
 async fn chat_creates_conversation_stores_both_messages_and_invalidates() {
-    let (fake, origin, user) = setup().await;
-    let r = post(&origin, &user, "/api/v1/chat", &json!({
+    let s = setup().await;
+    let (fake, origin, user) = (s.fake(), s.origin(), s.user());
+    let r = post(&s, "/api/v1/chat", &json!({
         "provider": "openai", "model": "gpt-4o",
         "messages": [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Hello"}]
     }))
     .await;
     assert_eq!(r.status(), 200);
-    let groups = invalidation(&r);
+    let groups = header(&r, "cache-group-invalidation");
     let v: Value = r.json().await.unwrap();
     let cid = v["conversationId"].as_str().unwrap();
     assert_eq!(v["response"], answer_text("gpt-4o", "Hello"));
@@ -27,7 +29,7 @@ async fn chat_creates_conversation_stores_both_messages_and_invalidates() {
         "{groups}"
     );
     assert_eq!(
-        stored_messages(&origin).await,
+        stored_messages(origin).await,
         vec![
             ("user".into(), "Hello".into()),
             ("assistant".into(), answer_text("gpt-4o", "Hello"))
@@ -48,7 +50,7 @@ async fn chat_creates_conversation_stores_both_messages_and_invalidates() {
 
     // The conversation list shows it with the model used.
     let list: Value = origin
-        .get_as(&user, "/api/v1/conversations")
+        .get_as(user, "/api/v1/conversations")
         .send()
         .await
         .unwrap()
@@ -60,15 +62,10 @@ async fn chat_creates_conversation_stores_both_messages_and_invalidates() {
 
 #[tokio::test]
 async fn chat_provider_errors_are_400_and_write_nothing() {
-    let (_fake, origin, user) = setup().await;
+    let s = setup().await;
+    let origin = s.origin();
     for (model, status) in [("gpt-4o-fail-401", 401), ("gpt-4o-fail-500", 500)] {
-        let r = post(
-            &origin,
-            &user,
-            "/api/v1/chat",
-            &chat_body("openai", model, "Hi"),
-        )
-        .await;
+        let r = post(&s, "/api/v1/chat", &chat_body("openai", model, "Hi")).await;
         assert_eq!(r.status(), 400);
         assert!(r.headers().get("cache-group-invalidation").is_none());
         let v: Value = r.json().await.unwrap();
@@ -77,17 +74,17 @@ async fn chat_provider_errors_are_400_and_write_nothing() {
         assert_eq!(v["details"]["status_code"], status);
         assert!(!v.to_string().contains(SYSTEM_KEY));
     }
-    assert_eq!(count(&origin, "conversations").await, 0);
-    assert_eq!(count(&origin, "messages").await, 0);
+    assert_eq!(origin.row_count("conversations").await, 0);
+    assert_eq!(origin.row_count("messages").await, 0);
 }
 
 #[tokio::test]
 async fn chat_error_in_existing_conversation_names_it_and_keeps_it_unchanged() {
-    let (_fake, origin, user) = setup().await;
-    let cid = origin.create_conversation(&user, Some("t")).await;
+    let s = setup().await;
+    let (origin, user) = (s.origin(), s.user());
+    let cid = origin.create_conversation(user, Some("t")).await;
     let r = post(
-        &origin,
-        &user,
+        &s,
         "/api/v1/chat",
         &chat_body_in(&cid, "anthropic", "claude-fail-500", "Hi"),
     )
@@ -96,7 +93,7 @@ async fn chat_error_in_existing_conversation_names_it_and_keeps_it_unchanged() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["message"], "Anthropic API error");
     assert_eq!(v["details"]["conversationId"], cid.as_str());
-    assert_eq!(count(&origin, "messages").await, 0);
+    assert_eq!(origin.row_count("messages").await, 0);
     let db = origin.db.client().await;
     let provider: String = db
         .query_one("SELECT provider FROM conversations", &[])
@@ -107,33 +104,31 @@ async fn chat_error_in_existing_conversation_names_it_and_keeps_it_unchanged() {
 }
 
 #[tokio::test]
-async fn chat_validation_ownership_and_missing_key() {
-    let (fake, origin, user) = setup().await;
+async fn chat_bodies_with_unknown_fields_or_providers_are_422() {
+    let s = setup().await;
+    let (fake, origin) = (s.fake(), s.origin());
     let msg = json!([{"role": "user", "content": "Hi"}]);
     let r = post(
-        &origin,
-        &user,
+        &s,
         "/api/v1/chat",
-        &json!({
-        "provider": "openai", "model": "m", "messages": msg, "conversation_id": "x"}),
+        &json!({"provider": "openai", "model": "m", "messages": msg, "conversation_id": "x"}),
     )
     .await;
     assert_eq!(r.status(), 422);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["details"]["conversation_id"], json!(["Unknown field."]));
-
-    let r = post(
-        &origin,
-        &user,
-        "/api/v1/chat",
-        &chat_body("cohere", "m", "Hi"),
-    )
-    .await;
+    let r = post(&s, "/api/v1/chat", &chat_body("cohere", "m", "Hi")).await;
     assert_eq!(r.status(), 422);
+    assert_eq!(fake.total_requests(), 0, "nothing reached the provider");
+    assert_eq!(origin.row_count("messages").await, 0);
+}
 
+#[tokio::test]
+async fn chat_with_no_key_for_the_provider_is_404() {
+    let s = setup().await;
+    let (fake, origin) = (s.fake(), s.origin());
     let r = post(
-        &origin,
-        &user,
+        &s,
         "/api/v1/chat/stream",
         &chat_body("mistral", "mistral-small", "Hi"),
     )
@@ -144,27 +139,33 @@ async fn chat_validation_ownership_and_missing_key() {
         v["message"],
         "API key for provider 'mistral' not configured"
     );
+    assert_eq!(fake.total_requests(), 0, "nothing reached the provider");
+    assert_eq!(origin.row_count("messages").await, 0);
+}
 
+#[tokio::test]
+async fn chat_in_another_users_conversation_is_404() {
+    let s = setup().await;
+    let (fake, origin) = (s.fake(), s.origin());
     let other = origin.user("mallory").await;
     let cid = origin.create_conversation(&other, None).await;
     let r = post(
-        &origin,
-        &user,
+        &s,
         "/api/v1/chat/stream",
         &chat_body_in(&cid, "openai", "m", "Hi"),
     )
     .await;
     assert_eq!(r.status(), 404);
     assert_eq!(fake.total_requests(), 0, "nothing reached the provider");
-    assert_eq!(count(&origin, "messages").await, 0);
+    assert_eq!(origin.row_count("messages").await, 0);
 }
 
 #[tokio::test]
 async fn chat_stream_relays_deltas_and_saves_before_done() {
-    let (_fake, origin, user) = setup().await;
+    let s = setup().await;
+    let origin = s.origin();
     let r = post(
-        &origin,
-        &user,
+        &s,
         "/api/v1/chat/stream",
         &json!({
             "provider": "gemini", "model": "gemini-2.5-flash",
@@ -190,7 +191,7 @@ async fn chat_stream_relays_deltas_and_saves_before_done() {
     let cid = last["conversationId"].as_str().unwrap();
     assert!(groups.contains(&format!("conversation:{cid}")));
     assert_eq!(
-        stored_messages(&origin).await,
+        stored_messages(origin).await,
         vec![
             ("user".into(), "Stream please".into()),
             ("assistant".into(), text)
@@ -200,17 +201,17 @@ async fn chat_stream_relays_deltas_and_saves_before_done() {
 
 #[tokio::test]
 async fn chat_stream_sends_the_stored_history() {
-    let (fake, origin, user) = setup().await;
-    let cid = origin.create_conversation(&user, None).await;
+    let s = setup().await;
+    let (fake, origin, user) = (s.fake(), s.origin(), s.user());
+    let cid = origin.create_conversation(user, None).await;
     origin
-        .add_message(&user, &cid, "user", "First question")
+        .add_message(user, &cid, "user", "First question")
         .await;
     origin
-        .add_message(&user, &cid, "assistant", "First answer")
+        .add_message(user, &cid, "assistant", "First answer")
         .await;
     let r = post(
-        &origin,
-        &user,
+        &s,
         "/api/v1/chat/stream",
         &chat_body_in(&cid, "openai", "gpt-4o", "Second question"),
     )
@@ -228,12 +229,13 @@ async fn chat_stream_sends_the_stored_history() {
         contents,
         ["First question", "First answer", "Second question"]
     );
-    assert_eq!(count(&origin, "messages").await, 4);
+    assert_eq!(origin.row_count("messages").await, 4);
 }
 
 #[tokio::test]
 async fn chat_stream_failures_end_with_an_error_event_and_keep_only_the_user_message() {
-    let (_fake, origin, user) = setup().await;
+    let s = setup().await;
+    let origin = s.origin();
     for model in [
         "gpt-4o-fail-500",
         "gpt-4o-fail-401",
@@ -242,8 +244,7 @@ async fn chat_stream_failures_end_with_an_error_event_and_keep_only_the_user_mes
         "gpt-4o-stream-error",
     ] {
         let r = post(
-            &origin,
-            &user,
+            &s,
             "/api/v1/chat/stream",
             &chat_body("openai", model, model),
         )
@@ -257,17 +258,16 @@ async fn chat_stream_failures_end_with_an_error_event_and_keep_only_the_user_mes
         );
         assert!(events.iter().all(|e| e.get("done").is_none()), "{model}");
     }
-    let stored = stored_messages(&origin).await;
+    let stored = stored_messages(origin).await;
     assert_eq!(stored.len(), 5);
     assert!(stored.iter().all(|(role, _)| role == "user"), "{stored:?}");
 }
 
 #[tokio::test]
 async fn chat_stream_sends_keepalives_while_the_provider_is_slow() {
-    let (_fake, origin, user) = setup().await;
+    let s = setup().await;
     let r = post(
-        &origin,
-        &user,
+        &s,
         "/api/v1/chat/stream",
         &chat_body("openai", "gpt-4o-slow-700", "x"),
     )
@@ -279,20 +279,13 @@ async fn chat_stream_sends_keepalives_while_the_provider_is_slow() {
 
 #[tokio::test]
 async fn client_disconnect_cancels_the_stream_and_saves_no_answer() {
-    let (_fake, origin, user) = setup_with(chunked(6, 100)).await;
-    let r = post(
-        &origin,
-        &user,
-        "/api/v1/chat/stream",
-        &chat_body("openai", "gpt-4o", "Bye"),
-    )
-    .await;
-    let first = first_frame_then_leave(r).await;
-    assert!(first.contains("content"));
+    let s = setup_with(chunked(6, 100)).await;
+    let origin = s.origin();
+    leave_a_chat_stream_after_its_first_frame(&s).await;
     // The whole answer would take about 600 ms; wait well past it before checking nothing came.
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     assert_eq!(
-        stored_messages(&origin).await,
+        stored_messages(origin).await,
         vec![("user".to_string(), "Bye".to_string())]
     );
 }
@@ -300,7 +293,8 @@ async fn client_disconnect_cancels_the_stream_and_saves_no_answer() {
 /// §6.1: user key with override > system key > user key.
 #[tokio::test]
 async fn key_resolution_follows_the_override_rules() {
-    let (fake, origin, user) = setup().await;
+    let s = setup().await;
+    let fake = s.fake();
     let auth_sent = |path: &str| {
         fake.last_request(path)
             .and_then(|r| r.header("authorization").map(str::to_string))
@@ -309,8 +303,7 @@ async fn key_resolution_follows_the_override_rules() {
 
     assert_eq!(
         post(
-            &origin,
-            &user,
+            &s,
             "/api/v1/keys",
             &json!({"openai": "sk-user-openai", "mistral": "user-mistral"})
         )
@@ -318,10 +311,7 @@ async fn key_resolution_follows_the_override_rules() {
         .status(),
         200
     );
-    assert_eq!(
-        post(&origin, &user, "/api/v1/chat", &chat).await.status(),
-        200
-    );
+    assert_eq!(post(&s, "/api/v1/chat", &chat).await.status(), 200);
     assert_eq!(
         auth_sent("/v1/chat/completions"),
         Some(format!("Bearer {SYSTEM_KEY}")),
@@ -329,20 +319,12 @@ async fn key_resolution_follows_the_override_rules() {
     );
 
     assert_eq!(
-        post(
-            &origin,
-            &user,
-            "/api/v1/keys",
-            &json!({"openai_override": true})
-        )
-        .await
-        .status(),
+        post(&s, "/api/v1/keys", &json!({"openai_override": true}))
+            .await
+            .status(),
         200
     );
-    assert_eq!(
-        post(&origin, &user, "/api/v1/chat", &chat).await.status(),
-        200
-    );
+    assert_eq!(post(&s, "/api/v1/chat", &chat).await.status(), 200);
     assert_eq!(
         auth_sent("/v1/chat/completions").as_deref(),
         Some("Bearer sk-user-openai"),
@@ -350,12 +332,7 @@ async fn key_resolution_follows_the_override_rules() {
     );
 
     let mistral = chat_body("mistral", "mistral-small", "k");
-    assert_eq!(
-        post(&origin, &user, "/api/v1/chat", &mistral)
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(post(&s, "/api/v1/chat", &mistral).await.status(), 200);
     assert_eq!(
         auth_sent("/v1/chat/completions").as_deref(),
         Some("Bearer user-mistral"),
@@ -364,27 +341,28 @@ async fn key_resolution_follows_the_override_rules() {
 }
 
 #[tokio::test]
-async fn provider_timeouts_are_reported_cleanly() {
-    let (_fake, origin, user) = setup().await;
-    let body = |model: &str| chat_body("openai", model, "t");
-    let r = post(&origin, &user, "/api/v1/chat", &body("gpt-4o-slow-2500")).await;
+async fn a_provider_timeout_on_chat_is_a_400_without_status_code() {
+    let s = setup().await;
+    let origin = s.origin();
+    let body = chat_body("openai", "gpt-4o-slow-2500", "t");
+    let r = post(&s, "/api/v1/chat", &body).await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["message"], "OpenAI API error");
     assert_eq!(v["details"]["status_code"], Value::Null);
-    assert_eq!(count(&origin, "conversations").await, 0);
+    assert_eq!(origin.row_count("conversations").await, 0);
+}
 
-    let r = post(
-        &origin,
-        &user,
-        "/api/v1/chat/stream",
-        &body("gpt-4o-slow-2500"),
-    )
-    .await;
+#[tokio::test]
+async fn a_provider_timeout_on_chat_stream_ends_with_an_error_event() {
+    let s = setup().await;
+    let origin = s.origin();
+    let body = chat_body("openai", "gpt-4o-slow-2500", "t");
+    let r = post(&s, "/api/v1/chat/stream", &body).await;
     let events = events_of(r).await;
     assert_eq!(events.last().unwrap(), &json!({"error": STREAM_FAILED}));
     assert_eq!(
-        stored_messages(&origin).await,
+        stored_messages(origin).await,
         vec![("user".to_string(), "t".to_string())]
     );
 }

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use llmselect_e2e::http::{header, send, Resp};
 use llmselect_fake_llm::answer_text;
 use serde_json::{json, Value};
 
@@ -24,11 +25,11 @@ async fn stored_results(origin: &TestOrigin, id: i64) -> Value {
 
 #[tokio::test]
 async fn compare_runs_concurrently_keeps_request_order_and_failures_in_place() {
-    let (_fake, origin, user) = setup().await;
+    let s = setup().await;
+    let origin = s.origin();
     let started = Instant::now();
     let r = post(
-        &origin,
-        &user,
+        &s,
         "/api/v1/compare",
         &compare_body(
             "Hi",
@@ -44,7 +45,7 @@ async fn compare_runs_concurrently_keeps_request_order_and_failures_in_place() {
     let elapsed = started.elapsed();
     assert_eq!(r.status(), 200);
     assert!(elapsed.as_millis() < 750, "concurrent: took {elapsed:?}");
-    assert!(invalidation(&r).contains(":comparisons"));
+    assert!(header(&r, "cache-group-invalidation").contains(":comparisons"));
     let v: Value = r.json().await.unwrap();
     let results = v["results"].as_array().unwrap();
     let models: Vec<&str> = results
@@ -75,11 +76,10 @@ async fn compare_runs_concurrently_keeps_request_order_and_failures_in_place() {
 
     // Stored in the same order: a vote for index 2 names the second OpenAI model.
     let id = v["id"].as_i64().unwrap();
-    let stored = stored_results(&origin, id).await;
+    let stored = stored_results(origin, id).await;
     assert_eq!(&stored, &v["results"]);
     let r = post(
-        &origin,
-        &user,
+        &s,
         &format!("/api/v1/comparisons/{id}/vote"),
         &json!({"preferred_index": 2}),
     )
@@ -99,11 +99,11 @@ async fn compare_runs_concurrently_keeps_request_order_and_failures_in_place() {
 
 #[tokio::test]
 async fn compare_stream_interleaves_events_and_saves_before_done() {
-    let (_fake, origin, user) = setup().await;
+    let s = setup().await;
+    let origin = s.origin();
     let started = Instant::now();
     let r = post(
-        &origin,
-        &user,
+        &s,
         "/api/v1/compare/stream",
         &compare_body(
             "Race",
@@ -117,7 +117,7 @@ async fn compare_stream_interleaves_events_and_saves_before_done() {
     )
     .await;
     assert_eq!(r.status(), 200);
-    assert!(invalidation(&r).contains(":comparisons"));
+    assert!(header(&r, "cache-group-invalidation").contains(":comparisons"));
     assert_eq!(
         r.headers()["content-type"],
         "text/event-stream; charset=utf-8"
@@ -153,7 +153,7 @@ async fn compare_stream_interleaves_events_and_saves_before_done() {
     let done = events.last().unwrap();
     assert_eq!(done["event"], "done");
     let id = done["comparisonId"].as_i64().expect("saved");
-    let stored = stored_results(&origin, id).await;
+    let stored = stored_results(origin, id).await;
     let stored = stored.as_array().unwrap();
     let models: Vec<&str> = stored
         .iter()
@@ -178,37 +178,49 @@ async fn compare_stream_interleaves_events_and_saves_before_done() {
 
 #[tokio::test]
 async fn compare_stream_with_no_success_saves_nothing() {
-    let (_fake, origin, user) = setup().await;
+    let s = setup().await;
+    let origin = s.origin();
     let r = post(
-        &origin,
-        &user,
+        &s,
         "/api/v1/compare/stream",
         &compare_body("x", &[("openai", "fail-401"), ("mistral", "m")]),
     )
     .await;
     let events = events_of(r).await;
     assert_eq!(events.last().unwrap(), &json!({"event": "done"}));
-    assert_eq!(count(&origin, "comparison_results").await, 0);
+    assert_eq!(origin.row_count("comparison_results").await, 0);
+}
+
+/// `POST /compare/analyze` with `body` as the stack's user; asserts nothing was stored.
+async fn analyze(s: &Stack, body: Value) -> Resp {
+    let req = s
+        .origin()
+        .request_as(s.user(), reqwest::Method::POST, "/api/v1/compare/analyze")
+        .json(&body);
+    let r = send(req).await;
+    assert_eq!(s.origin().row_count("comparison_results").await, 0);
+    r
+}
+
+fn two_outputs() -> Value {
+    json!([{"model": "a", "response": "One"}, {"label": "B", "response": "Two"}])
 }
 
 #[tokio::test]
-async fn analyze_asks_the_model_and_hides_failures() {
-    let (fake, origin, user) = setup().await;
-    let outputs = json!([{"model": "a", "response": "One"}, {"label": "B", "response": "Two"}]);
-    let r = post(
-        &origin,
-        &user,
-        "/api/v1/compare/analyze",
-        &json!({"outputs": outputs, "prompt": "Q"}),
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
+async fn analyze_asks_the_model_with_every_output() {
+    let s = setup().await;
+    let r = analyze(&s, json!({"outputs": two_outputs(), "prompt": "Q"})).await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
     assert_eq!(v["provider"], "openai");
     assert_eq!(v["model"], "gpt-4o");
     assert_eq!(v["outputs_compared"], 2);
     assert!(v["analysis"].as_str().unwrap().starts_with("[gpt-4o]"));
-    let sent = fake.last_request("/v1/chat/completions").unwrap().json();
+    let sent = s
+        .fake()
+        .last_request("/v1/chat/completions")
+        .unwrap()
+        .json();
     assert_eq!(sent["messages"][0]["role"], "system");
     let user_msg = sent["messages"][1]["content"].as_str().unwrap();
     assert!(
@@ -216,43 +228,26 @@ async fn analyze_asks_the_model_and_hides_failures() {
         "{user_msg}"
     );
     assert!(user_msg.contains(&"=".repeat(60)));
+}
 
-    let r = post(
-        &origin,
-        &user,
-        "/api/v1/compare/analyze",
-        &json!({
-        "outputs": outputs, "analysis_model": "gpt-4o-fail-500"}),
-    )
-    .await;
-    assert_eq!(r.status(), 502);
-    assert_eq!(
-        r.json::<Value>().await.unwrap(),
-        json!({"error": "Analysis failed"})
-    );
+#[tokio::test]
+async fn a_failed_analysis_is_a_502_without_details() {
+    let s = setup().await;
+    let body = json!({"outputs": two_outputs(), "analysis_model": "gpt-4o-fail-500"});
+    let r = analyze(&s, body).await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.json(), json!({"error": "Analysis failed"}));
+}
 
-    let r = post(
-        &origin,
-        &user,
-        "/api/v1/compare/analyze",
-        &json!({"prompt": "x"}),
-    )
-    .await;
-    assert_eq!(r.status(), 400);
+#[tokio::test]
+async fn analyze_needs_at_least_two_outputs() {
+    let s = setup().await;
+    let r = analyze(&s, json!({"prompt": "x"})).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json(), json!({"error": "outputs array is required"}));
+    let r = analyze(&s, json!({"outputs": [{"response": "a"}]})).await;
     assert_eq!(
-        r.json::<Value>().await.unwrap(),
-        json!({"error": "outputs array is required"})
-    );
-    let r = post(
-        &origin,
-        &user,
-        "/api/v1/compare/analyze",
-        &json!({"outputs": [{"response": "a"}]}),
-    )
-    .await;
-    assert_eq!(
-        r.json::<Value>().await.unwrap(),
+        r.json(),
         json!({"error": "At least 2 outputs are required for comparison"})
     );
-    assert_eq!(count(&origin, "comparison_results").await, 0);
 }

@@ -8,8 +8,9 @@ mod through_proxy;
 
 use std::time::Duration;
 
-use llmselect_e2e::fake_llm::{spawn_fake_llm_with, FakeConfig, FakeLlm};
-use llmselect_e2e::origin::{spawn_origin, TestOrigin, TestUser};
+use llmselect_e2e::fake_llm::FakeConfig;
+use llmselect_e2e::origin::{TestOrigin, TestUser};
+use llmselect_e2e::stack::{Stack, StackBuilder};
 use serde_json::Value;
 
 /// The system key configured for OpenAI, Anthropic and Gemini (Mistral has none).
@@ -18,36 +19,31 @@ pub const SYSTEM_KEY: &str = "sys-test-key";
 /// The `error` event of a failed stream.
 pub const STREAM_FAILED: &str = "Streaming failed. Please check your API key and try again.";
 
-/// An origin whose providers all point at `fake`, with system keys for every provider except
-/// Mistral and a short keep-alive interval.
-pub async fn origin_for(fake: &FakeLlm) -> TestOrigin {
-    let root = fake.base_url();
-    spawn_origin(|cfg| {
-        let p = &mut cfg.providers;
-        p.openai_base_url = format!("{root}/v1");
-        p.mistral_base_url = format!("{root}/v1");
-        p.anthropic_base_url = root.clone();
-        p.gemini_base_url = format!("{root}/v1beta");
-        p.openai_api_key = Some(SYSTEM_KEY.into());
-        p.anthropic_api_key = Some(SYSTEM_KEY.into());
-        p.gemini_api_key = Some(SYSTEM_KEY.into());
-        p.mistral_api_key = None;
-        p.verify_model_lists = false;
-        p.sse_keepalive_ms = 200;
-        p.llm_read_timeout_ms = 1_500;
-    })
-    .await
+/// The fake with `config`, an origin whose providers all point at it (system keys for every
+/// provider except Mistral, a short keep-alive interval and read timeout) and user `alice`; a test
+/// may add a proxy before starting it.
+pub fn llm_stack<'a>(config: FakeConfig) -> StackBuilder<'a> {
+    Stack::builder()
+        .fake_llm(config)
+        .origin(|cfg| {
+            let p = &mut cfg.providers;
+            p.openai_api_key = Some(SYSTEM_KEY.into());
+            p.anthropic_api_key = Some(SYSTEM_KEY.into());
+            p.gemini_api_key = Some(SYSTEM_KEY.into());
+            p.mistral_api_key = None;
+            p.sse_keepalive_ms = 200;
+            p.llm_read_timeout_ms = 1_500;
+        })
+        .user("alice")
 }
 
-/// A fake with no artificial latency, plus an origin in front of it and a logged-in user.
-pub async fn setup_with(config: FakeConfig) -> (FakeLlm, TestOrigin, TestUser) {
-    let fake = spawn_fake_llm_with(config).await;
-    let origin = origin_for(&fake).await;
-    let user = origin.user("alice").await;
-    (fake, origin, user)
+/// [`llm_stack`] with `config`, started.
+pub async fn setup_with(config: FakeConfig) -> Stack {
+    llm_stack(config).start().await
 }
 
-pub async fn setup() -> (FakeLlm, TestOrigin, TestUser) {
+/// [`llm_stack`] with a fake that has no artificial latency, started.
+pub async fn setup() -> Stack {
     setup_with(FakeConfig::instant()).await
 }
 
@@ -84,15 +80,10 @@ pub fn compare_body(prompt: &str, providers: &[(&str, &str)]) -> Value {
     serde_json::json!({"prompt": prompt, "providers": providers})
 }
 
-/// POSTs `body` as `user`.
-pub async fn post(
-    origin: &TestOrigin,
-    user: &TestUser,
-    path: &str,
-    body: &Value,
-) -> reqwest::Response {
-    origin
-        .request_as(user, reqwest::Method::POST, path)
+/// POSTs `body` to the stack's origin as the stack's user.
+pub async fn post(s: &Stack, path: &str, body: &Value) -> reqwest::Response {
+    s.origin()
+        .request_as(s.user(), reqwest::Method::POST, path)
         .json(body)
         .send()
         .await
@@ -112,21 +103,24 @@ pub async fn events_of(r: reqwest::Response) -> Vec<Value> {
     sse_events(&r.text().await.expect("SSE body"))
 }
 
+/// Starts a streamed chat answer ("Bye" to `gpt-4o`), reads its first content frame and leaves.
+pub async fn leave_a_chat_stream_after_its_first_frame(s: &Stack) {
+    let r = post(
+        s,
+        "/api/v1/chat/stream",
+        &chat_body("openai", "gpt-4o", "Bye"),
+    )
+    .await;
+    let first = first_frame_then_leave(r).await;
+    assert!(first.contains("content"));
+}
+
 /// Reads the first frame of a streamed response, then drops the body (the client leaves).
 pub async fn first_frame_then_leave(r: reqwest::Response) -> String {
     use futures::StreamExt;
     let mut body = r.bytes_stream();
     let first = body.next().await.expect("a first frame").expect("frame");
     String::from_utf8(first.to_vec()).expect("UTF-8 frame")
-}
-
-/// The `Cache-Group-Invalidation` header.
-pub fn invalidation(r: &reqwest::Response) -> String {
-    r.headers()
-        .get("cache-group-invalidation")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// `(role, content)` of the stored messages, oldest first.
@@ -141,14 +135,6 @@ pub async fn stored_messages(origin: &TestOrigin) -> Vec<(String, String)> {
     .iter()
     .map(|r| (r.get(0), r.get(1)))
     .collect()
-}
-
-pub async fn count(origin: &TestOrigin, table: &str) -> i64 {
-    let db = origin.db.client().await;
-    db.query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await
-        .expect("count")
-        .get(0)
 }
 
 pub const GENEROUS: Duration = Duration::from_secs(10);

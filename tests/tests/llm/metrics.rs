@@ -4,8 +4,7 @@
 //! Assertions compare two scrapes (before/after) of exact series lines, so they hold whatever else
 //! the origin counted before.
 
-use std::time::Instant;
-
+use llmselect_e2e::wait::eventually;
 use serde_json::{json, Value};
 
 use super::*;
@@ -18,16 +17,13 @@ impl Scrape {
         Scrape(origin.metrics_text().await)
     }
 
-    /// Scrapes until `done` holds (or [`GENEROUS`] has passed) and returns the last scrape.
+    /// Scrapes until `done` holds and returns that scrape.
     async fn until(origin: &TestOrigin, done: impl Fn(&Scrape) -> bool) -> Scrape {
-        let started = Instant::now();
-        loop {
+        eventually("a scrape that shows the call", || async {
             let s = Scrape::of(origin).await;
-            if done(&s) || started.elapsed() > GENEROUS {
-                return s;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+            done(&s).then_some(s)
+        })
+        .await
     }
 
     /// The value of the line `<series> <value>`; `series` is the name plus the labels exactly as
@@ -101,8 +97,9 @@ fn call(provider: &str, endpoint: &str, outcome: &str) -> (String, String, Strin
 
 #[tokio::test]
 async fn successful_chat_counts_one_ok_call_and_one_duration_sample() {
-    let (_fake, origin, user) = setup().await;
-    let before = Scrape::of(&origin).await;
+    let s = setup().await;
+    let origin = s.origin();
+    let before = Scrape::of(origin).await;
     // Every series is there from the start, so the first increment is visible to rate().
     assert!(
         before.0.lines().any(|l| l
@@ -111,15 +108,14 @@ async fn successful_chat_counts_one_ok_call_and_one_duration_sample() {
         before.0
     );
     let r = post(
-        &origin,
-        &user,
+        &s,
         "/api/v1/chat",
         &chat_body("openai", "gpt-4o-slow-150", "secret-user-text"),
     )
     .await;
     assert_eq!(r.status(), 200);
 
-    let after = Scrape::of(&origin).await;
+    let after = Scrape::of(origin).await;
     assert!(
         after.0.lines().any(|l| l
             == "origin_llm_calls_total{endpoint=\"chat\",outcome=\"ok\",provider=\"openai\"} 1"),
@@ -147,34 +143,23 @@ async fn successful_chat_counts_one_ok_call_and_one_duration_sample() {
 
 #[tokio::test]
 async fn provider_failures_count_as_errors() {
-    let (_fake, origin, user) = setup().await;
-    let before = Scrape::of(&origin).await;
+    let s = setup().await;
+    let origin = s.origin();
+    let before = Scrape::of(origin).await;
     let body = |provider: &str, model: &str| chat_body(provider, model, "x");
-    let r = post(
-        &origin,
-        &user,
-        "/api/v1/chat",
-        &body("openai", "gpt-4o-fail-500"),
-    )
-    .await;
+    let r = post(&s, "/api/v1/chat", &body("openai", "gpt-4o-fail-500")).await;
     assert_eq!(r.status(), 400);
     for (provider, model) in [
         ("anthropic", "claude-fail-429"),
-        // Slower than the 1.5 s read timeout of the test origin.
+        // Slower than the 1.5 s read timeout of the suite's origin (`llm_stack`).
         ("gemini", "gemini-slow-2500"),
     ] {
-        let r = post(
-            &origin,
-            &user,
-            "/api/v1/chat/stream",
-            &body(provider, model),
-        )
-        .await;
+        let r = post(&s, "/api/v1/chat/stream", &body(provider, model)).await;
         let events = events_of(r).await;
         assert_eq!(events.last().unwrap(), &json!({"error": STREAM_FAILED}));
     }
 
-    let after = Scrape::of(&origin).await;
+    let after = Scrape::of(origin).await;
     assert_eq!(
         counted(&before, &after),
         [
@@ -203,11 +188,11 @@ async fn provider_failures_count_as_errors() {
 
 #[tokio::test]
 async fn successful_chat_stream_records_time_to_first_token() {
-    let (_fake, origin, user) = setup().await;
-    let before = Scrape::of(&origin).await;
+    let s = setup().await;
+    let origin = s.origin();
+    let before = Scrape::of(origin).await;
     let r = post(
-        &origin,
-        &user,
+        &s,
         "/api/v1/chat/stream",
         &chat_body("gemini", "gemini-2.5-flash-slow-200", "Stream please"),
     )
@@ -216,7 +201,7 @@ async fn successful_chat_stream_records_time_to_first_token() {
     assert_eq!(events.last().unwrap()["done"], true, "{events:?}");
 
     // The call is recorded before `done` is sent, so one scrape after the body suffices.
-    let after = Scrape::of(&origin).await;
+    let after = Scrape::of(origin).await;
     assert_eq!(
         counted(&before, &after),
         [call("gemini", "chat_stream", "ok")]
@@ -243,11 +228,11 @@ async fn successful_chat_stream_records_time_to_first_token() {
 
 #[tokio::test]
 async fn compare_counts_one_call_per_provider() {
-    let (_fake, origin, user) = setup().await;
-    let before = Scrape::of(&origin).await;
+    let s = setup().await;
+    let origin = s.origin();
+    let before = Scrape::of(origin).await;
     let r = post(
-        &origin,
-        &user,
+        &s,
         "/api/v1/compare",
         &compare_body(
             "Hi",
@@ -264,7 +249,7 @@ async fn compare_counts_one_call_per_provider() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["results"][2]["error"], true);
 
-    let after = Scrape::of(&origin).await;
+    let after = Scrape::of(origin).await;
     assert_eq!(
         counted(&before, &after),
         [
@@ -280,11 +265,11 @@ async fn compare_counts_one_call_per_provider() {
 
 #[tokio::test]
 async fn compare_stream_counts_one_call_and_one_first_token_per_provider() {
-    let (_fake, origin, user) = setup().await;
-    let before = Scrape::of(&origin).await;
+    let s = setup().await;
+    let origin = s.origin();
+    let before = Scrape::of(origin).await;
     let r = post(
-        &origin,
-        &user,
+        &s,
         "/api/v1/compare/stream",
         &compare_body(
             "Race",
@@ -299,7 +284,7 @@ async fn compare_stream_counts_one_call_and_one_first_token_per_provider() {
     let events = events_of(r).await;
     assert_eq!(events.last().unwrap()["event"], "done", "{events:?}");
 
-    let after = Scrape::of(&origin).await;
+    let after = Scrape::of(origin).await;
     assert_eq!(
         counted(&before, &after),
         [
@@ -321,23 +306,23 @@ async fn compare_stream_counts_one_call_and_one_first_token_per_provider() {
 
 #[tokio::test]
 async fn analyze_calls_are_counted() {
-    let (_fake, origin, user) = setup().await;
-    let before = Scrape::of(&origin).await;
+    let s = setup().await;
+    let origin = s.origin();
+    let before = Scrape::of(origin).await;
     let outputs = json!([{"model": "a", "response": "One"}, {"model": "b", "response": "Two"}]);
     for (provider, model, status) in [
         ("anthropic", "claude-3-5-sonnet", 200),
         ("openai", "gpt-4o-fail-500", 502),
     ] {
         let r = post(
-            &origin,
-            &user,
+            &s,
             "/api/v1/compare/analyze",
             &json!({"outputs": outputs, "analysis_provider": provider, "analysis_model": model}),
         )
         .await;
         assert_eq!(r.status(), status, "{provider}");
     }
-    let after = Scrape::of(&origin).await;
+    let after = Scrape::of(origin).await;
     assert_eq!(
         counted(&before, &after),
         [
@@ -349,19 +334,12 @@ async fn analyze_calls_are_counted() {
 
 #[tokio::test]
 async fn client_disconnect_counts_a_cancelled_stream() {
-    let (_fake, origin, user) = setup_with(chunked(6, 100)).await;
-    let before = Scrape::of(&origin).await;
-    let r = post(
-        &origin,
-        &user,
-        "/api/v1/chat/stream",
-        &chat_body("openai", "gpt-4o", "Bye"),
-    )
-    .await;
-    let first = first_frame_then_leave(r).await;
-    assert!(first.contains("content"));
+    let s = setup_with(chunked(6, 100)).await;
+    let origin = s.origin();
+    let before = Scrape::of(origin).await;
+    leave_a_chat_stream_after_its_first_frame(&s).await;
 
-    let after = Scrape::until(&origin, |s| {
+    let after = Scrape::until(origin, |s| {
         s.calls("openai", "chat_stream", "cancelled") > 0.0
     })
     .await;
@@ -385,11 +363,11 @@ async fn client_disconnect_counts_a_cancelled_stream() {
 /// (1.5 s here, before the providers' first byte at 5 s) would give them.
 #[tokio::test]
 async fn compare_stream_disconnect_cancels_every_upstream_call() {
-    let (_fake, origin, user) = setup().await;
-    let before = Scrape::of(&origin).await;
+    let s = setup().await;
+    let origin = s.origin();
+    let before = Scrape::of(origin).await;
     let r = post(
-        &origin,
-        &user,
+        &s,
         "/api/v1/compare/stream",
         &compare_body(
             "Leave early",
@@ -404,7 +382,7 @@ async fn compare_stream_disconnect_cancels_every_upstream_call() {
     let first = first_frame_then_leave(r).await;
     assert!(first.contains("start"));
 
-    let after = Scrape::until(&origin, |s| {
+    let after = Scrape::until(origin, |s| {
         ["openai", "gemini"]
             .iter()
             .all(|p| s.calls(p, "compare_stream", "cancelled") > 0.0)
@@ -418,7 +396,7 @@ async fn compare_stream_disconnect_cancels_every_upstream_call() {
         ]
     );
     assert_eq!(
-        count(&origin, "comparison_results").await,
+        origin.row_count("comparison_results").await,
         0,
         "nothing saved"
     );

@@ -1,29 +1,37 @@
 //! Registration, login, logout, refresh, me; bearer and cookie+CSRF authentication; bad input.
 
+use llmselect_e2e::http::header;
 use llmselect_e2e::origin::{set_cookie_value, spawn_origin};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{
-    get_anonymous, header, json, me_with_bearer, origin_with_user, row_count, send_as, send_json,
-};
+use crate::support::{get_anonymous, json, me_with_bearer, origin_with_user, send_as, send_json};
 
 #[tokio::test]
-async fn register_login_me_logout() {
+async fn registration_answers_201_and_is_not_cached() {
     let o = spawn_origin(|_| {}).await;
     let r = o.register("Alice", "password-123").await;
     assert_eq!(r.status(), 201);
     assert_eq!(header(&r, "cache-control"), "no-store");
     assert_eq!(json(r).await, json!({"message": "Registration successful"}));
+}
 
-    let r = o.login("ALICE", "password-123").await;
-    assert_eq!(r.status(), 200);
-    let cookies: Vec<String> = r
-        .headers()
+/// The `Set-Cookie` values of a response.
+fn set_cookies(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
         .get_all("set-cookie")
         .iter()
         .map(|v| v.to_str().unwrap().to_string())
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn login_is_case_insensitive_and_sets_the_four_auth_cookies() {
+    let o = spawn_origin(|_| {}).await;
+    o.register("Alice", "password-123").await;
+    let r = o.login("ALICE", "password-123").await;
+    assert_eq!(r.status(), 200);
+    let cookies = set_cookies(&r);
     assert_eq!(cookies.len(), 4);
     let access = cookies
         .iter()
@@ -38,15 +46,17 @@ async fn register_login_me_logout() {
         .find(|c| c.starts_with("csrf_access_token="))
         .unwrap();
     assert!(!csrf.contains("HttpOnly"));
-    let token = set_cookie_value(r.headers(), "access_token_cookie").unwrap();
     assert_eq!(header(&r, "cache-control"), "no-store");
     assert_eq!(
         json(r).await,
         json!({"message": "Login successful", "user": {"username": "alice"}})
     );
+}
 
-    // The JWT carries flask-jwt-extended's claims.
-    let payload = token.split('.').nth(1).unwrap();
+#[tokio::test]
+async fn the_access_token_carries_flask_jwt_extended_claims() {
+    let s = origin_with_user("alice").await;
+    let payload = s.user().token.split('.').nth(1).unwrap();
     use base64::Engine;
     let claims: serde_json::Value = serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -61,12 +71,20 @@ async fn register_login_me_logout() {
         claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
         15 * 60
     );
+}
 
-    let r = me_with_bearer(&o, &token).await;
+#[tokio::test]
+async fn me_answers_the_user_of_a_bearer_token_privately() {
+    let s = origin_with_user("alice").await;
+    let r = me_with_bearer(s.origin(), &s.user().token).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), "private, no-store");
     assert_eq!(json(r).await, json!({"user": {"username": "alice"}}));
+}
 
+#[tokio::test]
+async fn logout_expires_the_four_auth_cookies() {
+    let o = spawn_origin(|_| {}).await;
     let r = o
         .http
         .post(o.url("/api/v1/auth/logout"))
@@ -74,12 +92,7 @@ async fn register_login_me_logout() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let cleared: Vec<String> = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect();
+    let cleared = set_cookies(&r);
     assert_eq!(cleared.len(), 4);
     assert!(cleared
         .iter()
@@ -114,16 +127,17 @@ async fn first_user_is_admin_and_duplicates_are_rejected() {
 }
 
 #[tokio::test]
-async fn registration_policies() {
-    // Closed registration without a token: only the first user.
+async fn closed_registration_admits_only_the_first_user() {
     let o = spawn_origin(|c| c.auth.allow_open_registration = false).await;
     assert_eq!(o.register("owner", "password-123").await.status(), 201);
     let r = o.register("intruder", "password-123").await;
     assert_eq!(r.status(), 400);
     let body = json(r).await;
     assert_eq!(body["details"]["code"], "registration_closed");
+}
 
-    // With a registration token.
+#[tokio::test]
+async fn closed_registration_with_a_token_needs_that_token() {
     let o = spawn_origin(|c| {
         c.auth.allow_open_registration = false;
         c.auth.registration_token = Some("letmein".into());
@@ -147,7 +161,8 @@ async fn registration_policies() {
 
 #[tokio::test]
 async fn login_failures_are_generic() {
-    let (o, _carol) = origin_with_user("carol").await;
+    let s = origin_with_user("carol").await;
+    let (o, _carol) = (s.origin(), s.user());
     // A wrong password for an existing user and any password for an unknown one (even carol's)
     // must be indistinguishable: same status, headers and body, and the same database work.
     let mut answers = Vec::new();
@@ -234,8 +249,9 @@ fn hex_encode(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn cookie_auth_needs_csrf_on_mutations_and_bearer_does_not() {
-    let (o, u) = origin_with_user("dave").await;
-    let cid = o.create_conversation(&u, Some("t")).await;
+    let s = origin_with_user("dave").await;
+    let (o, u) = (s.origin(), s.user());
+    let cid = o.create_conversation(u, Some("t")).await;
     let path = o.url(&format!("/api/v1/conversations/{cid}"));
 
     // GET with the cookie needs no CSRF.
@@ -276,8 +292,8 @@ async fn cookie_auth_needs_csrf_on_mutations_and_bearer_does_not() {
 
     // Bearer: no CSRF needed.
     let r = send_json(
-        &o,
-        &u,
+        o,
+        u,
         Method::PATCH,
         &format!("/api/v1/conversations/{cid}"),
         &json!({"title": "again"}),
@@ -287,8 +303,8 @@ async fn cookie_auth_needs_csrf_on_mutations_and_bearer_does_not() {
 }
 
 #[tokio::test]
-async fn authentication_errors() {
-    let (o, u) = origin_with_user("erin").await;
+async fn a_request_without_credentials_is_401_missing_cookie() {
+    let o = spawn_origin(|_| {}).await;
     let r = get_anonymous(&o, "/api/v1/conversations").await;
     assert_eq!(r.status(), 401);
     assert_eq!(header(&r, "cache-control"), "no-store");
@@ -296,29 +312,39 @@ async fn authentication_errors() {
         json(r).await,
         json!({"error": "authentication_error", "message": "Missing cookie \"access_token_cookie\""})
     );
+}
 
+#[tokio::test]
+async fn forged_tokens_and_refresh_tokens_are_not_access_tokens() {
+    let s = origin_with_user("erin").await;
+    let (o, u) = (s.origin(), s.user());
     let mut forged = u.token.clone();
     forged.push('x');
-    let r = me_with_bearer(&o, &forged).await;
-    assert_eq!(r.status(), 401);
-    assert_eq!(json(r).await["error"], "invalid_token");
+    for (token, what) in [(&forged, "forged"), (&u.refresh_token, "refresh token")] {
+        let r = me_with_bearer(o, token).await;
+        assert_eq!(r.status(), 401, "{what}");
+        assert_eq!(json(r).await["error"], "invalid_token", "{what}");
+    }
+}
 
-    // A refresh token is not an access token.
-    let r = me_with_bearer(&o, &u.refresh_token).await;
-    assert_eq!(r.status(), 401);
-    assert_eq!(json(r).await["error"], "invalid_token");
-
-    // An expired token.
+#[tokio::test]
+async fn an_expired_access_token_is_401_token_expired() {
+    let s = origin_with_user("erin").await;
+    let o = s.origin();
     let keys = llmselect_origin::JwtKeys::new(&o.config.auth.jwt_secret_key);
     let expired = keys.issue(1, "access", -5).unwrap();
-    let r = me_with_bearer(&o, &expired.token).await;
+    let r = me_with_bearer(o, &expired.token).await;
     assert_eq!(r.status(), 401);
     assert_eq!(
         json(r).await,
         json!({"error": "token_expired", "message": "Authentication token has expired"})
     );
+}
 
-    // A valid token for a user that no longer exists.
+#[tokio::test]
+async fn a_valid_token_of_an_unknown_user_is_401() {
+    let o = spawn_origin(|_| {}).await;
+    let keys = llmselect_origin::JwtKeys::new(&o.config.auth.jwt_secret_key);
     let ghost = keys.issue(999_999, "access", 60).unwrap();
     let r = me_with_bearer(&o, &ghost.token).await;
     assert_eq!(r.status(), 401);
@@ -330,7 +356,8 @@ async fn authentication_errors() {
 
 #[tokio::test]
 async fn refresh_uses_the_refresh_cookie_and_its_csrf() {
-    let (o, u) = origin_with_user("frank").await;
+    let s = origin_with_user("frank").await;
+    let (o, u) = (s.origin(), s.user());
     let cookie = format!("refresh_token_cookie={}", u.refresh_token);
     let r = o
         .http
@@ -353,60 +380,70 @@ async fn refresh_uses_the_refresh_cookie_and_its_csrf() {
     let token = set_cookie_value(r.headers(), "access_token_cookie").expect("new access cookie");
     assert!(set_cookie_value(r.headers(), "csrf_access_token").is_some());
     assert_eq!(json(r).await, json!({"message": "Token refreshed"}));
-    let r = me_with_bearer(&o, &token).await;
+    let r = me_with_bearer(o, &token).await;
     assert_eq!(r.status(), 200);
 }
 
-#[tokio::test]
-async fn bad_bodies_get_documented_4xx() {
+/// `POST /api/v1/auth/register` with a raw `body` and `content_type`, on an origin whose body
+/// limit is 1 KiB; asserts that no user was written.
+async fn register_raw(body: String, content_type: &str) -> (u16, String, serde_json::Value) {
     let o = spawn_origin(|c| c.http.max_body_bytes = 1024).await;
-    let post = |body: &'static str, ct: Option<&'static str>| {
-        let mut b = o.http.post(o.url("/api/v1/auth/register")).body(body);
-        if let Some(ct) = ct {
-            b = b.header("Content-Type", ct);
-        }
-        b.send()
-    };
-    let r = post("{not json", Some("application/json")).await.unwrap();
-    assert_eq!(r.status(), 400);
-    let body = json(r).await;
+    let r = o
+        .http
+        .post(o.url("/api/v1/auth/register"))
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let (status, cache_control) = (r.status().as_u16(), header(&r, "cache-control"));
+    let v = json(r).await;
+    assert_eq!(o.row_count("users").await, 0, "nothing was written");
+    (status, cache_control, v)
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_400() {
+    let (status, _, body) = register_raw("{not json".into(), "application/json").await;
+    assert_eq!(status, 400);
     assert_eq!(body["error"], "bad_request");
     assert!(body["message"]
         .as_str()
         .unwrap()
         .starts_with("Failed to decode JSON object"));
+}
 
-    let r = post("{}", Some("text/plain")).await.unwrap();
-    assert_eq!(r.status(), 415);
-    assert_eq!(json(r).await["error"], "unsupported_media_type");
+#[tokio::test]
+async fn a_body_that_is_not_declared_json_is_415() {
+    let (status, _, body) = register_raw("{}".into(), "text/plain").await;
+    assert_eq!(status, 415);
+    assert_eq!(body["error"], "unsupported_media_type");
+}
 
-    let r = post(
-        r#"{"username": 5, "extra": true}"#,
-        Some("application/json"),
+#[tokio::test]
+async fn an_invalid_body_is_422_naming_every_field() {
+    let (status, _, body) = register_raw(
+        r#"{"username": 5, "extra": true}"#.into(),
+        "application/json",
     )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), 422);
+    .await;
+    assert_eq!(status, 422);
     assert_eq!(
-        json(r).await,
+        body,
         json!({"error": "validation_error", "message": "Invalid request payload", "details": {
             "username": ["Not a valid string."],
             "password": ["Missing data for required field."],
             "extra": ["Unknown field."]
         }})
     );
-
-    let r = post(r#"["a"]"#, Some("application/json")).await.unwrap();
-    assert_eq!(r.status(), 422);
-
-    let r = post(
-        r#"{"username": "ab", "password": "short"}"#,
-        Some("application/json"),
+    let (status, _, _) = register_raw(r#"["a"]"#.into(), "application/json").await;
+    assert_eq!(status, 422, "a JSON array is not an object");
+    let (status, _, d) = register_raw(
+        r#"{"username": "ab", "password": "short"}"#.into(),
+        "application/json",
     )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), 422);
-    let d = json(r).await;
+    .await;
+    assert_eq!(status, 422);
     assert_eq!(
         d["details"]["username"],
         json!(["Length must be between 3 and 50."])
@@ -415,23 +452,15 @@ async fn bad_bodies_get_documented_4xx() {
         d["details"]["password"],
         json!(["Length must be between 8 and 128."])
     );
+}
 
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
     let big = format!(r#"{{"username": "{}"}}"#, "x".repeat(2000));
-    let r = o
-        .http
-        .post(o.url("/api/v1/auth/register"))
-        .header("Content-Type", "application/json")
-        .body(big)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 413);
-    assert_eq!(header(&r, "cache-control"), "no-store");
-    assert_eq!(json(r).await["error"], "payload_too_large");
-
-    // Nothing was written by any of these.
-    let n = row_count(&o, "users").await;
-    assert_eq!(n, 0);
+    let (status, cache_control, body) = register_raw(big, "application/json").await;
+    assert_eq!(status, 413);
+    assert_eq!(cache_control, "no-store");
+    assert_eq!(body["error"], "payload_too_large");
 }
 
 #[tokio::test]

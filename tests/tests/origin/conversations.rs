@@ -3,27 +3,31 @@
 
 use std::collections::HashSet;
 
+use llmselect_e2e::http::header;
+use llmselect_e2e::origin::TestUser;
+use llmselect_e2e::stack::Stack;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::support::{
-    get, get_counted, get_if_none_match, get_json, header, json, metrics_text, origin_with_user,
-    row_count, send_as, send_json, statements, strings, user_id,
+    get, get_counted, get_if_none_match, get_json, json, origin_with_user, send_as, send_json,
+    statements, strings,
 };
 
 #[tokio::test]
 async fn create_add_messages_get_list() {
-    let (o, u) = origin_with_user("alice").await;
+    let s = origin_with_user("alice").await;
+    let (o, u) = (s.origin(), s.user());
     let r = send_json(
-        &o,
-        &u,
+        o,
+        u,
         Method::POST,
         "/api/v1/conversations",
         &json!({"provider": "openai", "model": "gpt-4o"}),
     )
     .await;
     assert_eq!(r.status(), 201);
-    let uid = user_id(&o, "alice").await;
+    let uid = o.user_id("alice").await;
     assert_eq!(
         header(&r, "cache-group-invalidation"),
         format!("\"user:{uid}:conversations\"")
@@ -45,8 +49,8 @@ async fn create_add_messages_get_list() {
         ("user", "second question"),
     ] {
         let r = send_json(
-            &o,
-            &u,
+            o,
+            u,
             Method::POST,
             &format!("/api/v1/conversations/{id}/messages"),
             &json!({"role": role, "content": content}),
@@ -65,7 +69,7 @@ async fn create_add_messages_get_list() {
         assert_eq!(m["conversationId"], id.as_str());
     }
 
-    let r = get(&o, &u, &format!("/api/v1/conversations/{id}")).await;
+    let r = get(o, u, &format!("/api/v1/conversations/{id}")).await;
     assert_eq!(r.status(), 200);
     let d = json(r).await;
     assert_eq!(d["messageCount"], 3);
@@ -75,7 +79,7 @@ async fn create_add_messages_get_list() {
     assert_eq!(d["lastMessageAt"], msgs[2]["createdAt"]);
     assert!(d["lastMessageAt"].as_str().unwrap() > created_at.as_str());
 
-    let r = get(&o, &u, "/api/v1/conversations").await;
+    let r = get(o, u, "/api/v1/conversations").await;
     assert_eq!(r.status(), 200);
     let l = json(r).await;
     assert_eq!(l["total"], 1);
@@ -90,14 +94,14 @@ async fn create_add_messages_get_list() {
 }
 
 #[tokio::test]
-async fn rename_delete_and_validation() {
-    let (o, u) = origin_with_user("bob").await;
-    let id = o.create_conversation(&u, None).await;
-    o.add_message(&u, &id, "user", "hello").await;
-    let before = get_json(&o, &u, &format!("/api/v1/conversations/{id}")).await;
-
+async fn rename_changes_the_title_and_keeps_last_message_at() {
+    let s = origin_with_user("bob").await;
+    let (o, u) = (s.origin(), s.user());
+    let id = o.create_conversation(u, None).await;
+    o.add_message(u, &id, "user", "hello").await;
     let path = format!("/api/v1/conversations/{id}");
-    let r = send_json(&o, &u, Method::PATCH, &path, &json!({"title": "Renamed"})).await;
+    let before = get_json(o, u, &path).await;
+    let r = send_json(o, u, Method::PATCH, &path, &json!({"title": "Renamed"})).await;
     assert_eq!(r.status(), 200);
     let body = json(r).await;
     assert_eq!(body["title"], "Renamed");
@@ -105,7 +109,14 @@ async fn rename_delete_and_validation() {
         body["lastMessageAt"], before["lastMessageAt"],
         "rename keeps last_message_at"
     );
+}
 
+#[tokio::test]
+async fn rename_validation_errors_name_the_field() {
+    let s = origin_with_user("bob").await;
+    let (o, u) = (s.origin(), s.user());
+    let id = o.create_conversation(u, None).await;
+    let path = format!("/api/v1/conversations/{id}");
     for (bad, field_msg) in [
         (
             json!({"title": ""}),
@@ -124,45 +135,54 @@ async fn rename_delete_and_validation() {
             json!({"color": ["Unknown field."]}),
         ),
     ] {
-        let r = send_json(&o, &u, Method::PATCH, &path, &bad).await;
+        let r = send_json(o, u, Method::PATCH, &path, &bad).await;
         assert_eq!(r.status(), 422, "{bad}");
         assert_eq!(json(r).await["details"], field_msg);
     }
+}
 
-    let r = send_as(&o, &u, Method::DELETE, &path).await;
+#[tokio::test]
+async fn delete_removes_the_messages_too_and_then_answers_404() {
+    let s = origin_with_user("bob").await;
+    let (o, u) = (s.origin(), s.user());
+    let id = o.create_conversation(u, None).await;
+    o.add_message(u, &id, "user", "hello").await;
+    let path = format!("/api/v1/conversations/{id}");
+    let r = send_as(o, u, Method::DELETE, &path).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         json(r).await,
         json!({"message": "Conversation deleted successfully"})
     );
-    let n = row_count(&o, "messages").await;
+    let n = o.row_count("messages").await;
     assert_eq!(n, 0, "messages go by cascade");
-    let r = get(&o, &u, &path).await;
+    let r = get(o, u, &path).await;
     assert_eq!(r.status(), 404);
     assert_eq!(
         json(r).await,
         json!({"error": "not_found", "message": "Conversation not found"})
     );
-    let r = send_as(&o, &u, Method::DELETE, &path).await;
+    let r = send_as(o, u, Method::DELETE, &path).await;
     assert_eq!(r.status(), 404);
 }
 
 #[tokio::test]
 async fn bad_ids_and_bad_message_bodies() {
-    let (o, u) = origin_with_user("carol").await;
+    let s = origin_with_user("carol").await;
+    let (o, u) = (s.origin(), s.user());
     for path in [
         "/api/v1/conversations/not-a-uuid",
         "/api/v1/conversations/00000000-0000-0000-0000-000000000000",
         "/api/v1/conversations/not-a-uuid/export",
     ] {
-        let r = get(&o, &u, path).await;
+        let r = get(o, u, path).await;
         assert_eq!(r.status(), 404, "{path}");
         assert_eq!(header(&r, "cache-control"), "no-store");
     }
-    let id = o.create_conversation(&u, None).await;
+    let id = o.create_conversation(u, None).await;
     let r = send_json(
-        &o,
-        &u,
+        o,
+        u,
         Method::POST,
         &format!("/api/v1/conversations/{id}/messages"),
         &json!({"role": "robot", "content": ""}),
@@ -179,8 +199,8 @@ async fn bad_ids_and_bad_message_bodies() {
         json!(["Length must be between 1 and 100000."])
     );
     let r = send_json(
-        &o,
-        &u,
+        o,
+        u,
         Method::POST,
         "/api/v1/conversations",
         &json!({"provider": "bogus", "model": 7}),
@@ -189,7 +209,7 @@ async fn bad_ids_and_bad_message_bodies() {
     assert_eq!(r.status(), 422);
     let r = o
         .request_as(
-            &u,
+            u,
             Method::POST,
             &format!("/api/v1/conversations/{id}/messages"),
         )
@@ -199,16 +219,17 @@ async fn bad_ids_and_bad_message_bodies() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let n = row_count(&o, "messages").await;
+    let n = o.row_count("messages").await;
     assert_eq!(n, 0);
 }
 
 #[tokio::test]
 async fn users_are_isolated() {
-    let (o, a) = origin_with_user("alice").await;
+    let s = origin_with_user("alice").await;
+    let (o, a) = (s.origin(), s.user());
     let b = o.user("bob").await;
-    let id = o.create_conversation(&a, Some("secret plans")).await;
-    o.add_message(&a, &id, "user", "top secret").await;
+    let id = o.create_conversation(a, Some("secret plans")).await;
+    o.add_message(a, &id, "user", "top secret").await;
 
     let path = format!("/api/v1/conversations/{id}");
     for (method, p, body) in [
@@ -233,38 +254,40 @@ async fn users_are_isolated() {
         let r = req.send().await.unwrap();
         assert_eq!(r.status(), 404, "{method} {p}");
     }
-    let l = get_json(&o, &b, "/api/v1/conversations").await;
+    let l = get_json(o, &b, "/api/v1/conversations").await;
     assert_eq!(l["total"], 0);
     assert_eq!(l["conversations"], json!([]));
     // A's data is untouched.
-    let d = get_json(&o, &a, &path).await;
+    let d = get_json(o, a, &path).await;
     assert_eq!(d["title"], "secret plans");
     assert_eq!(d["messageCount"], 1);
 }
 
 #[tokio::test]
 async fn search_escapes_wildcards() {
-    let (o, u) = origin_with_user("dan").await;
-    o.create_conversation(&u, Some("100% done")).await;
-    o.create_conversation(&u, Some("1000 things")).await;
-    o.create_conversation(&u, Some("snake_case")).await;
-    o.create_conversation(&u, Some("snakeXcase")).await;
+    let s = origin_with_user("dan").await;
+    let (o, u) = (s.origin(), s.user());
+    o.create_conversation(u, Some("100% done")).await;
+    o.create_conversation(u, Some("1000 things")).await;
+    o.create_conversation(u, Some("snake_case")).await;
+    o.create_conversation(u, Some("snakeXcase")).await;
     let titles = |v: Value| strings(&v, "conversations", "title");
-    let l = get_json(&o, &u, "/api/v1/conversations?search=100%25").await;
+    let l = get_json(o, u, "/api/v1/conversations?search=100%25").await;
     assert_eq!(titles(l), vec!["100% done"]);
-    let l = get_json(&o, &u, "/api/v1/conversations?search=E_C").await;
+    let l = get_json(o, u, "/api/v1/conversations?search=E_C").await;
     assert_eq!(titles(l), vec!["snake_case"]);
-    let l = get_json(&o, &u, "/api/v1/conversations?search=OPENAI").await;
+    let l = get_json(o, u, "/api/v1/conversations?search=OPENAI").await;
     assert_eq!(l["total"], 4, "provider matches case-insensitively");
 }
 
 #[tokio::test]
 async fn page_and_limit_rules() {
-    let (o, u) = origin_with_user("erin").await;
+    let s = origin_with_user("erin").await;
+    let (o, u) = (s.origin(), s.user());
     for i in 0..5 {
-        o.create_conversation(&u, Some(&format!("c{i}"))).await;
+        o.create_conversation(u, Some(&format!("c{i}"))).await;
     }
-    let l = get_json(&o, &u, "/api/v1/conversations?page=2&limit=2").await;
+    let l = get_json(o, u, "/api/v1/conversations?page=2&limit=2").await;
     assert_eq!(
         (
             l["page"].as_i64(),
@@ -279,30 +302,31 @@ async fn page_and_limit_rules() {
         vec!["c2", "c1"],
         "newest first"
     );
-    let l = get_json(&o, &u, "/api/v1/conversations?page=0&limit=500").await;
+    let l = get_json(o, u, "/api/v1/conversations?page=0&limit=500").await;
     assert_eq!(
         (l["page"].as_i64(), l["limit"].as_i64()),
         (Some(1), Some(20))
     );
-    let l = get_json(&o, &u, "/api/v1/conversations?page=abc&limit=-1").await;
+    let l = get_json(o, u, "/api/v1/conversations?page=abc&limit=-1").await;
     assert_eq!(
         (l["page"].as_i64(), l["limit"].as_i64()),
         (Some(1), Some(20))
     );
-    let l = get_json(&o, &u, "/api/v1/conversations?page=9").await;
+    let l = get_json(o, u, "/api/v1/conversations?page=9").await;
     assert_eq!(l["conversations"], json!([]));
     assert_eq!(l["total"], 5, "a page past the end still reports the total");
 }
 
 #[tokio::test]
 async fn cursor_pagination_is_stable_under_concurrent_inserts() {
-    let (o, u) = origin_with_user("fay").await;
+    let s = origin_with_user("fay").await;
+    let (o, u) = (s.origin(), s.user());
     let mut original = Vec::new();
     for i in 0..12 {
-        original.push(o.create_conversation(&u, Some(&format!("old {i}"))).await);
+        original.push(o.create_conversation(u, Some(&format!("old {i}"))).await);
     }
     let mut seen = Vec::new();
-    let first = get_json(&o, &u, "/api/v1/conversations?limit=5").await;
+    let first = get_json(o, u, "/api/v1/conversations?limit=5").await;
     let mut cursor = first["nextCursor"]
         .as_str()
         .expect("next cursor")
@@ -314,14 +338,14 @@ async fn cursor_pagination_is_stable_under_concurrent_inserts() {
         let (_, page) = tokio::join!(
             async {
                 for j in 0..3 {
-                    o.create_conversation(&u, Some(&format!("new {round}.{j}")))
+                    o.create_conversation(u, Some(&format!("new {round}.{j}")))
                         .await;
                 }
             },
             async {
                 get_json(
-                    &o,
-                    &u,
+                    o,
+                    u,
                     &format!("/api/v1/conversations?limit=5&cursor={cursor}"),
                 )
                 .await
@@ -354,19 +378,20 @@ async fn cursor_pagination_is_stable_under_concurrent_inserts() {
 
 #[tokio::test]
 async fn bad_and_foreign_cursors_are_400() {
-    let (o, a) = origin_with_user("gus").await;
+    let s = origin_with_user("gus").await;
+    let (o, a) = (s.origin(), s.user());
     let b = o.user("hal").await;
     for _ in 0..3 {
-        o.create_conversation(&a, None).await;
+        o.create_conversation(a, None).await;
     }
-    let l = get_json(&o, &a, "/api/v1/conversations?limit=2").await;
+    let l = get_json(o, a, "/api/v1/conversations?limit=2").await;
     let cursor = l["nextCursor"].as_str().unwrap().to_string();
-    let r = get(&o, &b, &format!("/api/v1/conversations?cursor={cursor}")).await;
+    let r = get(o, &b, &format!("/api/v1/conversations?cursor={cursor}")).await;
     assert_eq!(r.status(), 400, "another user's cursor");
-    let r = get(&o, &a, &format!("/api/v1/comparisons?cursor={cursor}")).await;
+    let r = get(o, a, &format!("/api/v1/comparisons?cursor={cursor}")).await;
     assert_eq!(r.status(), 400, "a conversation cursor on comparisons");
     for bad in ["%%%", "bm9wZQ", "Y29udnwxfHh8eQ"] {
-        let r = get(&o, &a, &format!("/api/v1/conversations?cursor={bad}")).await;
+        let r = get(o, a, &format!("/api/v1/conversations?cursor={bad}")).await;
         assert_eq!(r.status(), 400, "{bad}");
         assert_eq!(header(&r, "cache-control"), "no-store");
         assert_eq!(
@@ -376,15 +401,32 @@ async fn bad_and_foreign_cursors_are_400() {
     }
 }
 
-#[tokio::test]
-async fn etags_304_and_invalidation() {
-    let (o, u) = origin_with_user("ivy").await;
-    let other = o.user("jon").await;
-    let id = o.create_conversation(&u, Some("first")).await;
-    let uid = user_id(&o, "ivy").await;
+const LIST: &str = "/api/v1/conversations?page=1&limit=20";
 
-    let list = "/api/v1/conversations?page=1&limit=20";
-    let r = get(&o, &u, list).await;
+/// The ETag tests' data: user `ivy` (the stack's) with conversation "first", and user `jon`.
+struct EtagFixture {
+    s: Stack,
+    other: TestUser,
+    id: String,
+    uid: i64,
+}
+
+async fn etag_fixture() -> EtagFixture {
+    let s = origin_with_user("ivy").await;
+    let other = s.origin().user("jon").await;
+    let id = s
+        .origin()
+        .create_conversation(s.user(), Some("first"))
+        .await;
+    let uid = s.origin().user_id("ivy").await;
+    EtagFixture { s, other, id, uid }
+}
+
+#[tokio::test]
+async fn the_list_is_private_targeted_at_our_proxy_grouped_and_versioned() {
+    let f = etag_fixture().await;
+    let (o, u, uid) = (f.s.origin(), f.s.user(), f.uid);
+    let r = get(o, u, LIST).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), "private, no-cache");
     assert_eq!(
@@ -408,8 +450,15 @@ async fn etags_304_and_invalidation() {
     );
     let etag = header(&r, "etag");
     assert!(etag.starts_with("\"v2-") && etag.len() == 37, "{etag}");
+}
 
-    let r = get_if_none_match(&o, &u, list, &etag).await;
+#[tokio::test]
+async fn a_list_304_costs_one_statement_and_only_matches_its_own_user() {
+    let f = etag_fixture().await;
+    let (o, u, other, uid) = (f.s.origin(), f.s.user(), &f.other, f.uid);
+    let etag = header(&get(o, u, LIST).await, "etag");
+
+    let r = get_if_none_match(o, u, LIST, &etag).await;
     assert_eq!(r.status(), 304);
     assert_eq!(header(&r, "etag"), etag);
     assert_eq!(
@@ -421,84 +470,89 @@ async fn etags_304_and_invalidation() {
     assert!(r.bytes().await.unwrap().is_empty());
 
     // Another user presenting the same ETag gets their own (different) list, never a 304.
-    let r = get_if_none_match(&o, &other, list, &etag).await;
+    let r = get_if_none_match(o, other, LIST, &etag).await;
     assert_eq!(r.status(), 200);
+}
 
-    // Detail.
+#[tokio::test]
+async fn a_detail_304_costs_one_statement_after_the_ownership_check() {
+    let f = etag_fixture().await;
+    let (o, u, other, id, uid) = (f.s.origin(), f.s.user(), &f.other, &f.id, f.uid);
     let path = format!("/api/v1/conversations/{id}");
-    let r = get(&o, &u, &path).await;
+    let r = get(o, u, &path).await;
     let detail_etag = header(&r, "etag");
     assert_eq!(
         header(&r, "cache-groups"),
         format!("\"all\", \"user:{uid}\", \"conversation:{id}\"")
     );
-    let r = get_if_none_match(&o, &u, &path, &detail_etag).await;
+    let r = get_if_none_match(o, u, &path, &detail_etag).await;
     assert_eq!(r.status(), 304);
     assert_eq!(
         statements(&r),
         1,
         "user and conversation row in one statement, no message query"
     );
-    let r = get_if_none_match(&o, &other, &path, &detail_etag).await;
+    let r = get_if_none_match(o, other, &path, &detail_etag).await;
     assert_eq!(r.status(), 404, "ownership is checked before any 304");
+}
 
-    // Every mutation changes both ETags.
-    let r = send_json(&o, &u, Method::PATCH, &path, &json!({"title": "second"})).await;
-    assert_eq!(
-        header(&r, "cache-group-invalidation"),
-        format!("\"user:{uid}:conversations\", \"conversation:{id}\"")
-    );
-    let r = get_if_none_match(&o, &u, list, &etag).await;
+#[tokio::test]
+async fn every_own_mutation_changes_the_etags_and_names_the_groups_to_invalidate() {
+    let f = etag_fixture().await;
+    let (o, u, other, id, uid) = (f.s.origin(), f.s.user(), &f.other, &f.id, f.uid);
+    let path = format!("/api/v1/conversations/{id}");
+    let groups = format!("\"user:{uid}:conversations\", \"conversation:{id}\"");
+    let etag = header(&get(o, u, LIST).await, "etag");
+    let detail_etag = header(&get(o, u, &path).await, "etag");
+
+    let r = send_json(o, u, Method::PATCH, &path, &json!({"title": "second"})).await;
+    assert_eq!(header(&r, "cache-group-invalidation"), groups);
+    let r = get_if_none_match(o, u, LIST, &etag).await;
     assert_eq!(r.status(), 200);
     let new_etag = header(&r, "etag");
     assert_ne!(new_etag, etag);
     assert_eq!(json(r).await["conversations"][0]["title"], "second");
-    let r = get_if_none_match(&o, &u, &path, &detail_etag).await;
+    let r = get_if_none_match(o, u, &path, &detail_etag).await;
     assert_eq!(r.status(), 200);
     let detail_etag2 = header(&r, "etag");
 
-    o.add_message(&u, &id, "user", "more").await;
-    let r = get_if_none_match(&o, &u, list, &new_etag).await;
+    o.add_message(u, id, "user", "more").await;
+    let r = get_if_none_match(o, u, LIST, &new_etag).await;
     assert_eq!(r.status(), 200);
-    let r = get_if_none_match(&o, &u, &path, &detail_etag2).await;
+    let r = get_if_none_match(o, u, &path, &detail_etag2).await;
     assert_eq!(r.status(), 200);
 
     // Another user's write does not change this user's list ETag.
-    let r = get(&o, &u, list).await;
-    let etag3 = header(&r, "etag");
-    o.create_conversation(&other, None).await;
-    let r = get_if_none_match(&o, &u, list, &etag3).await;
+    let etag3 = header(&get(o, u, LIST).await, "etag");
+    o.create_conversation(other, None).await;
+    let r = get_if_none_match(o, u, LIST, &etag3).await;
     assert_eq!(r.status(), 304);
 
-    // Delete invalidates.
-    let r = send_as(&o, &u, Method::DELETE, &path).await;
-    assert_eq!(
-        header(&r, "cache-group-invalidation"),
-        format!("\"user:{uid}:conversations\", \"conversation:{id}\"")
-    );
-    let r = get_if_none_match(&o, &u, list, &etag3).await;
+    let r = send_as(o, u, Method::DELETE, &path).await;
+    assert_eq!(header(&r, "cache-group-invalidation"), groups);
+    let r = get_if_none_match(o, u, LIST, &etag3).await;
     assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
 async fn list_and_detail_take_at_most_two_statements() {
-    let (o, u) = origin_with_user("kim").await;
+    let s = origin_with_user("kim").await;
+    let (o, u) = (s.origin(), s.user());
     let other = o.user("lou").await;
     let foreign = o.create_conversation(&other, Some("c1 of lou")).await;
     o.add_message(&other, &foreign, "user", "not kim's").await;
     let mut ids = Vec::new();
     for i in 0..30 {
-        ids.push(o.create_conversation(&u, Some(&format!("c{i}"))).await);
+        ids.push(o.create_conversation(u, Some(&format!("c{i}"))).await);
     }
     // Messages move a conversation to the top: the oldest one first, then the newest.
     let (oldest, newest) = (ids[0].clone(), ids[29].clone());
     for i in 0..3 {
-        o.add_message(&u, &oldest, "user", &format!("old {i}"))
-            .await;
+        o.add_message(u, &oldest, "user", &format!("old {i}")).await;
     }
     for i in 0..10 {
         let role = if i % 2 == 0 { "user" } else { "assistant" };
-        o.add_message(&u, &newest, role, &format!("m{i}")).await;
+        o.add_message(u, &newest, role, &format!("m{i}")).await;
     }
     let mut expected = vec![newest.clone(), oldest.clone()];
     expected.extend(ids[1..29].iter().rev().cloned());
@@ -517,7 +571,7 @@ async fn list_and_detail_take_at_most_two_statements() {
 
     // First pages: auth + one statement carrying page and total, whatever the page size.
     for limit in [1usize, 10, 30, 100] {
-        let r = get(&o, &u, &format!("/api/v1/conversations?limit={limit}")).await;
+        let r = get(o, u, &format!("/api/v1/conversations?limit={limit}")).await;
         assert_eq!(r.status(), 200);
         assert_eq!(
             statements(&r),
@@ -544,11 +598,11 @@ async fn list_and_detail_take_at_most_two_statements() {
     }
 
     // Cursor pages: the total still counts every conversation, not only those after the cursor.
-    let first = get_json(&o, &u, "/api/v1/conversations?limit=5").await;
+    let first = get_json(o, u, "/api/v1/conversations?limit=5").await;
     let cursor = first["nextCursor"].as_str().unwrap().to_string();
     let (n, l) = get_counted(
-        &o,
-        &u,
+        o,
+        u,
         &format!("/api/v1/conversations?limit=25&cursor={cursor}"),
     )
     .await;
@@ -567,8 +621,8 @@ async fn list_and_detail_take_at_most_two_statements() {
     // the total.
     let cursor = l["nextCursor"].as_str().expect("full page").to_string();
     let (n, l) = get_counted(
-        &o,
-        &u,
+        o,
+        u,
         &format!("/api/v1/conversations?limit=25&cursor={cursor}"),
     )
     .await;
@@ -578,7 +632,7 @@ async fn list_and_detail_take_at_most_two_statements() {
     assert_eq!(l["nextCursor"], Value::Null);
 
     // Offset pages past the end and searches keep the budget and the total.
-    let (n, l) = get_counted(&o, &u, "/api/v1/conversations?page=9&limit=10").await;
+    let (n, l) = get_counted(o, u, "/api/v1/conversations?page=9&limit=10").await;
     assert_eq!(n, 2);
     assert_eq!(
         (
@@ -588,7 +642,7 @@ async fn list_and_detail_take_at_most_two_statements() {
         ),
         (json!([]), json!(30), json!(3))
     );
-    let (n, l) = get_counted(&o, &u, "/api/v1/conversations?search=c1&limit=4").await;
+    let (n, l) = get_counted(o, u, "/api/v1/conversations?search=c1&limit=4").await;
     assert_eq!(n, 2);
     assert_eq!(l["total"], 11, "c1 and c10..c19, not lou's conversation");
     assert_eq!(l["totalPages"], 3);
@@ -599,7 +653,7 @@ async fn list_and_detail_take_at_most_two_statements() {
 
     // Detail: one statement for the user and the conversation, one for the messages.
     let path = format!("/api/v1/conversations/{newest}");
-    let r = get(&o, &u, &path).await;
+    let r = get(o, u, &path).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         statements(&r),
@@ -620,18 +674,18 @@ async fn list_and_detail_take_at_most_two_statements() {
     let want: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
     assert_eq!(contents, want);
     assert_eq!(d["lastMessageAt"], d["messages"][9]["createdAt"]);
-    let r = get_if_none_match(&o, &u, &path, &etag).await;
+    let r = get_if_none_match(o, u, &path, &etag).await;
     assert_eq!(r.status(), 304);
     assert_eq!(statements(&r), 1);
-    let r = get(&o, &u, &format!("/api/v1/conversations/{newest}/export")).await;
+    let r = get(o, u, &format!("/api/v1/conversations/{newest}/export")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(statements(&r), 2, "export: the same two statements");
-    let r = get(&o, &u, &format!("/api/v1/conversations/{foreign}")).await;
+    let r = get(o, u, &format!("/api/v1/conversations/{foreign}")).await;
     assert_eq!(r.status(), 404);
     assert_eq!(statements(&r), 1, "someone else's conversation");
 
     // The same budget is visible in the metrics histogram by route.
-    let text = metrics_text(&o).await;
+    let text = o.metrics_text().await;
     let value = |prefix: &str, route: &str, le: Option<&str>| -> String {
         let line = text
             .lines()
@@ -657,11 +711,12 @@ async fn list_and_detail_take_at_most_two_statements() {
 
 #[tokio::test]
 async fn export_markdown_and_json() {
-    let (o, u) = origin_with_user("lee").await;
-    let id = o.create_conversation(&u, Some("Export me")).await;
-    o.add_message(&u, &id, "user", "question").await;
-    o.add_message(&u, &id, "assistant", "answer").await;
-    let r = get(&o, &u, &format!("/api/v1/conversations/{id}/export")).await;
+    let s = origin_with_user("lee").await;
+    let (o, u) = (s.origin(), s.user());
+    let id = o.create_conversation(u, Some("Export me")).await;
+    o.add_message(u, &id, "user", "question").await;
+    o.add_message(u, &id, "assistant", "answer").await;
+    let r = get(o, u, &format!("/api/v1/conversations/{id}/export")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "content-type"), "text/markdown; charset=utf-8");
     assert_eq!(
@@ -678,8 +733,8 @@ async fn export_markdown_and_json() {
     assert!(!updated.ends_with('Z'), "{updated}");
 
     let r = get(
-        &o,
-        &u,
+        o,
+        u,
         &format!("/api/v1/conversations/{id}/export?format=JSON"),
     )
     .await;
@@ -689,8 +744,8 @@ async fn export_markdown_and_json() {
     assert!(v.get("messageCount").is_none());
 
     let r = get(
-        &o,
-        &u,
+        o,
+        u,
         &format!("/api/v1/conversations/{id}/export?format=pdf"),
     )
     .await;
@@ -703,12 +758,13 @@ async fn export_markdown_and_json() {
 
 #[tokio::test]
 async fn head_is_answered_like_get_without_body() {
-    let (o, u) = origin_with_user("max").await;
-    o.create_conversation(&u, None).await;
-    let get = get(&o, &u, "/api/v1/conversations").await;
+    let s = origin_with_user("max").await;
+    let (o, u) = (s.origin(), s.user());
+    o.create_conversation(u, None).await;
+    let get = get(o, u, "/api/v1/conversations").await;
     let etag = header(&get, "etag");
     let len = get.bytes().await.unwrap().len();
-    let r = send_as(&o, &u, Method::HEAD, "/api/v1/conversations").await;
+    let r = send_as(o, u, Method::HEAD, "/api/v1/conversations").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "etag"), etag);
     assert_eq!(header(&r, "content-length"), len.to_string());

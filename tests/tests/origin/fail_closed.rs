@@ -4,27 +4,27 @@
 //! per-username login limit.
 
 use llmselect_e2e::db::TestDb;
+use llmselect_e2e::http::header;
 use llmselect_e2e::origin::{spawn_origin, TestOrigin, TestUser};
 use llmselect_origin::{App, Config};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::support::{
-    get, get_anonymous, get_if_none_match, header, json, origin_with_user, statements, user_id,
-};
+use crate::support::{get, get_anonymous, get_if_none_match, json, origin_with_user, statements};
 
 #[tokio::test]
 async fn per_user_responses_target_only_our_proxy() {
-    let (o, u) = origin_with_user("amy").await;
-    let id = o.create_conversation(&u, Some("t")).await;
+    let s = origin_with_user("amy").await;
+    let (o, u) = (s.origin(), s.user());
+    let id = o.create_conversation(u, Some("t")).await;
     for path in [
         "/api/v1/conversations".to_string(),
         format!("/api/v1/conversations/{id}"),
         format!("/api/v1/conversations/{id}/export"),
         "/api/v1/comparisons".to_string(),
     ] {
-        let r = get(&o, &u, &path).await;
+        let r = get(o, u, &path).await;
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(header(&r, "cache-control"), "private, no-cache", "{path}");
         assert_eq!(
@@ -38,13 +38,13 @@ async fn per_user_responses_target_only_our_proxy() {
             "{path}: {targeted:?}"
         );
         // The 304 carries the same fields.
-        let r = get_if_none_match(&o, &u, &path, &header(&r, "etag")).await;
+        let r = get_if_none_match(o, u, &path, &header(&r, "etag")).await;
         assert_eq!(r.status(), 304, "{path}");
         assert_eq!(header(&r, "cdn-cache-control"), "", "{path}");
         assert_eq!(header(&r, "llmselect-cache-control"), targeted, "{path}");
     }
     // Public data keeps CDN-Cache-Control and has no proxy-only field.
-    let r = get_anonymous(&o, "/api/v1/models").await;
+    let r = get_anonymous(o, "/api/v1/models").await;
     assert!(header(&r, "cdn-cache-control").starts_with("public, max-age="));
     assert_eq!(header(&r, "llmselect-cache-control"), "");
 }
@@ -60,8 +60,9 @@ fn hex_of(bytes: &[u8]) -> String {
 
 #[tokio::test]
 async fn etags_carry_the_representation_version_and_old_ones_do_not_match() {
-    let (o, u) = origin_with_user("bea").await;
-    let r = get_anonymous(&o, "/api/v1/models").await;
+    let s = origin_with_user("bea").await;
+    let (o, u) = (s.origin(), s.user());
+    let r = get_anonymous(o, "/api/v1/models").await;
     let etag = header(&r, "etag");
     let body = r.bytes().await.unwrap();
     let old = unversioned_etag(&body);
@@ -84,12 +85,12 @@ async fn etags_carry_the_representation_version_and_old_ones_do_not_match() {
     assert_eq!(r.bytes().await.unwrap(), body);
 
     // Per-user ETags (derived from row versions, not the body) are versioned as well.
-    let r = get(&o, &u, "/api/v1/conversations").await;
+    let r = get(o, u, "/api/v1/conversations").await;
     let etag = header(&r, "etag");
     let hash = etag.strip_prefix("\"v2-").expect("versioned ETag");
-    let r = get_if_none_match(&o, &u, "/api/v1/conversations", &format!("\"{hash}")).await;
+    let r = get_if_none_match(o, u, "/api/v1/conversations", &format!("\"{hash}")).await;
     assert_eq!(r.status(), 200);
-    let r = get_if_none_match(&o, &u, "/api/v1/conversations", &etag).await;
+    let r = get_if_none_match(o, u, "/api/v1/conversations", &etag).await;
     assert_eq!(r.status(), 304);
 }
 
@@ -177,9 +178,10 @@ async fn assert_revoked(r: reqwest::Response, what: &str) {
 
 #[tokio::test]
 async fn logout_revokes_access_and_refresh_tokens_and_invalidates_the_users_cache_group() {
-    let (o, u) = origin_with_user("cleo").await;
-    let uid = user_id(&o, "cleo").await;
-    let id = o.create_conversation(&u, Some("before logout")).await;
+    let s = origin_with_user("cleo").await;
+    let (o, u) = (s.origin(), s.user());
+    let uid = o.user_id("cleo").await;
+    let id = o.create_conversation(u, Some("before logout")).await;
     let list = "/api/v1/conversations?page=1&limit=20";
     let detail = format!("/api/v1/conversations/{id}");
     let user_group = format!("\"user:{uid}\"");
@@ -193,14 +195,14 @@ async fn logout_revokes_access_and_refresh_tokens_and_invalidates_the_users_cach
         (format!("{detail}/export"), 2),
         ("/api/v1/comparisons".to_string(), 2),
     ] {
-        let r = get(&o, &u, &path).await;
+        let r = get(o, u, &path).await;
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(statements(&r), budget, "{path}");
         assert!(header(&r, "cache-groups").contains(&user_group), "{path}");
     }
-    let etag = header(&get(&o, &u, list).await, "etag");
+    let etag = header(&get(o, u, list).await, "etag");
     assert_eq!(
-        statements(&get_if_none_match(&o, &u, list, &etag).await),
+        statements(&get_if_none_match(o, u, list, &etag).await),
         1,
         "a 304 still costs only the auth load"
     );
@@ -215,7 +217,7 @@ async fn logout_revokes_access_and_refresh_tokens_and_invalidates_the_users_cach
     .await
     .unwrap();
 
-    let r = logout_with_cookies(&o, &u).await;
+    let r = logout_with_cookies(o, u).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), "no-store");
     assert_eq!(header(&r, "cache-group-invalidation"), user_group);
@@ -256,10 +258,10 @@ async fn logout_revokes_access_and_refresh_tokens_and_invalidates_the_users_cach
     );
 
     // The logged-out access token is refused everywhere, by bearer and by cookie ...
-    assert_revoked(get(&o, &u, list).await, "list").await;
-    assert_revoked(get(&o, &u, &detail).await, "detail").await;
+    assert_revoked(get(o, u, list).await, "list").await;
+    assert_revoked(get(o, u, &detail).await, "detail").await;
     assert_revoked(
-        get_if_none_match(&o, &u, list, &etag).await,
+        get_if_none_match(o, u, list, &etag).await,
         "a conditional list never answers 304",
     )
     .await;
@@ -309,10 +311,11 @@ async fn logout_revokes_access_and_refresh_tokens_and_invalidates_the_users_cach
 
 #[tokio::test]
 async fn logout_with_a_bearer_token_revokes_it_and_logout_without_tokens_still_answers() {
-    let (o, u) = origin_with_user("dora").await;
-    let uid = user_id(&o, "dora").await;
+    let s = origin_with_user("dora").await;
+    let (o, u) = (s.origin(), s.user());
+    let uid = o.user_id("dora").await;
     let r = o
-        .request_as(&u, Method::POST, "/api/v1/auth/logout")
+        .request_as(u, Method::POST, "/api/v1/auth/logout")
         .send()
         .await
         .unwrap();
@@ -321,7 +324,7 @@ async fn logout_with_a_bearer_token_revokes_it_and_logout_without_tokens_still_a
         header(&r, "cache-group-invalidation"),
         format!("\"user:{uid}\"")
     );
-    assert_revoked(get(&o, &u, "/api/v1/conversations").await, "bearer").await;
+    assert_revoked(get(o, u, "/api/v1/conversations").await, "bearer").await;
     let n: i64 =
         o.db.client()
             .await

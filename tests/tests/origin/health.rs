@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use llmselect_e2e::db::TestDb;
-use llmselect_e2e::origin::{spawn_origin, spawn_origin_on};
+use llmselect_e2e::http::header;
+use llmselect_e2e::origin::spawn_origin;
+use llmselect_e2e::stack::Stack;
+use llmselect_e2e::wait::eventually;
 use serde_json::json;
 
-use crate::support::{
-    eventually, get, get_anonymous, get_ops, header, json, metrics_text, Forwarder,
-};
+use crate::support::{get, get_anonymous, get_ops, json, origin_with_user, Forwarder};
 
 #[tokio::test]
 async fn health_reports_database_and_pool() {
@@ -58,14 +59,18 @@ async fn health_goes_503_when_the_database_is_lost_and_recovers() {
     let mut via = url::Url::parse(db.url()).unwrap();
     via.set_host(Some("127.0.0.1")).unwrap();
     via.set_port(Some(fwd.addr.port())).unwrap();
-    let o = spawn_origin_on(db, |c| {
-        c.database.url = via.to_string();
-        c.database.pool_timeout_ms = 500;
-        c.database.health_timeout_ms = 500;
-    })
-    .await;
-    let u = o.user("alice").await;
-    let health = || async { get_ops(&o, "/health").await };
+    let s = Stack::builder()
+        .database(db)
+        .origin(|c| {
+            c.database.url = via.to_string();
+            c.database.pool_timeout_ms = 500;
+            c.database.health_timeout_ms = 500;
+        })
+        .user("alice")
+        .start()
+        .await;
+    let (o, u) = (s.origin(), s.user());
+    let health = || async { get_ops(o, "/health").await };
     assert_eq!(health().await.status(), 200);
 
     fwd.cut();
@@ -79,11 +84,11 @@ async fn health_goes_503_when_the_database_is_lost_and_recovers() {
     assert_eq!(v["status"], "degraded");
     assert_eq!(v["database"]["connected"], false);
     // The public port says only that it is not ready.
-    let r = get_anonymous(&o, "/health").await;
+    let r = get_anonymous(o, "/health").await;
     assert_eq!(r.status(), 503);
     assert_eq!(json(r).await, json!({"status": "degraded"}));
     // Data endpoints answer a quick 503 JSON error, not a hang or a 500.
-    let r = get(&o, &u, "/api/v1/conversations").await;
+    let r = get(o, u, "/api/v1/conversations").await;
     assert_eq!(r.status(), 503);
     assert_eq!(json(r).await["error"], "service_unavailable");
 
@@ -92,15 +97,15 @@ async fn health_goes_503_when_the_database_is_lost_and_recovers() {
         (health().await.status() == 200).then_some(())
     })
     .await;
-    let r = get(&o, &u, "/api/v1/conversations").await;
+    let r = get(o, u, "/api/v1/conversations").await;
     assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
 async fn backends_terminated_by_the_server_are_replaced() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("bob").await;
-    assert_eq!(get(&o, &u, "/api/v1/conversations").await.status(), 200);
+    let s = origin_with_user("bob").await;
+    let (o, u) = (s.origin(), s.user());
+    assert_eq!(get(o, u, "/api/v1/conversations").await.status(), 200);
     let admin = o.db.admin_client().await;
     admin
         .execute(
@@ -110,11 +115,11 @@ async fn backends_terminated_by_the_server_are_replaced() {
         .await
         .unwrap();
     eventually("requests succeed again", || async {
-        let r = get(&o, &u, "/api/v1/conversations").await;
+        let r = get(o, u, "/api/v1/conversations").await;
         (r.status() == 200).then_some(())
     })
     .await;
-    assert_eq!(get_anonymous(&o, "/health").await.status(), 200);
+    assert_eq!(get_anonymous(o, "/health").await.status(), 200);
 }
 
 #[tokio::test]
@@ -160,7 +165,7 @@ async fn pool_exhaustion_answers_503_quickly() {
     );
     tx.rollback().await.unwrap();
     assert_eq!(blocked.await.unwrap(), 200);
-    let text = metrics_text(&o).await;
+    let text = o.metrics_text().await;
     assert!(
         text.lines()
             .any(|l| l == "origin_db_pool_checkout_timeouts 1"),
@@ -170,12 +175,12 @@ async fn pool_exhaustion_answers_503_quickly() {
 
 #[tokio::test]
 async fn metrics_use_route_templates_and_the_origin_prefix() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("dan").await;
-    let id = o.create_conversation(&u, None).await;
-    get(&o, &u, &format!("/api/v1/conversations/{id}")).await;
-    get_anonymous(&o, "/health").await;
-    let r = get_ops(&o, "/metrics").await;
+    let s = origin_with_user("dan").await;
+    let (o, u) = (s.origin(), s.user());
+    let id = o.create_conversation(u, None).await;
+    get(o, u, &format!("/api/v1/conversations/{id}")).await;
+    get_anonymous(o, "/health").await;
+    let r = get_ops(o, "/metrics").await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "cache-control"), "no-store");
     assert!(header(&r, "content-type").starts_with("text/plain"));

@@ -1,18 +1,19 @@
 //! Provider keys: save, list, override flags, encryption at rest, system keys, isolation.
 
+use llmselect_e2e::http::header;
 use llmselect_e2e::origin::spawn_origin;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{get, get_anonymous, header, json, send_json};
+use crate::support::{get, get_anonymous, json, origin_with_user, send_json};
 
 #[tokio::test]
 async fn save_list_and_encrypt_at_rest() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("alice").await;
+    let s = origin_with_user("alice").await;
+    let (o, u) = (s.origin(), s.user());
     let r = send_json(
-        &o,
-        &u,
+        o,
+        u,
         Method::POST,
         "/api/v1/keys",
         &json!({"openai": "  sk-test-openai  ", "anthropic": "", "mistral_override": true}),
@@ -28,7 +29,7 @@ async fn save_list_and_encrypt_at_rest() {
         json!({"message": "API keys updated successfully"})
     );
 
-    let r = get(&o, &u, "/api/v1/keys").await;
+    let r = get(o, u, "/api/v1/keys").await;
     assert_eq!(header(&r, "cache-control"), "private, no-store");
     assert_eq!(
         json(r).await,
@@ -37,15 +38,15 @@ async fn save_list_and_encrypt_at_rest() {
 
     // Re-saving with the override flag only updates the flag (F7).
     let r = send_json(
-        &o,
-        &u,
+        o,
+        u,
         Method::POST,
         "/api/v1/keys",
         &json!({"openai_override": true}),
     )
     .await;
     assert_eq!(r.status(), 200);
-    let keys = json(get(&o, &u, "/api/v1/keys").await).await;
+    let keys = json(get(o, u, "/api/v1/keys").await).await;
     assert_eq!(keys["keys"][0]["override_system_key"], true);
 
     let db = o.db.client().await;

@@ -1,10 +1,11 @@
 //! The model registry (static list, provider check, in-process cache) and the admin endpoints.
 
+use llmselect_e2e::http::header;
 use llmselect_e2e::origin::spawn_origin;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{get, get_anonymous, header, json, send_as, send_json, MiniHttp};
+use crate::support::{get, get_anonymous, json, send_as, send_json, MiniHttp};
 
 #[tokio::test]
 async fn models_list_filter_and_headers() {

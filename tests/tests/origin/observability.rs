@@ -1,9 +1,10 @@
 //! Slow-query and slow-request logs, `X-Response-Time` on every response.
 
+use llmselect_e2e::http::header;
 use llmselect_e2e::origin::{capture_logs, spawn_origin};
 use reqwest::Method;
 
-use crate::support::{get, get_anonymous, header, metrics_text};
+use crate::support::{get, get_anonymous};
 
 fn is_response_time(v: &str) -> bool {
     let Some(num) = v.strip_suffix('s') else {
@@ -51,7 +52,7 @@ async fn slow_queries_are_logged_without_parameters() {
             .any(|e| e.to_string().contains("needle-secret")),
         "no parameters"
     );
-    let text = metrics_text(&o).await;
+    let text = o.metrics_text().await;
     let slow: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("origin_db_slow_queries_total "))

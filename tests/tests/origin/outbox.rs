@@ -5,12 +5,14 @@
 //! are commit-ordered.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use llmselect_e2e::db::TestDb;
+use llmselect_e2e::fake_llm::FakeConfig;
 use llmselect_e2e::nats::{TestNats, STREAM, SUBJECT};
-use llmselect_e2e::origin::{spawn_origin, spawn_origin_on, TestOrigin, TestUser};
+use llmselect_e2e::origin::{TestOrigin, TestUser};
+use llmselect_e2e::stack::Stack;
+use llmselect_e2e::wait::eventually_true as eventually;
 use llmselect_origin::Config;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -51,6 +53,20 @@ async fn stream_messages(nats: &TestNats) -> Vec<StreamMsg> {
     out
 }
 
+/// The outbox ids of the stream's messages, in stream order.
+async fn published_ids(nats: &TestNats) -> Vec<i64> {
+    stream_messages(nats)
+        .await
+        .iter()
+        .map(|m| m.msg_id)
+        .collect()
+}
+
+/// Waits until the relay has published and deleted every outbox row.
+async fn outbox_drained(db: &TestDb, what: &str) {
+    eventually(what, || async { outbox_ids(db).await.is_empty() }).await;
+}
+
 async fn outbox_ids(db: &TestDb) -> Vec<i64> {
     db.client()
         .await
@@ -62,24 +78,19 @@ async fn outbox_ids(db: &TestDb) -> Vec<i64> {
         .collect()
 }
 
-/// Waits (up to 15 s) until `check` holds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// The configuration of an origin on the bus at `nats_url` (fallback poll `poll_ms`).
-fn on_bus(cfg: &mut Config, nats_url: &str, poll_ms: u64) {
-    cfg.bus.url = Some(nats_url.to_string());
+/// The relay settings of an origin on the stack's bus (fallback poll `poll_ms`).
+fn relay(cfg: &mut Config, poll_ms: u64) {
     cfg.bus.relay_poll_ms = poll_ms;
     cfg.bus.publish_timeout_ms = 500;
+}
+
+/// A private nats-server and an origin on it (relay fallback poll `poll_ms`).
+async fn on_bus(poll_ms: u64) -> Stack {
+    Stack::builder()
+        .bus()
+        .origin(move |cfg| relay(cfg, poll_ms))
+        .start()
+        .await
 }
 
 /// The `LLMSelect-Invalidation-Id` of a response.
@@ -124,34 +135,34 @@ async fn metric(o: &TestOrigin, name: &str) -> f64 {
 
 #[tokio::test]
 async fn without_a_bus_a_rename_writes_no_outbox_row_and_names_no_invalidation_id() {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user("solo").await;
-    let id = o.create_conversation(&u, Some("a")).await;
-    let r = rename(&o, &u, &id, "b").await;
+    let s = Stack::builder().origin(|_| {}).user("solo").start().await;
+    let (o, u) = (s.origin(), s.user());
+    let id = o.create_conversation(u, Some("a")).await;
+    let r = rename(o, u, &id, "b").await;
     assert!(r.headers().contains_key("cache-group-invalidation"));
     assert_eq!(invalidation_id(&r), None);
     assert!(outbox_ids(&o.db).await.is_empty());
-    assert_eq!(metric(&o, "origin_outbox_published_total").await, 0.0);
+    assert_eq!(metric(o, "origin_outbox_published_total").await, 0.0);
 }
 
 #[tokio::test]
 async fn a_rename_is_published_with_its_outbox_id_groups_and_path_then_its_row_deleted() {
-    let nats = TestNats::start().await;
     // A poll slower than the test: publication within it proves the relay is woken by the commit.
-    let o = spawn_origin(|cfg| on_bus(cfg, &nats.url(), 60_000)).await;
+    let s = on_bus(60_000).await;
+    let (nats, o) = (s.bus(), s.origin());
     let u = o.user("alice").await;
     let id = o.create_conversation(&u, Some("a")).await;
     let started = Instant::now();
-    let r = rename(&o, &u, &id, "b").await;
+    let r = rename(o, &u, &id, "b").await;
     let n = invalidation_id(&r).expect("LLMSelect-Invalidation-Id");
     let groups = invalidated_groups(&r);
     assert_eq!(groups.len(), 2, "{groups:?}");
     eventually("the rename is on the stream", || async {
-        stream_messages(&nats).await.iter().any(|m| m.msg_id == n)
+        stream_messages(nats).await.iter().any(|m| m.msg_id == n)
     })
     .await;
     assert!(started.elapsed() < Duration::from_secs(5));
-    let messages = stream_messages(&nats).await;
+    let messages = stream_messages(nats).await;
     let m = messages.iter().find(|m| m.msg_id == n).unwrap();
     assert_eq!(
         m.body,
@@ -167,12 +178,9 @@ async fn a_rename_is_published_with_its_outbox_id_groups_and_path_then_its_row_d
             format!("/api/v1/conversations/{id}")
         ])
     );
-    eventually("the published rows are deleted", || async {
-        outbox_ids(&o.db).await.is_empty()
-    })
-    .await;
-    assert_eq!(metric(&o, "origin_outbox_published_total").await, 2.0);
-    assert_eq!(metric(&o, "origin_outbox_pending").await, 0.0);
+    outbox_drained(&o.db, "the published rows are deleted").await;
+    assert_eq!(metric(o, "origin_outbox_published_total").await, 2.0);
+    assert_eq!(metric(o, "origin_outbox_pending").await, 0.0);
     assert!(o
         .metrics_text()
         .await
@@ -181,18 +189,15 @@ async fn a_rename_is_published_with_its_outbox_id_groups_and_path_then_its_row_d
 
 #[tokio::test]
 async fn a_write_made_while_the_bus_is_down_stays_in_the_outbox_until_it_is_back() {
-    let mut nats = TestNats::start().await;
-    let o = spawn_origin(|cfg| on_bus(cfg, &nats.url(), 100)).await;
+    let s = on_bus(100).await;
+    let (nats, o) = (s.bus(), s.origin());
     let u = o.user("bob").await;
     let id = o.create_conversation(&u, Some("a")).await;
-    eventually("the creation is published", || async {
-        outbox_ids(&o.db).await.is_empty()
-    })
-    .await;
+    outbox_drained(&o.db, "the creation is published").await;
     nats.stop();
     // The write never waits for the bus.
     let started = Instant::now();
-    let r = rename(&o, &u, &id, "offline").await;
+    let r = rename(o, &u, &id, "offline").await;
     assert!(started.elapsed() < Duration::from_secs(1));
     let n = invalidation_id(&r).expect("LLMSelect-Invalidation-Id");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -201,48 +206,32 @@ async fn a_write_made_while_the_bus_is_down_stays_in_the_outbox_until_it_is_back
         vec![n],
         "the row waits for the bus"
     );
-    assert!(metric(&o, "origin_outbox_publish_errors_total").await >= 1.0);
+    assert!(metric(o, "origin_outbox_publish_errors_total").await >= 1.0);
     nats.restart().await;
     eventually("the row is published", || async {
-        stream_messages(&nats).await.iter().any(|m| m.msg_id == n)
+        stream_messages(nats).await.iter().any(|m| m.msg_id == n)
     })
     .await;
-    eventually("and deleted", || async {
-        outbox_ids(&o.db).await.is_empty()
-    })
-    .await;
-    let ids: Vec<i64> = stream_messages(&nats)
-        .await
-        .iter()
-        .map(|m| m.msg_id)
-        .collect();
+    outbox_drained(&o.db, "and deleted").await;
+    let ids = published_ids(nats).await;
     assert_eq!(ids.len(), 2, "published once each: {ids:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_publish_each_row_once_and_a_survivor_takes_over() {
-    let mut nats = TestNats::start().await;
-    let db = TestDb::new().await;
-    let url = nats.url();
-    let o1 = spawn_origin_on(db.shared(), |cfg| on_bus(cfg, &url, 100)).await;
-    let o2 = spawn_origin_on(db.shared(), |cfg| on_bus(cfg, &url, 100)).await;
+    let s = on_bus(100).await;
+    let o2 = s.start_origin(|cfg| relay(cfg, 100)).await;
+    let (nats, o1, db) = (s.bus(), s.origin(), &s.origin().db);
     let u = o1.user("carol").await;
     let id = o1.create_conversation(&u, Some("t")).await;
     let mut written = Vec::new();
     for i in 0..20 {
-        let o = if i % 2 == 0 { &o1 } else { &o2 };
+        let o = if i % 2 == 0 { o1 } else { &o2 };
         let r = rename(o, &u, &id, &format!("t{i}")).await;
         written.push(invalidation_id(&r).expect("id"));
     }
-    eventually("every row is published", || async {
-        outbox_ids(&db).await.is_empty()
-    })
-    .await;
-    let published: Vec<i64> = stream_messages(&nats)
-        .await
-        .iter()
-        .map(|m| m.msg_id)
-        .collect();
+    outbox_drained(db, "every row is published").await;
+    let published = published_ids(nats).await;
     assert_eq!(published.len(), 21, "one message per row: {published:?}");
     let unique: HashSet<i64> = published.iter().copied().collect();
     assert_eq!(unique.len(), 21);
@@ -251,20 +240,13 @@ async fn two_instances_publish_each_row_once_and_a_survivor_takes_over() {
 
     // Committed, not yet published, and the instance that wrote it goes away.
     nats.stop();
-    let r = rename(&o1, &u, &id, "failover").await;
+    let r = rename(o1, &u, &id, "failover").await;
     let n = invalidation_id(&r).expect("id");
     o1.stop().await;
-    assert_eq!(outbox_ids(&db).await, vec![n]);
+    assert_eq!(outbox_ids(db).await, vec![n]);
     nats.restart().await;
-    eventually("the survivor publishes the row", || async {
-        outbox_ids(&db).await.is_empty()
-    })
-    .await;
-    let published: Vec<i64> = stream_messages(&nats)
-        .await
-        .iter()
-        .map(|m| m.msg_id)
-        .collect();
+    outbox_drained(db, "the survivor publishes the row").await;
+    let published = published_ids(nats).await;
     assert_eq!(published.len(), 22, "{published:?}");
     assert_eq!(published.last(), Some(&n));
     assert!(metric(&o2, "origin_outbox_published_total").await >= 1.0);
@@ -272,12 +254,15 @@ async fn two_instances_publish_each_row_once_and_a_survivor_takes_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_ids_are_commit_ordered_under_concurrent_writers() {
-    let nats = TestNats::start().await;
-    let o = spawn_origin(|cfg| {
-        on_bus(cfg, &nats.url(), 100);
-        cfg.database.pool_max_size = 16;
-    })
-    .await;
+    let s = Stack::builder()
+        .bus()
+        .origin(|cfg| {
+            relay(cfg, 100);
+            cfg.database.pool_max_size = 16;
+        })
+        .start()
+        .await;
+    let (nats, o) = (s.bus(), s.origin());
     // Several users: one user's writes also serialise on their `users` row (cache_version).
     let mut conversations = Vec::new();
     for n in 0..4 {
@@ -312,15 +297,8 @@ async fn outbox_ids_are_commit_ordered_under_concurrent_writers() {
     for t in tasks {
         written.push(t.await.unwrap());
     }
-    eventually("every row is published", || async {
-        outbox_ids(&o.db).await.is_empty()
-    })
-    .await;
-    let published: Vec<i64> = stream_messages(&nats)
-        .await
-        .iter()
-        .map(|m| m.msg_id)
-        .collect();
+    outbox_drained(&o.db, "every row is published").await;
+    let published = published_ids(nats).await;
     assert_eq!(published.len(), 8 + written.len(), "{published:?}");
     assert!(
         published.windows(2).all(|w| w[0] < w[1]),
@@ -333,17 +311,14 @@ async fn outbox_ids_are_commit_ordered_under_concurrent_writers() {
 /// relay never publishes a larger id before a smaller one becomes visible.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_commit_is_not_overtaken_by_a_later_id() {
-    let nats = TestNats::start().await;
-    let o = spawn_origin(|cfg| on_bus(cfg, &nats.url(), 50)).await;
+    let s = on_bus(50).await;
+    let (nats, o) = (s.bus(), s.origin());
     // Two users: the writes of one user also serialise on their `users` row (cache_version).
     let u = o.user("erin").await;
     let v = o.user("frank").await;
     let slow = o.create_conversation(&u, Some("slow")).await;
     let fast = o.create_conversation(&v, Some("fast")).await;
-    eventually("the creations are published", || async {
-        outbox_ids(&o.db).await.is_empty()
-    })
-    .await;
+    outbox_drained(&o.db, "the creations are published").await;
     o.db.client()
         .await
         .batch_execute(&format!(
@@ -374,18 +349,11 @@ async fn a_slow_commit_is_not_overtaken_by_a_later_id() {
         invalidation_id(&r).expect("id")
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let fast_id = invalidation_id(&rename(&o, &v, &fast, "quickly").await).expect("id");
+    let fast_id = invalidation_id(&rename(o, &v, &fast, "quickly").await).expect("id");
     let slow_id = slow_write.await.unwrap();
     assert!(slow_id < fast_id, "{slow_id} < {fast_id}");
-    eventually("both are published", || async {
-        outbox_ids(&o.db).await.is_empty()
-    })
-    .await;
-    let published: Vec<i64> = stream_messages(&nats)
-        .await
-        .iter()
-        .map(|m| m.msg_id)
-        .collect();
+    outbox_drained(&o.db, "both are published").await;
+    let published = published_ids(nats).await;
     assert_eq!(published.len(), 4, "{published:?}");
     assert!(
         published.windows(2).all(|w| w[0] < w[1]),
@@ -397,19 +365,19 @@ async fn a_slow_commit_is_not_overtaken_by_a_later_id() {
 /// and `/compare/stream` once (before `done`): each commit carries its own outbox row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_publish_the_commit_before_their_last_event() {
-    use llmselect_e2e::fake_llm::{spawn_fake_llm_with, FakeConfig};
-    let nats = TestNats::start().await;
-    let fake = spawn_fake_llm_with(FakeConfig::instant()).await;
-    let root = fake.base_url();
-    let o = spawn_origin(|cfg| {
-        on_bus(cfg, &nats.url(), 60_000);
-        cfg.providers.openai_base_url = format!("{root}/v1");
-        cfg.providers.openai_api_key = Some("sys-test-key".into());
-    })
-    .await;
-    let u = o.user("grace").await;
+    let s = Stack::builder()
+        .bus()
+        .fake_llm(FakeConfig::instant())
+        .origin(|cfg| {
+            relay(cfg, 60_000);
+            cfg.providers.openai_api_key = Some("sys-test-key".into());
+        })
+        .user("grace")
+        .start()
+        .await;
+    let (nats, o, u) = (s.bus(), s.origin(), s.user());
     let r = o
-        .request_as(&u, Method::POST, "/api/v1/chat/stream")
+        .request_as(u, Method::POST, "/api/v1/chat/stream")
         .json(&json!({"provider": "openai", "model": "gpt-4o",
                       "messages": [{"role": "user", "content": "Hi"}]}))
         .send()
@@ -421,7 +389,7 @@ async fn streams_publish_the_commit_before_their_last_event() {
     let body = r.text().await.unwrap();
     assert!(body.contains("\"done\":true"), "{body}");
     let r = o
-        .request_as(&u, Method::POST, "/api/v1/compare/stream")
+        .request_as(u, Method::POST, "/api/v1/compare/stream")
         .json(&json!({"prompt": "Hi", "providers": [{"provider": "openai", "model": "gpt-4o"}]}))
         .send()
         .await
@@ -435,10 +403,10 @@ async fn streams_publish_the_commit_before_their_last_event() {
     let body = r.text().await.unwrap();
     assert!(body.contains("comparisonId"), "{body}");
     eventually("the three commits are published", || async {
-        stream_messages(&nats).await.len() == 3
+        stream_messages(nats).await.len() == 3
     })
     .await;
-    let messages = stream_messages(&nats).await;
+    let messages = stream_messages(nats).await;
     assert_eq!(messages[0].msg_id, before);
     assert!(messages[0].msg_id < messages[1].msg_id && messages[1].msg_id < messages[2].msg_id);
     for m in &messages[..2] {

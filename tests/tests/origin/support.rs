@@ -3,39 +3,19 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use llmselect_e2e::origin::{spawn_origin, TestOrigin, TestUser};
+use llmselect_e2e::http::header;
+use llmselect_e2e::origin::{TestOrigin, TestUser};
+use llmselect_e2e::stack::Stack;
 use reqwest::Method;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-/// An origin with the default test configuration and one registered, logged-in user.
-pub async fn origin_with_user(username: &str) -> (TestOrigin, TestUser) {
-    let o = spawn_origin(|_| {}).await;
-    let u = o.user(username).await;
-    (o, u)
-}
-
-/// The `users.id` of `username`, read from the database.
-pub async fn user_id(o: &TestOrigin, username: &str) -> i64 {
-    o.db.client()
-        .await
-        .query_one("SELECT id FROM users WHERE username = $1", &[&username])
-        .await
-        .expect("user row")
-        .get(0)
-}
-
-/// The number of rows in `table`.
-pub async fn row_count(o: &TestOrigin, table: &str) -> i64 {
-    o.db.client()
-        .await
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await
-        .expect("count")
-        .get(0)
+/// The origin with the default test configuration and one registered, logged-in user
+/// ([`Stack::origin`], [`Stack::user`]).
+pub async fn origin_with_user(username: &str) -> Stack {
+    Stack::builder().origin(|_| {}).user(username).start().await
 }
 
 /// GET `path` as `user`; asserts a 200 and returns the JSON body.
@@ -119,11 +99,6 @@ pub async fn me_with_bearer(o: &TestOrigin, token: &str) -> reqwest::Response {
         .expect("GET /api/v1/auth/me")
 }
 
-/// The body of `GET /metrics`.
-pub async fn metrics_text(o: &TestOrigin) -> String {
-    o.metrics_text().await
-}
-
 /// String field `field` of every element of the array `key` of a list body, in order (for
 /// example the ids of `conversations`).
 pub fn strings(body: &Value, key: &str, field: &str) -> Vec<String> {
@@ -143,30 +118,6 @@ pub fn ints(body: &Value, key: &str, field: &str) -> Vec<i64> {
         .iter()
         .map(|item| item[field].as_i64().expect("integer field"))
         .collect()
-}
-
-/// Retries `check` until it returns `Some` (up to ~10 s), for conditions reached asynchronously.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..200 {
-        if let Some(v) = check().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
-
-/// A header as a string ("" when absent).
-pub fn header(r: &reqwest::Response, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// The statement count from `Server-Timing: db;desc="N statements"`.

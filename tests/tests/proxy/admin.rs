@@ -1,8 +1,11 @@
 //! The admin listener: purge kinds, soft purge, stats, metrics, health, and authentication.
 
 use crate::{env, get};
+use llmselect_e2e::http::send;
 use llmselect_e2e::proxy::spawn_proxy;
-use llmselect_e2e::test_origin::{Route, TestOrigin};
+use llmselect_e2e::scripted_origin::{Route, ScriptedOrigin};
+use llmselect_e2e::stack::Stack;
+use llmselect_e2e::wait::eventually_true;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,10 +17,10 @@ async fn every_endpoint_requires_the_bearer_token() {
         ("GET", "/health"),
         ("POST", "/purge"),
     ] {
-        let url = format!("{}{path}", e.proxy.admin);
+        let url = format!("{}{path}", e.proxy().admin);
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let none = e
-            .proxy
+            .proxy()
             .client
             .request(m.clone(), &url)
             .send()
@@ -27,7 +30,7 @@ async fn every_endpoint_requires_the_bearer_token() {
         let body: serde_json::Value = none.json().await.unwrap();
         assert!(body["error"]["message"].is_string());
         let wrong = e
-            .proxy
+            .proxy()
             .client
             .request(m.clone(), &url)
             .bearer_auth("nope")
@@ -37,24 +40,24 @@ async fn every_endpoint_requires_the_bearer_token() {
         assert_eq!(wrong.status(), 401, "{path} with a wrong token");
     }
     let ok = e
-        .proxy
+        .proxy()
         .client
-        .get(format!("{}/health", e.proxy.admin))
-        .bearer_auth(&e.proxy.token)
+        .get(format!("{}/health", e.proxy().admin))
+        .bearer_auth(&e.proxy().token)
         .send()
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
     let missing = e
-        .proxy
+        .proxy()
         .client
-        .get(format!("{}/nope", e.proxy.admin))
-        .bearer_auth(&e.proxy.token)
+        .get(format!("{}/nope", e.proxy().admin))
+        .bearer_auth(&e.proxy().token)
         .send()
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
-    let (status, body) = e.proxy.purge(json!({"urls": ["/a"], "all": true})).await;
+    let (status, body) = e.proxy().purge(json!({"urls": ["/a"], "all": true})).await;
     assert_eq!(status, 400);
     assert!(body["error"]["message"]
         .as_str()
@@ -64,7 +67,7 @@ async fn every_endpoint_requires_the_bearer_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_to_start_on_a_public_admin_address_without_token() {
-    let origin = TestOrigin::start().await;
+    let origin = ScriptedOrigin::start().await;
     let mut cfg = llmselect_proxy::Config::for_upstream(&origin.url());
     cfg.admin_listen = "0.0.0.0:0".into();
     cfg.admin_token = None;
@@ -72,10 +75,10 @@ async fn refuses_to_start_on_a_public_admin_address_without_token() {
     assert!(err.to_string().contains("admin token is required"), "{err}");
 }
 
-async fn warm_all(e: &crate::Env, paths: &[&str]) {
+async fn warm_all(e: &Stack, paths: &[&str]) {
     for p in paths {
-        get(&e.proxy, p).await;
-        assert_eq!(get(&e.proxy, p).await.x_cache(), "HIT", "{p}");
+        get(e.proxy(), p).await;
+        assert_eq!(get(e.proxy(), p).await.x_cache(), "HIT", "{p}");
     }
 }
 
@@ -84,7 +87,7 @@ async fn purge_by_url_prefix_group_and_all() {
     let e = env().await;
     let paths = ["/api/v1/a", "/api/v1/b", "/api/v2/c", "/static/x"];
     for p in paths {
-        e.origin.route(
+        e.scripted().route(
             "GET",
             p,
             Route::ok("x")
@@ -94,30 +97,30 @@ async fn purge_by_url_prefix_group_and_all() {
     }
     warm_all(&e, &paths).await;
 
-    let (s, body) = e.proxy.purge(json!({"urls": ["/api/v1/a"]})).await;
+    let (s, body) = e.proxy().purge(json!({"urls": ["/api/v1/a"]})).await;
     assert_eq!((s, body["purged"].as_u64()), (200, Some(1)));
-    assert_eq!(get(&e.proxy, "/api/v1/a").await.x_cache(), "MISS");
-    let absolute = format!("{}/api/v1/a", e.proxy.base);
-    let (_, body) = e.proxy.purge(json!({"urls": [absolute]})).await;
+    assert_eq!(get(e.proxy(), "/api/v1/a").await.x_cache(), "MISS");
+    let absolute = format!("{}/api/v1/a", e.proxy().base);
+    let (_, body) = e.proxy().purge(json!({"urls": [absolute]})).await;
     assert_eq!(body["purged"], 1);
-    get(&e.proxy, "/api/v1/a").await;
+    get(e.proxy(), "/api/v1/a").await;
 
-    let (_, body) = e.proxy.purge(json!({"prefix": "/api/v1/"})).await;
+    let (_, body) = e.proxy().purge(json!({"prefix": "/api/v1/"})).await;
     assert_eq!(body["purged"], 2);
-    assert_eq!(get(&e.proxy, "/api/v1/b").await.x_cache(), "MISS");
-    assert_eq!(get(&e.proxy, "/api/v2/c").await.x_cache(), "HIT");
+    assert_eq!(get(e.proxy(), "/api/v1/b").await.x_cache(), "MISS");
+    assert_eq!(get(e.proxy(), "/api/v2/c").await.x_cache(), "HIT");
 
     // stored now: /api/v1/b (refetched above), /api/v2/c, /static/x
-    let (_, body) = e.proxy.purge(json!({"groups": ["g1"]})).await;
+    let (_, body) = e.proxy().purge(json!({"groups": ["g1"]})).await;
     assert_eq!(body["purged"], 3);
     for p in paths {
-        assert_eq!(get(&e.proxy, p).await.x_cache(), "MISS", "{p}");
+        assert_eq!(get(e.proxy(), p).await.x_cache(), "MISS", "{p}");
     }
-    let (_, body) = e.proxy.purge(json!({"all": true})).await;
+    let (_, body) = e.proxy().purge(json!({"all": true})).await;
     assert_eq!(body["purged"], 4);
-    assert_eq!(get(&e.proxy, "/static/x").await.x_cache(), "MISS");
+    assert_eq!(get(e.proxy(), "/static/x").await.x_cache(), "MISS");
 
-    let stats = e.proxy.stats().await;
+    let stats = e.proxy().stats().await;
     assert_eq!(stats["purges"], 5);
     assert!(stats["hits"].as_u64().unwrap() >= 4);
     assert!(stats["misses"].as_u64().unwrap() >= 4);
@@ -130,27 +133,27 @@ async fn purge_by_url_prefix_group_and_all() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soft_purge_marks_stale_and_keeps_revalidation() {
     let e = env().await;
-    e.origin.route(
+    e.scripted().route(
         "GET",
         "/soft",
         Route::ok("soft {n}").cache("max-age=600").etag("\"s\""),
     );
-    e.origin.route(
+    e.scripted().route(
         "GET",
         "/swr",
         Route::ok("swr {n}").cache("max-age=600, stale-while-revalidate=600"),
     );
     warm_all(&e, &["/soft", "/swr"]).await;
     let (_, body) = e
-        .proxy
+        .proxy()
         .purge(json!({"urls": ["/soft", "/swr"], "soft": true}))
         .await;
     assert_eq!(body["purged"], 2);
     assert_eq!(body["soft"], true);
-    let r = get(&e.proxy, "/soft").await;
+    let r = get(e.proxy(), "/soft").await;
     assert_eq!(r.x_cache(), "REVALIDATED");
     assert_eq!(r.body, "soft 1");
-    let s = get(&e.proxy, "/swr").await;
+    let s = get(e.proxy(), "/swr").await;
     assert_eq!(s.x_cache(), "STALE");
     assert_eq!(s.body, "swr 1");
 }
@@ -158,16 +161,16 @@ async fn soft_purge_marks_stale_and_keeps_revalidation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_prometheus_text() {
     let e = env().await;
-    e.origin
+    e.scripted()
         .route("GET", "/m", Route::ok("m").cache("max-age=60"));
-    get(&e.proxy, "/m").await;
-    get(&e.proxy, "/m").await;
-    e.proxy.purge(json!({"urls": ["/m"]})).await;
+    get(e.proxy(), "/m").await;
+    get(e.proxy(), "/m").await;
+    e.proxy().purge(json!({"urls": ["/m"]})).await;
     let text = e
-        .proxy
+        .proxy()
         .client
-        .get(format!("{}/metrics", e.proxy.admin))
-        .bearer_auth(&e.proxy.token)
+        .get(format!("{}/metrics", e.proxy().admin))
+        .bearer_auth(&e.proxy().token)
         .send()
         .await
         .unwrap()
@@ -192,7 +195,7 @@ async fn metrics_are_prometheus_text() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_proxy_points_at_any_upstream() {
     // the harness works with any base URL, including one with a trailing slash
-    let origin = TestOrigin::start().await;
+    let origin = ScriptedOrigin::start().await;
     origin.route("GET", "/x", Route::ok("any").cache("max-age=60"));
     let p = spawn_proxy(&format!("{}/", origin.url()), |c| {
         c.cache.capacity_bytes = 1 << 20;
@@ -206,22 +209,22 @@ async fn spawn_proxy_points_at_any_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_purge_during_a_slow_fill_wins() {
     let e = env().await;
-    e.origin.route(
+    e.scripted().route(
         "GET",
         "/api/slow",
         Route::ok("slow {n}")
             .cache("max-age=600")
             .delay(std::time::Duration::from_millis(1500)),
     );
-    let slow = tokio::spawn(crate::send(e.proxy.get("/api/slow")));
-    crate::eventually("the fill started", || async {
-        e.origin.count("/api/slow") == 1
+    let slow = tokio::spawn(send(e.proxy().get("/api/slow")));
+    eventually_true("the fill started", || async {
+        e.scripted().count("/api/slow") == 1
     })
     .await;
-    let (_, body) = e.proxy.purge(json!({"prefix": "/api/"})).await;
+    let (_, body) = e.proxy().purge(json!({"prefix": "/api/"})).await;
     assert_eq!(body["purged"], 0, "nothing was stored yet");
     assert_eq!(slow.await.unwrap().body, "slow 1");
-    let next = get(&e.proxy, "/api/slow").await;
+    let next = get(e.proxy(), "/api/slow").await;
     assert_eq!(
         next.x_cache(),
         "MISS",

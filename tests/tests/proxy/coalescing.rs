@@ -1,13 +1,15 @@
 //! Concurrent misses for one key make one origin request.
 
-use crate::{env, send};
-use llmselect_e2e::test_origin::Route;
+use crate::env;
+use llmselect_e2e::http::send;
+use llmselect_e2e::scripted_origin::Route;
+use llmselect_e2e::wait::eventually_true;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_concurrent_misses_make_one_origin_request() {
     let e = env().await;
-    e.origin.route(
+    e.scripted().route(
         "GET",
         "/cold",
         Route::ok("cold {n}")
@@ -16,7 +18,7 @@ async fn hundred_concurrent_misses_make_one_origin_request() {
     );
     let mut tasks = Vec::new();
     for _ in 0..100 {
-        let req = e.proxy.get("/cold");
+        let req = e.proxy().get("/cold");
         tasks.push(tokio::spawn(send(req)));
     }
     let mut statuses = std::collections::HashMap::new();
@@ -27,7 +29,7 @@ async fn hundred_concurrent_misses_make_one_origin_request() {
         *statuses.entry(r.x_cache().to_string()).or_insert(0) += 1;
     }
     assert_eq!(
-        e.origin.count("/cold"),
+        e.scripted().count("/cold"),
         1,
         "one origin request for 100 clients: {statuses:?}"
     );
@@ -38,20 +40,20 @@ async fn hundred_concurrent_misses_make_one_origin_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_report_collapsed() {
     let e = env().await;
-    e.origin.route(
+    e.scripted().route(
         "GET",
         "/slow",
         Route::ok("slow")
             .cache("max-age=60")
             .delay(Duration::from_millis(1000)),
     );
-    let a = tokio::spawn(send(e.proxy.get("/slow")));
+    let a = tokio::spawn(send(e.proxy().get("/slow")));
     // the second request arrives while the first holds the cache lock
-    crate::eventually("first request reached the origin", || async {
-        e.origin.count("/slow") == 1
+    eventually_true("first request reached the origin", || async {
+        e.scripted().count("/slow") == 1
     })
     .await;
-    let b = send(e.proxy.get("/slow")).await;
+    let b = send(e.proxy().get("/slow")).await;
     let a = a.await.unwrap();
     assert_eq!(a.x_cache(), "MISS");
     assert_eq!(b.x_cache(), "HIT");
@@ -65,5 +67,5 @@ async fn waiters_report_collapsed() {
         "{}",
         b.header("server-timing")
     );
-    assert_eq!(e.origin.count("/slow"), 1);
+    assert_eq!(e.scripted().count("/slow"), 1);
 }

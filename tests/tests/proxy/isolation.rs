@@ -5,10 +5,11 @@
 //! Invariant: a per-user response body is only ever served to a request that the origin would
 //! identify as the user it was generated for; a public body may go to anyone. The origin writes
 //! the identity it derived into the body (`{user}`), the test derives the identity of every
-//! request the same way (`test_origin::identity`) and compares.
+//! request the same way (`scripted_origin::identity`) and compares.
 
-use crate::{env_with, send};
-use llmselect_e2e::test_origin::{identity, Route};
+use crate::env_with;
+use llmselect_e2e::http::send;
+use llmselect_e2e::scripted_origin::{identity, Route};
 use llmselect_proxy::config::CacheConfig;
 
 /// splitmix64: a small deterministic generator, so a failure names a seed that reproduces it.
@@ -41,7 +42,7 @@ const EXTRA_COOKIES: [&str; 4] = ["theme=dark", "theme=light", "lang=fr", "sessi
 
 /// Routes: per-user with `Vary` (as the LLMSelect origin sends them), per-user whose origin forgot
 /// `Vary` (keyed by credential anyway, since it is not explicitly shared), and public.
-fn program(origin: &llmselect_e2e::test_origin::TestOrigin) {
+fn program(origin: &llmselect_e2e::scripted_origin::ScriptedOrigin) {
     for k in 0..3 {
         origin.route(
             "GET",
@@ -107,14 +108,14 @@ fn random_headers(rng: &mut Rng) -> Vec<(&'static str, String)> {
 
 async fn check_isolation(variant: &str, cache: CacheConfig, seed: u64, requests: usize) {
     let e = env_with(|c| c.cache = cache).await;
-    program(&e.origin);
+    program(e.scripted());
     let mut rng = Rng(seed);
     let mut hits = 0;
     for i in 0..requests {
         let prefix = rng.pick(&["/u", "/nv", "/pub"]);
         let path = format!("{prefix}/{}", rng.below(3));
         let headers = random_headers(&mut rng);
-        let mut req = e.proxy.get(&path);
+        let mut req = e.proxy().get(&path);
         let mut map = http::HeaderMap::new();
         for (name, value) in &headers {
             req = req.header(*name, value.as_str());
@@ -143,7 +144,7 @@ async fn check_isolation(variant: &str, cache: CacheConfig, seed: u64, requests:
         hits > requests / 4,
         "{variant}: only {hits} hits in {requests} requests"
     );
-    e.proxy.shutdown().await;
+    e.shutdown().await;
 }
 
 fn shipped_cache_config() -> CacheConfig {

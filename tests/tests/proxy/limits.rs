@@ -1,7 +1,8 @@
 //! The memory bound and the max object size.
 
-use crate::{env_with, get, send};
-use llmselect_e2e::test_origin::Route;
+use crate::{env_with, get};
+use llmselect_e2e::http::send;
+use llmselect_e2e::scripted_origin::Route;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filling_twice_the_capacity_stays_under_capacity() {
@@ -15,19 +16,19 @@ async fn filling_twice_the_capacity_stays_under_capacity() {
     let body = "x".repeat(32 * 1024);
     for i in 0..64 {
         let path = format!("/blob/{i}");
-        e.origin
+        e.scripted()
             .route("GET", &path, Route::ok(&body).cache("max-age=600"));
-        let r = get(&e.proxy, &path).await;
+        let r = get(e.proxy(), &path).await;
         assert_eq!(r.body.len(), body.len());
     }
-    let (weight, cap) = e.proxy.handle.as_ref().unwrap().store_weight();
+    let (weight, cap) = e.proxy().handle.as_ref().unwrap().store_weight();
     assert_eq!(cap, capacity);
     assert!(weight <= capacity, "weight {weight} > capacity {capacity}");
-    let stats = e.proxy.stats().await;
+    let stats = e.proxy().stats().await;
     assert!(stats["evictions"].as_u64().unwrap() > 0);
     assert!(stats["bytes"].as_u64().unwrap() <= capacity);
     // recent entries are still there
-    assert_eq!(get(&e.proxy, "/blob/63").await.x_cache(), "HIT");
+    assert_eq!(get(e.proxy(), "/blob/63").await.x_cache(), "HIT");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,16 +36,16 @@ async fn oversize_responses_are_streamed_uncached() {
     let e = env_with(|c| c.cache.max_object_bytes = 64 * 1024).await;
     let big = "y".repeat(200 * 1024);
     // with Content-Length
-    e.origin
+    e.scripted()
         .route("GET", "/big", Route::ok(&big).cache("max-age=600"));
     for _ in 0..2 {
-        let r = get(&e.proxy, "/big").await;
+        let r = get(e.proxy(), "/big").await;
         assert_eq!(r.body.len(), big.len());
         assert_ne!(r.x_cache(), "HIT");
     }
-    assert_eq!(e.origin.count("/big"), 2);
+    assert_eq!(e.scripted().count("/big"), 2);
     // chunked (no Content-Length): counted while streaming, still complete for the client
-    e.origin.route(
+    e.scripted().route(
         "GET",
         "/big-chunked",
         Route::ok(&big)
@@ -52,12 +53,12 @@ async fn oversize_responses_are_streamed_uncached() {
             .body_pause(std::time::Duration::from_millis(20)),
     );
     for _ in 0..2 {
-        let r = send(e.proxy.get("/big-chunked")).await;
+        let r = send(e.proxy().get("/big-chunked")).await;
         assert_eq!(r.status, 200);
         assert_eq!(r.body.len(), big.len());
         assert_ne!(r.x_cache(), "HIT");
     }
-    assert_eq!(e.origin.count("/big-chunked"), 2);
+    assert_eq!(e.scripted().count("/big-chunked"), 2);
 }
 
 /// An origin that promises 100 bytes, sends 50 and closes the connection, counting requests.

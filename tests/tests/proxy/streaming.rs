@@ -1,11 +1,11 @@
 //! SSE passes through unbuffered and uncached.
 
 use crate::env;
-use llmselect_e2e::test_origin::Route;
+use llmselect_e2e::scripted_origin::Route;
 
 async fn first_event_before_origin_finishes(method: reqwest::Method) {
     let e = env().await;
-    e.origin.route(
+    e.scripted().route(
         method.as_str(),
         "/events",
         Route::ok("")
@@ -13,9 +13,9 @@ async fn first_event_before_origin_finishes(method: reqwest::Method) {
             .cache("no-cache"),
     );
     let mut resp = e
-        .proxy
+        .proxy()
         .client
-        .request(method, e.proxy.url("/events"))
+        .request(method, e.proxy().url("/events"))
         .send()
         .await
         .unwrap();
@@ -24,11 +24,11 @@ async fn first_event_before_origin_finishes(method: reqwest::Method) {
     let first = resp.chunk().await.unwrap().unwrap();
     assert_eq!(String::from_utf8_lossy(&first), "data: one\n\n");
     assert_eq!(
-        e.origin.streams_finished(),
+        e.scripted().streams_finished(),
         0,
         "the origin is still holding the stream"
     );
-    e.origin.release_streams();
+    e.scripted().release_streams();
     let mut rest = Vec::new();
     while let Some(c) = resp.chunk().await.unwrap() {
         rest.extend_from_slice(&c);
@@ -37,7 +37,7 @@ async fn first_event_before_origin_finishes(method: reqwest::Method) {
         String::from_utf8_lossy(&rest),
         "data: two\n\ndata: three\n\n"
     );
-    assert_eq!(e.origin.streams_finished(), 1);
+    assert_eq!(e.scripted().streams_finished(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,15 +53,15 @@ async fn sse_post_is_streamed_incrementally() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_is_never_cached_even_when_marked_cacheable() {
     let e = env().await;
-    e.origin.route(
+    e.scripted().route(
         "GET",
         "/ev",
         Route::ok("").sse(&["a"], false).cache("max-age=600"),
     );
     for _ in 0..2 {
-        let r = crate::get(&e.proxy, "/ev").await;
+        let r = crate::get(e.proxy(), "/ev").await;
         assert_eq!(r.body, "data: a\n\n");
         assert_ne!(r.x_cache(), "HIT");
     }
-    assert_eq!(e.origin.count("/ev"), 2);
+    assert_eq!(e.scripted().count("/ev"), 2);
 }

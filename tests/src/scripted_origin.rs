@@ -1,6 +1,6 @@
-//! A programmable hyper 1.x origin for proxy tests, on `127.0.0.1:0`: per-route responses,
-//! headers, delays and ETags, per-request counters and recorded headers, and failure switches
-//! (every request 500, refuse connections, slow bodies, held SSE streams).
+//! The scripted origin: a programmable hyper 1.x server for proxy tests on `127.0.0.1:0`, with
+//! per-route responses, headers, delays and ETags, per-request counters and recorded headers, and
+//! failure switches (every request 500, refuse connections, slow bodies, held SSE streams).
 
 use bytes::Bytes;
 use futures::channel::mpsc;
@@ -38,7 +38,7 @@ pub struct Route {
     pub etag: Option<String>,
     /// Serve `text/event-stream` events instead of `body`.
     pub sse: Option<Vec<String>>,
-    /// Hold an SSE stream after its first event until [`TestOrigin::release_streams`].
+    /// Hold an SSE stream after its first event until [`ScriptedOrigin::release_streams`].
     pub hold_after_first_event: bool,
 }
 
@@ -116,20 +116,20 @@ struct State {
 }
 
 /// The running origin. Dropping it stops the listener.
-pub struct TestOrigin {
+pub struct ScriptedOrigin {
     pub addr: SocketAddr,
     state: Arc<State>,
     accept: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl TestOrigin {
+impl ScriptedOrigin {
     /// Binds `127.0.0.1:0` and serves until dropped.
-    pub async fn start() -> TestOrigin {
+    pub async fn start() -> ScriptedOrigin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
         let state = Arc::new(State::default());
         let accept = tokio::spawn(accept_loop(listener, state.clone()));
-        TestOrigin {
+        ScriptedOrigin {
             addr,
             state,
             accept: Mutex::new(Some(accept)),
@@ -219,7 +219,7 @@ impl TestOrigin {
     }
 }
 
-impl Drop for TestOrigin {
+impl Drop for ScriptedOrigin {
     fn drop(&mut self) {
         self.refuse_connections();
     }

@@ -1,0 +1,56 @@
+//! HTTP helpers shared by every suite: [`send`] reads a whole response into a [`Resp`]; [`header`]
+//! reads one header of a response that is still streaming (or whose body is read otherwise).
+
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+/// A response read to its end: what the tests look at.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    /// Header `name` ("" when absent or not text).
+    pub fn header(&self, name: &str) -> &str {
+        header_str(&self.headers, name)
+    }
+
+    /// The proxy's `X-Cache`.
+    pub fn x_cache(&self) -> &str {
+        self.header("x-cache")
+    }
+
+    /// The body as JSON (panics when it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("JSON body ({e}): {:?}", self.body))
+    }
+}
+
+/// Sends `req` and reads the whole answer.
+pub async fn send(req: reqwest::RequestBuilder) -> Resp {
+    let resp = req.send().await.expect("request reaches the server");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.text().await.expect("body");
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Header `name` of a response whose body is not read into a [`Resp`] ("" when absent).
+pub fn header(r: &reqwest::Response, name: &str) -> String {
+    header_str(r.headers(), name).to_string()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
