@@ -83,5 +83,5 @@ else
   log "fewer than two CPUs or no taskset: running unpinned"
 fi
 
-BENCH_COMMAND="scripts/bench.sh${*:+ $*}" "${pin_client[@]}" target/release/llmselect-bench \
+BENCH_COMMAND="scripts/bench.sh${*:+ $*}" "${pin_client[@]}" "${CARGO_TARGET_DIR:-target}/release/llmselect-bench" \
   --nginx "$NGINX_BIN" "${nats_args[@]}" "${pin_server[@]}" "$@"
