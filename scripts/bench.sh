@@ -7,7 +7,8 @@
 # Builds the release binaries once, makes sure PostgreSQL is reachable (DATABASE_URL, else a
 # private throwaway cluster from scripts/pg.sh), then llmselect-bench creates its own database,
 # seeds it with `llmselect-origin seed`, starts the origin, the proxy and nginx (proxy_cache) on
-# loopback ports and measures. Servers are pinned to the first CPU(s) and the load generator to
+# loopback ports and measures; the fleet part then starts a private nats-server (JetStream, its
+# own port and store), two origins and three proxies on one invalidation stream. Servers are pinned to the first CPU(s) and the load generator to
 # the others with taskset when the machine has at least two. Any further arguments go to
 # llmselect-bench (see `target/release/llmselect-bench --help`), e.g. --messages 200000.
 # Results: bench/results/latest.md and bench/results/latest.json.
@@ -30,6 +31,34 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   fi
 fi
 NGINX_BIN=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+
+# The fleet part's bus: a private nats-server per run (never the system one). Needed unless
+# --parts leaves the fleet out.
+wants_fleet=1
+prev=
+for a in "$@"; do
+  case "$a" in
+    --parts=*) case "${a#--parts=}" in *fleet*) ;; *) wants_fleet=0 ;; esac ;;
+  esac
+  if [ "$prev" = --parts ]; then
+    case "$a" in *fleet*) ;; *) wants_fleet=0 ;; esac
+  fi
+  prev=$a
+done
+nats_args=()
+if [ "$wants_fleet" = 1 ] && ! command -v nats-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "nats-server (the fleet's bus) not found: installing it with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+  else
+    log "nats-server not found; install it (Debian package nats-server) or leave out the fleet part (--parts)"
+    exit 1
+  fi
+fi
+if command -v nats-server >/dev/null 2>&1; then
+  nats_args=(--nats-server "$(command -v nats-server)")
+fi
 
 log "building release binaries"
 cargo build --release -p llmselect-origin -p llmselect-proxy -p llmselect-bench
@@ -54,5 +83,5 @@ else
   log "fewer than two CPUs or no taskset: running unpinned"
 fi
 
-BENCH_COMMAND="scripts/bench.sh${*:+ $*}" "${pin_client[@]}" target/release/llmselect-bench \
-  --nginx "$NGINX_BIN" "${pin_server[@]}" "$@"
+BENCH_COMMAND="scripts/bench.sh${*:+ $*}" "${pin_client[@]}" "${CARGO_TARGET_DIR:-target}/release/llmselect-bench" \
+  --nginx "$NGINX_BIN" "${nats_args[@]}" "${pin_server[@]}" "$@"

@@ -13,6 +13,9 @@ pub enum Part {
     Http,
     /// Zipf read-mostly mix with writes through the proxy: hit rate and stale reads.
     Workload,
+    /// Three proxies and two origins on one NATS JetStream invalidation stream: propagation delay,
+    /// invalidations per second per node, the workload spread over the nodes.
+    Fleet,
 }
 
 #[derive(Debug, Parser)]
@@ -49,7 +52,7 @@ pub struct Cli {
     #[arg(long)]
     pub server_cpus: Option<String>,
     /// Which parts to run (comma-separated; all by default).
-    #[arg(long, value_delimiter = ',', default_values = ["origin", "http", "workload"])]
+    #[arg(long, value_delimiter = ',', default_values = ["origin", "http", "workload", "fleet"])]
     pub parts: Vec<Part>,
     /// Smoke run: tiny dataset, sub-second measurements.
     #[arg(long)]
@@ -97,6 +100,15 @@ pub struct Cli {
     pub workload_secs: Option<f64>,
     #[arg(long, default_value_t = 32)]
     pub workload_connections: usize,
+    /// nats-server binary (with JetStream) of the fleet part.
+    #[arg(long, default_value = "nats-server")]
+    pub nats_server: String,
+    /// Renames whose propagation to every node the fleet part measures.
+    #[arg(long)]
+    pub fleet_renames: Option<usize>,
+    /// Invalidations published straight to the stream for the fleet's throughput run.
+    #[arg(long)]
+    pub fleet_messages: Option<usize>,
     /// Where latest.json and latest.md go.
     #[arg(long, default_value = "bench/results")]
     pub results_dir: PathBuf,
@@ -120,6 +132,8 @@ pub struct Settings {
     pub login_users: usize,
     pub stampede: usize,
     pub workload_secs: f64,
+    pub fleet_renames: usize,
+    pub fleet_messages: usize,
 }
 
 impl Cli {
@@ -137,6 +151,10 @@ impl Cli {
             login_users: self.login_users.unwrap_or(if q { 40 } else { 1_000 }),
             stampede: self.stampede.unwrap_or(if q { 100 } else { 1_000 }),
             workload_secs: self.workload_secs.unwrap_or(if q { 1.0 } else { 15.0 }),
+            fleet_renames: self.fleet_renames.unwrap_or(if q { 30 } else { 300 }),
+            fleet_messages: self
+                .fleet_messages
+                .unwrap_or(if q { 2_000 } else { 20_000 }),
         }
     }
 

@@ -1,5 +1,5 @@
 //! One-off HTTP/1.1 requests for setup and bookkeeping (logins, metrics scrapes, admin stats):
-//! a fresh connection each, never on a measured path.
+//! a fresh connection each ([`KeepAlive`] for tight polling), never on a measured path.
 
 use std::net::SocketAddr;
 
@@ -87,4 +87,68 @@ pub async fn login(addr: SocketAddr, username: &str, password: &str) -> anyhow::
         .map(|c| c.split(';').next().unwrap_or("").to_string())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| anyhow::anyhow!("login of {username}: no access_token_cookie"))
+}
+
+/// One keep-alive connection for repeated bookkeeping requests (tight polling of a node's
+/// `/stats`), reconnecting when the server closes it.
+pub struct KeepAlive {
+    addr: SocketAddr,
+    sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+}
+
+impl KeepAlive {
+    pub fn new(addr: SocketAddr) -> KeepAlive {
+        KeepAlive { addr, sender: None }
+    }
+
+    /// Sends one request on the kept connection (a new one if it was closed).
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        json: Option<&serde_json::Value>,
+    ) -> anyhow::Result<Reply> {
+        let mut sender = match self.sender.take() {
+            Some(s) if !s.is_closed() => s,
+            _ => {
+                let stream = TcpStream::connect(self.addr).await?;
+                stream.set_nodelay(true)?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                sender
+            }
+        };
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, self.addr.to_string());
+        if let Some(token) = bearer {
+            builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match json {
+            Some(v) => {
+                builder = builder.header(CONTENT_TYPE, "application/json");
+                Bytes::from(serde_json::to_vec(v)?)
+            }
+            None => Bytes::new(),
+        };
+        sender.ready().await?;
+        let response = sender.send_request(builder.body(Full::new(body))?).await?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        self.sender = Some(sender);
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    pub async fn get(&mut self, path: &str, bearer: Option<&str>) -> anyhow::Result<Reply> {
+        self.request(Method::GET, path, bearer, None).await
+    }
 }

@@ -219,6 +219,7 @@ pub async fn run(addrs: Addrs, spec: &HttpSpec) -> anyhow::Result<HttpReport> {
             for (ti, &target) in Target::ALL.iter().enumerate() {
                 let plan = Plan {
                     addr: addrs.of(target),
+                    spread: Vec::new(),
                     connections,
                     duration,
                     warmup: duration / 5,
@@ -366,6 +367,7 @@ pub async fn coalescing(
     let path = format!("{MODELS}?stampede={:x}", rand::random::<u64>());
     let plan = Plan {
         addr,
+        spread: Vec::new(),
         connections: n,
         duration: Duration::from_secs(60),
         warmup: Duration::ZERO,

@@ -2,13 +2,15 @@
 //!
 //! [`loadgen`] is a closed-loop keep-alive HTTP/1.1 load generator; [`procs`] starts the release
 //! binaries (origin, proxy) and nginx as pinned child processes; [`db`] creates and seeds a
-//! throwaway database; the parts are [`origin_bench`], [`http_bench`] and [`workload`];
+//! throwaway database; the parts are [`origin_bench`], [`http_bench`], [`workload`] and
+//! [`fleet`] (nats-server, two origins and three proxies on one invalidation stream);
 //! [`report`] writes `bench/results/latest.{md,json}`. [`suite::run`] ties them together.
 
 pub mod cli;
 pub mod client;
 pub mod db;
 pub mod fixtures;
+pub mod fleet;
 pub mod http_bench;
 pub mod loadgen;
 pub mod machine;

@@ -119,6 +119,10 @@ pub trait Scenario: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub addr: SocketAddr,
+    /// Further servers: when set, each connection keeps one connection to `addr` and to each of
+    /// these, and sends its requests to them in turn (request `seq` of connection `conn` goes to
+    /// server `(conn + seq) % n`), so consecutive requests of one client hit different nodes.
+    pub spread: Vec<SocketAddr>,
     pub connections: usize,
     /// Measured time (after the warm-up).
     pub duration: Duration,
@@ -229,19 +233,33 @@ pub async fn run(plan: &Plan, scenario: Arc<dyn Scenario>) -> anyhow::Result<Run
     let kinds = scenario.kinds();
     let barrier = Arc::new(Barrier::new(plan.connections + 1));
     let budget = Arc::new(AtomicU64::new(0));
-    let host = HeaderValue::from_str(&plan.addr.to_string())?;
+    let targets: Arc<Vec<SocketAddr>> = Arc::new(
+        std::iter::once(plan.addr)
+            .chain(plan.spread.iter().copied())
+            .collect(),
+    );
+    let hosts: Arc<Vec<HeaderValue>> = Arc::new(
+        targets
+            .iter()
+            .map(|a| HeaderValue::from_str(&a.to_string()))
+            .collect::<Result<_, _>>()?,
+    );
     let mut tasks = Vec::with_capacity(plan.connections);
     let start_cell = Arc::new(std::sync::OnceLock::<Instant>::new());
     for conn in 0..plan.connections {
         let scenario = scenario.clone();
         let barrier = barrier.clone();
         let budget = budget.clone();
-        let host = host.clone();
+        let targets = targets.clone();
+        let hosts = hosts.clone();
         let plan = plan.clone();
         let n_kinds = kinds.len();
         let start_cell = start_cell.clone();
         tasks.push(tokio::spawn(async move {
-            let mut sender = connect(plan.addr).await.ok();
+            let mut senders = Vec::with_capacity(targets.len());
+            for &addr in targets.iter() {
+                senders.push(connect(addr).await.ok());
+            }
             barrier.wait().await;
             let start = *start_cell.get_or_init(Instant::now);
             let record_from = start + plan.warmup;
@@ -261,10 +279,12 @@ pub async fn run(plan: &Plan, scenario: Arc<dyn Scenario>) -> anyhow::Result<Run
                     }
                 }
                 let req = scenario.next(conn, seq);
+                let node = (conn + seq as usize) % targets.len();
                 seq += 1;
+                let sender = &mut senders[node];
                 let sent_at = Instant::now();
                 let outcome = match sender.as_mut() {
-                    Some(s) => send(s, &req, &host).await,
+                    Some(s) => send(s, &req, &hosts[node]).await,
                     None => Err(anyhow::anyhow!("not connected")),
                 };
                 let done_at = Instant::now();
@@ -308,7 +328,7 @@ pub async fn run(plan: &Plan, scenario: Arc<dyn Scenario>) -> anyhow::Result<Run
                             .get(http::header::CONNECTION)
                             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
                         {
-                            sender = connect(plan.addr).await.ok();
+                            *sender = connect(targets[node]).await.ok();
                         }
                     }
                     Err(_) => {
@@ -316,7 +336,7 @@ pub async fn run(plan: &Plan, scenario: Arc<dyn Scenario>) -> anyhow::Result<Run
                             rec.transport_errors += 1;
                             acc.errors += 1;
                         }
-                        sender = connect(plan.addr).await.ok();
+                        *sender = connect(targets[node]).await.ok();
                         if sender.is_none() {
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }

@@ -132,6 +132,7 @@ pub async fn measure_all(
         let before = promtext::scrape(origin_ops).await?;
         let plan = Plan {
             addr: origin,
+            spread: Vec::new(),
             connections,
             duration,
             warmup: duration / 5,

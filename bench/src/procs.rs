@@ -1,5 +1,6 @@
-//! The servers under test as child processes (release binaries of the workspace and Debian's
-//! nginx), each optionally pinned with `taskset` to the server CPUs, killed when dropped.
+//! The servers under test as child processes (release binaries of the workspace, Debian's
+//! nginx and nats-server), each optionally pinned with `taskset` to the server CPUs, killed when
+//! dropped.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -136,6 +137,17 @@ verify_model_lists = false
 
     /// The origin; its `admin_addr` is the operations listener (`/metrics`, detailed `/health`).
     pub fn start_origin(&self, config: &Path) -> anyhow::Result<Server> {
+        self.start_origin_node("origin", config, None)
+    }
+
+    /// An origin named `name` (its log is `<name>.log`), on the bus at `nats_url` if given
+    /// (env `NATS_URL`: the transactional outbox and its relay).
+    pub fn start_origin_node(
+        &self,
+        name: &'static str,
+        config: &Path,
+        nats_url: Option<&str>,
+    ) -> anyhow::Result<Server> {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let ops = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let mut cmd = self.command(&self.bin_dir.join("llmselect-origin"));
@@ -147,21 +159,37 @@ verify_model_lists = false
             .arg(ops.to_string())
             .arg("serve")
             .stdout(Stdio::null())
-            .stderr(self.log_file("origin")?);
+            .stderr(self.log_file(name)?);
+        if let Some(url) = nats_url {
+            cmd.env("NATS_URL", url);
+        }
         let child = cmd.spawn().context("starting llmselect-origin")?;
-        wait_listening("origin", child, addr, Some(ops))
+        wait_listening(name, child, addr, Some(ops))
     }
 
     pub fn start_proxy(&self, upstream: SocketAddr) -> anyhow::Result<Server> {
+        self.start_proxy_node("proxy", &[upstream], None)
+    }
+
+    /// A proxy named `name` (its files are `<name>.toml`, `<name>.log`, …) balancing over
+    /// `upstreams` (`--upstream a,b` when there are several) and following the invalidation
+    /// stream at `nats_url` if given (env `NATS_URL`).
+    pub fn start_proxy_node(
+        &self,
+        name: &'static str,
+        upstreams: &[SocketAddr],
+        nats_url: Option<&str>,
+    ) -> anyhow::Result<Server> {
+        let first = upstreams.first().context("a proxy needs an upstream")?;
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let path = self.work_dir.join("proxy.toml");
+        let path = self.work_dir.join(format!("{name}.toml"));
         let dir = self.work_dir.display();
         std::fs::write(
             &path,
             format!(
                 r#"listen = "{addr}"
-upstream = "http://{upstream}"
+upstream = "http://{first}"
 admin_listen = "{admin}"
 admin_token = "{PROXY_ADMIN_TOKEN}"
 
@@ -171,8 +199,8 @@ shards = 16
 
 [server]
 threads = {threads}
-{work_stealing}pid_file = "{dir}/proxy.pid"
-upgrade_sock = "{dir}/proxy-upgrade.sock"
+{work_stealing}pid_file = "{dir}/{name}.pid"
+upgrade_sock = "{dir}/{name}-upgrade.sock"
 grace_period_secs = 1
 "#,
                 threads = self.proxy_threads,
@@ -189,9 +217,39 @@ grace_period_secs = 1
             .arg(&path)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(self.log_file("proxy")?);
+            .stderr(self.log_file(name)?);
+        if upstreams.len() > 1 {
+            let list: Vec<String> = upstreams.iter().map(|u| format!("http://{u}")).collect();
+            cmd.arg("--upstream").arg(list.join(","));
+        }
+        if let Some(url) = nats_url {
+            cmd.env("NATS_URL", url);
+        }
         let child = cmd.spawn().context("starting llmselect-proxy")?;
-        wait_listening("proxy", child, addr, Some(admin))
+        wait_listening(name, child, addr, Some(admin))
+    }
+
+    /// A private nats-server with JetStream on a free loopback port, its store in the work
+    /// directory; `addr` is its client port (`nats://addr`).
+    pub fn start_nats(&self, program: &Path) -> anyhow::Result<Server> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let store = self.work_dir.join("nats");
+        let _ = std::fs::remove_dir_all(&store);
+        std::fs::create_dir_all(&store)?;
+        let mut cmd = self.command(program);
+        cmd.arg("-js")
+            .arg("-a")
+            .arg("127.0.0.1")
+            .arg("-p")
+            .arg(addr.port().to_string())
+            .arg("-sd")
+            .arg(&store)
+            .stdout(Stdio::null())
+            .stderr(self.log_file("nats-server")?);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        wait_listening("nats-server", child, addr, None)
     }
 
     /// nginx with `proxy_cache` in front of `upstream`: one process, keep-alive to the origin,

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::fleet::FleetReport;
 use crate::http_bench::{Coalescing, HttpReport};
 use crate::machine::Machine;
 use crate::origin_bench::OriginRow;
@@ -38,6 +39,7 @@ pub struct Report {
     pub http: Option<HttpReport>,
     pub coalescing: Vec<Coalescing>,
     pub workload: Option<WorkloadReport>,
+    pub fleet: Option<FleetReport>,
     pub targets: Vec<TargetCheck>,
 }
 
@@ -300,6 +302,98 @@ impl Report {
             );
             s.push('\n');
         }
+        if let Some(f) = &self.fleet {
+            let p = &f.propagation;
+            let t = &f.throughput;
+            let w = &f.workload;
+            let _ = writeln!(
+                s,
+                "## Fleet: {} proxies, {} origins, one invalidation stream\n\nEach proxy balances over both origins and follows the NATS JetStream stream ({}); the origins publish their outbox. Latency in ms.\n",
+                f.shape.proxies, f.shape.origins, f.shape.nats_server
+            );
+            let hist = |v: fn(&crate::fleet::HistogramQuantiles) -> f64| {
+                p.bus_histogram.as_ref().map_or("–".into(), |h| ms(v(h)))
+            };
+            table(
+                &mut s,
+                "| propagation of a rename | renames | p50 | p99 | max | timeouts |\n|---|---:|---:|---:|---:|---:|",
+                [
+                    [
+                        format!(
+                            "commit → applied on every node (`/stats` polled every {} ms)",
+                            crate::fleet::POLL_MICROS as f64 / 1000.0
+                        ),
+                        p.renames.to_string(),
+                        ms(p.all_nodes.p50_us),
+                        ms(p.all_nodes.p99_us),
+                        ms(p.all_nodes.max_us),
+                        p.timeouts.to_string(),
+                    ],
+                    [
+                        "commit → applied on the first node".to_string(),
+                        p.renames.to_string(),
+                        ms(p.first_node.p50_us),
+                        ms(p.first_node.p99_us),
+                        ms(p.first_node.max_us),
+                        "".into(),
+                    ],
+                    [
+                        "publication → applied, per node (`proxy_bus_propagation_seconds`, bucket-interpolated)".to_string(),
+                        p.bus_histogram.as_ref().map_or("–".into(), |h| num(h.count)),
+                        hist(|h| h.p50_us),
+                        hist(|h| h.p99_us),
+                        "–".into(),
+                        "".into(),
+                    ],
+                ],
+            );
+            let _ = writeln!(
+                s,
+                "\n{} invalidations published straight to the stream ({} in flight), acknowledged at {} per second; applied per node (first publication → the node's `applied_seq` at the last one):\n",
+                t.messages,
+                t.in_flight,
+                num(t.acked_per_sec)
+            );
+            table(
+                &mut s,
+                "| node | applied/s | seconds | most behind the acknowledged sequence |\n|---|---:|---:|---:|",
+                t.nodes.iter().map(|n| {
+                    [
+                        if n.timed_out {
+                            format!("{} (**did not catch up**)", n.node)
+                        } else {
+                            n.node.clone()
+                        },
+                        rate(n.applied_per_sec),
+                        format!("{:.2}", n.seconds),
+                        n.max_behind.to_string(),
+                    ]
+                }),
+            );
+            let _ = writeln!(
+                s,
+                "\nWorkload spread over the {} nodes (requests in turn), each user echoing its last write's `LLMSelect-Invalidation-Id`; {} connections, {:.0} s after a warm-up of every key on every node{}:\n",
+                w.nodes,
+                w.spec.connections,
+                w.spec.duration_secs,
+                if w.spec.warm_every_key { "" } else { " (skipped)" }
+            );
+            table(
+                &mut s,
+                "| requests | req/s | read hit rate | origin requests saved | writes | reads echoing a write | stale reads | errors |\n|---:|---:|---:|---:|---:|---:|---:|---:|",
+                [[
+                    w.requests.to_string(),
+                    format!("{:.0}", w.rps),
+                    percent(w.hit_rate),
+                    percent(w.origin_requests_saved),
+                    w.writes.to_string(),
+                    w.reads_with_position.to_string(),
+                    w.stale_reads.to_string(),
+                    w.errors.to_string(),
+                ]],
+            );
+            s.push('\n');
+        }
         s
     }
 
@@ -317,7 +411,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::fleet::{FleetShape, HistogramQuantiles, NodeRate, Propagation, Throughput};
     use crate::http_bench::{HttpRow, Ratio};
+    use crate::stats::Summary;
     use crate::workload::{KindRow, WorkloadSpec};
     use crate::wrk::WrkRow;
 
@@ -403,12 +499,14 @@ mod tests {
                     duration_secs: 5.0,
                     warm_every_key: false,
                 },
+                nodes: 1,
                 requests: 1000,
                 rps: 200.4,
                 reads: 980,
                 read_hits: 950,
                 hit_rate: 0.9694,
                 writes: 20,
+                reads_with_position: 0,
                 stale_reads: 0,
                 errors: 0,
                 origin_requests: 60.0,
@@ -426,6 +524,7 @@ mod tests {
                 }],
                 proxy_stats: serde_json::Value::Null,
             }),
+            fleet: None,
             targets: vec![TargetCheck {
                 target: "proxy hits never reach the origin".into(),
                 measured: "0 origin requests".into(),
@@ -434,10 +533,71 @@ mod tests {
         }
     }
 
+    /// `sample()` with a fleet part (its workload is the sample's, over 3 nodes).
+    fn with_fleet() -> Report {
+        let mut r = sample();
+        let mut workload = r.workload.clone().expect("the sample has a workload");
+        workload.nodes = 3;
+        workload.reads_with_position = 12;
+        let summary = |p50: f64, p99: f64| Summary {
+            count: 30,
+            p50_us: p50,
+            p90_us: p99,
+            p99_us: p99,
+            max_us: p99 * 2.0,
+            mean_us: p50,
+        };
+        r.fleet = Some(FleetReport {
+            shape: FleetShape {
+                proxies: 3,
+                origins: 2,
+                nats_server: "nats-server: v2.9.10".into(),
+            },
+            propagation: Propagation {
+                renames: 30,
+                all_nodes: summary(2345.0, 6789.0),
+                first_node: summary(1234.0, 4567.0),
+                timeouts: 0,
+                bus_histogram: Some(HistogramQuantiles {
+                    count: 90.0,
+                    p50_us: 750.0,
+                    p99_us: 2400.0,
+                }),
+            },
+            throughput: Throughput {
+                messages: 2000,
+                in_flight: 1000,
+                publish_seconds: 0.1,
+                acked_per_sec: 20000.4,
+                nodes: vec![
+                    NodeRate {
+                        node: "proxy-1".into(),
+                        seconds: 0.125,
+                        applied_per_sec: 16000.0,
+                        max_behind: 800,
+                        timed_out: false,
+                    },
+                    NodeRate {
+                        node: "proxy-2".into(),
+                        seconds: 60.0,
+                        applied_per_sec: 12.5,
+                        max_behind: 2000,
+                        timed_out: true,
+                    },
+                ],
+                applied_per_sec: 12.5,
+            },
+            workload,
+        });
+        r
+    }
+
     /// The layout the README shows, pinned: headings, columns, number formats, blank lines.
     #[test]
     fn markdown_layout() {
         assert_eq!(sample().markdown(), EXPECTED);
+        let fleet = with_fleet().markdown();
+        assert_eq!(fleet.strip_prefix(EXPECTED), Some(FLEET));
     }
 
     const EXPECTED: &str = r#"# llmselect-edge benchmark results
@@ -500,6 +660,31 @@ Cross-check with `wrk -t1` (same CPUs as the load generator, one run each):
 | kind | requests | hit rate | X-Cache | stale | p50 | p99 |
 |---|---:|---:|---|---:|---:|---:|
 | list | 400 | 97.5 % | HIT 390, MISS 10 | 0 | 0.25 | 0.90 |
+
+"#;
+
+    const FLEET: &str = r#"## Fleet: 3 proxies, 2 origins, one invalidation stream
+
+Each proxy balances over both origins and follows the NATS JetStream stream (nats-server: v2.9.10); the origins publish their outbox. Latency in ms.
+
+| propagation of a rename | renames | p50 | p99 | max | timeouts |
+|---|---:|---:|---:|---:|---:|
+| commit → applied on every node (`/stats` polled every 0.25 ms) | 30 | 2.35 | 6.79 | 14 | 0 |
+| commit → applied on the first node | 30 | 1.23 | 4.57 | 9.13 |  |
+| publication → applied, per node (`proxy_bus_propagation_seconds`, bucket-interpolated) | 90 | 0.75 | 2.40 | – |  |
+
+2000 invalidations published straight to the stream (1000 in flight), acknowledged at 20000 per second; applied per node (first publication → the node's `applied_seq` at the last one):
+
+| node | applied/s | seconds | most behind the acknowledged sequence |
+|---|---:|---:|---:|
+| proxy-1 | 16000 | 0.12 | 800 |
+| proxy-2 (**did not catch up**) | 12 | 60.00 | 2000 |
+
+Workload spread over the 3 nodes (requests in turn), each user echoing its last write's `LLMSelect-Invalidation-Id`; 16 connections, 5 s after a warm-up of every key on every node (skipped):
+
+| requests | req/s | read hit rate | origin requests saved | writes | reads echoing a write | stale reads | errors |
+|---:|---:|---:|---:|---:|---:|---:|---:|
+| 1000 | 200 | 96.9 % | 94.0 % | 20 | 12 | 0 | 0 |
 
 "#;
 }

@@ -1,7 +1,7 @@
 //! Runs the selected parts in order on one seeded database and one set of servers, then writes
 //! the report. Servers are stopped and the database dropped on the way out, errors included.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,7 @@ use anyhow::Context;
 use crate::cli::{Cli, Part, Settings};
 use crate::db::{self, BenchDb};
 use crate::fixtures;
+use crate::fleet::{self, FleetSpec};
 use crate::http_bench::{self, Addrs, HttpSpec, PerfSpec};
 use crate::machine::Machine;
 use crate::origin_bench;
@@ -227,15 +228,46 @@ async fn run_on(
             };
             workload_report = Some(
                 workload::run(
-                    proxy.addr,
-                    proxy.admin_addr,
-                    origin_ops,
+                    workload::Servers {
+                        proxies: &[(proxy.addr, proxy.admin_addr)],
+                        origin_ops: &[origin_ops],
+                    },
                     users.clone(),
                     spec,
                 )
                 .await?,
             );
         }
+    }
+
+    let mut fleet_report = None;
+    if cli.parts.contains(&Part::Fleet) {
+        eprintln!("fleet: nats-server, 2 origins and 3 proxies on one invalidation stream");
+        let spec = FleetSpec {
+            renames: s.fleet_renames,
+            messages: s.fleet_messages,
+            in_flight: 1_000,
+            workload: WorkloadSpec {
+                users: users.len(),
+                zipf_s: cli.zipf,
+                write_share: cli.write_share,
+                list_share: 0.4,
+                models_share: 0.2,
+                connections: cli.workload_connections,
+                duration_secs: s.workload_secs,
+                warm_every_key: true,
+            },
+        };
+        fleet_report = Some(
+            fleet::run(
+                env,
+                Path::new(&cli.nats_server),
+                &config,
+                users.clone(),
+                &spec,
+            )
+            .await?,
+        );
     }
 
     let mut report = Report {
@@ -248,6 +280,7 @@ async fn run_on(
         http,
         coalescing,
         workload: workload_report,
+        fleet: fleet_report,
         targets: Vec::new(),
     };
     report.targets = targets::check(&report);

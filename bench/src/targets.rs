@@ -97,5 +97,22 @@ pub fn check(r: &Report) -> Vec<TargetCheck> {
             met: w.hit_rate >= 0.95 && w.stale_reads == 0,
         });
     }
+    if let Some(f) = &r.fleet {
+        let lost =
+            f.propagation.timeouts + f.throughput.nodes.iter().filter(|n| n.timed_out).count();
+        out.push(TargetCheck {
+            target: format!(
+                "fleet of {} nodes: every invalidation applied on every node, 0 stale reads (read-your-writes on any node)",
+                f.shape.proxies
+            ),
+            measured: format!(
+                "{} renames p99 {:.2} ms to all nodes, {lost} not applied; {} stale reads",
+                f.propagation.renames,
+                f.propagation.all_nodes.p99_us / 1000.0,
+                f.workload.stale_reads
+            ),
+            met: lost == 0 && f.workload.stale_reads == 0,
+        });
+    }
     out
 }

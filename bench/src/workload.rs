@@ -2,10 +2,14 @@
 //! read is the user's conversation list, one of their conversations, or the model registry; a
 //! configurable share of requests are writes (a new message). Every read that starts after a
 //! write completed must show that write, else it is a stale read.
+//!
+//! In a fleet (several proxies, see [`crate::fleet`]) requests go to the nodes in turn and each
+//! user behaves like an API client of the read-your-writes contract: its reads echo the
+//! `LLMSelect-Invalidation-Id` of its last completed write.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -49,7 +53,13 @@ struct Published {
     content: HashMap<String, String>,
     /// User index → (conversation id, createdAt) of the user's latest completed write.
     latest: HashMap<usize, (String, String)>,
+    /// User index → the highest `LLMSelect-Invalidation-Id` of the user's completed writes (only
+    /// with a bus), echoed on the user's later reads.
+    positions: HashMap<usize, (u64, HeaderValue)>,
 }
+
+/// The origin's response field (and the proxy's request field) carrying an outbox id.
+pub const INVALIDATION_ID: &str = "llmselect-invalidation-id";
 
 /// Locks without caring about poisoning (the critical sections only insert into maps).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -64,6 +74,22 @@ struct Mix {
     spec: WorkloadSpec,
     published: Mutex<Published>,
     nonce: u64,
+    /// Reads sent with an echoed `LLMSelect-Invalidation-Id`.
+    echoed: AtomicU64,
+}
+
+impl Mix {
+    /// Adds the user's last write position to a read of the user's data, if there is one.
+    fn echo(&self, mut r: Req, published: &Published, ui: usize) -> Req {
+        if let Some((_, value)) = published.positions.get(&ui) {
+            r.headers.push((
+                http::HeaderName::from_static(INVALIDATION_ID),
+                value.clone(),
+            ));
+            self.echoed.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
 }
 
 impl Scenario for Mix {
@@ -114,19 +140,29 @@ impl Scenario for Mix {
                     id: id.clone(),
                     at: at.clone(),
                 });
-            return r;
+            return self.echo(r, &published, ui);
         }
         let cid = conv.expect("checked above");
         let mut r = Req::get(format!("/api/v1/conversations/{cid}"))
             .header_value(AUTHORIZATION, bearer)
             .kind(DETAIL);
         r.expect = published.content.get(cid).cloned().map(Expect::Contains);
-        r
+        self.echo(r, &published, ui)
     }
 
-    fn completed(&self, req: &Req, status: StatusCode, _headers: &HeaderMap, body: &Bytes) {
+    fn completed(&self, req: &Req, status: StatusCode, headers: &HeaderMap, body: &Bytes) {
         if req.kind != WRITE || !status.is_success() {
             return;
+        }
+        let ui = req.tag as usize;
+        let position = headers
+            .get(INVALIDATION_ID)
+            .and_then(|v| Some((v.to_str().ok()?.trim().parse::<u64>().ok()?, v.clone())));
+        if let Some((id, value)) = position {
+            let mut p = lock(&self.published);
+            if p.positions.get(&ui).is_none_or(|(old, _)| id > *old) {
+                p.positions.insert(ui, (id, value));
+            }
         }
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
             return;
@@ -140,7 +176,6 @@ impl Scenario for Mix {
         };
         let mut p = lock(&self.published);
         p.content.insert(cid.to_string(), content.to_string());
-        let ui = req.tag as usize;
         let newer = p.latest.get(&ui).is_none_or(|(_, old)| at > old.as_str());
         if newer {
             p.latest.insert(ui, (cid.to_string(), at.to_string()));
@@ -195,6 +230,8 @@ pub struct KindRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkloadReport {
     pub spec: WorkloadSpec,
+    /// Proxy nodes the requests were spread over (1 for the single-node workload).
+    pub nodes: usize,
     pub requests: u64,
     pub rps: f64,
     pub reads: u64,
@@ -202,24 +239,44 @@ pub struct WorkloadReport {
     /// Hits over reads.
     pub hit_rate: f64,
     pub writes: u64,
+    /// Reads that echoed the user's last `LLMSelect-Invalidation-Id` (only with a bus).
+    pub reads_with_position: u64,
     pub stale_reads: u64,
     pub errors: u64,
-    /// Requests the origin served during the run.
+    /// Requests the origin(s) served during the run.
     pub origin_requests: f64,
     /// 1 − origin requests / requests through the proxy.
     pub origin_requests_saved: f64,
     pub kinds: Vec<KindRow>,
-    /// The proxy's admin `/stats` after the run.
+    /// The proxy's admin `/stats` after the run (an array of them, one per node, in a fleet).
     pub proxy_stats: serde_json::Value,
 }
 
+/// Where the workload runs: the proxy nodes (address, admin address) and the origins' operations
+/// listeners (their request counters).
+pub struct Servers<'a> {
+    pub proxies: &'a [(SocketAddr, Option<SocketAddr>)],
+    pub origin_ops: &'a [SocketAddr],
+}
+
+/// Sum of `origin_http_requests_total` over the origins.
+async fn origin_requests(ops: &[SocketAddr]) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for &o in ops {
+        total += promtext::origin_requests(o, None).await?;
+    }
+    Ok(total)
+}
+
 pub async fn run(
-    proxy: SocketAddr,
-    proxy_admin: Option<SocketAddr>,
-    origin_ops: SocketAddr,
+    servers: Servers<'_>,
     users: Arc<Vec<User>>,
     spec: WorkloadSpec,
 ) -> anyhow::Result<WorkloadReport> {
+    let (first, _) = *servers
+        .proxies
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("the workload needs a proxy"))?;
     let warmup = spec.warm_every_key;
     let mix = Arc::new(Mix {
         zipf: Zipf::new(users.len(), spec.zipf_s),
@@ -228,36 +285,55 @@ pub async fn run(
         spec: spec.clone(),
         published: Mutex::new(Published::default()),
         nonce: rand::random(),
+        echoed: AtomicU64::new(0),
     });
     let plan = Plan {
-        addr: proxy,
+        addr: first,
+        spread: servers.proxies[1..].iter().map(|(a, _)| *a).collect(),
         connections: spec.connections,
         duration: Duration::from_secs_f64(spec.duration_secs),
         warmup: Duration::ZERO,
         max_requests: None,
     };
     if warmup {
-        // Every key once (lists, details, models), so the figures describe a warm cache.
-        let keys = WarmAll::new(&mix.users, &mix.bearers);
-        let n = keys.keys.len() as u64;
-        let warm_plan = Plan {
-            max_requests: Some(n),
-            duration: Duration::from_secs(120),
-            ..plan.clone()
-        };
-        let r = loadgen::run(&warm_plan, Arc::new(keys)).await?;
-        eprintln!("  workload warm-up: {} keys, {} errors", n, r.total.errors);
-    }
-    let before = promtext::origin_requests(origin_ops, None).await?;
-    let r = loadgen::run(&plan, mix).await?;
-    let after = promtext::origin_requests(origin_ops, None).await?;
-    let proxy_stats = match proxy_admin {
-        Some(admin) => {
-            let reply =
-                crate::client::get(admin, "/stats", Some(crate::procs::PROXY_ADMIN_TOKEN)).await;
-            reply.ok().and_then(|r| r.json().ok()).unwrap_or_default()
+        // Every key once on every node (lists, details, models), so the figures describe warm
+        // caches.
+        for &(node, _) in servers.proxies {
+            let keys = WarmAll::new(&mix.users, &mix.bearers);
+            let n = keys.keys.len() as u64;
+            let warm_plan = Plan {
+                addr: node,
+                spread: Vec::new(),
+                max_requests: Some(n),
+                duration: Duration::from_secs(120),
+                ..plan.clone()
+            };
+            let r = loadgen::run(&warm_plan, Arc::new(keys)).await?;
+            eprintln!(
+                "  workload warm-up of {node}: {} keys, {} errors",
+                n, r.total.errors
+            );
         }
-        None => serde_json::Value::Null,
+    }
+    let before = origin_requests(servers.origin_ops).await?;
+    let r = loadgen::run(&plan, mix.clone()).await?;
+    let after = origin_requests(servers.origin_ops).await?;
+    let mut stats = Vec::new();
+    for &(_, admin) in servers.proxies {
+        stats.push(match admin {
+            Some(admin) => {
+                let reply =
+                    crate::client::get(admin, "/stats", Some(crate::procs::PROXY_ADMIN_TOKEN))
+                        .await;
+                reply.ok().and_then(|r| r.json().ok()).unwrap_or_default()
+            }
+            None => serde_json::Value::Null,
+        });
+    }
+    let proxy_stats = if stats.len() == 1 {
+        stats.pop().unwrap_or_default()
+    } else {
+        serde_json::Value::Array(stats)
     };
     let kinds: Vec<KindRow> = r
         .kinds
@@ -282,6 +358,7 @@ pub async fn run(
     let read_hits: u64 = kinds[..WRITE].iter().map(|k| k.hits).sum();
     let origin_requests = after - before;
     let report = WorkloadReport {
+        nodes: servers.proxies.len(),
         requests: r.total.requests,
         rps: r.rps(),
         reads,
@@ -292,6 +369,7 @@ pub async fn run(
             0.0
         },
         writes: kinds[WRITE].requests,
+        reads_with_position: mix.echoed.load(Ordering::Relaxed),
         stale_reads: r.total.stale,
         errors: r.total.errors,
         origin_requests,
@@ -305,11 +383,13 @@ pub async fn run(
         spec,
     };
     eprintln!(
-        "  workload: {} requests ({:.0} req/s), hit rate {:.1} %, {} stale reads, origin saw {}",
+        "  workload over {} node(s): {} requests ({:.0} req/s), hit rate {:.1} %, {} stale reads, {} reads echoing a write position, origin saw {}",
+        report.nodes,
         report.requests,
         report.rps,
         report.hit_rate * 100.0,
         report.stale_reads,
+        report.reads_with_position,
         report.origin_requests
     );
     Ok(report)

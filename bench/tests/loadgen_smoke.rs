@@ -72,6 +72,7 @@ async fn counts_add_up() {
     let addr = start_server(counter.clone()).await;
     let plan = Plan {
         addr,
+        spread: Vec::new(),
         connections: 4,
         duration: Duration::from_millis(800),
         warmup: Duration::ZERO,
@@ -109,6 +110,7 @@ async fn request_budget_is_exact() {
     let addr = start_server(counter.clone()).await;
     let plan = Plan {
         addr,
+        spread: Vec::new(),
         connections: 50,
         duration: Duration::from_secs(30),
         warmup: Duration::ZERO,
