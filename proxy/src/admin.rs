@@ -1,7 +1,7 @@
 //! The admin listener: `POST /purge`, `GET /stats`, `GET /metrics`, `GET /health`, all behind
 //! `Authorization: Bearer <token>`. Errors are JSON.
 
-use crate::bus::{Bus, Invalidation};
+use crate::bus::{message, Bus};
 use crate::cache::key::{normalise_path_query, UrlKey};
 use crate::cache::{Invalidator, Source};
 use crate::cache::{Scope, Store};
@@ -209,7 +209,7 @@ impl AdminApp {
         let affected = self.invalidator.apply(Source::Admin, &scopes, req.soft);
         let seq = match (&self.bus, req.local) {
             (Some(bus), false) => {
-                let msg = Invalidation::from_scopes(&scopes, req.soft);
+                let msg = message::from_scopes(&scopes, req.soft);
                 let seq = bus.publish(&msg).await.map_err(|e| AdminError::Bus {
                     purged: affected,
                     reason: e.to_string(),

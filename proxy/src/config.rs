@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use llmselect_bus::BusConfig;
+
 /// Environment variable that supplies (or overrides) the admin bearer token.
 pub const ADMIN_TOKEN_ENV: &str = "PROXY_ADMIN_TOKEN";
 /// LLMSelect's access-token cookie: the default authentication cookie.
@@ -56,173 +58,6 @@ impl Default for HealthCheckConfig {
             interval_ms: 1_000,
             timeout_ms: 1_000,
         }
-    }
-}
-
-/// The invalidation bus shared by a fleet (NATS JetStream). Without `url`, the proxy is a single
-/// node and nothing here is used.
-#[derive(Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BusConfig {
-    /// `nats://host:port` (several comma-separated for a cluster); env `NATS_URL`.
-    pub url: Option<String>,
-    /// JetStream stream that carries the invalidations (created if missing).
-    pub stream: String,
-    /// Subject of the invalidation messages (the stream's only subject).
-    pub subject: String,
-    /// After this long without contact with the bus, or this long behind the stream, entries
-    /// that belong to a group are revalidated with the origin before being served.
-    pub max_lag_ms: u64,
-    /// How often the node asks the stream for its last sequence (contact and lag).
-    pub poll_interval_ms: u64,
-    /// Messages older than this are dropped by the stream (a node that was away longer misses
-    /// them and purges everything softly).
-    pub stream_max_age_secs: u64,
-    /// JetStream duplicate window for `Nats-Msg-Id` (the origin relay's outbox ids).
-    pub duplicate_window_secs: u64,
-    /// Lifetime of the read-your-writes cookie set on mutation responses.
-    pub read_your_writes_secs: u64,
-    /// Credentials: user and password, a token, an NKey seed, or a `.creds` file (env
-    /// `NATS_USER`/`NATS_PASSWORD`, `NATS_TOKEN`, `NATS_NKEY_SEED`, `NATS_CREDS_FILE`).
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub token: Option<String>,
-    pub nkey_seed: Option<String>,
-    pub credentials_file: Option<PathBuf>,
-    /// Require TLS to the bus; `ca_file` adds a root certificate.
-    pub tls_required: bool,
-    pub ca_file: Option<PathBuf>,
-}
-
-impl Default for BusConfig {
-    fn default() -> Self {
-        Self {
-            url: None,
-            stream: "EDGE_INVALIDATIONS".into(),
-            subject: "edge.invalidations".into(),
-            max_lag_ms: 2_000,
-            poll_interval_ms: 250,
-            stream_max_age_secs: 24 * 3600,
-            duplicate_window_secs: 120,
-            read_your_writes_secs: 60,
-            user: None,
-            password: None,
-            token: None,
-            nkey_seed: None,
-            credentials_file: None,
-            tls_required: false,
-            ca_file: None,
-        }
-    }
-}
-
-impl BusConfig {
-    /// Whether a bus is configured (the node is part of a fleet).
-    pub fn enabled(&self) -> bool {
-        self.url.as_deref().is_some_and(|u| !u.trim().is_empty())
-    }
-
-    /// Environment variables win over the file: `NATS_URL`, `NATS_USER`, `NATS_PASSWORD`,
-    /// `NATS_TOKEN`, `NATS_NKEY_SEED`, `NATS_CREDS_FILE`.
-    fn apply_env(&mut self) {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        if let Some(v) = var("NATS_URL") {
-            self.url = Some(v);
-        }
-        if let Some(v) = var("NATS_USER") {
-            self.user = Some(v);
-        }
-        if let Some(v) = var("NATS_PASSWORD") {
-            self.password = Some(v);
-        }
-        if let Some(v) = var("NATS_TOKEN") {
-            self.token = Some(v);
-        }
-        if let Some(v) = var("NATS_NKEY_SEED") {
-            self.nkey_seed = Some(v);
-        }
-        if let Some(v) = var("NATS_CREDS_FILE") {
-            self.credentials_file = Some(PathBuf::from(v));
-        }
-    }
-
-    fn validate(&self, errors: &mut Vec<String>) {
-        if !self.enabled() {
-            return;
-        }
-        for u in self.url.as_deref().unwrap_or("").split(',') {
-            let u = u.trim();
-            let ok = url::Url::parse(u)
-                .is_ok_and(|p| matches!(p.scheme(), "nats" | "tls") && p.host_str().is_some());
-            if !ok {
-                errors.push(format!("bus.url {u:?}: expected nats://host:port"));
-            }
-        }
-        let valid_token = |s: &str| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
-        };
-        if !valid_token(&self.stream) {
-            errors.push(format!(
-                "bus.stream {:?}: letters, digits, '-' and '_' only",
-                self.stream
-            ));
-        }
-        if self.subject.is_empty() || !self.subject.split('.').all(valid_token) {
-            errors.push(format!(
-                "bus.subject {:?}: dot-separated tokens without wildcards",
-                self.subject
-            ));
-        }
-        if self.max_lag_ms == 0 || self.poll_interval_ms == 0 {
-            errors.push("bus.max_lag_ms and bus.poll_interval_ms must be positive".into());
-        } else if self.poll_interval_ms >= self.max_lag_ms {
-            errors.push("bus.poll_interval_ms must be below bus.max_lag_ms".into());
-        }
-        if self.stream_max_age_secs == 0 || self.duplicate_window_secs == 0 {
-            errors.push(
-                "bus.stream_max_age_secs and bus.duplicate_window_secs must be positive".into(),
-            );
-        }
-        let methods = [
-            self.user.is_some(),
-            self.token.is_some(),
-            self.nkey_seed.is_some(),
-            self.credentials_file.is_some(),
-        ];
-        if methods.iter().filter(|m| **m).count() > 1 {
-            errors.push(
-                "bus: set only one of user/password, token, nkey_seed, credentials_file".into(),
-            );
-        }
-        if self.user.is_some() != self.password.is_some() {
-            errors.push("bus.user and bus.password go together".into());
-        }
-    }
-}
-
-impl fmt::Debug for BusConfig {
-    /// Secrets are never printed.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hidden = |o: &Option<String>| o.as_ref().map(|_| "<set>");
-        f.debug_struct("BusConfig")
-            .field("url", &self.url)
-            .field("stream", &self.stream)
-            .field("subject", &self.subject)
-            .field("max_lag_ms", &self.max_lag_ms)
-            .field("poll_interval_ms", &self.poll_interval_ms)
-            .field("stream_max_age_secs", &self.stream_max_age_secs)
-            .field("duplicate_window_secs", &self.duplicate_window_secs)
-            .field("read_your_writes_secs", &self.read_your_writes_secs)
-            .field("user", &self.user)
-            .field("password", &hidden(&self.password))
-            .field("token", &hidden(&self.token))
-            .field("nkey_seed", &hidden(&self.nkey_seed))
-            .field("credentials_file", &self.credentials_file)
-            .field("tls_required", &self.tls_required)
-            .field("ca_file", &self.ca_file)
-            .finish()
     }
 }
 
@@ -422,7 +257,7 @@ impl Config {
                 cfg.admin_token = Some(token);
             }
         }
-        cfg.bus.apply_env();
+        cfg.bus.apply_env(|name| std::env::var(name).ok());
         if let Some(v) = overrides.listen {
             cfg.listen = v;
         }

@@ -13,6 +13,7 @@ pub mod http;
 pub mod nats;
 pub mod origin;
 pub mod proxy;
+pub mod rng;
 pub mod scripted_origin;
 pub mod stack;
 pub mod wait;

@@ -119,28 +119,6 @@ impl Default for ProvidersConfig {
     }
 }
 
-impl Default for BusConfig {
-    fn default() -> Self {
-        BusConfig {
-            url: None,
-            stream: "EDGE_INVALIDATIONS".into(),
-            subject: "edge.invalidations".into(),
-            stream_max_age_secs: 24 * 3600,
-            duplicate_window_secs: 120,
-            relay_poll_ms: 1_000,
-            relay_batch: 256,
-            publish_timeout_ms: 2_000,
-            user: None,
-            password: None,
-            token: None,
-            nkey_seed: None,
-            credentials_file: None,
-            tls_required: false,
-            ca_file: None,
-        }
-    }
-}
-
 /// A Fernet key for development and tests only (base64url of 32 fixed bytes).
 pub(super) const DEV_FERNET_KEY: &str = "ZGV2LW9ubHktZmVybmV0LWtleS1ub3QtZm9yLXByb2Q=";
 /// The development secrets shipped in `config/origin.toml` and used by [`Config::for_database`].

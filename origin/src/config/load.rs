@@ -191,14 +191,7 @@ impl Config {
         num!("LLM_MAX_TOKENS", self.providers.llm_max_tokens);
         num!("SSE_KEEPALIVE_MS", self.providers.sse_keepalive_ms);
         num!("LLM_READ_TIMEOUT_MS", self.providers.llm_read_timeout_ms);
-        opt_string!("NATS_URL", self.bus.url);
-        opt_string!("NATS_USER", self.bus.user);
-        opt_string!("NATS_PASSWORD", self.bus.password);
-        opt_string!("NATS_TOKEN", self.bus.token);
-        opt_string!("NATS_NKEY_SEED", self.bus.nkey_seed);
-        if let Some(v) = get("NATS_CREDS_FILE") {
-            self.bus.credentials_file = Some(v.into());
-        }
+        self.bus.apply_env(get);
         errors
     }
 

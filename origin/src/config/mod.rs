@@ -12,9 +12,7 @@ mod defaults;
 mod load;
 mod validate;
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -160,68 +158,8 @@ pub struct ProvidersConfig {
 
 /// The invalidation bus of a fleet (NATS JetStream): the transactional outbox and its relay.
 /// Without `url` the origin is a single node: no outbox row is written and no relay runs. The
-/// names and rules mirror the proxy's `[bus]` section so both are configured the same way.
-#[derive(Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BusConfig {
-    /// `nats://host:port` (several comma-separated for a cluster); env `NATS_URL`.
-    pub url: Option<String>,
-    /// JetStream stream that carries the invalidations (created if missing, like the proxy does).
-    pub stream: String,
-    /// Subject of the invalidation messages (the stream's only subject).
-    pub subject: String,
-    /// Limits used when this origin creates the stream (the same as the proxy's).
-    pub stream_max_age_secs: u64,
-    /// JetStream duplicate window for `Nats-Msg-Id` (the outbox ids).
-    pub duplicate_window_secs: u64,
-    /// Fallback poll of the relay; commits wake it at once (in-process signal, LISTEN/NOTIFY).
-    pub relay_poll_ms: u64,
-    /// Most outbox rows published per relay round.
-    pub relay_batch: u32,
-    /// How long the relay waits for the JetStream acknowledgement of one message.
-    pub publish_timeout_ms: u64,
-    /// Credentials: user and password, a token, an NKey seed, or a `.creds` file (env
-    /// `NATS_USER`/`NATS_PASSWORD`, `NATS_TOKEN`, `NATS_NKEY_SEED`, `NATS_CREDS_FILE`).
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub token: Option<String>,
-    pub nkey_seed: Option<String>,
-    pub credentials_file: Option<PathBuf>,
-    /// Require TLS to the bus; `ca_file` adds a root certificate.
-    pub tls_required: bool,
-    pub ca_file: Option<PathBuf>,
-}
-
-impl BusConfig {
-    /// Whether a bus is configured (the origin is part of a fleet).
-    pub fn enabled(&self) -> bool {
-        self.url.as_deref().is_some_and(|u| !u.trim().is_empty())
-    }
-}
-
-impl fmt::Debug for BusConfig {
-    /// Secrets are never printed.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hidden = |o: &Option<String>| o.as_ref().map(|_| "<set>");
-        f.debug_struct("BusConfig")
-            .field("url", &self.url)
-            .field("stream", &self.stream)
-            .field("subject", &self.subject)
-            .field("stream_max_age_secs", &self.stream_max_age_secs)
-            .field("duplicate_window_secs", &self.duplicate_window_secs)
-            .field("relay_poll_ms", &self.relay_poll_ms)
-            .field("relay_batch", &self.relay_batch)
-            .field("publish_timeout_ms", &self.publish_timeout_ms)
-            .field("user", &self.user)
-            .field("password", &hidden(&self.password))
-            .field("token", &hidden(&self.token))
-            .field("nkey_seed", &hidden(&self.nkey_seed))
-            .field("credentials_file", &self.credentials_file)
-            .field("tls_required", &self.tls_required)
-            .field("ca_file", &self.ca_file)
-            .finish()
-    }
-}
+/// section is the proxy's own (crate `llmselect-bus`), so both are configured the same way.
+pub use llmselect_bus::BusConfig;
 
 /// Settings given on the command line; `None` leaves the lower layers alone.
 #[derive(Debug, Clone, Default)]

@@ -1,7 +1,7 @@
 //! Validation: `Config::validate` checks the whole configuration and reports every problem at once.
 
 use super::defaults::{DEV_FERNET_KEY, DEV_JWT_SECRET_KEY, DEV_SECRET_KEY};
-use super::{AuthConfig, BusConfig, Config, ConfigErrors};
+use super::{AuthConfig, Config, ConfigErrors};
 use crate::ratelimit::RateSpec;
 
 /// Every secret value that is public knowledge (shipped in this repository or a built-in default):
@@ -110,7 +110,7 @@ impl Config {
                 errors.push(format!("providers.{name}: {base:?} is not a URL"));
             }
         }
-        bus_errors(&self.bus, &mut errors);
+        self.bus.validate(&mut errors);
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             errors.push(format!(
                 "log_level: {:?} is not a valid filter",
@@ -152,64 +152,6 @@ fn production_secret_errors(a: &AuthConfig) -> Vec<String> {
         }
     }
     errors
-}
-
-/// The `[bus]` section, checked only when a bus is configured: the proxy's rules (the same
-/// names, URLs and credentials work for both) plus the relay's own settings.
-fn bus_errors(b: &BusConfig, errors: &mut Vec<String>) {
-    if !b.enabled() {
-        return;
-    }
-    for u in b.url.as_deref().unwrap_or("").split(',') {
-        let u = u.trim();
-        let ok = url::Url::parse(u)
-            .is_ok_and(|p| matches!(p.scheme(), "nats" | "tls") && p.host_str().is_some());
-        if !ok {
-            errors.push(format!(
-                "bus.url (NATS_URL) {u:?}: expected nats://host:port"
-            ));
-        }
-    }
-    let valid_token = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'))
-    };
-    if !valid_token(&b.stream) {
-        errors.push(format!(
-            "bus.stream {:?}: letters, digits, '-' and '_' only",
-            b.stream
-        ));
-    }
-    if b.subject.is_empty() || !b.subject.split('.').all(valid_token) {
-        errors.push(format!(
-            "bus.subject {:?}: dot-separated tokens without wildcards",
-            b.subject
-        ));
-    }
-    if b.stream_max_age_secs == 0 || b.duplicate_window_secs == 0 {
-        errors
-            .push("bus.stream_max_age_secs and bus.duplicate_window_secs must be positive".into());
-    }
-    if b.relay_poll_ms == 0 || b.publish_timeout_ms == 0 {
-        errors.push("bus.relay_poll_ms and bus.publish_timeout_ms must be positive".into());
-    }
-    if !(1..=10_000).contains(&b.relay_batch) {
-        errors.push("bus.relay_batch must be within 1..=10000".into());
-    }
-    let methods = [
-        b.user.is_some(),
-        b.token.is_some(),
-        b.nkey_seed.is_some(),
-        b.credentials_file.is_some(),
-    ];
-    if methods.iter().filter(|m| **m).count() > 1 {
-        errors
-            .push("bus: set only one of user/password, token, nkey_seed, credentials_file".into());
-    }
-    if b.user.is_some() != b.password.is_some() {
-        errors.push("bus.user and bus.password go together".into());
-    }
 }
 
 #[cfg(test)]

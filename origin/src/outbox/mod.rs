@@ -13,47 +13,27 @@
 
 pub mod relay;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::db::{QueryObserver, Tx};
 use crate::repo::outbox as repo;
 
-/// The message body of one invalidation on the bus: the subset of the proxy's wire format
-/// (`proxy/src/bus/message.rs`) that the origin sends. Empty lists are omitted.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Invalidation {
-    /// Exactly the groups of the response's `Cache-Group-Invalidation`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<String>,
-    /// Origin-relative paths (with the query, if any) the proxy purges for the mutation: the
-    /// request target and the `Location` of the response.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub paths: Vec<String>,
-}
+pub use llmselect_bus::Invalidation;
 
-impl Invalidation {
-    /// The invalidation of a mutation of `target` (path and query) answered with `groups` and,
-    /// when given, a `Location` path.
-    pub fn of_mutation(target: &str, groups: &[String], location: Option<&str>) -> Invalidation {
-        let mut paths = Vec::new();
-        for p in std::iter::once(target).chain(location) {
-            if p.starts_with('/') && !paths.iter().any(|q| q == p) {
-                paths.push(p.to_string());
-            }
-        }
-        Invalidation {
-            groups: groups.to_vec(),
-            paths,
+/// The invalidation of a mutation of `target` (path and query) answered with `groups` and, when
+/// given, a `Location` path: exactly the groups of its `Cache-Group-Invalidation`, and the
+/// origin-relative paths the proxy purges for it.
+pub fn of_mutation(target: &str, groups: &[String], location: Option<&str>) -> Invalidation {
+    let mut paths: Vec<String> = Vec::new();
+    for p in std::iter::once(target).chain(location) {
+        if p.starts_with('/') && !paths.iter().any(|q| q == p) {
+            paths.push(p.to_string());
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.groups.is_empty() && self.paths.is_empty()
-    }
-
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    Invalidation {
+        groups: groups.to_vec(),
+        paths,
+        ..Invalidation::default()
     }
 }
 
@@ -111,7 +91,7 @@ mod tests {
 
     #[test]
     fn message_shape_matches_the_proxy_wire_format() {
-        let inv = Invalidation::of_mutation(
+        let inv = of_mutation(
             "/api/v1/conversations/9f2c",
             &["user:42:conversations".into(), "conversation:9f2c".into()],
             None,
@@ -121,7 +101,7 @@ mod tests {
             r#"{"groups":["user:42:conversations","conversation:9f2c"],"paths":["/api/v1/conversations/9f2c"]}"#
         );
         // Location is added once; empty lists are omitted.
-        let created = Invalidation::of_mutation(
+        let created = of_mutation(
             "/api/v1/conversations",
             &[],
             Some("/api/v1/conversations/1"),
@@ -130,7 +110,7 @@ mod tests {
             String::from_utf8(created.to_json()).unwrap(),
             r#"{"paths":["/api/v1/conversations","/api/v1/conversations/1"]}"#
         );
-        let same = Invalidation::of_mutation("/a", &["g".into()], Some("/a"));
+        let same = of_mutation("/a", &["g".into()], Some("/a"));
         assert_eq!(same.paths, vec!["/a"]);
         assert_eq!(
             serde_json::from_slice::<Invalidation>(&same.to_json()).unwrap(),

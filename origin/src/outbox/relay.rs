@@ -25,7 +25,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, stream::Config as StreamConfig};
+use async_nats::jetstream;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -101,43 +101,13 @@ impl Listener {
     }
 }
 
-/// Connects to the bus with the configured credentials (the proxy's options).
+/// Connects to the bus with the configured credentials, and creates the stream if this origin
+/// is the first of the fleet to start.
 async fn connect_bus(cfg: &BusConfig) -> Result<jetstream::Context, BoxError> {
-    let mut opts = async_nats::ConnectOptions::new()
-        .name("llmselect-origin")
-        .connection_timeout(Duration::from_secs(2))
-        .reconnect_delay_callback(|attempts| {
-            (MIN_BACKOFF * 2u32.saturating_pow(attempts.min(8) as u32)).min(MAX_BACKOFF)
-        })
-        .require_tls(cfg.tls_required);
-    if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
-        opts = opts.user_and_password(u.clone(), p.clone());
-    }
-    if let Some(t) = &cfg.token {
-        opts = opts.token(t.clone());
-    }
-    if let Some(seed) = &cfg.nkey_seed {
-        opts = opts.nkey(seed.clone());
-    }
-    if let Some(path) = &cfg.credentials_file {
-        opts = opts.credentials_file(path).await?;
-    }
-    if let Some(ca) = &cfg.ca_file {
-        opts = opts.add_root_certificates(ca.clone());
-    }
-    let url = cfg.url.clone().unwrap_or_default();
-    let client = opts.connect(url.as_str()).await?;
+    let client = llmselect_bus::connect(cfg, "llmselect-origin").await?;
     let mut js = jetstream::new(client);
     js.set_timeout(Duration::from_millis(cfg.publish_timeout_ms));
-    // The same stream the proxy creates when it starts first.
-    js.get_or_create_stream(StreamConfig {
-        name: cfg.stream.clone(),
-        subjects: vec![cfg.subject.clone()],
-        max_age: Duration::from_secs(cfg.stream_max_age_secs),
-        duplicate_window: Duration::from_secs(cfg.duplicate_window_secs),
-        ..Default::default()
-    })
-    .await?;
+    llmselect_bus::ensure_stream(&js, cfg).await?;
     Ok(js)
 }
 
@@ -300,6 +270,7 @@ async fn publish(js: &jetstream::Context, subject: &str, row: &Row) -> Result<()
     let body = Invalidation {
         groups: row.groups.clone(),
         paths: row.paths.clone(),
+        ..Invalidation::default()
     };
     js.publish_with_headers(subject.to_string(), headers, body.to_json().into())
         .await?

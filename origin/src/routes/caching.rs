@@ -4,7 +4,7 @@ use crate::auth::AuthUser;
 use crate::db::Tx;
 use crate::http::request::RequestCtx;
 use crate::http::response::{etag_of, Cacheable};
-use crate::outbox::Invalidation;
+use crate::outbox;
 
 /// Cache groups (RFC 9875) named by the origin (origin-api.md §7.2).
 pub mod groups {
@@ -58,6 +58,6 @@ pub(super) async fn commit_invalidating(
     groups: &[String],
     location: Option<&str>,
 ) -> Result<Option<i64>, tokio_postgres::Error> {
-    let inv = Invalidation::of_mutation(&ctx.target, groups, location);
+    let inv = outbox::of_mutation(&ctx.target, groups, location);
     ctx.state.outbox.commit(tx, &ctx.obs, &inv).await
 }

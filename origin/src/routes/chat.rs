@@ -31,7 +31,7 @@ use crate::llm::input::{chat_request, ChatRequest};
 use crate::llm::sse::{sse_response, EventSender};
 use crate::llm::{relay_outcome, Stop};
 use crate::metrics::{LlmCall, LlmEndpoint, LlmOutcome};
-use crate::outbox::Invalidation;
+use crate::outbox;
 use crate::provider_keys;
 use crate::repo::conversations as repo;
 use crate::routes::caching::{commit_invalidating, groups};
@@ -268,7 +268,7 @@ impl StreamJob {
         .await?
         .ok_or_else(|| AppError::not_found(NOT_FOUND))?;
         let groups = chat_groups(self.user_id, &self.conversation_id);
-        let inv = Invalidation::of_mutation(&self.target, &groups, None);
+        let inv = outbox::of_mutation(&self.target, &groups, None);
         self.state.outbox.commit(tx, &obs, &inv).await?;
         Ok(())
     }

@@ -22,7 +22,7 @@ use crate::llm::input::{compare_request, Target};
 use crate::llm::sse::{sse_response, EventSender};
 use crate::llm::{estimate_tokens, relay_outcome, LlmService, Stop};
 use crate::metrics::{LlmCall, LlmEndpoint, LlmOutcome};
-use crate::outbox::Invalidation;
+use crate::outbox;
 use crate::provider_keys;
 use crate::repo::comparisons as repo;
 use crate::routes::caching::groups;
@@ -77,7 +77,7 @@ async fn store(
     let id = repo::create(&tx.db(&obs), user_id, prompt, results)
         .await?
         .id;
-    let inv = Invalidation::of_mutation(target, &[groups::user_comparisons(user_id)], None);
+    let inv = outbox::of_mutation(target, &[groups::user_comparisons(user_id)], None);
     let invalidation = state.outbox.commit(tx, &obs, &inv).await?;
     Ok((id, invalidation))
 }

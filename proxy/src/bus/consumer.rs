@@ -2,7 +2,7 @@
 //! the stream (gaps, a recreated stream), then apply messages in stream order with an ordered
 //! consumer, advancing `applied_seq` only after each purge is done. Reconnects with backoff.
 
-use super::message::{outbox_id, Invalidation};
+use super::message::{self, outbox_id};
 use super::state::BusState;
 use super::Link;
 use crate::cache::{Invalidator, Scope, Source};
@@ -10,52 +10,12 @@ use crate::config::BusConfig;
 use crate::metrics;
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::stream::{Config as StreamConfig, Stream};
 use async_nats::jetstream::{self, Message};
 use futures::StreamExt;
+use llmselect_bus::{connect, ensure_stream, BoxError};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Connection options from the configuration (credentials, TLS, timeouts).
-pub async fn connect(cfg: &BusConfig) -> Result<async_nats::Client, BoxError> {
-    let mut opts = async_nats::ConnectOptions::new()
-        .name("llmselect-proxy")
-        .connection_timeout(Duration::from_secs(2))
-        .require_tls(cfg.tls_required);
-    if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
-        opts = opts.user_and_password(u.clone(), p.clone());
-    }
-    if let Some(t) = &cfg.token {
-        opts = opts.token(t.clone());
-    }
-    if let Some(seed) = &cfg.nkey_seed {
-        opts = opts.nkey(seed.clone());
-    }
-    if let Some(path) = &cfg.credentials_file {
-        opts = opts.credentials_file(path).await?;
-    }
-    if let Some(ca) = &cfg.ca_file {
-        opts = opts.add_root_certificates(ca.clone());
-    }
-    let url = cfg.url.clone().unwrap_or_default();
-    Ok(opts.connect(url.as_str()).await?)
-}
-
-/// The stream, created with the configured limits when it does not exist yet.
-pub async fn ensure_stream(js: &jetstream::Context, cfg: &BusConfig) -> Result<Stream, BoxError> {
-    Ok(js
-        .get_or_create_stream(StreamConfig {
-            name: cfg.stream.clone(),
-            subjects: vec![cfg.subject.clone()],
-            max_age: Duration::from_secs(cfg.stream_max_age_secs),
-            duplicate_window: Duration::from_secs(cfg.duplicate_window_secs),
-            ..Default::default()
-        })
-        .await?)
-}
 
 /// Runs until `shutdown` turns true.
 pub async fn run(
@@ -109,7 +69,7 @@ struct Node {
 
 impl Node {
     async fn session(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), BoxError> {
-        let client = connect(&self.cfg).await?;
+        let client = connect(&self.cfg, "llmselect-proxy").await?;
         let js = jetstream::new(client);
         let mut stream = ensure_stream(&js, &self.cfg).await?;
         let info = stream.info().await?.clone();
@@ -222,7 +182,7 @@ impl Node {
             .as_ref()
             .and_then(|h| h.get("Nats-Msg-Id"))
             .map(|v| v.as_str());
-        match Invalidation::parse(&msg.payload).and_then(|inv| Ok((inv.scopes()?, inv.soft))) {
+        match message::parse(&msg.payload) {
             Ok((scopes, soft)) => {
                 self.invalidator.apply(Source::Bus, &scopes, soft);
             }

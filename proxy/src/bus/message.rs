@@ -1,46 +1,15 @@
-//! The wire format of one invalidation on the bus: a JSON object, the same whether the origin's
-//! outbox relay or a proxy's admin purge published it.
-//!
-//! ```json
-//! {"groups": ["user:42:conversations"], "paths": ["/api/v1/conversations/9f2c"],
-//!  "urls": [], "prefixes": [], "all": false, "soft": false}
-//! ```
-//!
-//! Every field is optional. Groups, paths and prefixes apply on every host; `urls` are absolute
-//! (`http://host/path`). The message id (`Nats-Msg-Id`) is the origin's outbox id (a decimal
-//! number, commit-ordered) or `admin-…` for an admin purge.
+//! What an invalidation message (the shared wire format, [`llmselect_bus::Invalidation`]) means
+//! on this node: the [`Scope`]s it purges, and the message an admin purge publishes.
 
 use crate::cache::key::{normalise_path_query, UrlKey};
 use crate::cache::Scope;
-use serde::{Deserialize, Serialize};
+pub(crate) use llmselect_bus::{outbox_id, Invalidation};
 
-/// Largest message accepted (an invalidation names a few groups and URLs).
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
-
-/// Unknown fields are ignored (a newer publisher may add some); what is known is applied.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Invalidation {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub paths: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub urls: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub prefixes: Vec<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub all: bool,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub soft: bool,
-}
-
-/// Why a message was not applied.
+/// Why a message cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
-    #[error("message of {0} bytes is too large")]
-    TooLarge(usize),
-    #[error("not an invalidation: {0}")]
-    Json(String),
+    #[error("{0}")]
+    Format(String),
     #[error("invalid url {0:?}")]
     Url(String),
     #[error("paths and prefixes must start with '/': {0:?}")]
@@ -49,78 +18,62 @@ pub enum MessageError {
     Empty,
 }
 
-impl Invalidation {
-    /// Parses and checks a message body.
-    pub fn parse(body: &[u8]) -> Result<Invalidation, MessageError> {
-        if body.len() > MAX_MESSAGE_BYTES {
-            return Err(MessageError::TooLarge(body.len()));
-        }
-        let msg: Invalidation =
-            serde_json::from_slice(body).map_err(|e| MessageError::Json(e.to_string()))?;
-        msg.scopes()?;
-        Ok(msg)
-    }
-
-    /// The message from the scopes of an admin purge.
-    pub fn from_scopes(scopes: &[Scope], soft: bool) -> Invalidation {
-        let mut msg = Invalidation {
-            soft,
-            ..Invalidation::default()
-        };
-        for scope in scopes {
-            match scope {
-                Scope::Url(u) => msg.urls.push(u.primary()),
-                Scope::Path(p) => msg.paths.push(p.clone()),
-                Scope::Prefix(p) => msg.prefixes.push(p.clone()),
-                Scope::Group { name, .. } => msg.groups.push(name.clone()),
-                Scope::All => msg.all = true,
-            }
-        }
-        msg
-    }
-
-    /// What the message invalidates on this node.
-    pub fn scopes(&self) -> Result<Vec<Scope>, MessageError> {
-        if self.all {
-            return Ok(vec![Scope::All]);
-        }
-        let mut scopes = Vec::new();
-        for g in &self.groups {
-            scopes.push(Scope::Group {
-                host: None,
-                name: g.clone(),
-            });
-        }
-        for p in &self.paths {
-            if !p.starts_with('/') {
-                return Err(MessageError::Path(p.clone()));
-            }
-            scopes.push(Scope::Path(normalise_path_query(p)));
-        }
-        for p in &self.prefixes {
-            if !p.starts_with('/') {
-                return Err(MessageError::Path(p.clone()));
-            }
-            scopes.push(Scope::Prefix(p.clone()));
-        }
-        for u in &self.urls {
-            let key = UrlKey::from_absolute(u).ok_or_else(|| MessageError::Url(u.clone()))?;
-            scopes.push(Scope::Url(key));
-        }
-        if scopes.is_empty() {
-            return Err(MessageError::Empty);
-        }
-        Ok(scopes)
-    }
-
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
+/// Parses a message body into what it purges here.
+pub fn parse(body: &[u8]) -> Result<(Vec<Scope>, bool), MessageError> {
+    let msg = Invalidation::from_json(body).map_err(|e| MessageError::Format(e.to_string()))?;
+    Ok((scopes(&msg)?, msg.soft))
 }
 
-/// The outbox id of an origin message (`Nats-Msg-Id` in decimal), if it is one.
-pub fn outbox_id(msg_id: Option<&str>) -> Option<u64> {
-    msg_id?.trim().parse().ok()
+/// The message from the scopes of an admin purge.
+pub fn from_scopes(scopes: &[Scope], soft: bool) -> Invalidation {
+    let mut msg = Invalidation {
+        soft,
+        ..Invalidation::default()
+    };
+    for scope in scopes {
+        match scope {
+            Scope::Url(u) => msg.urls.push(u.primary()),
+            Scope::Path(p) => msg.paths.push(p.clone()),
+            Scope::Prefix(p) => msg.prefixes.push(p.clone()),
+            Scope::Group { name, .. } => msg.groups.push(name.clone()),
+            Scope::All => msg.all = true,
+        }
+    }
+    msg
+}
+
+/// What a message invalidates on this node: groups, paths and prefixes on every host.
+pub fn scopes(msg: &Invalidation) -> Result<Vec<Scope>, MessageError> {
+    if msg.all {
+        return Ok(vec![Scope::All]);
+    }
+    let mut scopes = Vec::new();
+    for g in &msg.groups {
+        scopes.push(Scope::Group {
+            host: None,
+            name: g.clone(),
+        });
+    }
+    for p in &msg.paths {
+        if !p.starts_with('/') {
+            return Err(MessageError::Path(p.clone()));
+        }
+        scopes.push(Scope::Path(normalise_path_query(p)));
+    }
+    for p in &msg.prefixes {
+        if !p.starts_with('/') {
+            return Err(MessageError::Path(p.clone()));
+        }
+        scopes.push(Scope::Prefix(p.clone()));
+    }
+    for u in &msg.urls {
+        let key = UrlKey::from_absolute(u).ok_or_else(|| MessageError::Url(u.clone()))?;
+        scopes.push(Scope::Url(key));
+    }
+    if scopes.is_empty() {
+        return Err(MessageError::Empty);
+    }
+    Ok(scopes)
 }
 
 #[cfg(test)]
@@ -129,22 +82,22 @@ mod tests {
 
     #[test]
     fn round_trip_and_scopes() {
-        let m = Invalidation::parse(
+        let (scopes, soft) = parse(
             br#"{"groups":["g"],"paths":["/a?b=1&a=2"],"urls":["http://h:81/x"],"prefixes":["/p"]}"#,
         )
         .unwrap();
-        let scopes = m.scopes().unwrap();
+        assert!(!soft);
         assert_eq!(scopes.len(), 4);
         assert!(scopes.contains(&Scope::Path("/a?a=2&b=1".into())));
         assert!(scopes.contains(&Scope::Url(UrlKey::new("h:81", "/x"))));
-        let again = Invalidation::parse(&m.to_json()).unwrap();
-        assert_eq!(again, m);
-        let all = Invalidation::from_scopes(&[Scope::All], true);
+        let back = from_scopes(&scopes, true);
+        assert_eq!(parse(&back.to_json()).unwrap(), (scopes, true));
+        let all = from_scopes(&[Scope::All], true);
         assert_eq!(all.to_json(), br#"{"all":true,"soft":true}"#.to_vec());
     }
 
     #[test]
-    fn bad_messages_are_refused() {
+    fn messages_that_cannot_be_applied_are_refused() {
         for body in [
             &b"not json"[..],
             br#"{}"#,
@@ -152,13 +105,10 @@ mod tests {
             br#"{"urls":["ftp://x/y"]}"#,
             br#"{"groups":"not a list"}"#,
         ] {
-            assert!(Invalidation::parse(body).is_err(), "{body:?}");
+            assert!(parse(body).is_err(), "{body:?}");
         }
-        assert!(Invalidation::parse(&vec![b' '; MAX_MESSAGE_BYTES + 1]).is_err());
         // a field from a newer publisher does not hide what this node understands
-        let newer = Invalidation::parse(br#"{"groups":["g"],"priority":1}"#).unwrap();
-        assert_eq!(newer.groups, ["g"]);
-        assert_eq!(outbox_id(Some("42")), Some(42));
-        assert_eq!(outbox_id(Some("admin-x")), None);
+        let (scopes, _) = parse(br#"{"groups":["g"],"priority":1}"#).unwrap();
+        assert_eq!(scopes.len(), 1);
     }
 }

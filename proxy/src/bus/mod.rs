@@ -1,7 +1,7 @@
 //! The invalidation bus of a fleet: NATS JetStream, one stream of invalidations that every node
 //! applies in order (see `docs/architecture.md` and the README's "Running a fleet").
 //!
-//! - [`message`]: the wire format, shared with the origin's outbox relay.
+//! - [`message`]: what the shared wire format (crate `llmselect-bus`) purges on this node.
 //! - [`state`]: the node's position (`applied_seq`, the last applied outbox id), contact and lag.
 //! - [`consumer`]: the task that follows the stream.
 //!
@@ -13,12 +13,12 @@ mod consumer;
 pub(crate) mod message;
 mod state;
 
-pub(crate) use message::Invalidation;
 pub(crate) use state::{BusSnapshot, BusState};
 
 use crate::cache::Invalidator;
 use crate::config::BusConfig;
 use async_nats::jetstream;
+use llmselect_bus::Invalidation;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;

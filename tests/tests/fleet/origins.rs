@@ -8,6 +8,7 @@ use crate::{applied_seq, connected};
 use llmselect_e2e::http::send;
 use llmselect_e2e::origin::{TestOrigin, TestUser};
 use llmselect_e2e::proxy::TestProxy;
+use llmselect_e2e::rng::Rng;
 use llmselect_e2e::stack::Stack;
 use llmselect_e2e::wait::eventually_true as eventually;
 use serde_json::{json, Value};
@@ -46,6 +47,27 @@ async fn fleet(nodes: usize) -> Fleet {
         stack,
         second,
         nodes: proxies,
+    }
+}
+
+/// Waits until every write so far reached every node: the outbox is empty (all published) and
+/// each node applied the stream's last message. Setup writes (users, conversations) otherwise
+/// purge what a test warms a moment later.
+async fn settle(f: &Fleet) {
+    eventually("the outbox is published", || async {
+        f.stack.origin().row_count("cache_invalidations").await == 0
+    })
+    .await;
+    let js = f.stack.bus().jetstream().await;
+    let last = match js.get_stream(llmselect_e2e::nats::STREAM).await {
+        Ok(stream) => stream.get_info().await.unwrap().state.last_sequence,
+        Err(_) => 0,
+    };
+    for node in &f.nodes {
+        eventually("the node applied every message", || async {
+            applied_seq(node).await >= last
+        })
+        .await;
     }
 }
 
@@ -115,6 +137,7 @@ async fn client(origin: &TestOrigin, name: &str, conversations: usize) -> (Clien
 async fn a_rename_through_one_node_is_read_fresh_through_every_other_node() {
     let f = fleet(3).await;
     let (mut alice, ids) = client(f.origins()[0], "alice", 1).await;
+    settle(&f).await;
     for node in &f.nodes {
         alice.titles(node).await;
         assert_eq!(alice.titles(node).await.0, "HIT", "warm on every node");
@@ -137,6 +160,7 @@ async fn a_rename_through_one_node_is_read_fresh_through_every_other_node() {
 async fn a_write_made_directly_at_an_origin_reaches_every_node() {
     let f = fleet(2).await;
     let (bob, ids) = client(f.origins()[0], "bob", 1).await;
+    settle(&f).await;
     for node in &f.nodes {
         bob.titles(node).await;
         assert_eq!(bob.titles(node).await.0, "HIT");
@@ -166,36 +190,6 @@ async fn a_write_made_directly_at_an_origin_reaches_every_node() {
             },
         )
         .await;
-    }
-}
-
-/// splitmix64, so a failure names a seed that reproduces its request sequence.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// Zipf(1) over `0..n`.
-    fn zipf(&mut self, n: usize) -> usize {
-        let h: f64 = (1..=n).map(|k| 1.0 / k as f64).sum();
-        let mut target = (self.next() as f64 / u64::MAX as f64) * h;
-        for k in 1..=n {
-            target -= 1.0 / k as f64;
-            if target <= 0.0 {
-                return k - 1;
-            }
-        }
-        n - 1
     }
 }
 
@@ -255,6 +249,7 @@ async fn randomized_readers_and_writers_on_three_nodes_never_read_stale_data() {
     for (i, name) in ["ann", "ben", "cat", "dan"].iter().enumerate() {
         clients.push((name, client(origins[i % 2], name, 4).await));
     }
+    settle(&f).await;
     let nodes = std::sync::Arc::new(f.nodes);
     for (i, (name, (me, ids))) in clients.into_iter().enumerate() {
         tasks.push(tokio::spawn(checker_client(
@@ -283,6 +278,7 @@ async fn randomized_readers_and_writers_on_three_nodes_never_read_stale_data() {
 async fn writes_while_the_bus_is_down_are_never_read_stale_and_nodes_catch_up() {
     let f = fleet(2).await;
     let (mut eve, ids) = client(f.origins()[0], "eve", 1).await;
+    settle(&f).await;
     for node in &f.nodes {
         eve.titles(node).await;
     }

@@ -9,33 +9,9 @@
 
 use crate::env_with;
 use llmselect_e2e::http::send;
+use llmselect_e2e::rng::Rng;
 use llmselect_e2e::scripted_origin::{identity, Route};
 use llmselect_proxy::config::CacheConfig;
-
-/// splitmix64: a small deterministic generator, so a failure names a seed that reproduces it.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
 
 const USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
 const EXTRA_COOKIES: [&str; 4] = ["theme=dark", "theme=light", "lang=fr", "sessionid=x1"];
