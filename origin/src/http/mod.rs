@@ -1,6 +1,8 @@
 //! The HTTP layer: hyper 1.x server, router, request context, responses, input validation, and
-//! the operations listener (`ops`: metrics and detailed health).
+//! the operations listener (`ops`: metrics and detailed health), and request time budgets
+//! (`budget`).
 
+pub mod budget;
 pub mod input;
 pub mod ops;
 pub mod request;

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::error::AppError;
+use crate::http::budget;
 use crate::http::request::RequestCtx;
 use crate::http::response::{empty, Response};
 use crate::http::router::{self, Routed};
@@ -243,40 +244,42 @@ pub async fn handle(state: AppState, req: Request<Incoming>, remote: SocketAddr)
             ),
             Routed::MethodNotAllowed => ("unmatched", AppError::MethodNotAllowed.into_response()),
             Routed::Found(def, params) => {
-                let response =
-                    match read_body(body, &parts.headers, state.config.http.max_body_bytes).await {
-                        Err(e) => e.into_response(),
-                        Ok(bytes) => {
-                            let ctx = RequestCtx {
-                                obs: state.query_observer(),
-                                state: state.clone(),
-                                method: parts.method.clone(),
-                                target: parts
-                                    .uri
-                                    .path_and_query()
-                                    .map_or_else(|| path.clone(), |t| t.as_str().to_string()),
-                                query: parts.uri.query().map(str::to_string),
-                                headers: std::mem::take(&mut parts.headers),
-                                body: bytes,
-                                params,
-                                route: def,
-                                client_ip,
-                                access_claims: OnceLock::new(),
-                            };
-                            let response = match routes::dispatch(&ctx).await {
-                                Ok(r) => r,
-                                Err(e) => e.into_response(),
-                            };
-                            let n = ctx.obs.statements();
-                            state
-                                .metrics
-                                .db_statements_per_request
-                                .with_label_values(&[def.name])
-                                .observe(f64::from(n));
-                            statements = Some(n);
-                            response
-                        }
-                    };
+                let read = read_body(body, &parts.headers, state.config.http.max_body_bytes);
+                let response = match budget::read_body(&state, read).await {
+                    Err(e) => e.into_response(),
+                    Ok(bytes) => {
+                        let ctx = RequestCtx {
+                            obs: state.query_observer(),
+                            state: state.clone(),
+                            method: parts.method.clone(),
+                            target: parts
+                                .uri
+                                .path_and_query()
+                                .map_or_else(|| path.clone(), |t| t.as_str().to_string()),
+                            query: parts.uri.query().map(str::to_string),
+                            headers: std::mem::take(&mut parts.headers),
+                            body: bytes,
+                            params,
+                            route: def,
+                            client_ip,
+                            access_claims: OnceLock::new(),
+                        };
+                        let handler = routes::dispatch(&ctx);
+                        let response = match budget::run_handler(&state, def.handler, handler).await
+                        {
+                            Ok(r) => r,
+                            Err(e) => e.into_response(),
+                        };
+                        let n = ctx.obs.statements();
+                        state
+                            .metrics
+                            .db_statements_per_request
+                            .with_label_values(&[def.name])
+                            .observe(f64::from(n));
+                        statements = Some(n);
+                        response
+                    }
+                };
                 (def.name, response)
             }
         }

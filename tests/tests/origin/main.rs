@@ -2,6 +2,7 @@
 //! ephemeral loopback port, HTTP through reqwest.
 
 mod auth;
+mod budgets;
 mod comparisons;
 mod conversations;
 mod fail_closed;
