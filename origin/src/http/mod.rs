@@ -1,6 +1,6 @@
 //! The HTTP layer: hyper 1.x server, router, request context, responses, input validation, and
-//! the operations listener (`ops`: metrics and detailed health), and request time budgets
-//! (`budget`).
+//! the operations listener (`ops`: metrics and detailed health), request time budgets (`budget`)
+//! and the front end's static files (`static_files`).
 
 pub mod budget;
 pub mod input;
@@ -9,3 +9,4 @@ pub mod request;
 pub mod response;
 pub mod router;
 pub mod server;
+pub mod static_files;

@@ -20,10 +20,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::error::AppError;
-use crate::http::budget;
 use crate::http::request::RequestCtx;
 use crate::http::response::{empty, Response};
 use crate::http::router::{self, Routed};
+use crate::http::{budget, static_files};
 use crate::routes;
 use crate::state::AppState;
 
@@ -237,11 +237,16 @@ pub async fn handle(state: AppState, req: Request<Incoming>, remote: SocketAddr)
         ("OPTIONS", preflight(&parts.headers, &path))
     } else {
         match router::route(&parts.method, &path) {
-            Routed::NotFound => (
-                "unmatched",
-                AppError::not_found("The requested URL was not found on the server.")
-                    .into_response(),
-            ),
+            Routed::NotFound => {
+                match static_files::serve(&state, &parts.method, &path, &parts.headers).await {
+                    Some(served) => served,
+                    None => (
+                        "unmatched",
+                        AppError::not_found("The requested URL was not found on the server.")
+                            .into_response(),
+                    ),
+                }
+            }
             Routed::MethodNotAllowed => ("unmatched", AppError::MethodNotAllowed.into_response()),
             Routed::Found(def, params) => {
                 let read = read_body(body, &parts.headers, state.config.http.max_body_bytes);

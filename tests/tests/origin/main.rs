@@ -12,4 +12,5 @@ mod migrations;
 mod models_admin;
 mod observability;
 mod outbox;
+mod static_files;
 mod support;
