@@ -7,6 +7,9 @@
 # --fleet: a private nats-server (JetStream), two origins and two proxies that balance over both
 # origins and share invalidations through the bus; the examples rename through proxy A and read
 # the fresh list through proxy B.
+#
+# LLMSELECT_UI_DIR=<the LLMSelect web app's build output>: the origin(s) also serve the web app
+# (--static-dir), so the whole product runs through the proxy at http://$PROXY_ADDR/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FLEET=false
@@ -75,12 +78,26 @@ if [ -z "${OPENAI_API_KEY:-}${ANTHROPIC_API_KEY:-}${GEMINI_API_KEY:-}${GOOGLE_AP
 fi
 
 ORIGIN=("$BIN/llmselect-origin" --config config/origin.toml)
+# The web app, when LLMSELECT_UI_DIR names its build output (README: "Running the LLMSelect web
+# app against the edge"); `serve` gets --static-dir.
+UI_ARGS=()
+UI_LINE="web app            none (set LLMSELECT_UI_DIR to a build of the LLMSelect front end)"
+if [ -n "${LLMSELECT_UI_DIR:-}" ]; then
+  if [ ! -f "$LLMSELECT_UI_DIR/index.html" ]; then
+    log "LLMSELECT_UI_DIR=$LLMSELECT_UI_DIR holds no index.html: build the front end first (npm run build)"
+    exit 2
+  fi
+  UI_DIR=$(cd "$LLMSELECT_UI_DIR" && pwd)
+  UI_ARGS=(--static-dir "$UI_DIR")
+  UI_LINE="web app            http://$PROXY_ADDR/   (from $UI_DIR)"
+  log "the origin serves the web app from $UI_DIR"
+fi
 log "migrating and seeding demo data"
 "${ORIGIN[@]}" migrate
 "${ORIGIN[@]}" seed --demo
 run_single() {
 log "starting the origin on $ORIGIN_ADDR"
-"${ORIGIN[@]}" serve --listen "$ORIGIN_ADDR" --metrics-listen "$ORIGIN_OPS_ADDR" & pids+=($!)
+"${ORIGIN[@]}" serve --listen "$ORIGIN_ADDR" --metrics-listen "$ORIGIN_OPS_ADDR" ${UI_ARGS[@]+"${UI_ARGS[@]}"} & pids+=($!)
 wait_http "http://$ORIGIN_ADDR/health"
 log "starting the proxy on $PROXY_ADDR (admin $ADMIN_ADDR)"
 "$BIN/llmselect-proxy" --config config/proxy.toml --listen "$PROXY_ADDR" --upstream "http://$ORIGIN_ADDR" --admin-listen "$ADMIN_ADDR" & pids+=($!)
@@ -95,6 +112,7 @@ cat <<MSG
     origin (direct)     http://$ORIGIN_ADDR      health: http://$ORIGIN_ADDR/health (readiness only)
     origin operations   http://$ORIGIN_OPS_ADDR       health: http://$ORIGIN_OPS_ADDR/health   metrics: http://$ORIGIN_OPS_ADDR/metrics
     proxy admin         http://$ADMIN_ADDR       token: $PROXY_ADMIN_TOKEN
+    $UI_LINE
     database            $DATABASE_URL
   Demo users: alice / demo-password-123 (admin), bob / demo-password-123
 
@@ -134,8 +152,8 @@ run_fleet() {
   export NATS_URL="nats://127.0.0.1:$nats_port"
   for _ in $(seq 1 100); do (: <"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null && break; sleep 0.1; done
   log "starting origins on $ORIGIN_ADDR and $ORIGIN_B_ADDR"
-  "${ORIGIN[@]}" serve --listen "$ORIGIN_ADDR" --metrics-listen "$ORIGIN_OPS_ADDR" & pids+=($!)
-  "${ORIGIN[@]}" serve --listen "$ORIGIN_B_ADDR" --metrics-listen "$ORIGIN_B_OPS_ADDR" & pids+=($!)
+  "${ORIGIN[@]}" serve --listen "$ORIGIN_ADDR" --metrics-listen "$ORIGIN_OPS_ADDR" ${UI_ARGS[@]+"${UI_ARGS[@]}"} & pids+=($!)
+  "${ORIGIN[@]}" serve --listen "$ORIGIN_B_ADDR" --metrics-listen "$ORIGIN_B_OPS_ADDR" ${UI_ARGS[@]+"${UI_ARGS[@]}"} & pids+=($!)
   wait_http "http://$ORIGIN_ADDR/health"; wait_http "http://$ORIGIN_B_ADDR/health"
   local ups="http://$ORIGIN_ADDR,http://$ORIGIN_B_ADDR"
   log "starting proxy A on $PROXY_ADDR (admin $ADMIN_ADDR) and proxy B on $PROXY_B_ADDR (admin $ADMIN_B_ADDR)"
@@ -152,6 +170,7 @@ run_fleet() {
     proxy B      $B      admin http://$ADMIN_B_ADDR     admin token: $PROXY_ADMIN_TOKEN
     origins      http://$ORIGIN_ADDR  http://$ORIGIN_B_ADDR (both behind each proxy, health-checked)
     bus          $NATS_URL (stream EDGE_INVALIDATIONS)
+    $UI_LINE
   Demo users: alice / demo-password-123 (admin), bob / demo-password-123
 
   export TOKEN=$TOKEN

@@ -34,6 +34,9 @@ struct Cli {
         hide_env_values = true
     )]
     database_url: Option<String>,
+    /// A built single-page app to serve at / (index.html, hashed assets under static/).
+    #[arg(long, global = true, value_name = "DIR")]
+    static_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -86,6 +89,7 @@ pub fn main() -> ExitCode {
         metrics_listen: cli.metrics_listen,
         database_url: cli.database_url.clone(),
         run_migrations_on_start: None,
+        static_dir: cli.static_dir.clone(),
     };
     if let Some(Command::Serve {
         migrate,

@@ -36,6 +36,12 @@ pub enum AppError {
     /// 422 `validation_error` with `details: {field: [messages]}`.
     #[error("validation failed: {0}")]
     Validation(Value),
+    /// 408: the request body did not arrive within `http.body_read_timeout_ms`.
+    #[error("request body not received within {0:?}")]
+    RequestTimeout(std::time::Duration),
+    /// 504: the handler did not answer within `http.handler_timeout_ms`.
+    #[error("handler did not answer within {0:?}")]
+    HandlerTimeout(std::time::Duration),
     /// 429; the message is the limit, e.g. `10 per 1 minute`.
     #[error("rate limit exceeded: {0}")]
     TooManyRequests(String),
@@ -84,6 +90,8 @@ impl AppError {
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            AppError::HandlerTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Plain { status, .. } => *status,
@@ -125,6 +133,24 @@ impl AppError {
                 "message": "Invalid request payload",
                 "details": details
             }),
+            AppError::RequestTimeout(budget) => json!({
+                "error": "request_timeout",
+                "message": format!(
+                    "The request body was not received within {} ms",
+                    budget.as_millis()
+                )
+            }),
+            AppError::HandlerTimeout(budget) => {
+                tracing::warn!(
+                    event = "handler_timeout",
+                    budget_ms = budget.as_millis() as u64,
+                    "handler over budget"
+                );
+                json!({
+                    "error": "gateway_timeout",
+                    "message": "The request took too long to process"
+                })
+            }
             AppError::TooManyRequests(limit) => {
                 json!({"error": "too_many_requests", "message": limit})
             }
@@ -137,7 +163,15 @@ impl AppError {
                 json!({"error": "internal_error", "message": "An unexpected error occurred"})
             }
         };
-        uncacheable(status, &body, false)
+        let mut response = uncacheable(status, &body, false);
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still arrive: the connection cannot be reused.
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 

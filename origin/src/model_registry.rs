@@ -200,6 +200,8 @@ pub struct ModelRegistry {
     upstream: HashMap<&'static str, Upstream>,
     ttl: Duration,
     verified_ttl: Duration,
+    /// Lifetime of an entry whose provider check failed.
+    failure_ttl: Duration,
     upstream_calls: HashMap<&'static str, AtomicU64>,
     metrics: Arc<Metrics>,
 }
@@ -234,6 +236,7 @@ impl ModelRegistry {
             upstream,
             ttl: Duration::from_secs(config.cache.model_registry_ttl_secs),
             verified_ttl: Duration::from_secs(config.cache.model_registry_verified_ttl_secs),
+            failure_ttl: Duration::from_millis(config.cache.model_registry_failure_ttl_ms),
             upstream_calls: PROVIDERS.iter().map(|p| (*p, AtomicU64::new(0))).collect(),
             metrics,
         }
@@ -268,24 +271,39 @@ impl ModelRegistry {
 
     async fn build(&self, http: &reqwest::Client, provider: &'static str) -> Entry {
         let statics = STATIC_MODELS.iter().filter(|m| m.provider == provider);
-        let available = match self.upstream.get(provider) {
+        // `None`: no check (no system key). `Some(None)`: the check failed or returned no ids.
+        let checked: Option<Option<Vec<String>>> = match self.upstream.get(provider) {
             Some(up) => {
                 self.upstream_calls[provider].fetch_add(1, Ordering::Relaxed);
                 self.metrics
                     .model_list_calls
                     .with_label_values(&[provider])
                     .inc();
-                match fetch_ids(http, provider, up).await {
+                Some(match fetch_ids(http, provider, up).await {
                     Ok(ids) if !ids.is_empty() => Some(ids),
-                    Ok(_) => None,
+                    Ok(_) => {
+                        tracing::warn!(
+                            provider,
+                            "model list check returned no ids; using the static list"
+                        );
+                        None
+                    }
                     Err(e) => {
                         tracing::warn!(provider, error = %e, "model list check failed; using the static list");
                         None
                     }
-                }
+                })
             }
             None => None,
         };
+        // A failed check is retried after the short failure TTL: a provider outage or a bad key
+        // must not pin the unverified list for the whole unverified TTL.
+        let ttl = match &checked {
+            Some(Some(_)) => self.verified_ttl,
+            Some(None) => self.failure_ttl.min(self.ttl),
+            None => self.ttl,
+        };
+        let available = checked.flatten();
         let models = statics
             .map(|m| {
                 let mut v = json!({
@@ -298,11 +316,6 @@ impl ModelRegistry {
                 v
             })
             .collect();
-        let ttl = if available.is_some() {
-            self.verified_ttl
-        } else {
-            self.ttl
-        };
         Entry {
             models,
             expires_at: Instant::now() + ttl,

@@ -54,3 +54,28 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
 }
+
+/// Sends `request` as raw bytes on a fresh connection to `addr` and returns everything the server
+/// sends until it closes the connection or `timeout` passes. No client normalises the target: what
+/// is written is what the server parses (traversal attempts, partial bodies).
+pub async fn raw_exchange(
+    addr: std::net::SocketAddr,
+    request: &[u8],
+    timeout: std::time::Duration,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write the request");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(timeout, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of a raw HTTP/1.1 response (0 when there is none).
+pub fn raw_status(response: &str) -> u16 {
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}

@@ -14,6 +14,7 @@ impl Default for Config {
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             environment: "production".into(),
             log_level: "info".into(),
+            static_dir: None,
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
@@ -68,6 +69,8 @@ impl Default for HttpConfig {
             slow_request_threshold_ms: 500,
             trusted_proxies: Vec::new(),
             shutdown_grace_ms: 5_000,
+            body_read_timeout_ms: 10_000,
+            handler_timeout_ms: 15_000,
         }
     }
 }
@@ -93,6 +96,7 @@ impl Default for CacheConfig {
             cdn_per_user_max_age_secs: 300,
             model_registry_ttl_secs: 86_400,
             model_registry_verified_ttl_secs: 3_600,
+            model_registry_failure_ttl_ms: 60_000,
             cache_max_entries: 1_000,
         }
     }

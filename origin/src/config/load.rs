@@ -108,6 +108,9 @@ impl Config {
             self.environment = v;
         }
         string!("LOG_LEVEL", self.log_level);
+        if let Some(v) = get("STATIC_DIR") {
+            self.static_dir = Some(v.into());
+        }
         string!("DATABASE_URL", self.database.url);
         num!("DB_POOL_SIZE", self.database.pool_min_idle);
         if let Some(v) = get("DB_MAX_OVERFLOW") {
@@ -151,6 +154,8 @@ impl Config {
             "SLOW_REQUEST_THRESHOLD_MS",
             self.http.slow_request_threshold_ms
         );
+        num!("BODY_READ_TIMEOUT_MS", self.http.body_read_timeout_ms);
+        num!("HANDLER_TIMEOUT_MS", self.http.handler_timeout_ms);
         if let Some(v) = get("TRUSTED_PROXY") {
             self.http.trusted_proxies = split_list(&v)
                 .iter()
@@ -175,6 +180,10 @@ impl Config {
         num!(
             "MODEL_REGISTRY_VERIFIED_TTL_SECS",
             self.cache.model_registry_verified_ttl_secs
+        );
+        num!(
+            "MODEL_REGISTRY_FAILURE_TTL_MS",
+            self.cache.model_registry_failure_ttl_ms
         );
         num!("CACHE_MAX_ENTRIES", self.cache.cache_max_entries);
         opt_string!("OPENAI_API_KEY", self.providers.openai_api_key);
@@ -208,6 +217,9 @@ impl Config {
         }
         if let Some(run) = overrides.run_migrations_on_start {
             self.database.run_migrations_on_start = run;
+        }
+        if let Some(dir) = &overrides.static_dir {
+            self.static_dir = Some(dir.clone());
         }
     }
 }
@@ -275,6 +287,45 @@ mod tests {
             errors.iter().any(|e| e.starts_with("metrics_listen")),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn static_dir_budgets_and_failure_ttl_from_env_and_flag() {
+        let mut config = Config::for_database("postgres://postgres@127.0.0.1/x");
+        assert_eq!(config.static_dir, None);
+        assert_eq!(
+            (
+                config.http.body_read_timeout_ms,
+                config.http.handler_timeout_ms,
+                config.cache.model_registry_failure_ttl_ms
+            ),
+            (10_000, 15_000, 60_000)
+        );
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("STATIC_DIR", "/srv/web"),
+            ("BODY_READ_TIMEOUT_MS", "2000"),
+            ("HANDLER_TIMEOUT_MS", "3000"),
+            ("MODEL_REGISTRY_FAILURE_TTL_MS", "500"),
+        ]);
+        let errors = config.apply_env(|k| env.get(k).map(|v| v.to_string()));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(config.static_dir, Some("/srv/web".into()));
+        assert_eq!(
+            (
+                config.http.body_read_timeout_ms,
+                config.http.handler_timeout_ms,
+                config.cache.model_registry_failure_ttl_ms
+            ),
+            (2000, 3000, 500)
+        );
+        // The directory must hold index.html.
+        let errors = config.validate().unwrap_err().0;
+        assert!(errors[0].starts_with("static_dir"), "{errors:?}");
+        config.apply_overrides(&Overrides {
+            static_dir: Some(std::env::temp_dir().join("no-such-llmselect-ui")),
+            ..Default::default()
+        });
+        assert!(config.static_dir.unwrap().ends_with("no-such-llmselect-ui"));
     }
 
     #[test]

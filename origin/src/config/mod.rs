@@ -35,6 +35,10 @@ pub struct Config {
     pub environment: String,
     /// `LOG_LEVEL`, or a full `tracing` filter.
     pub log_level: String,
+    /// A built single-page app to serve (`STATIC_DIR`, `--static-dir`): `index.html` at `/` and
+    /// for unknown non-API paths, hashed assets under `/static/`. Without it `GET /` answers a
+    /// small page naming this server.
+    pub static_dir: Option<PathBuf>,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub http: HttpConfig,
@@ -97,6 +101,12 @@ pub struct HttpConfig {
     pub trusted_proxies: Vec<IpAddr>,
     /// Grace period for in-flight requests at shutdown.
     pub shutdown_grace_ms: u64,
+    /// Longest time to receive a whole request body (`BODY_READ_TIMEOUT_MS`); slower bodies get
+    /// 408.
+    pub body_read_timeout_ms: u64,
+    /// Budget of one handler (`HANDLER_TIMEOUT_MS`); a handler that exceeds it gets 504. Chat,
+    /// compare and their SSE streams are exempt (provider calls have their own timeouts).
+    pub handler_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,6 +136,9 @@ pub struct CacheConfig {
     pub cdn_per_user_max_age_secs: u64,
     pub model_registry_ttl_secs: u64,
     pub model_registry_verified_ttl_secs: u64,
+    /// How long a failed provider model-list check is cached before it is retried
+    /// (`MODEL_REGISTRY_FAILURE_TTL_MS`); a success keeps `model_registry_verified_ttl_secs`.
+    pub model_registry_failure_ttl_ms: u64,
     /// Reported by `/admin/cache/stats` as the cache threshold (`CACHE_MAX_ENTRIES`).
     pub cache_max_entries: u64,
 }
@@ -168,6 +181,7 @@ pub struct Overrides {
     pub metrics_listen: Option<SocketAddr>,
     pub database_url: Option<String>,
     pub run_migrations_on_start: Option<bool>,
+    pub static_dir: Option<PathBuf>,
 }
 
 impl Config {

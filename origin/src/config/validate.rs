@@ -73,6 +73,20 @@ impl Config {
         if self.http.max_body_bytes == 0 {
             errors.push("http.max_body_bytes must be positive".to_string());
         }
+        if self.http.body_read_timeout_ms == 0 || self.http.handler_timeout_ms == 0 {
+            errors.push(
+                "http.body_read_timeout_ms and http.handler_timeout_ms must be positive"
+                    .to_string(),
+            );
+        }
+        if let Some(dir) = &self.static_dir {
+            if !dir.join("index.html").is_file() {
+                errors.push(format!(
+                    "static_dir (STATIC_DIR) {}: not a directory holding index.html",
+                    dir.display()
+                ));
+            }
+        }
         for origin in &self.http.cors_origins {
             if url::Url::parse(origin).is_err() {
                 errors.push(format!("http.cors_origins: {origin:?} is not a URL"));
@@ -98,6 +112,9 @@ impl Config {
             || self.cache.model_registry_verified_ttl_secs == 0
         {
             errors.push("cache.model_registry_*_ttl_secs must be positive".to_string());
+        }
+        if self.cache.model_registry_failure_ttl_ms == 0 {
+            errors.push("cache.model_registry_failure_ttl_ms must be positive".to_string());
         }
         let p = &self.providers;
         for (name, base) in [

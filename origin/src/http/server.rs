@@ -23,6 +23,7 @@ use crate::error::AppError;
 use crate::http::request::RequestCtx;
 use crate::http::response::{empty, Response};
 use crate::http::router::{self, Routed};
+use crate::http::{budget, static_files};
 use crate::routes;
 use crate::state::AppState;
 
@@ -236,47 +237,54 @@ pub async fn handle(state: AppState, req: Request<Incoming>, remote: SocketAddr)
         ("OPTIONS", preflight(&parts.headers, &path))
     } else {
         match router::route(&parts.method, &path) {
-            Routed::NotFound => (
-                "unmatched",
-                AppError::not_found("The requested URL was not found on the server.")
-                    .into_response(),
-            ),
+            Routed::NotFound => {
+                match static_files::serve(&state, &parts.method, &path, &parts.headers).await {
+                    Some(served) => served,
+                    None => (
+                        "unmatched",
+                        AppError::not_found("The requested URL was not found on the server.")
+                            .into_response(),
+                    ),
+                }
+            }
             Routed::MethodNotAllowed => ("unmatched", AppError::MethodNotAllowed.into_response()),
             Routed::Found(def, params) => {
-                let response =
-                    match read_body(body, &parts.headers, state.config.http.max_body_bytes).await {
-                        Err(e) => e.into_response(),
-                        Ok(bytes) => {
-                            let ctx = RequestCtx {
-                                obs: state.query_observer(),
-                                state: state.clone(),
-                                method: parts.method.clone(),
-                                target: parts
-                                    .uri
-                                    .path_and_query()
-                                    .map_or_else(|| path.clone(), |t| t.as_str().to_string()),
-                                query: parts.uri.query().map(str::to_string),
-                                headers: std::mem::take(&mut parts.headers),
-                                body: bytes,
-                                params,
-                                route: def,
-                                client_ip,
-                                access_claims: OnceLock::new(),
-                            };
-                            let response = match routes::dispatch(&ctx).await {
-                                Ok(r) => r,
-                                Err(e) => e.into_response(),
-                            };
-                            let n = ctx.obs.statements();
-                            state
-                                .metrics
-                                .db_statements_per_request
-                                .with_label_values(&[def.name])
-                                .observe(f64::from(n));
-                            statements = Some(n);
-                            response
-                        }
-                    };
+                let read = read_body(body, &parts.headers, state.config.http.max_body_bytes);
+                let response = match budget::read_body(&state, read).await {
+                    Err(e) => e.into_response(),
+                    Ok(bytes) => {
+                        let ctx = RequestCtx {
+                            obs: state.query_observer(),
+                            state: state.clone(),
+                            method: parts.method.clone(),
+                            target: parts
+                                .uri
+                                .path_and_query()
+                                .map_or_else(|| path.clone(), |t| t.as_str().to_string()),
+                            query: parts.uri.query().map(str::to_string),
+                            headers: std::mem::take(&mut parts.headers),
+                            body: bytes,
+                            params,
+                            route: def,
+                            client_ip,
+                            access_claims: OnceLock::new(),
+                        };
+                        let handler = routes::dispatch(&ctx);
+                        let response = match budget::run_handler(&state, def.handler, handler).await
+                        {
+                            Ok(r) => r,
+                            Err(e) => e.into_response(),
+                        };
+                        let n = ctx.obs.statements();
+                        state
+                            .metrics
+                            .db_statements_per_request
+                            .with_label_values(&[def.name])
+                            .observe(f64::from(n));
+                        statements = Some(n);
+                        response
+                    }
+                };
                 (def.name, response)
             }
         }

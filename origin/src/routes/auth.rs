@@ -54,14 +54,20 @@ pub async fn register(ctx: &RequestCtx) -> Result<Response, AppError> {
         message: "Registration is disabled. Contact an administrator to create an account.".into(),
         details: Some(json!({"code": "registration_closed"})),
     };
-    let mut conn = ctx.conn().await?;
-    if first_user_only && users::any_exist(&conn.db(&ctx.obs)).await? {
-        return Err(closed());
+    if first_user_only {
+        // A cheap early answer when registration is closed; checked again under the lock below.
+        let conn = ctx.conn().await?;
+        if users::any_exist(&conn.db(&ctx.obs)).await? {
+            return Err(closed());
+        }
     }
+    // No pooled connection is held while the password is hashed (CPU-bound, off the runtime):
+    // with a small pool, slow hashing would otherwise starve every other request.
     let log_n = cfg.password_hash_log_n;
     let hash = tokio::task::spawn_blocking(move || password::hash(&pw, log_n))
         .await
         .map_err(|e| AppError::Internal(e.into()))?;
+    let mut conn = ctx.conn().await?;
     let tx = conn.begin().await?;
     let db = tx.db(&ctx.obs);
     users::lock_registrations(&db).await?;
@@ -99,6 +105,8 @@ pub async fn login(ctx: &RequestCtx) -> Result<Response, AppError> {
     };
     crate::routes::limits::limit_login_username(ctx, &username)?;
     let invalid = || AppError::unauthorized("authentication_error", "Invalid username or password");
+    // The connection is released before the password is verified (no connection held during
+    // hashing).
     let creds = {
         let conn = ctx.conn().await?;
         users::credentials(&conn.db(&ctx.obs), &username.to_lowercase()).await?

@@ -2,6 +2,7 @@
 //! ephemeral loopback port, HTTP through reqwest.
 
 mod auth;
+mod budgets;
 mod comparisons;
 mod conversations;
 mod fail_closed;
@@ -11,4 +12,5 @@ mod migrations;
 mod models_admin;
 mod observability;
 mod outbox;
+mod static_files;
 mod support;

@@ -182,3 +182,58 @@ async fn admin_endpoints_need_an_admin() {
     assert_eq!(v["database"]["pool"]["max_size"], 4);
     assert!(v["slow_queries"].is_number() && v["slow_requests"].is_number());
 }
+
+/// A failed provider check is cached for `model_registry_failure_ttl_ms` only; a successful one
+/// keeps the verified TTL. Counted by what the fake provider recorded.
+#[tokio::test]
+async fn a_failed_provider_check_is_retried_after_the_short_failure_ttl() {
+    use llmselect_e2e::fake_llm::{Failure, FakeConfig};
+    use llmselect_e2e::http::send;
+    use llmselect_e2e::stack::Stack;
+    use std::time::Duration;
+
+    let stack = |failure: Option<Failure>| {
+        Stack::builder()
+            .fake_llm(FakeConfig {
+                failure,
+                ..FakeConfig::instant()
+            })
+            .origin(|c| {
+                c.providers.verify_model_lists = true;
+                c.providers.openai_api_key = Some("system-key".into());
+                c.cache.model_registry_failure_ttl_ms = 200;
+            })
+            .start()
+    };
+    const LIST: &str = "/v1/models";
+
+    // 401 from the provider (no retries): the static list, cached for 200 ms.
+    let s = stack(Some(Failure::Status(401))).await;
+    let o = s.origin();
+    let models = || send(o.http.get(o.url("/api/v1/models?provider=openai")));
+    let r = models().await;
+    assert_eq!(r.status, 200);
+    assert!(r.json()["models"][0].get("available").is_none());
+    assert_eq!(r.header("cdn-cache-control"), "public, max-age=0");
+    assert_eq!(s.fake().requests(LIST), 1);
+    models().await;
+    assert_eq!(s.fake().requests(LIST), 1, "cached within the failure TTL");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    models().await;
+    assert_eq!(
+        s.fake().requests(LIST),
+        2,
+        "checked again after the failure TTL"
+    );
+    drop(s);
+
+    // A successful check keeps the verified TTL (an hour), whatever the failure TTL.
+    let s = stack(None).await;
+    let o = s.origin();
+    let r = send(o.http.get(o.url("/api/v1/models?provider=openai"))).await;
+    assert_eq!(r.json()["models"][0]["available"], json!(true));
+    assert_eq!(s.fake().requests(LIST), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send(o.http.get(o.url("/api/v1/models?provider=openai"))).await;
+    assert_eq!(s.fake().requests(LIST), 1, "a success is cached for long");
+}
