@@ -13,6 +13,7 @@ mod load;
 mod validate;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
