@@ -119,16 +119,26 @@ FROM users u LEFT JOIN conversations c ON c.id = $2 AND c.user_id = u.id
 WHERE u.id = $1",
 };
 
-const GET: Sql = Sql {
-    name: "conversation_get",
-    text: "SELECT id, title, provider, model, last_message_at, updated_at
-FROM conversations WHERE id = $1 AND user_id = $2",
-};
-
 const MESSAGES: Sql = Sql {
     name: "conversation_messages",
     text: "SELECT id, role, content, created_at FROM messages
 WHERE conversation_id = $1 ORDER BY created_at, id",
+};
+
+/// The chat memory of conversation `$1` if it belongs to `$2`: the newest messages whose content
+/// fits `$3` characters in total (counted from the newest back; the first one that does not fit
+/// ends the history), oldest first. No row: not the user's conversation; one row of NULLs: nothing
+/// stored or nothing fits. Reads `idx_message_conversation_created`.
+const HISTORY: Sql = Sql {
+    name: "conversation_history",
+    text: "SELECT h.role, h.content
+FROM conversations c
+LEFT JOIN LATERAL (
+  SELECT m.role, m.content, m.created_at, m.id,
+         sum(char_length(m.content)) OVER (ORDER BY m.created_at DESC, m.id DESC) AS used
+  FROM messages m WHERE m.conversation_id = c.id) h ON h.used <= $3
+WHERE c.id = $1 AND c.user_id = $2
+ORDER BY h.created_at, h.id",
 };
 
 const CREATE: Sql = Sql {
@@ -283,20 +293,27 @@ pub async fn get_with_user(
         }))
 }
 
-/// The conversation if it exists and belongs to `user_id`.
-pub async fn get(
+/// `(role, content)` of the newest messages of conversation `id` whose content fits `budget`
+/// characters, oldest first (see [`HISTORY`]); `None` when the conversation is not `user_id`'s
+/// (one statement).
+pub async fn history(
     db: &Db<'_, impl GenericClient + Sync>,
     id: Uuid,
     user_id: i64,
-) -> Result<Option<Conversation>, tokio_postgres::Error> {
-    Ok(db
-        .query_opt(&GET, &[&id, &user_id])
-        .await?
-        .as_ref()
-        .map(conversation))
+    budget: i64,
+) -> Result<Option<Vec<(String, String)>>, tokio_postgres::Error> {
+    let rows = db.query(&HISTORY, &[&id, &user_id, &budget]).await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        rows.iter()
+            .filter_map(|r| Some((r.get::<_, Option<String>>(0)?, r.get(1))))
+            .collect(),
+    ))
 }
 
-/// Messages of a conversation, oldest first (check ownership with [`get`] first).
+/// Messages of a conversation, oldest first (check ownership first).
 pub async fn messages(
     db: &Db<'_, impl GenericClient + Sync>,
     id: Uuid,
