@@ -36,6 +36,7 @@ pub async fn dispatch(ctx: &RequestCtx) -> Result<Response, AppError> {
         Handler::Me => auth::me(ctx).await,
         Handler::KeysList => keys::list(ctx).await,
         Handler::KeysSave => keys::save(ctx).await,
+        Handler::KeysDelete => keys::delete(ctx).await,
         Handler::SystemKeys => keys::system_keys(ctx).await,
         Handler::Models => models::list(ctx).await,
         Handler::ConversationsList => conversations::list(ctx).await,
