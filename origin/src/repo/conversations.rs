@@ -112,11 +112,14 @@ pub const LIST_KEYSET: Sql = Sql {
 /// conversation lookup of a detail request in one statement.
 const GET_WITH_USER: Sql = Sql {
     name: "conversation_get_with_user",
-    text: "SELECT u.id, u.username, u.is_admin, u.cache_version,
-       EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = $3) AS revoked,
+    text: concat!(
+        "SELECT ",
+        users::token_user_columns!("$3", "$4"),
+        ",
        c.id, c.title, c.provider, c.model, c.last_message_at, c.updated_at
 FROM users u LEFT JOIN conversations c ON c.id = $2 AND c.user_id = u.id
-WHERE u.id = $1",
+WHERE u.id = $1"
+    ),
 };
 
 const MESSAGES: Sql = Sql {
@@ -274,16 +277,17 @@ pub async fn list_after(
 }
 
 /// The user `user_id` (`None` when they no longer exist) with the revocation check of the token
-/// `jti` and their conversation `id` (`None` when missing or someone else's), in one statement.
+/// (`jti`, `generation`) and their conversation `id` (`None` when missing or someone else's), in
+/// one statement.
 pub async fn get_with_user(
     db: &Db<'_, impl GenericClient + Sync>,
     user_id: i64,
-    jti: &str,
+    (jti, generation): (&str, i32),
     id: Uuid,
 ) -> Result<Option<(TokenUser, Option<Conversation>)>, tokio_postgres::Error> {
     const BASE: usize = users::TOKEN_USER_COLUMNS;
     Ok(db
-        .query_opt(&GET_WITH_USER, &[&user_id, &id, &jti])
+        .query_opt(&GET_WITH_USER, &[&user_id, &id, &jti, &generation])
         .await?
         .map(|r| {
             let conversation = r
