@@ -72,8 +72,12 @@ async fn prepare(ctx: &RequestCtx) -> Result<Prepared, AppError> {
     let user = authenticate(ctx, &db).await?;
     let req = chat_request(&ctx.json_body()?)?;
     let budget = ctx.state.config.providers.chat_history_max_chars as usize;
-    let messages = match (req.conversation_id, req.messages.last()) {
-        (Some(id), Some(newest)) => {
+    let messages = match req.conversation_id {
+        Some(id) => {
+            // Validation guarantees at least one message.
+            let newest = req.messages.last().ok_or_else(|| {
+                AppError::invalid_field("messages", "Length must be between 1 and 25.")
+            })?;
             let room = memory::history_budget(newest, budget) as i64;
             let stored = repo::history(&db, id, user.id, room)
                 .await?
@@ -85,7 +89,7 @@ async fn prepare(ctx: &RequestCtx) -> Result<Prepared, AppError> {
                 .collect();
             memory::fit(history, budget)
         }
-        _ => memory::fit(req.messages.clone(), budget),
+        None => memory::fit(req.messages.clone(), budget),
     };
     let provider = req.provider.as_str();
     let mut keys = provider_keys::resolve(&ctx.state, &db, user.id, &[provider]).await?;
