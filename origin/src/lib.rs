@@ -7,7 +7,9 @@
 //! `bench/` use [`App`], the `config`, `db` and `seed` modules and the re-exports below. The
 //! module map is in `docs/architecture.md`.
 
+mod accounts;
 mod auth;
+pub mod cli;
 pub mod config;
 mod crypto;
 mod cursor;

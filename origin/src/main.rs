@@ -1,10 +1,8 @@
-//! `llmselect-origin`: command-line entry point (see `cli.rs`).
-
-mod cli;
+//! `llmselect-origin`: command-line entry point (see the library's `cli` module).
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    cli::main()
+    llmselect_origin::cli::main()
 }

@@ -291,11 +291,12 @@ impl Config {
     /// A configuration for tests: ephemeral loopback ports, a small cache, the token
     /// `test-admin-token`, short lock timeouts and per-instance pid/upgrade paths.
     pub fn for_upstream(url: &str) -> Config {
+        let [listen_port, admin_port] = free_ports();
         Config {
-            listen: format!("127.0.0.1:{}", free_port()),
+            listen: format!("127.0.0.1:{listen_port}"),
             upstream: url.to_string(),
             upstreams: Vec::new(),
-            admin_listen: format!("127.0.0.1:{}", free_port()),
+            admin_listen: format!("127.0.0.1:{admin_port}"),
             admin_token: Some("test-admin-token".into()),
             cache: CacheConfig {
                 capacity_bytes: 16 * 1024 * 1024,
@@ -550,13 +551,18 @@ fn parse_addr(field: &str, value: &str, errors: &mut Vec<String>) -> Option<Sock
     }
 }
 
-/// Reserves a free loopback port (bind, read, release). There is a small race until the
-/// proxy binds it; tests accept that.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+/// Reserves N distinct free loopback ports (bind, read, release). There is a small race until the
+/// proxy binds them; `spawn_proxy` in the tests retries with fresh ports when it loses it.
+fn free_ports<const N: usize>() -> [u16; N] {
+    // All held at once, so the N ports differ from each other.
+    let listeners: Vec<Option<TcpListener>> =
+        (0..N).map(|_| TcpListener::bind("127.0.0.1:0").ok()).collect();
+    std::array::from_fn(|i| {
+        listeners[i]
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or(0, |a| a.port())
+    })
 }
 
 #[cfg(test)]

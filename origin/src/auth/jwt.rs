@@ -20,6 +20,10 @@ pub struct Claims {
     pub nbf: i64,
     pub csrf: String,
     pub exp: i64,
+    /// The user's `token_generation` when the token was issued (claim `gen`; 0 when absent): a
+    /// password change bumps the user's generation, which refuses every older token.
+    #[serde(rename = "gen", default)]
+    pub generation: i32,
 }
 
 pub struct JwtKeys {
@@ -54,8 +58,20 @@ impl JwtKeys {
         }
     }
 
-    /// Issues an `access` or `refresh` token for `user_id` valid for `ttl_secs`.
+    /// Issues an `access` or `refresh` token for `user_id` (generation 0) valid for `ttl_secs`.
     pub fn issue(&self, user_id: i64, token_type: &str, ttl_secs: i64) -> anyhow::Result<Issued> {
+        self.issue_for(user_id, 0, token_type, ttl_secs)
+    }
+
+    /// Issues an `access` or `refresh` token for `user_id` whose `token_generation` is
+    /// `generation`, valid for `ttl_secs`.
+    pub fn issue_for(
+        &self,
+        user_id: i64,
+        generation: i32,
+        token_type: &str,
+        ttl_secs: i64,
+    ) -> anyhow::Result<Issued> {
         let now = Utc::now().timestamp();
         let claims = Claims {
             fresh: false,
@@ -66,6 +82,7 @@ impl JwtKeys {
             nbf: now,
             csrf: uuid::Uuid::new_v4().to_string(),
             exp: now + ttl_secs,
+            generation,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
         Ok(Issued {

@@ -2,8 +2,9 @@
 //! `access_token_cookie` (CSRF double submit on unsafe methods), then the user row.
 //!
 //! Any handler authenticates with [`authenticate`]: one statement (the user load, which also
-//! returns the user's `cache_version` for cheap ETags and whether the token's `jti` was revoked by
-//! a logout). A handler that needs one more row can fold the user load into that row's statement
+//! returns the user's `cache_version` for cheap ETags, whether the token was revoked — its `jti` by
+//! a logout, or every token older than the user's `token_generation` by a password change — and
+//! whether the account is disabled). A handler that needs one more row can fold the user load into that row's statement
 //! with [`AccessToken`] instead.
 
 pub mod jwt;
@@ -148,9 +149,31 @@ pub struct AccessToken {
     claims: jwt::Claims,
 }
 
-/// The 401 for a token whose `jti` was revoked (logged out).
+/// The 401 for a token that was revoked (logged out, or issued before a password change).
 pub fn revoked() -> AppError {
     AppError::unauthorized("invalid_token", "Token has been revoked")
+}
+
+/// The 401 for a token or a login of a disabled account.
+pub fn disabled() -> AppError {
+    AppError::unauthorized(
+        "account_disabled",
+        "This account is disabled. Contact an administrator.",
+    )
+}
+
+/// Refuses the user row loaded with a token's checks: missing (`UserNotFound` for `sub`),
+/// disabled, or the token revoked.
+pub fn check_token_user(
+    user: Option<users::TokenUser>,
+    sub: &str,
+) -> Result<users::TokenUser, AppError> {
+    match user {
+        None => Err(AppError::UserNotFound(sub.to_owned())),
+        Some(u) if u.disabled => Err(disabled()),
+        Some(u) if u.revoked => Err(revoked()),
+        Some(u) => Ok(u),
+    }
 }
 
 impl AccessToken {
@@ -164,20 +187,15 @@ impl AccessToken {
         }
     }
 
-    /// The token's `jti`, for the revocation check folded into the user load.
-    pub fn jti(&self) -> &str {
-        &self.claims.jti
+    /// The token's `jti` and generation, for the revocation check folded into the user load.
+    pub fn revocation(&self) -> (&str, i32) {
+        (&self.claims.jti, self.claims.generation)
     }
 
     /// The authenticated user from the token and the subject's row as loaded with the token's
-    /// revocation check (`None`: the user no longer exists).
+    /// checks (`None`: the user no longer exists): a disabled account or a revoked token is a 401.
     pub fn with_user(self, user: Option<users::TokenUser>) -> Result<AuthUser, AppError> {
-        let Some(users::TokenUser { user, revoked }) = user else {
-            return Err(AppError::UserNotFound(self.claims.sub));
-        };
-        if revoked {
-            return Err(self::revoked());
-        }
+        let users::TokenUser { user, .. } = check_token_user(user, &self.claims.sub)?;
         Ok(AuthUser {
             id: user.id,
             username: user.username,
@@ -194,7 +212,8 @@ pub async fn authenticate(
     db: &Db<'_, impl GenericClient + Sync>,
 ) -> Result<AuthUser, AppError> {
     let token = AccessToken::verify(ctx)?;
-    let user = users::by_id(db, token.user_id, token.jti()).await?;
+    let (jti, generation) = token.revocation();
+    let user = users::by_id(db, token.user_id, jti, generation).await?;
     token.with_user(user)
 }
 

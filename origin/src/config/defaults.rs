@@ -116,6 +116,9 @@ impl Default for ProvidersConfig {
             gateway_base_url: None,
             gateway_api_key: None,
             llm_max_tokens: 1000,
+            // About 6,000 tokens: with the 1,000 tokens of an answer it fits the smallest context
+            // window of the registry (GPT-4, 8,192 tokens).
+            chat_history_max_chars: 24_000,
             verify_model_lists: true,
             sse_keepalive_ms: 15_000,
             llm_read_timeout_ms: 30_000,

@@ -198,6 +198,10 @@ impl Config {
         opt_string!("LLM_GATEWAY_BASE_URL", self.providers.gateway_base_url);
         opt_string!("LLM_GATEWAY_API_KEY", self.providers.gateway_api_key);
         num!("LLM_MAX_TOKENS", self.providers.llm_max_tokens);
+        num!(
+            "CHAT_HISTORY_MAX_CHARS",
+            self.providers.chat_history_max_chars
+        );
         num!("SSE_KEEPALIVE_MS", self.providers.sse_keepalive_ms);
         num!("LLM_READ_TIMEOUT_MS", self.providers.llm_read_timeout_ms);
         self.bus.apply_env(get);

@@ -161,6 +161,10 @@ pub struct ProvidersConfig {
     pub gateway_base_url: Option<String>,
     pub gateway_api_key: Option<String>,
     pub llm_max_tokens: u32,
+    /// Budget of the conversation memory sent by `/chat` and `/chat/stream`, in characters of
+    /// message content (`CHAT_HISTORY_MAX_CHARS`; about 4 characters per token): the oldest
+    /// messages are dropped first, the newest message is always sent, even alone over budget.
+    pub chat_history_max_chars: u32,
     /// Check the static model list against the providers' model-list endpoints when a system key is
     /// configured (§5.2). Off means "static list only".
     pub verify_model_lists: bool,

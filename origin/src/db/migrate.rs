@@ -86,6 +86,10 @@ pub fn embedded() -> Vec<Migration> {
             "0004_cache_invalidations",
             include_str!("../../migrations/0004_cache_invalidations.sql"),
         ),
+        Migration::new(
+            "0005_accounts",
+            include_str!("../../migrations/0005_accounts.sql"),
+        ),
     ]
 }
 

@@ -14,8 +14,10 @@ pub enum Handler {
     Logout,
     Refresh,
     Me,
+    ChangePassword,
     KeysList,
     KeysSave,
+    KeysDelete,
     SystemKeys,
     Models,
     ConversationsList,
@@ -37,6 +39,11 @@ pub enum Handler {
     AdminCacheClear,
     AdminCacheStats,
     AdminHealthDetailed,
+    AdminUsersList,
+    AdminUserCreate,
+    AdminUserUpdate,
+    AdminUserDelete,
+    AdminUserResetPassword,
 }
 
 /// Which rate limit (origin-api.md §2.7) applies.
@@ -80,9 +87,11 @@ pub static ROUTES: &[RouteDef] = &[
     route!(POST, "/api/v1/auth/logout", Logout, Logout),
     route!(POST, "/api/v1/auth/refresh", Refresh, Refresh),
     route!(GET, "/api/v1/auth/me", Me, None),
+    route!(POST, "/api/v1/auth/password", ChangePassword, Login),
     route!(GET, "/api/v1/keys", KeysList, Api),
     route!(POST, "/api/v1/keys", KeysSave, Api),
     route!(GET, "/api/v1/keys/system-keys", SystemKeys, Api),
+    route!(DELETE, "/api/v1/keys/{id}", KeysDelete, Api),
     route!(GET, "/api/v1/models", Models, Api),
     route!(GET, "/api/v1/conversations", ConversationsList, Api),
     route!(POST, "/api/v1/conversations", ConversationCreate, Api),
@@ -121,6 +130,16 @@ pub static ROUTES: &[RouteDef] = &[
         GET,
         "/api/v1/admin/health/detailed",
         AdminHealthDetailed,
+        None
+    ),
+    route!(GET, "/api/v1/admin/users", AdminUsersList, None),
+    route!(POST, "/api/v1/admin/users", AdminUserCreate, None),
+    route!(PATCH, "/api/v1/admin/users/{n}", AdminUserUpdate, None),
+    route!(DELETE, "/api/v1/admin/users/{n}", AdminUserDelete, None),
+    route!(
+        POST,
+        "/api/v1/admin/users/{n}/password",
+        AdminUserResetPassword,
         None
     ),
 ];

@@ -1,9 +1,11 @@
 //! Glue between the HTTP handlers and the provider adapters of `llmselect-llm`: the shared
-//! [`LlmService`], request validation ([`input`]), SSE bodies ([`sse`]) and how provider failures
-//! become client answers ([`errors`]). Key resolution lives in `crate::provider_keys`.
+//! [`LlmService`], request validation ([`input`]), the chat memory budget ([`memory`]), SSE bodies
+//! ([`sse`]) and how provider failures become client answers ([`errors`]). Key resolution lives in
+//! `crate::provider_keys`.
 
 pub mod errors;
 pub mod input;
+pub mod memory;
 pub mod sse;
 
 use std::sync::Arc;

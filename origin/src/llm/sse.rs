@@ -33,10 +33,6 @@ impl EventSender {
     pub async fn closed(&self) {
         self.0.closed().await
     }
-
-    pub fn is_closed(&self) -> bool {
-        self.0.is_closed()
-    }
 }
 
 /// A `200 text/event-stream` response announcing `groups` in `Cache-Group-Invalidation` (and the

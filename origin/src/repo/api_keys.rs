@@ -33,6 +33,11 @@ const SET_OVERRIDE: Sql = Sql {
 WHERE user_id = $1 AND provider = $2",
 };
 
+const DELETE: Sql = Sql {
+    name: "api_key_delete",
+    text: "DELETE FROM api_keys WHERE user_id = $1 AND provider = $2",
+};
+
 /// The key-resolution query: every requested provider at once.
 const RESOLVE: Sql = Sql {
     name: "api_keys_resolve",
@@ -79,6 +84,15 @@ pub async fn set_override(
         .execute(&SET_OVERRIDE, &[&user_id, &provider, &override_system_key])
         .await?
         > 0)
+}
+
+/// Deletes the stored key of `provider`; false when there was none.
+pub async fn delete(
+    db: &Db<'_, impl GenericClient + Sync>,
+    user_id: i64,
+    provider: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(db.execute(&DELETE, &[&user_id, &provider]).await? > 0)
 }
 
 /// The stored keys of `user_id` for `providers` (one statement).

@@ -112,23 +112,36 @@ pub const LIST_KEYSET: Sql = Sql {
 /// conversation lookup of a detail request in one statement.
 const GET_WITH_USER: Sql = Sql {
     name: "conversation_get_with_user",
-    text: "SELECT u.id, u.username, u.is_admin, u.cache_version,
-       EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = $3) AS revoked,
+    text: concat!(
+        "SELECT ",
+        users::token_user_columns!("$3", "$4"),
+        ",
        c.id, c.title, c.provider, c.model, c.last_message_at, c.updated_at
 FROM users u LEFT JOIN conversations c ON c.id = $2 AND c.user_id = u.id
-WHERE u.id = $1",
-};
-
-const GET: Sql = Sql {
-    name: "conversation_get",
-    text: "SELECT id, title, provider, model, last_message_at, updated_at
-FROM conversations WHERE id = $1 AND user_id = $2",
+WHERE u.id = $1"
+    ),
 };
 
 const MESSAGES: Sql = Sql {
     name: "conversation_messages",
     text: "SELECT id, role, content, created_at FROM messages
 WHERE conversation_id = $1 ORDER BY created_at, id",
+};
+
+/// The chat memory of conversation `$1` if it belongs to `$2`: the newest messages whose content
+/// fits `$3` characters in total (counted from the newest back; the first one that does not fit
+/// ends the history), oldest first. No row: not the user's conversation; one row of NULLs: nothing
+/// stored or nothing fits. Reads `idx_message_conversation_created`.
+const HISTORY: Sql = Sql {
+    name: "conversation_history",
+    text: "SELECT h.role, h.content
+FROM conversations c
+LEFT JOIN LATERAL (
+  SELECT m.role, m.content, m.created_at, m.id,
+         sum(char_length(m.content)) OVER (ORDER BY m.created_at DESC, m.id DESC) AS used
+  FROM messages m WHERE m.conversation_id = c.id) h ON h.used <= $3
+WHERE c.id = $1 AND c.user_id = $2
+ORDER BY h.created_at, h.id",
 };
 
 const CREATE: Sql = Sql {
@@ -264,16 +277,17 @@ pub async fn list_after(
 }
 
 /// The user `user_id` (`None` when they no longer exist) with the revocation check of the token
-/// `jti` and their conversation `id` (`None` when missing or someone else's), in one statement.
+/// (`jti`, `generation`) and their conversation `id` (`None` when missing or someone else's), in
+/// one statement.
 pub async fn get_with_user(
     db: &Db<'_, impl GenericClient + Sync>,
     user_id: i64,
-    jti: &str,
+    (jti, generation): (&str, i32),
     id: Uuid,
 ) -> Result<Option<(TokenUser, Option<Conversation>)>, tokio_postgres::Error> {
     const BASE: usize = users::TOKEN_USER_COLUMNS;
     Ok(db
-        .query_opt(&GET_WITH_USER, &[&user_id, &id, &jti])
+        .query_opt(&GET_WITH_USER, &[&user_id, &id, &jti, &generation])
         .await?
         .map(|r| {
             let conversation = r
@@ -283,20 +297,27 @@ pub async fn get_with_user(
         }))
 }
 
-/// The conversation if it exists and belongs to `user_id`.
-pub async fn get(
+/// `(role, content)` of the newest messages of conversation `id` whose content fits `budget`
+/// characters, oldest first (see [`HISTORY`]); `None` when the conversation is not `user_id`'s
+/// (one statement).
+pub async fn history(
     db: &Db<'_, impl GenericClient + Sync>,
     id: Uuid,
     user_id: i64,
-) -> Result<Option<Conversation>, tokio_postgres::Error> {
-    Ok(db
-        .query_opt(&GET, &[&id, &user_id])
-        .await?
-        .as_ref()
-        .map(conversation))
+    budget: i64,
+) -> Result<Option<Vec<(String, String)>>, tokio_postgres::Error> {
+    let rows = db.query(&HISTORY, &[&id, &user_id, &budget]).await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        rows.iter()
+            .filter_map(|r| Some((r.get::<_, Option<String>>(0)?, r.get(1))))
+            .collect(),
+    ))
 }
 
-/// Messages of a conversation, oldest first (check ownership with [`get`] first).
+/// Messages of a conversation, oldest first (check ownership first).
 pub async fn messages(
     db: &Db<'_, impl GenericClient + Sync>,
     id: Uuid,

@@ -1,10 +1,12 @@
-//! `/api/v1/auth/*`: register, login, logout, refresh, me (origin-api.md §3.3).
+//! `/api/v1/auth/*`: register, login, logout, refresh, me (origin-api.md §3.3), and the user's own
+//! password change.
 
 use http::header::{HeaderValue, SET_COOKIE};
 use http::StatusCode;
 use serde_json::json;
 use tokio_postgres::error::SqlState;
 
+use crate::accounts;
 use crate::auth::{
     self, password, ACCESS_COOKIE, CSRF_ACCESS_COOKIE, CSRF_REFRESH_COOKIE, REFRESH_COOKIE,
 };
@@ -27,7 +29,7 @@ pub async fn register(ctx: &RequestCtx) -> Result<Response, AppError> {
     let body = ctx.json_body()?;
     let mut f = Fields::new(&body, &["username", "password", "registration_token"])?;
     let username = f.string("username", true, Some((3, 50)));
-    let pw = f.string("password", true, Some((8, 128)));
+    let pw = f.string("password", true, Some(accounts::PASSWORD_LENGTH));
     let token = f.string("registration_token", false, None);
     f.finish()?;
     let (Some(username), Some(pw)) = (username, pw) else {
@@ -129,23 +131,44 @@ pub async fn login(ctx: &RequestCtx) -> Result<Response, AppError> {
     let Some(creds) = creds.filter(|_| ok) else {
         return Err(invalid());
     };
-    let cfg = &ctx.state.config.auth;
-    let access = ctx
-        .state
-        .jwt
-        .issue(creds.id, "access", cfg.access_token_expires_minutes * 60)?;
-    let refresh =
-        ctx.state
-            .jwt
-            .issue(creds.id, "refresh", cfg.refresh_token_expires_days * 86_400)?;
-    let secure = cfg.jwt_cookie_secure;
+    // Only a caller who knows the password learns that the account is disabled.
+    if creds.disabled {
+        return Err(auth::disabled());
+    }
     let mut response = uncacheable(
         StatusCode::OK,
         &json!({"message": "Login successful", "user": {"username": creds.username}}),
         false,
     );
+    add_session_cookies(ctx, &mut response, creds.id, creds.token_generation)?;
+    Ok(response)
+}
+
+/// Issues a fresh access and refresh token of `generation` for `user_id` and sets the four auth
+/// cookies on `response`.
+fn add_session_cookies(
+    ctx: &RequestCtx,
+    response: &mut Response,
+    user_id: i64,
+    generation: i32,
+) -> Result<(), AppError> {
+    let cfg = &ctx.state.config.auth;
+    let jwt = &ctx.state.jwt;
+    let access = jwt.issue_for(
+        user_id,
+        generation,
+        "access",
+        cfg.access_token_expires_minutes * 60,
+    )?;
+    let refresh = jwt.issue_for(
+        user_id,
+        generation,
+        "refresh",
+        cfg.refresh_token_expires_days * 86_400,
+    )?;
+    let secure = cfg.jwt_cookie_secure;
     add_cookies(
-        &mut response,
+        response,
         &[
             auth::set_cookie(ACCESS_COOKIE, &access.token, true, secure),
             auth::set_cookie(CSRF_ACCESS_COOKIE, &access.csrf, false, secure),
@@ -153,6 +176,59 @@ pub async fn login(ctx: &RequestCtx) -> Result<Response, AppError> {
             auth::set_cookie(CSRF_REFRESH_COOKIE, &refresh.csrf, false, secure),
         ],
     );
+    Ok(())
+}
+
+/// `POST /api/v1/auth/password` `{old_password, new_password}`: the signed-in user changes their
+/// password. Every token issued before is refused from then on (the user's token generation is
+/// bumped in the same statement), the response sets fresh cookies for this session, and names
+/// `user:<id>` in `Cache-Group-Invalidation` so the proxy drops what the old tokens cached.
+pub async fn change_password(ctx: &RequestCtx) -> Result<Response, AppError> {
+    let mut conn = ctx.conn().await?;
+    let user = auth::authenticate(ctx, &conn.db(&ctx.obs)).await?;
+    let body = ctx.json_body()?;
+    let mut f = Fields::new(&body, &["old_password", "new_password"])?;
+    let old = f.string("old_password", true, None);
+    let new = f.string("new_password", true, Some(accounts::PASSWORD_LENGTH));
+    f.finish()?;
+    let (Some(old), Some(new)) = (old, new) else {
+        return Err(AppError::Internal(anyhow::anyhow!(
+            "validated fields missing"
+        )));
+    };
+    crate::routes::limits::limit_login_username(ctx, &user.username)?;
+    let stored = users::password_hash(&conn.db(&ctx.obs), user.id)
+        .await?
+        .ok_or_else(|| AppError::UserNotFound(user.id.to_string()))?;
+    let verify_against = stored.clone();
+    let ok = tokio::task::spawn_blocking(move || password::verify(&old, &verify_against))
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    if !ok {
+        return Err(AppError::unauthorized(
+            "authentication_error",
+            "Invalid password",
+        ));
+    }
+    let hash = accounts::hash_password(new, ctx.state.config.auth.password_hash_log_n).await?;
+    let tx = conn.begin().await?;
+    let Some(generation) =
+        users::set_password(&tx.db(&ctx.obs), user.id, &hash, Some(&stored)).await?
+    else {
+        return Err(AppError::BadRequest {
+            message: "The password was changed concurrently; try again".into(),
+            details: None,
+        });
+    };
+    let groups = [groups::user(user.id)];
+    let invalidation = commit_invalidating(ctx, tx, &groups, None).await?;
+    let mut response = mutation_response(
+        StatusCode::OK,
+        &json!({"message": "Password changed"}),
+        &groups,
+        invalidation,
+    );
+    add_session_cookies(ctx, &mut response, user.id, generation)?;
     Ok(response)
 }
 
@@ -212,17 +288,16 @@ pub async fn refresh(ctx: &RequestCtx) -> Result<Response, AppError> {
     };
     {
         let conn = ctx.conn().await?;
-        match users::by_id(&conn.db(&ctx.obs), id, &claims.jti).await? {
-            None => return Err(AppError::UserNotFound(claims.sub)),
-            Some(u) if u.revoked => return Err(auth::revoked()),
-            Some(_) => {}
-        }
+        let user = users::by_id(&conn.db(&ctx.obs), id, &claims.jti, claims.generation).await?;
+        auth::check_token_user(user, &claims.sub)?;
     }
     let cfg = &ctx.state.config.auth;
-    let access = ctx
-        .state
-        .jwt
-        .issue(id, "access", cfg.access_token_expires_minutes * 60)?;
+    let access = ctx.state.jwt.issue_for(
+        id,
+        claims.generation,
+        "access",
+        cfg.access_token_expires_minutes * 60,
+    )?;
     let mut response = uncacheable(
         StatusCode::OK,
         &json!({"message": "Token refreshed"}),

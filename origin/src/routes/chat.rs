@@ -5,12 +5,28 @@
 //! user message before the headers, streams the deltas, and commits the assistant message before
 //! the `done` event.
 //!
-//! Product decisions (documented deviations from the original):
-//! - With a `conversationId`, `/chat/stream` loads the stored history (one query) and sends it plus
-//!   the request's last message, so the model sees the conversation. `/chat` sends `messages` as
-//!   given.
-//! - A client that disconnects mid-stream cancels the upstream call and nothing more is saved (the
-//!   user message committed before the stream stays).
+//! **One chat memory.** Both endpoints send the same messages: with a `conversationId`, the stored
+//! history (read in the statement that checks ownership) plus the request's last message (the new
+//! turn; earlier request messages are ignored, the stored history replaces them); without one, the
+//! request's messages. Either way bounded by `providers.chat_history_max_chars`
+//! ([`crate::llm::memory`]): the oldest messages are dropped first, the newest is always sent.
+//!
+//! **Client disconnects** (`/chat/stream`; `/compare/stream` follows the same rule). The point of
+//! no return is the end of the provider's stream as the origin reads it:
+//! - before it, a client that goes away cancels the upstream call (counted `cancelled`) and
+//!   nothing more is written: the conversation and user message committed before the headers stay
+//!   (their invalidation went out with the headers and, with a bus, into the outbox), no answer
+//!   and no further outbox row;
+//! - once the provider's answer is complete it is committed, with the outbox row of its
+//!   invalidation, whether or not the client is still connected; `done` follows the commit (sent
+//!   to nobody if the client left). The proxy applies the stream's `Cache-Group-Invalidation`
+//!   when the stream ends, also when its client left first.
+//!
+//! Nothing after the provider's end looks at the client, and the relay's race against the
+//! disconnect is `biased` towards the upstream, so a disconnect that coincides with the
+//! provider's last bytes still stores the answer.
+//!
+//! Other product decisions (documented deviations from the original):
 //! - Every provider failure of `/chat` is a 400 `"<Provider> API error"` (never 502).
 
 use std::time::Instant;
@@ -29,7 +45,7 @@ use crate::http::response::{mutation_response, Response};
 use crate::llm::errors::{chat_error, STREAM_FAILED};
 use crate::llm::input::{chat_request, ChatRequest};
 use crate::llm::sse::{sse_response, EventSender};
-use crate::llm::{relay_outcome, Stop};
+use crate::llm::{memory, relay_outcome, Stop};
 use crate::metrics::{LlmCall, LlmEndpoint, LlmOutcome};
 use crate::outbox;
 use crate::provider_keys;
@@ -39,34 +55,42 @@ use crate::state::AppState;
 
 const NOT_FOUND: &str = "Conversation not found";
 
-/// What is known before the provider call: the user, the request, the key and, for the stream,
-/// the stored history.
+/// What is known before the provider call: the user, the request, the key and the messages to
+/// send (the memory).
 struct Prepared {
     user: AuthUser,
     req: ChatRequest,
     api_key: String,
-    history: Vec<ChatMessage>,
+    messages: Vec<ChatMessage>,
 }
 
-/// Authenticates, validates, checks ownership and resolves the key (no writes).
-async fn prepare(ctx: &RequestCtx, load_history: bool) -> Result<Prepared, AppError> {
+/// Authenticates, validates, checks ownership while reading the stored history, and resolves
+/// the key (no writes).
+async fn prepare(ctx: &RequestCtx) -> Result<Prepared, AppError> {
     let conn = ctx.conn().await?;
     let db = conn.db(&ctx.obs);
     let user = authenticate(ctx, &db).await?;
     let req = chat_request(&ctx.json_body()?)?;
-    let mut history = Vec::new();
-    if let Some(id) = req.conversation_id {
-        if repo::get(&db, id, user.id).await?.is_none() {
-            return Err(AppError::not_found(NOT_FOUND));
-        }
-        if load_history {
-            history = repo::messages(&db, id)
+    let budget = ctx.state.config.providers.chat_history_max_chars as usize;
+    let messages = match req.conversation_id {
+        Some(id) => {
+            // Validation guarantees at least one message.
+            let newest = req.messages.last().ok_or_else(|| {
+                AppError::invalid_field("messages", "Length must be between 1 and 25.")
+            })?;
+            let room = memory::history_budget(newest, budget) as i64;
+            let stored = repo::history(&db, id, user.id, room)
                 .await?
+                .ok_or_else(|| AppError::not_found(NOT_FOUND))?;
+            let history = stored
                 .into_iter()
-                .map(|m| ChatMessage::new(m.role, m.content))
+                .map(|(role, content)| ChatMessage::new(role, content))
+                .chain(std::iter::once(newest.clone()))
                 .collect();
+            memory::fit(history, budget)
         }
-    }
+        None => memory::fit(req.messages.clone(), budget),
+    };
     let provider = req.provider.as_str();
     let mut keys = provider_keys::resolve(&ctx.state, &db, user.id, &[provider]).await?;
     let api_key = keys
@@ -76,7 +100,7 @@ async fn prepare(ctx: &RequestCtx, load_history: bool) -> Result<Prepared, AppEr
         user,
         req,
         api_key,
-        history,
+        messages,
     })
 }
 
@@ -126,12 +150,12 @@ fn chat_groups(user_id: i64, id: &Uuid) -> Vec<String> {
 }
 
 pub async fn chat(ctx: &RequestCtx) -> Result<Response, AppError> {
-    let p = prepare(ctx, false).await?;
+    let p = prepare(ctx).await?;
     let llm = &ctx.state.llm;
     let call = llm.track(p.req.provider, LlmEndpoint::Chat);
     let result = llm
         .client
-        .chat(p.req.provider, &p.req.model, &p.api_key, &p.req.messages)
+        .chat(p.req.provider, &p.req.model, &p.api_key, &p.messages)
         .await;
     call.finish(LlmOutcome::of(&result));
     let text = result.map_err(|e| {
@@ -148,17 +172,8 @@ pub async fn chat(ctx: &RequestCtx) -> Result<Response, AppError> {
 }
 
 pub async fn chat_stream(ctx: &RequestCtx) -> Result<Response, AppError> {
-    let p = prepare(ctx, true).await?;
+    let p = prepare(ctx).await?;
     let (id, invalidation) = save_pre(ctx, p.user.id, &p.req, None).await?;
-    let messages = if p.req.conversation_id.is_some() {
-        // The history was read before the new user message was committed.
-        p.history
-            .into_iter()
-            .chain(p.req.messages.last().cloned())
-            .collect()
-    } else {
-        p.req.messages
-    };
     let (response, events) = sse_response(
         &chat_groups(p.user.id, &id),
         invalidation,
@@ -172,7 +187,7 @@ pub async fn chat_stream(ctx: &RequestCtx) -> Result<Response, AppError> {
         provider: p.req.provider,
         model: p.req.model,
         api_key: p.api_key,
-        messages,
+        messages: p.messages,
     };
     tokio::spawn(job.run(events));
     Ok(response)
@@ -195,18 +210,26 @@ impl StreamJob {
     async fn run(self, events: EventSender) {
         let start = Instant::now();
         let mut call = self.state.llm.track(self.provider, LlmEndpoint::ChatStream);
+        // `biased`: an upstream that has finished wins over a disconnect noticed at the same
+        // time (the module documentation's point of no return).
         let relayed = tokio::select! {
+            biased;
             r = self.relay(&events, &mut call) => r,
             _ = events.closed() => Err(Stop::ClientGone),
         };
         // The provider call is over here; saving the answer is not part of its duration.
         call.finish(relay_outcome(&relayed));
         match relayed {
+            // Stored whether or not the client is still there.
             Ok(text) => match self.save_answer(&text).await {
                 Ok(()) => {
-                    events
+                    if !events
                         .send(&json!({"done": true, "conversationId": self.conversation_id}))
-                        .await;
+                        .await
+                    {
+                        tracing::info!(event = "chat_stream_client_left", provider = %self.provider,
+                            "answer stored after the client disconnected");
+                    }
                 }
                 Err(e) => {
                     tracing::error!(event = "chat_stream_save_failed", error = %e);

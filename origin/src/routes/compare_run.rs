@@ -4,6 +4,14 @@
 //! Every requested model runs in its own task with owned data (provider, model, key); results are
 //! kept in request order, failures in place, so a vote's index points at what the client showed.
 //! A provider without a key fails in place too (compare never answers 404 for one missing key).
+//!
+//! **Client disconnects** follow `/chat/stream`'s rule (see `routes::chat`): per model, the point
+//! of no return is the end of that provider's stream. A client that leaves cancels every model
+//! still streaming (counted `cancelled`, stored as a failed entry in place); an answer that was
+//! complete stays complete. Once every model has finished or been cancelled, the comparison is
+//! stored with the outbox row of its invalidation whenever at least one model completed, whether
+//! or not the client is still connected; nothing is stored when none did (for example a client
+//! that left before any first token). Nothing is written before the headers.
 
 use std::collections::HashMap;
 
@@ -136,13 +144,10 @@ pub async fn compare_stream(ctx: &RequestCtx) -> Result<Response, AppError> {
     );
     let state = ctx.state.clone();
     let target = ctx.target.clone();
+    // Not raced against the disconnect as a whole: each model's task stops its own upstream call
+    // when the client leaves, and what completed is stored all the same.
     tokio::spawn(async move {
-        tokio::select! {
-            _ = run_compare_stream(state, target, user_id, targets, prompt, keys, &events) => {}
-            _ = events.closed() => {
-                tracing::info!(event = "compare_stream_cancelled", "client disconnected; upstreams cancelled, nothing saved");
-            }
-        }
+        run_compare_stream(state, target, user_id, targets, prompt, keys, &events).await;
     });
     Ok(response)
 }
@@ -160,6 +165,10 @@ async fn run_compare_stream(
         .send(&json!({"event": "start", "total": targets.len()}))
         .await
     {
+        tracing::info!(
+            event = "compare_stream_cancelled",
+            "client disconnected before any provider call; nothing saved"
+        );
         return;
     }
     let messages = vec![ChatMessage::user(prompt.clone())];
@@ -174,15 +183,12 @@ async fn run_compare_stream(
                 messages.clone(),
             );
             let events = events.clone();
-            // Spawned tasks outlive the handler's `select!`: each one stops its upstream call as
-            // soon as the client is gone, not at its next failed send (a slow first token could
-            // otherwise keep a provider call running for the whole read timeout).
+            // Each task stops its upstream call as soon as the client is gone (inside
+            // `stream_one`), not at its next failed send: a slow first token could otherwise keep
+            // a provider call running for the whole read timeout.
             tokio::spawn(async move {
                 let (llm, provider, model, messages) = job;
-                tokio::select! {
-                    entry = stream_one(&llm, provider, &model, key, &messages, &events) => entry,
-                    _ = events.closed() => None,
-                }
+                stream_one(&llm, provider, &model, key, &messages, &events).await
             })
         })
         .collect();
@@ -199,18 +205,23 @@ async fn run_compare_stream(
             _ => failed_entry(t),
         })
         .collect();
-    if events.is_closed() {
-        return;
-    }
     if !any_completed {
         events.send(&json!({"event": "done"})).await;
         return;
     }
+    // Stored whether or not the client is still there.
     match store(&state, &target, user_id, &prompt, &Value::Array(results)).await {
         Ok((id, _)) => {
-            events
+            if !events
                 .send(&json!({"event": "done", "comparisonId": id}))
-                .await;
+                .await
+            {
+                tracing::info!(
+                    event = "compare_stream_client_left",
+                    comparison_id = id,
+                    "comparison stored after the client disconnected"
+                );
+            }
         }
         Err(e) => {
             tracing::error!(event = "compare_stream_save_failed", error = %e);
@@ -244,7 +255,12 @@ async fn stream_one(
         model: model.to_owned(),
     };
     let mut call = llm.track(provider, LlmEndpoint::CompareStream);
-    let relayed = relay_one(llm, &target, &key, messages, events, &mut call).await;
+    // `biased`: a finished upstream wins over a disconnect noticed at the same time.
+    let relayed = tokio::select! {
+        biased;
+        r = relay_one(llm, &target, &key, messages, events, &mut call) => r,
+        _ = events.closed() => Err(Stop::ClientGone),
+    };
     let secs = call.finish(relay_outcome(&relayed)).as_secs_f64();
     match relayed {
         Ok(text) => {

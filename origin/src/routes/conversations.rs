@@ -47,11 +47,11 @@ async fn authenticate_with_conversation(
         return Ok((authenticate(ctx, db).await?, None));
     };
     let token = AccessToken::verify(ctx)?;
-    let (user, conversation) = match repo::get_with_user(db, token.user_id, token.jti(), id).await?
-    {
-        Some((user, conversation)) => (Some(user), conversation),
-        None => (None, None),
-    };
+    let (user, conversation) =
+        match repo::get_with_user(db, token.user_id, token.revocation(), id).await? {
+            Some((user, conversation)) => (Some(user), conversation),
+            None => (None, None),
+        };
     Ok((token.with_user(user)?, conversation))
 }
 

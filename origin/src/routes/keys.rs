@@ -122,6 +122,29 @@ pub async fn save(ctx: &RequestCtx) -> Result<Response, AppError> {
     ))
 }
 
+/// `DELETE /api/v1/keys/<provider>`: deletes the user's stored key of one provider (404 when the
+/// provider is unknown or has no stored key). Chat and compare then use the system key, if any.
+/// No cached response shows keys (`GET /keys` is `no-store`, the system-key list is not per
+/// user), so like `POST /keys` this names no cache group.
+pub async fn delete(ctx: &RequestCtx) -> Result<Response, AppError> {
+    let conn = ctx.conn().await?;
+    let db = conn.db(&ctx.obs);
+    let user = authenticate(ctx, &db).await?;
+    let provider = ctx.params.first().map(String::as_str).unwrap_or_default();
+    let not_found = || AppError::not_found(format!("No API key stored for provider '{provider}'"));
+    if !PROVIDERS.contains(&provider) {
+        return Err(not_found());
+    }
+    if !api_keys::delete(&db, user.id, provider).await? {
+        return Err(not_found());
+    }
+    Ok(uncacheable(
+        StatusCode::OK,
+        &json!({"message": "API key deleted", "provider": provider}),
+        false,
+    ))
+}
+
 pub async fn system_keys(ctx: &RequestCtx) -> Result<Response, AppError> {
     let mut keys = Map::new();
     for p in PROVIDERS {

@@ -9,7 +9,7 @@
 
 pub mod admin;
 pub mod auth;
-mod caching;
+pub(crate) mod caching;
 pub mod chat;
 pub mod compare_run;
 pub mod comparison_history;
@@ -34,8 +34,10 @@ pub async fn dispatch(ctx: &RequestCtx) -> Result<Response, AppError> {
         Handler::Logout => auth::logout(ctx).await,
         Handler::Refresh => auth::refresh(ctx).await,
         Handler::Me => auth::me(ctx).await,
+        Handler::ChangePassword => auth::change_password(ctx).await,
         Handler::KeysList => keys::list(ctx).await,
         Handler::KeysSave => keys::save(ctx).await,
+        Handler::KeysDelete => keys::delete(ctx).await,
         Handler::SystemKeys => keys::system_keys(ctx).await,
         Handler::Models => models::list(ctx).await,
         Handler::ConversationsList => conversations::list(ctx).await,
@@ -57,5 +59,10 @@ pub async fn dispatch(ctx: &RequestCtx) -> Result<Response, AppError> {
         Handler::AdminCacheClear => admin::cache_clear(ctx).await,
         Handler::AdminCacheStats => admin::cache_stats(ctx).await,
         Handler::AdminHealthDetailed => admin::health_detailed(ctx).await,
+        Handler::AdminUsersList => admin::users_list(ctx).await,
+        Handler::AdminUserCreate => admin::user_create(ctx).await,
+        Handler::AdminUserUpdate => admin::user_update(ctx).await,
+        Handler::AdminUserDelete => admin::user_delete(ctx).await,
+        Handler::AdminUserResetPassword => admin::user_reset_password(ctx).await,
     }
 }

@@ -3,6 +3,8 @@
 
 mod chat;
 mod compare;
+mod disconnect;
+mod memory;
 mod metrics;
 mod through_proxy;
 
@@ -11,6 +13,7 @@ use std::time::Duration;
 use llmselect_e2e::fake_llm::FakeConfig;
 use llmselect_e2e::origin::{TestOrigin, TestUser};
 use llmselect_e2e::stack::{Stack, StackBuilder};
+use llmselect_origin::Config as OriginConfig;
 use serde_json::Value;
 
 /// The system key configured for OpenAI, Anthropic and Gemini (Mistral has none).
@@ -23,6 +26,14 @@ pub const STREAM_FAILED: &str = "Streaming failed. Please check your API key and
 /// provider except Mistral, a short keep-alive interval and read timeout) and user `alice`; a test
 /// may add a proxy before starting it.
 pub fn llm_stack<'a>(config: FakeConfig) -> StackBuilder<'a> {
+    llm_stack_with(config, |_| {})
+}
+
+/// [`llm_stack`] with `customize` applied to the origin's configuration after the suite's own.
+pub fn llm_stack_with<'a>(
+    config: FakeConfig,
+    customize: impl FnOnce(&mut OriginConfig) + 'a,
+) -> StackBuilder<'a> {
     Stack::builder()
         .fake_llm(config)
         .origin(|cfg| {
@@ -33,6 +44,7 @@ pub fn llm_stack<'a>(config: FakeConfig) -> StackBuilder<'a> {
             p.mistral_api_key = None;
             p.sse_keepalive_ms = 200;
             p.llm_read_timeout_ms = 1_500;
+            customize(cfg);
         })
         .user("alice")
 }

@@ -5,7 +5,7 @@ use llmselect_e2e::origin::spawn_origin;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{get, get_anonymous, json, origin_with_user, send_json};
+use crate::support::{get, get_anonymous, json, origin_with_user, send_as, send_json};
 
 #[tokio::test]
 async fn save_list_and_encrypt_at_rest() {
@@ -159,4 +159,48 @@ async fn system_keys_are_public_booleans() {
         .await
         .unwrap();
     assert_eq!(r.status(), 304);
+}
+
+#[tokio::test]
+async fn a_stored_key_can_be_deleted() {
+    let s = origin_with_user("kim").await;
+    let (o, u) = (s.origin(), s.user());
+    let other = o.user("lee").await;
+    for user in [u, &other] {
+        let r = send_json(
+            o,
+            user,
+            Method::POST,
+            "/api/v1/keys",
+            &json!({"openai": "sk-1", "mistral": "m-1"}),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    let r = send_as(o, u, Method::DELETE, "/api/v1/keys/openai").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    assert!(
+        r.headers().get("cache-group-invalidation").is_none(),
+        "nothing cached depends on keys"
+    );
+    assert_eq!(
+        json(r).await,
+        json!({"message": "API key deleted", "provider": "openai"})
+    );
+    let keys = json(get(o, u, "/api/v1/keys").await).await;
+    assert_eq!(
+        keys,
+        json!({"keys": [{"provider": "mistral", "override_system_key": false}]})
+    );
+    // The other user's keys are untouched.
+    let keys = json(get(o, &other, "/api/v1/keys").await).await;
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
+    // Deleting again, or an unknown provider, is a 404.
+    for path in ["/api/v1/keys/openai", "/api/v1/keys/cohere"] {
+        let r = send_as(o, u, Method::DELETE, path).await;
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(json(r).await["error"], "not_found");
+    }
+    assert_eq!(o.row_count("api_keys").await, 3);
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the origin: real PostgreSQL (a database per test), the origin on an
 //! ephemeral loopback port, HTTP through reqwest.
 
+mod accounts;
 mod auth;
 mod budgets;
 mod comparisons;

@@ -17,7 +17,8 @@ async fn migrations_are_idempotent_and_recorded_with_checksums() {
             "0001_init",
             "0002_performance_indexes",
             "0003_revoked_tokens",
-            "0004_cache_invalidations"
+            "0004_cache_invalidations",
+            "0005_accounts"
         ]
     );
     let again = migrate::run(&mut c, &migrate::embedded()).await.unwrap();
@@ -29,7 +30,7 @@ async fn migrations_are_idempotent_and_recorded_with_checksums() {
         )
         .await
         .unwrap();
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 5);
     for (row, m) in rows.iter().zip(migrate::embedded()) {
         assert_eq!(row.get::<_, String>(0), m.version);
         assert_eq!(row.get::<_, String>(1), m.checksum());
@@ -171,7 +172,8 @@ async fn concurrent_starts_are_serialised() {
             "0001_init",
             "0002_performance_indexes",
             "0003_revoked_tokens",
-            "0004_cache_invalidations"
+            "0004_cache_invalidations",
+            "0005_accounts"
         ],
         "each applied exactly once"
     );
