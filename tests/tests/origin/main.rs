@@ -11,4 +11,6 @@ mod migrations;
 mod models_admin;
 mod observability;
 mod outbox;
+mod pagination;
+mod search;
 mod support;
