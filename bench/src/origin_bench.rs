@@ -20,6 +20,10 @@ use crate::promtext;
 pub enum Endpoint {
     ListFirst,
     ListCursor,
+    /// A search for a word most conversations contain (the filler's vocabulary).
+    SearchFrequent,
+    /// A search nothing matches: every message of the user is read.
+    SearchNoMatch,
     Detail,
     Comparisons,
     Models,
@@ -27,9 +31,11 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 6] = [
+    pub const ALL: [Endpoint; 8] = [
         Endpoint::ListFirst,
         Endpoint::ListCursor,
+        Endpoint::SearchFrequent,
+        Endpoint::SearchNoMatch,
         Endpoint::Detail,
         Endpoint::Comparisons,
         Endpoint::Models,
@@ -40,6 +46,8 @@ impl Endpoint {
         match self {
             Endpoint::ListFirst => "conversation list, first page (limit 20)",
             Endpoint::ListCursor => "conversation list, cursor page (limit 5)",
+            Endpoint::SearchFrequent => "conversation search, frequent word (limit 20)",
+            Endpoint::SearchNoMatch => "conversation search, no match (limit 20)",
             Endpoint::Detail => "conversation detail",
             Endpoint::Comparisons => "comparisons list",
             Endpoint::Models => "models",
@@ -50,12 +58,31 @@ impl Endpoint {
     /// The origin's route template (the metrics label).
     pub fn route(self) -> &'static str {
         match self {
-            Endpoint::ListFirst | Endpoint::ListCursor => "GET /api/v1/conversations",
+            Endpoint::ListFirst
+            | Endpoint::ListCursor
+            | Endpoint::SearchFrequent
+            | Endpoint::SearchNoMatch => "GET /api/v1/conversations",
             Endpoint::Detail => "GET /api/v1/conversations/{id}",
             Endpoint::Comparisons => "GET /api/v1/comparisons",
             Endpoint::Models => "GET /api/v1/models",
             Endpoint::Login => "POST /api/v1/auth/login",
         }
+    }
+}
+
+/// The search term of [`Endpoint::SearchFrequent`]: a word of the seed's filler vocabulary, in
+/// most conversations' messages.
+pub const SEARCH_FREQUENT: &str = "timeout";
+/// The search term of [`Endpoint::SearchNoMatch`]: in no seeded text, so the search reads every
+/// message of the user (the worst case without a usable trigram index).
+pub const SEARCH_NO_MATCH: &str = "lisbon";
+
+impl Endpoint {
+    /// Measured without the performance indexes too? Searches are not: without
+    /// `idx_message_conversation_created` each request scans the messages table, for minutes of
+    /// benchmark time that show nothing the list rows do not.
+    pub fn before_indexes(self) -> bool {
+        !matches!(self, Endpoint::SearchFrequent | Endpoint::SearchNoMatch)
     }
 }
 
@@ -80,6 +107,12 @@ impl Scenario for EndpointScenario {
                 )),
                 None => Req::get(format!("/api/v1/conversations?limit={CURSOR_PAGE_LIMIT}")),
             },
+            Endpoint::SearchFrequent => Req::get(format!(
+                "/api/v1/conversations?limit=20&search={SEARCH_FREQUENT}"
+            )),
+            Endpoint::SearchNoMatch => Req::get(format!(
+                "/api/v1/conversations?limit=20&search={SEARCH_NO_MATCH}"
+            )),
             Endpoint::Detail => {
                 let convs = &user.conversations;
                 match convs.get(seq as usize % convs.len().max(1)) {
@@ -129,6 +162,9 @@ pub async fn measure_all(
     let mut rows = Vec::new();
     let bearers = Arc::new(fixtures::bearer_headers(&users));
     for endpoint in Endpoint::ALL {
+        if !indexes && !endpoint.before_indexes() {
+            continue;
+        }
         let before = promtext::scrape(origin_ops).await?;
         let plan = Plan {
             addr: origin,

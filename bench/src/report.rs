@@ -154,25 +154,37 @@ impl Report {
                 s,
                 "## Origin endpoints, without → with the performance indexes (migration 0002)\n\nKeep-alive connections straight to the origin, requests spread over the logged-in users. Latency in ms.\n"
             );
-            let befores = self.origin.iter().filter(|r| !r.indexes);
+            // One line per endpoint and connection count, in measurement order; an endpoint
+            // measured only with the indexes (the searches) has no "before" figures.
+            let mut keys: Vec<(&str, usize)> = Vec::new();
+            for r in &self.origin {
+                if !keys.contains(&(r.endpoint.as_str(), r.connections)) {
+                    keys.push((r.endpoint.as_str(), r.connections));
+                }
+            }
+            let find = |indexes: bool, (endpoint, connections): (&str, usize)| {
+                self.origin.iter().find(|r| {
+                    r.indexes == indexes && r.endpoint == endpoint && r.connections == connections
+                })
+            };
+            let figures = |r: Option<&OriginRow>| {
+                r.map(|r| (r.rps, r.p50_us, r.p99_us, r.statements_per_request))
+                    .unwrap_or((f64::NAN, f64::NAN, f64::NAN, f64::NAN))
+            };
             table(
                 &mut s,
                 "| endpoint | conns | req/s before | req/s after | p50 before | p50 after | p99 before | p99 after | statements/request |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-                befores.map(|b| {
-                    let a = self.origin.iter().find(|r| {
-                        r.indexes && r.endpoint == b.endpoint && r.connections == b.connections
-                    });
-                    let (ar, a50, a99, ast) = a
-                        .map(|a| (a.rps, a.p50_us, a.p99_us, a.statements_per_request))
-                        .unwrap_or((f64::NAN, f64::NAN, f64::NAN, f64::NAN));
+                keys.iter().map(|&key| {
+                    let (br, b50, b99, _) = figures(find(false, key));
+                    let (ar, a50, a99, ast) = figures(find(true, key));
                     [
-                        b.endpoint.clone(),
-                        b.connections.to_string(),
-                        rate(b.rps),
+                        key.0.to_string(),
+                        key.1.to_string(),
+                        known(br, rate),
                         rate(ar),
-                        ms(b.p50_us),
+                        known(b50, ms),
                         ms(a50),
-                        ms(b.p99_us),
+                        known(b99, ms),
                         ms(a99),
                         known(ast, |v| format!("{v:.1}")),
                     ]

@@ -133,7 +133,7 @@ async fn run_on(
     let mut origin_rows = Vec::new();
     if cli.parts.contains(&Part::Origin) {
         eprintln!("origin endpoints without the performance indexes");
-        db::drop_indexes(&client).await?;
+        let dropped = db::drop_indexes(&client).await?;
         let mut before = Ok(Vec::new());
         for &c in &cli.origin_connections {
             let rows = origin_bench::measure_all(
@@ -153,7 +153,7 @@ async fn run_on(
         }
         // Recreate even if the measurement failed: the database must end as migrated.
         let t = Instant::now();
-        db::create_indexes(&client).await?;
+        db::create_indexes(&client, &dropped).await?;
         eprintln!(
             "recreated the indexes in {:.1} s",
             t.elapsed().as_secs_f64()

@@ -40,6 +40,8 @@ pub use metrics::Metrics;
 pub use provider_keys::resolve as resolve_provider_keys;
 pub use repo::conversations::{
     LIST_KEYSET as CONVERSATIONS_LIST_KEYSET, LIST_OFFSET as CONVERSATIONS_LIST_OFFSET,
+    LIST_SEARCH_KEYSET as CONVERSATIONS_SEARCH_KEYSET,
+    LIST_SEARCH_OFFSET as CONVERSATIONS_SEARCH_OFFSET,
 };
 pub use state::AppState;
 

@@ -92,7 +92,9 @@ pub async fn demo(client: &mut Client, log_n: u8) -> anyhow::Result<()> {
         )
         .await?;
         tx.execute(
-            "UPDATE users SET cache_version = cache_version + 1 WHERE id = $1",
+            "UPDATE users SET cache_version = cache_version + 1,
+               conversation_count = (SELECT count(*) FROM conversations WHERE user_id = $1)
+             WHERE id = $1",
             &[&id],
         )
         .await?;
@@ -297,7 +299,9 @@ pub async fn bulk(client: &mut Client, spec: &BulkSpec) -> anyhow::Result<String
     )
     .await?;
     tx.execute(
-        "UPDATE users SET cache_version = cache_version + 1 WHERE username LIKE 'bulk%'",
+        "UPDATE users u SET cache_version = cache_version + 1,
+           conversation_count = (SELECT count(*) FROM conversations c WHERE c.user_id = u.id)
+         WHERE username LIKE 'bulk%'",
         &[],
     )
     .await?;

@@ -555,8 +555,9 @@ fn parse_addr(field: &str, value: &str, errors: &mut Vec<String>) -> Option<Sock
 /// proxy binds them; `spawn_proxy` in the tests retries with fresh ports when it loses it.
 fn free_ports<const N: usize>() -> [u16; N] {
     // All held at once, so the N ports differ from each other.
-    let listeners: Vec<Option<TcpListener>> =
-        (0..N).map(|_| TcpListener::bind("127.0.0.1:0").ok()).collect();
+    let listeners: Vec<Option<TcpListener>> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").ok())
+        .collect();
     std::array::from_fn(|i| {
         listeners[i]
             .as_ref()

@@ -48,7 +48,8 @@ impl Migration {
             .is_some_and(|l| l.trim() == "-- migrate: no-transaction")
     }
 
-    /// The index a no-transaction `CREATE INDEX CONCURRENTLY [IF NOT EXISTS] name` creates.
+    /// The index a no-transaction `CREATE INDEX CONCURRENTLY [IF NOT EXISTS] name` creates (`None`
+    /// for any other statement, such as `DROP INDEX CONCURRENTLY`).
     fn concurrent_index_name(&self) -> Option<String> {
         let words: Vec<String> = self
             .sql
@@ -58,6 +59,11 @@ impl Migration {
             .map(|w| w.to_string())
             .collect();
         let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+        // Only a build leaves an invalid index to clean up; a failed `DROP INDEX CONCURRENTLY`
+        // is simply rerun (with `IF EXISTS`).
+        if upper.first().map(String::as_str) != Some("CREATE") {
+            return None;
+        }
         let pos = upper.iter().position(|w| w == "CONCURRENTLY")?;
         let mut i = pos + 1;
         if upper
@@ -89,6 +95,22 @@ pub fn embedded() -> Vec<Migration> {
         Migration::new(
             "0005_accounts",
             include_str!("../../migrations/0005_accounts.sql"),
+        ),
+        Migration::new(
+            "0006_message_search_trgm",
+            include_str!("../../migrations/0006_message_search_trgm.sql"),
+        ),
+        Migration::new(
+            "0007_drop_idx_conversation_user_created",
+            include_str!("../../migrations/0007_drop_idx_conversation_user_created.sql"),
+        ),
+        Migration::new(
+            "0008_drop_idx_conversations_user_provider",
+            include_str!("../../migrations/0008_drop_idx_conversations_user_provider.sql"),
+        ),
+        Migration::new(
+            "0009_users_conversation_count",
+            include_str!("../../migrations/0009_users_conversation_count.sql"),
         ),
     ]
 }
@@ -265,5 +287,11 @@ mod tests {
         assert!(m.no_transaction());
         assert_eq!(m.concurrent_index_name().as_deref(), Some("idx_a"));
         assert!(!embedded()[0].no_transaction());
+        let drop = Migration::new(
+            "0007_x",
+            "-- migrate: no-transaction\n-- why\nDROP INDEX CONCURRENTLY IF EXISTS idx_a;\n",
+        );
+        assert!(drop.no_transaction());
+        assert_eq!(drop.concurrent_index_name(), None);
     }
 }

@@ -115,8 +115,10 @@ pub async fn list(ctx: &RequestCtx) -> Result<Response, AppError> {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
     let cursor = cursor::from_query::<Uuid>(ctx, "conv", user.id)?;
+    // `search:content`: searches match message content since issue 15, so the same search URL
+    // and `cache_version` no longer mean the same body; the marker changes every list ETag once.
     let normalised = format!(
-        "limit={limit}&page={}&search={}&cursor={}",
+        "search:content&limit={limit}&page={}&search={}&cursor={}",
         if cursor.is_some() { 0 } else { page },
         search.as_deref().unwrap_or(""),
         cursor.as_ref().map_or("", |(text, _)| text)

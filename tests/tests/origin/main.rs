@@ -13,5 +13,7 @@ mod migrations;
 mod models_admin;
 mod observability;
 mod outbox;
+mod pagination;
+mod search;
 mod static_files;
 mod support;

@@ -36,7 +36,7 @@ async fn slow_queries_are_logged_without_parameters() {
     assert!(auth["fields"]["duration_ms"].is_number());
     let list = events
         .iter()
-        .find(|e| e["fields"]["name"] == "conversation_list_page")
+        .find(|e| e["fields"]["name"] == "conversation_search_page")
         .unwrap();
     assert_eq!(
         list["fields"]["statement"]
