@@ -24,7 +24,8 @@ pub struct Metrics {
     pub pool_idle: IntGauge,
     pub pool_in_use: IntGauge,
     pub pool_pending_gets: IntGauge,
-    pub pool_checkout_timeouts: IntGauge,
+    /// Monotonic (bb8 counts them since start): a counter, advanced by the difference at scrape.
+    pub pool_checkout_timeouts: IntCounter,
     pub model_registry_hits: IntCounter,
     pub model_registry_misses: IntCounter,
     pub model_list_calls: IntCounterVec,
@@ -108,10 +109,11 @@ impl Metrics {
             "origin_db_pool_pending_gets",
             "Checkouts waiting for a connection",
         );
-        let pool_checkout_timeouts = gauge(
-            "origin_db_pool_checkout_timeouts",
-            "Checkouts that timed out since start (bb8 get_timed_out)",
-        );
+        let pool_checkout_timeouts = IntCounter::new(
+            "origin_db_pool_checkout_timeouts_total",
+            "Checkouts that timed out (bb8 get_timed_out)",
+        )
+        .expect("valid metric");
         let model_registry_hits = IntCounter::new(
             "origin_model_registry_hits_total",
             "Model registry cache hits",
@@ -259,8 +261,10 @@ impl Metrics {
         self.pool_in_use
             .set(i64::from(pool.connections) - i64::from(pool.idle));
         self.pool_pending_gets.set(pool.pending_gets as i64);
+        // bb8's figure only grows; scrapes may overlap, so advance by what is missing
+        let seen = self.pool_checkout_timeouts.get();
         self.pool_checkout_timeouts
-            .set(pool.checkout_timeouts as i64);
+            .inc_by(pool.checkout_timeouts.saturating_sub(seen));
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()

@@ -235,7 +235,7 @@ impl AdminApp {
         metrics::set_store(
             self.store.entries(),
             self.store.weight(),
-            self.store.evictions(),
+            self.store.unreported_evictions(),
         );
         if let Some(bus) = &self.bus {
             let snap = bus.snapshot();

@@ -77,10 +77,10 @@ static STORE_BYTES: Lazy<IntGauge> = Lazy::new(|| {
         .expect("metric registers once")
 });
 
-static STORE_EVICTIONS: Lazy<IntGauge> = Lazy::new(|| {
-    register_int_gauge!(
-        "proxy_store_evictions",
-        "Entries evicted by the store since start (counter semantics, per instance)"
+static STORE_EVICTIONS: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "proxy_store_evictions_total",
+        "Entries evicted by the store to stay within its capacity"
     )
     .expect("metric registers once")
 });
@@ -246,10 +246,11 @@ pub fn record_purge(source: &str, kind: &str, soft: bool, entries: usize) {
         .inc_by(entries as u64);
 }
 
-pub fn set_store(entries: usize, bytes: u64, evictions: u64) {
+/// Store gauges, and the evictions counted since the last call (`new_evictions`).
+pub fn set_store(entries: usize, bytes: u64, new_evictions: u64) {
     STORE_ENTRIES.set(entries as i64);
     STORE_BYTES.set(bytes as i64);
-    STORE_EVICTIONS.set(evictions as i64);
+    STORE_EVICTIONS.inc_by(new_evictions);
 }
 
 /// The default registry in the Prometheus text format.

@@ -120,6 +120,7 @@ pub struct Store {
     max_object: usize,
     max_weight: u64,
     next_id: AtomicU64,
+    reported_evictions: AtomicU64,
     inflight: AtomicU64,
     max_inflight: u64,
     fields: TargetedFields,
@@ -151,6 +152,7 @@ impl Store {
             max_object: opts.max_object_bytes,
             max_weight,
             next_id: AtomicU64::new(1),
+            reported_evictions: AtomicU64::new(0),
             inflight: AtomicU64::new(0),
             max_inflight: opts.max_inflight_fill_bytes,
             fields: TargetedFields {
@@ -234,6 +236,12 @@ impl Store {
 
     pub fn evictions(&self) -> u64 {
         self.hook.count.load(Ordering::Relaxed)
+    }
+
+    /// Evictions since the previous call (what a counter metric must advance by).
+    pub fn unreported_evictions(&self) -> u64 {
+        let now = self.evictions();
+        now.saturating_sub(self.reported_evictions.swap(now, Ordering::Relaxed))
     }
 
     /// The committed entry under a storage key.

@@ -116,8 +116,11 @@ pub fn hit_cache_status(ttl_secs: i64) -> String {
 }
 
 /// The `Cache-Status` of a response the proxy generated itself.
-pub fn error_cache_status(detail: &str) -> String {
-    format!("{CACHE_NAME}; fwd=uri-miss; detail={detail}")
+/// `Cache-Status` of a response the proxy generates itself. `stale`: a stored response existed
+/// but could not be used (RFC 9211 `fwd=stale`), else the URI was not in the cache.
+pub fn error_cache_status(detail: &str, stale: bool) -> String {
+    let fwd = if stale { "stale" } else { "uri-miss" };
+    format!("{CACHE_NAME}; fwd={fwd}; detail={detail}")
 }
 
 /// Durations reported in `Server-Timing` (milliseconds).

@@ -126,6 +126,9 @@ impl EdgeProxy {
             return Ok(());
         }
         let body = err.body();
+        // A stored response was found (a lookup hit) but not used: stale, and its revalidation
+        // failed.
+        let stale_entry = ctx.hit_entry.is_some();
         let mut resp = ResponseHeader::build(status, Some(6))?;
         resp.insert_header("content-type", "application/json")?;
         resp.insert_header("content-length", body.len().to_string())?;
@@ -134,7 +137,7 @@ impl EdgeProxy {
         headers::stamp(
             &mut resp,
             XCache::Error,
-            &headers::error_cache_status(err.code()),
+            &headers::error_cache_status(err.code(), stale_entry),
             &timing,
         );
         ctx.x_cache = Some(XCache::Error);

@@ -168,7 +168,7 @@ async fn pool_exhaustion_answers_503_quickly() {
     let text = o.metrics_text().await;
     assert!(
         text.lines()
-            .any(|l| l == "origin_db_pool_checkout_timeouts 1"),
+            .any(|l| l == "origin_db_pool_checkout_timeouts_total 1"),
         "{text}"
     );
 }

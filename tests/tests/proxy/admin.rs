@@ -186,7 +186,7 @@ async fn metrics_are_prometheus_text() {
         "proxy_purged_entries_total{",
         "proxy_store_entries",
         "proxy_store_bytes",
-        "proxy_store_evictions",
+        "proxy_store_evictions_total",
     ] {
         assert!(text.contains(name), "missing {name}");
     }

@@ -124,3 +124,31 @@ async fn stale_if_error_when_the_origin_is_down() {
     assert_eq!(back.x_cache(), "REVALIDATED");
     assert_eq!(back.body, "kept 1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_in_place_of_a_stale_entry_says_fwd_stale() {
+    let e = env().await;
+    // stored, but stale on arrival, and nothing allows serving it stale
+    e.scripted().route(
+        "GET",
+        "/gone",
+        Route::ok("v{n}")
+            .cache("max-age=10, must-revalidate")
+            .etag("\"g\"")
+            .header("age", "10"),
+    );
+    assert_eq!(get(e.proxy(), "/gone").await.body, "v1");
+    e.scripted().refuse_connections();
+    let r = get(e.proxy(), "/gone").await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.x_cache(), "ERROR");
+    assert!(
+        r.header("cache-status").contains("fwd=stale"),
+        "{}",
+        r.header("cache-status")
+    );
+    // a URL never stored says uri-miss
+    let never = get(e.proxy(), "/never").await;
+    assert_eq!(never.status, 502);
+    assert!(never.header("cache-status").contains("fwd=uri-miss"));
+}
