@@ -117,9 +117,18 @@ fn client_ip(state: &AppState, peer: IpAddr, headers: &http::HeaderMap) -> IpAdd
         .unwrap_or(peer)
 }
 
-/// Removes CR and LF from a user-controlled value before it is logged.
+/// Longest client-supplied field written to a log line; longer ones are cut and end with `…`.
+pub const LOG_FIELD_MAX_CHARS: usize = 2048;
+
+/// A user-controlled value made fit for a log line: CR and LF removed, at most
+/// [`LOG_FIELD_MAX_CHARS`] characters.
 pub fn log_safe(s: &str) -> String {
-    s.chars().filter(|c| *c != '\r' && *c != '\n').collect()
+    let mut kept = s.chars().filter(|c| *c != '\r' && *c != '\n');
+    let mut out: String = kept.by_ref().take(LOG_FIELD_MAX_CHARS).collect();
+    if kept.next().is_some() {
+        out.push('…');
+    }
+    out
 }
 
 async fn read_body(
@@ -348,4 +357,22 @@ pub async fn handle(state: AppState, req: Request<Incoming>, remote: SocketAddr)
         tracing::debug!(route = route_name, "answered 500");
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_fields_lose_line_breaks_and_are_bounded() {
+        assert_eq!(log_safe("/a\r\nb"), "/ab");
+        let long = "x".repeat(LOG_FIELD_MAX_CHARS + 10);
+        let logged = log_safe(&long);
+        assert_eq!(logged.chars().count(), LOG_FIELD_MAX_CHARS + 1);
+        assert!(logged.ends_with('…'));
+        assert_eq!(
+            log_safe(&"y".repeat(LOG_FIELD_MAX_CHARS)).len(),
+            LOG_FIELD_MAX_CHARS
+        );
+    }
 }

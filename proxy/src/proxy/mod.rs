@@ -75,6 +75,27 @@ fn has_body(req: &RequestHeader) -> bool {
             .is_some_and(|v| v.as_bytes().iter().any(|b| *b != b'0'))
 }
 
+/// Longest target written to the access log (the client sends up to `limits.max_uri_bytes`, and
+/// the line of a refused one must stay bounded too).
+const LOG_URI_MAX_BYTES: usize = 2048;
+
+/// Displays at most `.1` bytes of `.0` (cut at a character boundary), marked with `…` when cut.
+struct Bounded<'a>(&'a str, usize);
+
+impl std::fmt::Display for Bounded<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (s, max) = (self.0, self.1);
+        if s.len() <= max {
+            return f.write_str(s);
+        }
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{}…", &s[..end])
+    }
+}
+
 /// Size of the request header block as received: request line and fields.
 fn header_block_bytes(req: &RequestHeader) -> usize {
     let fields: usize = req
@@ -689,7 +710,7 @@ impl ProxyHttp for EdgeProxy {
         tracing::info!(
             target: "access",
             method = %req.method,
-            uri = %req.uri,
+            uri = %Bounded(&String::from_utf8_lossy(req.raw_path()), LOG_URI_MAX_BYTES),
             status,
             cache = x.as_str(),
             background,
@@ -698,5 +719,18 @@ impl ProxyHttp for EdgeProxy {
             error = e.map(|e| e.to_string()),
             "request"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_targets_are_bounded_at_a_character_boundary() {
+        assert_eq!(Bounded("/short", 10).to_string(), "/short");
+        assert_eq!(Bounded("/abcdef", 4).to_string(), "/abc…");
+        // 'é' is two bytes: a cut inside it falls back to the boundary before
+        assert_eq!(Bounded("/aé", 3).to_string(), "/a…");
     }
 }
