@@ -9,12 +9,13 @@ use pingora_load_balancing::health_check::HttpHealthCheck;
 use pingora_load_balancing::selection::RoundRobin;
 use pingora_load_balancing::{Backend, LoadBalancer};
 use serde::Serialize;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Where requests go.
+/// Where requests go. Addresses are resolved once, at start-up, never on the request path.
 pub enum Upstreams {
-    Single(String),
+    Single(SocketAddr),
     Balanced(Arc<LoadBalancer<RoundRobin>>),
 }
 
@@ -32,7 +33,12 @@ impl Upstreams {
             .upstreams()
             .map_err(|e| anyhow::anyhow!(e.join("; ")))?;
         let (Some(runtime), true) = (runtime, list.len() > 1) else {
-            return Ok(Upstreams::Single(list[0].address.clone()));
+            let address = &list[0].address;
+            let resolved = address
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("upstream {address} does not resolve"))?;
+            return Ok(Upstreams::Single(resolved));
         };
         let mut lb =
             LoadBalancer::<RoundRobin>::try_from_iter(list.iter().map(|u| u.address.as_str()))?;
@@ -54,14 +60,15 @@ impl Upstreams {
 
     /// The origin for the next attempt: a healthy one that has not failed this request yet, else
     /// any that has not failed it, else `None`.
-    pub fn select(&self, failed: &[String]) -> Option<String> {
+    pub fn select(&self, failed: &[SocketAddr]) -> Option<SocketAddr> {
         match self {
-            Upstreams::Single(addr) => Some(addr.clone()),
+            Upstreams::Single(addr) => Some(*addr),
             Upstreams::Balanced(lb) => {
-                let not_failed = |b: &Backend| !failed.contains(&b.addr.to_string());
+                let inet = |b: &Backend| b.addr.as_inet().copied();
+                let not_failed = |b: &Backend| inet(b).is_some_and(|a| !failed.contains(&a));
                 lb.select_with(b"", 256, |b, healthy| healthy && not_failed(b))
                     .or_else(|| lb.select_with(b"", 256, |b, _| not_failed(b)))
-                    .map(|b| b.addr.to_string())
+                    .and_then(|b| inet(&b))
             }
         }
     }
@@ -74,7 +81,7 @@ impl Upstreams {
     pub fn health(&self) -> Vec<UpstreamHealth> {
         match self {
             Upstreams::Single(addr) => vec![UpstreamHealth {
-                address: addr.clone(),
+                address: addr.to_string(),
                 healthy: true,
             }],
             Upstreams::Balanced(lb) => lb

@@ -183,6 +183,8 @@ impl Node {
             .and_then(|h| h.get("Nats-Msg-Id"))
             .map(|v| v.as_str());
         match message::parse(&msg.payload) {
+            // an admin purge of this node's own: applied when it was published
+            Ok(_) if id.is_some_and(|id| self.link.is_own(id)) => {}
             Ok((scopes, soft)) => {
                 self.invalidator.apply(Source::Bus, &scopes, soft);
             }

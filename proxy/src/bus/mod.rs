@@ -31,6 +31,27 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Default)]
 pub(crate) struct Link {
     js: Mutex<Option<jetstream::Context>>,
+    /// Ids of the admin purges this node published and already applied itself (the most recent
+    /// [`OWN_IDS`]): the consumer does not apply them a second time.
+    own: Mutex<std::collections::VecDeque<String>>,
+}
+
+/// How many of its own published ids a node remembers.
+const OWN_IDS: usize = 256;
+
+impl Link {
+    fn remember_own(&self, id: &str) {
+        let mut own = self.own.lock();
+        if own.len() == OWN_IDS {
+            own.pop_front();
+        }
+        own.push_back(id.to_string());
+    }
+
+    /// Whether `id` is an admin purge this node published (and applied) itself.
+    pub(crate) fn is_own(&self, id: &str) -> bool {
+        self.own.lock().iter().any(|o| o == id)
+    }
 }
 
 /// Why a publish failed.
@@ -88,6 +109,8 @@ impl Bus {
         let mut headers = async_nats::HeaderMap::new();
         let id = format!("admin-{}", uuid::Uuid::new_v4().simple());
         headers.insert("Nats-Msg-Id", id.as_str());
+        // the caller applied it on this node already
+        self.link.remember_own(&id);
         let publish = async {
             js.publish_with_headers(self.subject.clone(), headers, msg.to_json().into())
                 .await

@@ -18,6 +18,7 @@ use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheKey, CacheMeta, Storage};
 use pingora_error::{Error, ErrorType, Result};
 use std::any::Any;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn meta_of(entry: &Entry) -> Result<CacheMeta> {
@@ -39,13 +40,7 @@ impl Storage for Store {
             return Ok(None);
         };
         let meta = meta_of(&entry)?;
-        let hit = BodyHit::new(
-            entry.body.clone(),
-            entry.id,
-            entry.is_soft_expired(),
-            !entry.groups.is_empty(),
-        );
-        Ok(Some((meta, Box::new(hit))))
+        Ok(Some((meta, Box::new(BodyHit::new(entry)))))
     }
 
     async fn get_miss_handler(
@@ -135,33 +130,30 @@ impl Storage for Store {
     }
 }
 
-/// Serves a stored body, or a byte range of it.
+/// Serves a stored body, or a byte range of it. It keeps the entry it serves, so the proxy hooks
+/// can tell which stored version a revalidation refreshes (`Entry::id`), whether it was
+/// soft-purged and whether it belongs to a group.
 pub struct BodyHit {
-    body: Bytes,
+    entry: Arc<Entry>,
     start: usize,
     end: usize,
     done: bool,
-    /// The stored version served (its `Entry::id`): a revalidation refreshes only this one.
-    pub entry_id: u64,
-    /// The entry was soft-purged (an admin or bus invalidation): never served stale on a
-    /// request's `max-stale`.
-    pub soft_purged: bool,
-    /// The entry belongs to a group (revalidated while the bus cannot vouch for it).
-    pub grouped: bool,
 }
 
 impl BodyHit {
-    pub fn new(body: Bytes, entry_id: u64, soft_purged: bool, grouped: bool) -> Self {
-        let end = body.len();
+    pub fn new(entry: Arc<Entry>) -> Self {
+        let end = entry.body.len();
         BodyHit {
-            body,
+            entry,
             start: 0,
             end,
             done: false,
-            entry_id,
-            soft_purged,
-            grouped,
         }
+    }
+
+    /// The stored entry this handler serves.
+    pub fn entry(&self) -> &Entry {
+        &self.entry
     }
 }
 
@@ -173,7 +165,7 @@ impl HandleHit for BodyHit {
             return Ok(None);
         }
         self.done = true;
-        Ok(Some(self.body.slice(self.start..self.end)))
+        Ok(Some(self.entry.body.slice(self.start..self.end)))
     }
 
     async fn finish(
@@ -191,7 +183,7 @@ impl HandleHit for BodyHit {
 
     /// `end` is exclusive.
     fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
-        let len = self.body.len();
+        let len = self.entry.body.len();
         let end = end.unwrap_or(len).min(len);
         if start > end {
             return Error::e_explain(ErrorType::InternalError, "seek start beyond end");

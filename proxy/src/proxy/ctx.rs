@@ -32,7 +32,7 @@ pub struct Ctx {
     /// What the invalidation bus requires of a cache hit for this request.
     pub bus_revalidation: super::BusRevalidation,
     /// Origins whose connection failed for this request (a retry picks another).
-    pub failed_upstreams: Vec<String>,
+    pub failed_upstreams: Vec<std::net::SocketAddr>,
     /// Status reported to the client (set when the response header is written).
     pub x_cache: Option<XCache>,
 }

@@ -442,10 +442,12 @@ impl ProxyHttp for EdgeProxy {
         _is_fresh: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<ForcedFreshness>> {
-        let served = hit.as_any().downcast_ref::<BodyHit>();
-        ctx.hit_entry = served.map(|h| h.entry_id);
-        let soft_purged = served.is_some_and(|h| h.soft_purged);
-        let grouped = served.is_some_and(|h| h.grouped);
+        let served = hit.as_any().downcast_ref::<BodyHit>().map(BodyHit::entry);
+        ctx.hit_entry = served.map(|e| e.id);
+        // soft-purged by an admin or bus invalidation: never served stale on `max-stale`
+        let soft_purged = served.is_some_and(|e| e.is_soft_expired());
+        // group-tagged: revalidated while the bus cannot vouch for it
+        let grouped = served.is_some_and(|e| !e.groups.is_empty());
         match ctx.bus_revalidation {
             BusRevalidation::All => return Ok(Some(ForcedFreshness::ForceExpired)),
             BusRevalidation::Grouped if grouped => return Ok(Some(ForcedFreshness::ForceExpired)),
@@ -519,7 +521,7 @@ impl ProxyHttp for EdgeProxy {
                 "no origin left to try",
             );
         };
-        let mut peer = HttpPeer::new(addr.as_str(), false, String::new());
+        let mut peer = HttpPeer::new(addr, false, String::new());
         let t = &self.timeouts;
         peer.options.connection_timeout = Some(Duration::from_millis(t.connect_ms));
         peer.options.total_connection_timeout = Some(Duration::from_millis(t.connect_ms * 2));
@@ -584,12 +586,12 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<RespCacheable> {
         // After a 304, the stored header with the 304's fields overlaid (pingora's own merge
         // copies only a few fields; ours excludes what must not be merged, see `overlay_304`).
+        // (`raw_304` is only kept while a stored meta exists.)
         let header = match (ctx.raw_304.take(), session.cache.maybe_cache_meta()) {
             (Some(not_modified), Some(stored)) => {
                 policy::overlay_304(stored.response_header(), &not_modified)
             }
-            (Some(not_modified), None) => policy::overlay_304(resp, &not_modified),
-            (None, _) => resp.clone(),
+            _ => resp.clone(),
         };
         let Some(url) = ctx.url.clone() else {
             return Ok(RespCacheable::Uncacheable(
@@ -657,7 +659,9 @@ impl ProxyHttp for EdgeProxy {
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Nothing reached the origin: an idempotent request may try another one.
-        ctx.failed_upstreams.push(peer._address.to_string());
+        if let Some(addr) = peer._address.as_inet() {
+            ctx.failed_upstreams.push(*addr);
+        }
         if self.upstreams.several() && session.req_header().method.is_idempotent() {
             e.set_retry(true);
         }

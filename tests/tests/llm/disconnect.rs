@@ -186,19 +186,7 @@ async fn chat_stream_left_after_the_provider_finished_stores_the_answer_and_its_
 async fn compare_stream_left_before_any_first_token_stores_nothing() {
     let s = stack().await;
     let origin = s.origin();
-    let r = post(
-        &s,
-        "/api/v1/compare/stream",
-        &compare_body(
-            "Leave",
-            &[
-                ("openai", "gpt-4o-slow-600"),
-                ("gemini", "gemini-2.5-flash-slow-600"),
-            ],
-        ),
-    )
-    .await;
-    assert_eq!(r.status(), 200);
+    let r = compare_stream(&s, "Leave", "gpt-4o-slow-600", "gemini-2.5-flash-slow-600").await;
     assert_eq!(
         invalidation_id(&r),
         None,
@@ -213,6 +201,15 @@ async fn compare_stream_left_before_any_first_token_stores_nothing() {
 }
 
 /// The results stored for the only comparison.
+/// Starts `/compare/stream` of OpenAI model `openai` and Gemini model `gemini` (fake models whose
+/// names set their delays), checking that it was accepted.
+async fn compare_stream(s: &Stack, prompt: &str, openai: &str, gemini: &str) -> reqwest::Response {
+    let body = compare_body(prompt, &[("openai", openai), ("gemini", gemini)]);
+    let r = post(s, "/api/v1/compare/stream", &body).await;
+    assert_eq!(r.status(), 200);
+    r
+}
+
 async fn stored_results(origin: &TestOrigin) -> Vec<Value> {
     let db = origin.db.client().await;
     let results: Value = db
@@ -228,19 +225,7 @@ async fn compare_stream_left_after_the_providers_finished_stores_the_comparison(
     let s = stack().await;
     let origin = s.origin();
     let uid = origin.user_id("alice").await;
-    let r = post(
-        &s,
-        "/api/v1/compare/stream",
-        &compare_body(
-            "Stay",
-            &[
-                ("openai", "gpt-4o-slow-300"),
-                ("gemini", "gemini-2.5-flash-slow-300"),
-            ],
-        ),
-    )
-    .await;
-    assert_eq!(r.status(), 200);
+    let r = compare_stream(&s, "Stay", "gpt-4o-slow-300", "gemini-2.5-flash-slow-300").await;
     let lock = lock_user(origin, uid).await;
     until_a_write_waits(origin).await;
     drop(r);
@@ -271,19 +256,7 @@ async fn compare_stream_left_after_the_providers_finished_stores_the_comparison(
 async fn compare_stream_keeps_a_completed_answer_and_records_the_cancelled_model_in_place() {
     let s = stack().await;
     let origin = s.origin();
-    let r = post(
-        &s,
-        "/api/v1/compare/stream",
-        &compare_body(
-            "Half",
-            &[
-                ("openai", "gpt-4o"),
-                ("gemini", "gemini-2.5-flash-slow-1200"),
-            ],
-        ),
-    )
-    .await;
-    assert_eq!(r.status(), 200);
+    let r = compare_stream(&s, "Half", "gpt-4o", "gemini-2.5-flash-slow-1200").await;
     // Read until OpenAI's answer is complete, then leave while Gemini is still silent.
     let mut body = r.bytes_stream();
     let mut seen = String::new();

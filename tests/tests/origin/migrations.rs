@@ -6,25 +6,25 @@ use llmselect_origin::db::migrate::{self, MigrateError, Migration};
 use llmselect_origin::{App, Config};
 use llmselect_origin::{CONVERSATIONS_LIST_KEYSET, CONVERSATIONS_LIST_OFFSET};
 
+/// Every migration, in order: what a fresh database gets applied.
+const ALL_MIGRATIONS: [&str; 9] = [
+    "0001_init",
+    "0002_performance_indexes",
+    "0003_revoked_tokens",
+    "0004_cache_invalidations",
+    "0005_accounts",
+    "0006_message_search_trgm",
+    "0007_drop_idx_conversation_user_created",
+    "0008_drop_idx_conversations_user_provider",
+    "0009_users_conversation_count",
+];
+
 #[tokio::test]
 async fn migrations_are_idempotent_and_recorded_with_checksums() {
     let db = TestDb::new().await;
     let mut c = db.client().await;
     let first = migrate::run(&mut c, &migrate::embedded()).await.unwrap();
-    assert_eq!(
-        first,
-        vec![
-            "0001_init",
-            "0002_performance_indexes",
-            "0003_revoked_tokens",
-            "0004_cache_invalidations",
-            "0005_accounts",
-            "0006_message_search_trgm",
-            "0007_drop_idx_conversation_user_created",
-            "0008_drop_idx_conversations_user_provider",
-            "0009_users_conversation_count"
-        ]
-    );
+    assert_eq!(first, ALL_MIGRATIONS);
     let again = migrate::run(&mut c, &migrate::embedded()).await.unwrap();
     assert!(again.is_empty());
     let rows = c
@@ -170,21 +170,7 @@ async fn concurrent_starts_are_serialised() {
         applied.extend(h.await.unwrap().expect("every runner succeeds"));
     }
     applied.sort();
-    assert_eq!(
-        applied,
-        vec![
-            "0001_init",
-            "0002_performance_indexes",
-            "0003_revoked_tokens",
-            "0004_cache_invalidations",
-            "0005_accounts",
-            "0006_message_search_trgm",
-            "0007_drop_idx_conversation_user_created",
-            "0008_drop_idx_conversations_user_provider",
-            "0009_users_conversation_count"
-        ],
-        "each applied exactly once"
-    );
+    assert_eq!(applied, ALL_MIGRATIONS, "each applied exactly once");
 }
 
 #[tokio::test]
