@@ -28,19 +28,14 @@ impl Reply {
     }
 }
 
-/// Sends one request on a new connection.
-pub async fn request(
+/// The request: `Host`, an optional bearer token and an optional JSON body.
+fn build(
     addr: SocketAddr,
     method: Method,
     path: &str,
     bearer: Option<&str>,
     json: Option<&serde_json::Value>,
-) -> anyhow::Result<Reply> {
-    let stream = TcpStream::connect(addr).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+) -> anyhow::Result<Request<Full<Bytes>>> {
     let mut builder = Request::builder()
         .method(method)
         .uri(path)
@@ -55,7 +50,25 @@ pub async fn request(
         }
         None => Bytes::new(),
     };
-    let response = sender.send_request(builder.body(Full::new(body))?).await?;
+    Ok(builder.body(Full::new(body))?)
+}
+
+/// Sends one request on a new connection.
+pub async fn request(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    bearer: Option<&str>,
+    json: Option<&serde_json::Value>,
+) -> anyhow::Result<Reply> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let response = sender
+        .send_request(build(addr, method, path, bearer, json)?)
+        .await?;
     let (parts, body) = response.into_parts();
     Ok(Reply {
         status: parts.status,
@@ -122,22 +135,9 @@ impl KeepAlive {
                 sender
             }
         };
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(HOST, self.addr.to_string());
-        if let Some(token) = bearer {
-            builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let body = match json {
-            Some(v) => {
-                builder = builder.header(CONTENT_TYPE, "application/json");
-                Bytes::from(serde_json::to_vec(v)?)
-            }
-            None => Bytes::new(),
-        };
+        let request = build(self.addr, method, path, bearer, json)?;
         sender.ready().await?;
-        let response = sender.send_request(builder.body(Full::new(body))?).await?;
+        let response = sender.send_request(request).await?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await?.to_bytes();
         self.sender = Some(sender);

@@ -216,16 +216,7 @@ async fn run_on(
             // A fresh proxy: the miss runs above filled the store with cold keys.
             drop(proxy);
             let proxy = env.start_proxy(origin.addr)?;
-            let spec = WorkloadSpec {
-                users: users.len(),
-                zipf_s: cli.zipf,
-                write_share: cli.write_share,
-                list_share: 0.4,
-                models_share: 0.2,
-                connections: cli.workload_connections,
-                duration_secs: s.workload_secs,
-                warm_every_key: true,
-            };
+            let spec = workload_spec(cli, s, users.len());
             workload_report = Some(
                 workload::run(
                     workload::Servers {
@@ -247,16 +238,7 @@ async fn run_on(
             renames: s.fleet_renames,
             messages: s.fleet_messages,
             in_flight: 1_000,
-            workload: WorkloadSpec {
-                users: users.len(),
-                zipf_s: cli.zipf,
-                write_share: cli.write_share,
-                list_share: 0.4,
-                models_share: 0.2,
-                connections: cli.workload_connections,
-                duration_secs: s.workload_secs,
-                warm_every_key: true,
-            },
+            workload: workload_spec(cli, s, users.len()),
         };
         fleet_report = Some(
             fleet::run(
@@ -285,4 +267,18 @@ async fn run_on(
     };
     report.targets = targets::check(&report);
     Ok(report)
+}
+
+/// The read-mostly Zipf mix of the workload part, also spread over the fleet's nodes.
+fn workload_spec(cli: &Cli, s: &Settings, users: usize) -> WorkloadSpec {
+    WorkloadSpec {
+        users,
+        zipf_s: cli.zipf,
+        write_share: cli.write_share,
+        list_share: 0.4,
+        models_share: 0.2,
+        connections: cli.workload_connections,
+        duration_secs: s.workload_secs,
+        warm_every_key: true,
+    }
 }
