@@ -115,6 +115,9 @@ pub struct CacheConfig {
     pub tombstone_max_bytes: u64,
     /// Honour request `Cache-Control: no-cache` / `max-age` / `min-fresh` / `max-stale` / `Pragma`.
     pub honour_request_directives: bool,
+    /// Responses with `Set-Cookie`: `strip` (default) stores them only when explicitly shared
+    /// (`public` / `s-maxage`) and without their `Set-Cookie`; `refuse` never stores them.
+    pub set_cookie: crate::cache::policy::SetCookiePolicy,
 }
 
 /// Upstream timeouts.
@@ -180,6 +183,7 @@ impl Default for CacheConfig {
             max_inflight_fill_bytes: 64 * 1024 * 1024,
             tombstone_max_bytes: 4 * 1024 * 1024,
             honour_request_directives: true,
+            set_cookie: Default::default(),
         }
     }
 }

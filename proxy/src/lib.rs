@@ -30,6 +30,7 @@ mod status;
 mod test_support;
 mod upstreams;
 
+pub use cache::policy::SetCookiePolicy;
 pub use config::{Config, ConfigErrors, Overrides};
 pub use stats::StatsSnapshot;
 
@@ -222,6 +223,7 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         default_sie_secs: config.cache.default_stale_if_error_secs,
         auth_cookies: config.cache.auth_cookies.clone(),
         targeted_fields: config.targeted_fields(),
+        set_cookie: config.cache.set_cookie,
     };
     let edge = EdgeProxy {
         store,

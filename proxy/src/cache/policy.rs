@@ -1,12 +1,11 @@
-//! RFC 9111 decisions on top of http-cache-semantics and pingora's `Cache-Control` parser:
-//! what to store and for how long (`decide`), and what the request's own directives demand of a
-//! stored response (`request_freshness`).
+//! RFC 9111 decisions: what to store and for how long (`decide`, on the governing directives of
+//! [`directives`](super::directives) and the freshness of [`freshness`](super::freshness)), and
+//! what the request's own directives demand of a stored response (`request_freshness`).
 
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
-use http_cache_semantics::{CacheOptions, CachePolicy};
-use pingora_cache::cache_control::{CacheControl, InterpretCacheControl};
-use pingora_cache::filters::calculate_serve_stale_durations;
-use pingora_cache::{CacheMeta, CacheMetaDefaults, ForcedFreshness, NoCacheReason};
+use super::directives::Directives;
+use super::freshness::{self, Freshness};
+use http::{header, HeaderMap, HeaderName};
+use pingora_cache::{CacheMeta, ForcedFreshness, NoCacheReason};
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::time::{Duration, SystemTime};
 
@@ -25,6 +24,22 @@ pub struct PolicyOptions {
     pub auth_cookies: Vec<String>,
     /// Targeted cache-control fields obeyed instead of `Cache-Control`, highest priority first.
     pub targeted_fields: Vec<HeaderName>,
+    /// What happens to responses that carry `Set-Cookie`.
+    pub set_cookie: SetCookiePolicy,
+}
+
+/// The rule for responses with `Set-Cookie` (a cookie is one client's state: it must never be
+/// replayed to another client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SetCookiePolicy {
+    /// Store a response with `Set-Cookie` only when the origin explicitly shares it (`public` or
+    /// `s-maxage`), and then without its `Set-Cookie` fields: the client that fetched it gets its
+    /// cookie, hits never carry one. Responses not explicitly shared are not stored.
+    #[default]
+    Strip,
+    /// Never store a response that carries `Set-Cookie`.
+    Refuse,
 }
 
 impl PolicyOptions {
@@ -88,44 +103,49 @@ pub fn decide(
     if is_event_stream(&resp.headers) {
         return Err(custom(reason::STREAM));
     }
-    let resp_view = response_view(resp, &opts.targeted_fields);
-    let req_view = request_view(req, &opts.auth_cookies);
-    let policy = CachePolicy::new_options(
-        &req_view,
-        &resp_view,
-        now,
-        CacheOptions {
-            shared: true,
-            ..CacheOptions::default()
-        },
-    );
-    if !policy.is_storable() {
+    let targeted = Directives::targeted_governs(&resp.headers, &opts.targeted_fields);
+    let dirs = Directives::governing(&resp.headers, &opts.targeted_fields);
+    if !storable(req, resp, &dirs, targeted) {
         return Err(custom(reason::NOT_STORABLE));
     }
-    let cc = CacheControl::from_headers_named("cache-control", &resp_view.headers);
-    let public = cc.as_ref().is_some_and(|c| c.public());
-    if resp.headers.contains_key(header::SET_COOKIE) && !public {
-        return Err(custom(reason::SET_COOKIE));
+    let mut header = resp.clone();
+    // `private="a, b"`: only the named fields are one user's; the rest may be shared (§5.2.2.7)
+    for name in dirs.field_names("private").unwrap_or_default() {
+        header.remove_header(&name);
     }
-    let (ttl, age) = freshness(&policy, &resp.headers, now);
-    let defaults = CacheMetaDefaults::new(|_| None, opts.default_swr_secs, opts.default_sie_secs);
-    let (mut swr, mut sie) = calculate_serve_stale_durations(cc.as_ref(), &defaults);
-    if cc.as_ref().is_some_and(|c| c.no_cache()) {
-        // every use needs a successful validation first
-        (swr, sie) = (0, 0);
+    if header.headers.contains_key(header::SET_COOKIE) {
+        match opts.set_cookie {
+            SetCookiePolicy::Strip if dirs.explicitly_shared() => {
+                header.remove_header(&header::SET_COOKIE);
+            }
+            _ => return Err(custom(reason::SET_COOKIE)),
+        }
     }
+    let fresh = Freshness::of(resp.status.as_u16(), &resp.headers, &dirs, targeted, now);
+    let ttl = fresh.ttl();
+    let (swr, sie) = if dirs.forbids_stale() {
+        // every use of a stale copy needs a successful validation first
+        (0, 0)
+    } else {
+        let secs = |d: &str, default: u32| {
+            dirs.seconds(d)
+                .map_or(default, |s| u32::try_from(s).unwrap_or(u32::MAX))
+        };
+        (
+            secs("stale-while-revalidate", opts.default_swr_secs),
+            secs("stale-if-error", opts.default_sie_secs),
+        )
+    };
     let has_validator =
         resp.headers.contains_key(header::ETAG) || resp.headers.contains_key(header::LAST_MODIFIED);
     // Something already stale without a validator is only worth storing when the origin asked
     // for stale serving itself; the configured default windows alone would hand a response
     // meant to be refetched (`max-age=0`, `Expires: 0`) to the next clients.
-    let explicit = cc.as_ref().is_some_and(|c| {
-        c.serve_stale_while_revalidate_duration()
-            .is_some_and(|d| !d.is_zero())
-            || c.serve_stale_if_error_duration()
-                .is_some_and(|d| !d.is_zero())
-    });
-    if ttl.is_zero() && !has_validator && !explicit {
+    let explicit_stale = ["stale-while-revalidate", "stale-if-error"]
+        .iter()
+        .any(|d| dirs.seconds(d).is_some_and(|s| s > 0))
+        && !dirs.forbids_stale();
+    if ttl.is_zero() && !has_validator && !explicit_stale {
         return Err(custom(reason::NO_FRESHNESS));
     }
     let fresh_until = if ttl.is_zero() {
@@ -133,27 +153,85 @@ pub fn decide(
     } else {
         now + ttl
     };
-    let mut header = resp.clone();
     header.remove_header(&header::AGE);
+    strip_hop_by_hop(&mut header);
     let mut meta = CacheMeta::new(fresh_until, now, swr, sie, header);
-    meta.set_epoch_override(now - age);
+    meta.set_epoch_override(now - fresh.age);
     Ok(meta)
 }
 
-/// Remaining freshness and current age (RFC 9111 §4.2.3). http-cache-semantics counts the
-/// upstream `Age` and resident time; the apparent age from `Date` is added here.
-fn freshness(policy: &CachePolicy, headers: &HeaderMap, now: SystemTime) -> (Duration, Duration) {
-    let ttl = policy.time_to_live(now);
-    let age = policy.age(now);
-    let lifetime = ttl + age;
-    let apparent = headers
-        .get(header::DATE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok())
-        .and_then(|date| now.duration_since(date).ok())
-        .unwrap_or_default();
-    let age = age.max(apparent);
-    (lifetime.saturating_sub(age), age)
+/// Whether RFC 9111 §3 allows storing the response at all (a shared cache; every final status
+/// but 206 and 304, which are never stored).
+fn storable(req: &RequestHeader, resp: &ResponseHeader, dirs: &Directives, targeted: bool) -> bool {
+    let status = resp.status.as_u16();
+    if request_directives(&req.headers)
+        .iter()
+        .any(|(k, _)| k == "no-store")
+    {
+        return false;
+    }
+    if !(200..600).contains(&status) || status == 206 || status == 304 {
+        return false;
+    }
+    if dirs.has("must-understand") {
+        // a cache that understands the status ignores `no-store` (§5.2.2.3)
+        if !freshness::understood(status) {
+            return false;
+        }
+    } else if dirs.has("no-store") {
+        return false;
+    }
+    if dirs.unqualified("private") {
+        return false;
+    }
+    // §3.5: a response to a request with Authorization only with an explicit permission
+    if req.headers.contains_key(header::AUTHORIZATION)
+        && !(dirs.has("must-revalidate") || dirs.explicitly_shared())
+    {
+        return false;
+    }
+    Freshness::explicit(dirs, &resp.headers, targeted)
+        || dirs.has("public")
+        || freshness::heuristically_cacheable(status)
+}
+
+/// Removes the hop-by-hop fields and the fields the response's `Connection` names (RFC 9110
+/// §7.6.1): they describe one connection and are never stored.
+pub fn strip_hop_by_hop(header: &mut ResponseHeader) {
+    for name in connection_named(&header.headers) {
+        header.remove_header(&name);
+    }
+    for name in HOP_BY_HOP {
+        header.remove_header(name);
+    }
+}
+
+/// Removes, from a response on its way to the client, the fields its `Connection` names and the
+/// non-framing hop-by-hop fields (`Keep-Alive`, `Proxy-Connection`): they were meant for the hop
+/// from the origin. Framing fields stay (pingora reads them for this hop's body).
+pub fn strip_forwarded_hop_by_hop(header: &mut ResponseHeader) {
+    for name in connection_named(&header.headers) {
+        if !matches!(
+            name.as_str(),
+            "content-length" | "transfer-encoding" | "connection"
+        ) {
+            header.remove_header(&name);
+        }
+    }
+    header.remove_header("keep-alive");
+    header.remove_header("proxy-connection");
+}
+
+/// Lower-cased field names listed in `Connection`.
+fn connection_named(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1 and the common non-standard ones): never stored from, or
@@ -179,14 +257,7 @@ const HOP_BY_HOP: [&str; 9] = [
 ///   state, which must never be replayed to the others).
 pub fn overlay_304(stored: &ResponseHeader, not_modified: &ResponseHeader) -> ResponseHeader {
     let mut out = stored.clone();
-    let connection_named: Vec<String> = not_modified
-        .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .collect();
+    let connection_named = connection_named(&not_modified.headers);
     let skip = |name: &HeaderName| {
         let n = name.as_str();
         matches!(
@@ -273,41 +344,14 @@ pub fn only_if_cached(req: &HeaderMap) -> bool {
 /// Whether a stored response forbids being served stale (`must-revalidate`, `proxy-revalidate`,
 /// `s-maxage`, `no-cache`, in the field this proxy obeys): no request `max-stale` overrides it.
 pub fn forbids_stale(resp: &HeaderMap, targeted: &[HeaderName]) -> bool {
-    let governing = targeted_cache_control(resp, targeted);
-    let values: Vec<&str> = match &governing {
-        Some(v) => v.to_str().ok().into_iter().collect(),
-        None => resp
-            .get_all(header::CACHE_CONTROL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect(),
-    };
-    values.iter().any(|s| {
-        let s = s.to_ascii_lowercase();
-        s.contains("must-revalidate")
-            || s.contains("proxy-revalidate")
-            || s.contains("s-maxage")
-            || s.contains("no-cache")
-    })
+    Directives::governing(resp, targeted).forbids_stale()
 }
 
 /// Whether the origin explicitly allows sharing the response across users: `public` or
 /// `s-maxage` in the field this proxy obeys. Anything else is keyed by the request's credentials
 /// (see `cache::vary`), whatever its `Vary` says.
 pub fn explicitly_shared(resp: &HeaderMap, targeted: &[HeaderName]) -> bool {
-    let mut view = HeaderMap::new();
-    match targeted_cache_control(resp, targeted) {
-        Some(v) => {
-            view.insert(header::CACHE_CONTROL, v);
-        }
-        None => {
-            for v in resp.get_all(header::CACHE_CONTROL) {
-                view.append(header::CACHE_CONTROL, v.clone());
-            }
-        }
-    }
-    CacheControl::from_headers_named("cache-control", &view)
-        .is_some_and(|cc| cc.public() || cc.s_maxage().ok().flatten().is_some())
+    Directives::governing(resp, targeted).explicitly_shared()
 }
 
 /// Lower-cased `Cache-Control` request directives with their optional values.
@@ -330,60 +374,6 @@ fn request_directives(req: &HeaderMap) -> Vec<(String, Option<String>)> {
             })
         })
         .collect()
-}
-
-/// The response as the policy sees it: with a valid targeted field (the first of `targeted`
-/// present and valid), that field replaces `Cache-Control` and `Expires` is ignored (RFC 9213
-/// §2.1).
-pub fn response_view(resp: &ResponseHeader, targeted: &[HeaderName]) -> http::response::Parts {
-    let mut parts = resp.as_owned_parts();
-    if let Some(cc) = targeted_cache_control(&resp.headers, targeted) {
-        parts.headers.remove(header::CACHE_CONTROL);
-        parts.headers.remove(header::EXPIRES);
-        parts.headers.remove(header::PRAGMA);
-        parts.headers.insert(header::CACHE_CONTROL, cc);
-    }
-    parts
-}
-
-/// The value of the highest-priority targeted field that is present and a valid structured-field
-/// dictionary; an invalid one is ignored and the next one is tried (RFC 9213 §2.1).
-pub fn targeted_cache_control(headers: &HeaderMap, targeted: &[HeaderName]) -> Option<HeaderValue> {
-    targeted
-        .iter()
-        .find_map(|name| valid_dictionary(headers, name))
-}
-
-fn valid_dictionary(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
-    let values: Vec<&str> = headers
-        .get_all(name)
-        .iter()
-        .map(|v| v.to_str())
-        .collect::<Result<_, _>>()
-        .ok()?;
-    if values.is_empty() {
-        return None;
-    }
-    let joined = values.join(", ");
-    sfv::Parser::new(joined.as_str())
-        .parse_dictionary::<sfv::Dictionary>()
-        .ok()?;
-    HeaderValue::from_str(&joined).ok()
-}
-
-/// The request as the policy sees it: the GET form (pingora fetches HEAD misses with GET), with
-/// `Cookie` in its keyed form (see [`cookie_key`]).
-pub fn request_view(req: &RequestHeader, auth_cookies: &[String]) -> http::request::Parts {
-    let mut parts = req.as_owned_parts();
-    if parts.method == Method::HEAD {
-        parts.method = Method::GET;
-    }
-    let cookie = cookie_key(&req.headers, auth_cookies);
-    parts.headers.remove(header::COOKIE);
-    if let Some(c) = cookie.and_then(|c| HeaderValue::from_bytes(&c).ok()) {
-        parts.headers.insert(header::COOKIE, c);
-    }
-    parts
 }
 
 /// The part of the request's `Cookie` headers that keys a variant. Fails closed:
@@ -450,6 +440,7 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn opts() -> PolicyOptions {
         PolicyOptions {
@@ -460,6 +451,7 @@ mod tests {
                 HeaderName::from_static("llmselect-cache-control"),
                 HeaderName::from_static(CDN_CACHE_CONTROL),
             ],
+            set_cookie: SetCookiePolicy::Strip,
         }
     }
 
@@ -586,6 +578,82 @@ mod tests {
         ] {
             assert!(decide(&rq, &rs, now, &o).is_err(), "{rq:?} {rs:?}");
         }
+    }
+
+    #[test]
+    fn every_final_status_with_explicit_freshness_is_stored() {
+        let now = SystemTime::now();
+        for status in [201, 299, 302, 400, 403, 429, 500, 503, 599] {
+            let m = decide(
+                &req(&[]),
+                &resp(status, &[("cache-control", "max-age=60")]),
+                now,
+                &opts(),
+            )
+            .unwrap_or_else(|e| panic!("{status}: {e:?}"));
+            assert_eq!(ttl(&m, now), 60, "{status}");
+        }
+        // 206, 304 and informational responses never are
+        for status in [206, 304, 100] {
+            let r = resp(status, &[("cache-control", "max-age=60")]);
+            assert!(decide(&req(&[]), &r, now, &opts()).is_err(), "{status}");
+        }
+    }
+
+    #[test]
+    fn stored_header_loses_hop_by_hop_private_and_cookie_fields() {
+        let now = SystemTime::now();
+        let r = resp(
+            200,
+            &[
+                ("cache-control", "public, max-age=60, private=\"x-user\""),
+                ("connection", "x-conn"),
+                ("x-conn", "1"),
+                ("keep-alive", "timeout=5"),
+                ("x-user", "alice"),
+                ("set-cookie", "sid=alice"),
+                ("x-kept", "1"),
+            ],
+        );
+        let m = decide(&req(&[]), &r, now, &opts()).unwrap();
+        for gone in ["connection", "x-conn", "keep-alive", "x-user", "set-cookie"] {
+            assert!(m.headers().get(gone).is_none(), "{gone}");
+        }
+        assert_eq!(m.headers()["x-kept"], "1");
+        // refused outright when configured so, or when not explicitly shared
+        let refuse = PolicyOptions {
+            set_cookie: SetCookiePolicy::Refuse,
+            ..opts()
+        };
+        assert!(decide(&req(&[]), &r, now, &refuse).is_err());
+        let own = resp(
+            200,
+            &[("cache-control", "max-age=60"), ("set-cookie", "a=b")],
+        );
+        assert!(decide(&req(&[]), &own, now, &opts()).is_err());
+    }
+
+    #[test]
+    fn must_understand_and_private_with_s_maxage() {
+        let now = SystemTime::now();
+        let cc = |status: u16, v: &str| {
+            decide(
+                &req(&[]),
+                &resp(status, &[("cache-control", v)]),
+                now,
+                &opts(),
+            )
+        };
+        assert!(cc(200, "must-understand, no-store, max-age=60").is_ok());
+        assert!(cc(299, "must-understand, no-store, max-age=60").is_err());
+        assert!(cc(200, "no-store, max-age=60").is_err());
+        assert!(cc(200, "s-maxage=60, private").is_err());
+        assert!(cc(200, "s-maxage=60, PRIVATE").is_err());
+        assert!(cc(200, "s-maxage=60, private=\"x-a\"").is_ok());
+        // proxy-revalidate allows fresh reuse (it only forbids serving stale)
+        let m = cc(200, "max-age=60, proxy-revalidate").unwrap();
+        assert_eq!(ttl(&m, now), 60);
+        assert_eq!(m.stale_while_revalidate_sec(), 0);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::cache::hit;
 use crate::cache::invalidate::{response_groups, Invalidator, MutationScopes, Source};
 use crate::cache::key::{self, UrlKey};
 use crate::cache::policy::{self, PolicyOptions};
+use crate::cache::range;
 use crate::cache::storage::BodyHit;
 use crate::cache::store::Store;
 use crate::cache::vary;
@@ -471,6 +472,15 @@ impl ProxyHttp for EdgeProxy {
         Ok(forced)
     }
 
+    fn range_header_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut Ctx,
+    ) -> pingora_proxy::RangeType {
+        range::apply(session.req_header(), resp)
+    }
+
     fn cache_vary_filter(
         &self,
         meta: &CacheMeta,
@@ -556,6 +566,7 @@ impl ProxyHttp for EdgeProxy {
             metrics::record_origin_fetch(d.as_secs_f64());
         }
         ctx.fwd_status = Some(resp.status.as_u16());
+        policy::strip_forwarded_hop_by_hop(resp);
         if resp.status == http::StatusCode::NOT_MODIFIED
             && session.cache.maybe_cache_meta().is_some()
         {
