@@ -88,8 +88,9 @@ impl Freshness {
         let date = headers.get(header::DATE).and_then(http_date).unwrap_or(now);
         let apparent = now.duration_since(date).unwrap_or_default();
         let mut heuristic = false;
-        let lifetime = if dirs.has("no-cache") {
-            // every use needs a validation first (a qualified `no-cache="f"` is treated alike)
+        let lifetime = if dirs.unqualified("no-cache") {
+            // every use needs a validation first (the qualified form only concerns the fields it
+            // names, which are not stored: see `policy::decide`)
             Duration::ZERO
         } else if let Some(s) = dirs.seconds("s-maxage") {
             Duration::from_secs(s)
@@ -215,6 +216,12 @@ mod tests {
         assert_eq!(
             fresh(200, &[("cache-control", "No-Cache, max-age=60")], now).ttl(),
             Duration::ZERO
+        );
+        assert_eq!(
+            fresh(200, &[("cache-control", "no-cache=\"a\", max-age=60")], now)
+                .ttl()
+                .as_secs(),
+            60
         );
         // immutable never extends freshness
         let f = fresh(

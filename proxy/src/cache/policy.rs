@@ -109,9 +109,13 @@ pub fn decide(
         return Err(custom(reason::NOT_STORABLE));
     }
     let mut header = resp.clone();
-    // `private="a, b"`: only the named fields are one user's; the rest may be shared (§5.2.2.7)
-    for name in dirs.field_names("private").unwrap_or_default() {
-        header.remove_header(&name);
+    // `private="a, b"`: only the named fields are one user's; the rest may be shared (§5.2.2.7).
+    // `no-cache="a, b"`: the named fields may not be reused without validation (§5.2.2.4).
+    // Neither is stored.
+    for directive in ["private", "no-cache"] {
+        for name in dirs.field_names(directive).unwrap_or_default() {
+            header.remove_header(&name);
+        }
     }
     if header.headers.contains_key(header::SET_COOKIE) {
         match opts.set_cookie {
@@ -606,7 +610,11 @@ mod tests {
         let r = resp(
             200,
             &[
-                ("cache-control", "public, max-age=60, private=\"x-user\""),
+                (
+                    "cache-control",
+                    "public, max-age=60, private=\"x-user\", no-cache=\"x-etc\"",
+                ),
+                ("x-etc", "1"),
                 ("connection", "x-conn"),
                 ("x-conn", "1"),
                 ("keep-alive", "timeout=5"),
@@ -616,7 +624,15 @@ mod tests {
             ],
         );
         let m = decide(&req(&[]), &r, now, &opts()).unwrap();
-        for gone in ["connection", "x-conn", "keep-alive", "x-user", "set-cookie"] {
+        assert_eq!(ttl(&m, now), 60);
+        for gone in [
+            "connection",
+            "x-conn",
+            "keep-alive",
+            "x-user",
+            "x-etc",
+            "set-cookie",
+        ] {
             assert!(m.headers().get(gone).is_none(), "{gone}");
         }
         assert_eq!(m.headers()["x-kept"], "1");

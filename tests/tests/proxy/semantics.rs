@@ -48,11 +48,13 @@ async fn every_final_status_with_explicit_freshness_is_a_hit() {
         (203, "cache-control", "max-age=60"),
         (299, "cache-control", "max-age=60"),
         (302, "cache-control", "max-age=60"),
+        (307, "cache-control", "max-age=60"),
         (400, "cache-control", "max-age=60"),
         (404, "cache-control", "s-maxage=60"),
         (429, "cache-control", "max-age=60"),
         (500, "cache-control", "max-age=60"),
         (503, "expires", far),
+        (504, "cache-control", "max-age=60"),
         (599, "cache-control", "max-age=60"),
     ];
     for (status, name, value) in cases {
@@ -74,6 +76,16 @@ async fn every_final_status_with_explicit_freshness_is_a_hit() {
         assert_eq!(second.body, "answer 1", "{status}");
         assert_eq!(e.scripted().count(&path), 1, "{status}");
     }
+    // a 204 is stored with its empty body
+    e.scripted().route(
+        "GET",
+        "/status/204",
+        Route::status(204, "").cache("max-age=60"),
+    );
+    let (_, second) = twice(&e, "/status/204").await;
+    assert_eq!((second.status, second.x_cache()), (204, "HIT"));
+    assert_eq!(second.body, "");
+    assert_eq!(e.scripted().count("/status/204"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,7 +294,7 @@ async fn immutable_never_prevents_revalidation_once_stale() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_wins_over_s_maxage_and_qualified_private_strips_its_fields() {
+async fn private_wins_over_s_maxage_and_qualified_private_or_no_cache_strip_their_fields() {
     let e = env().await;
     let route = Route::ok("p").cache("s-maxage=60, private");
     assert!(!reused(&e, "/priv", route).await);
@@ -299,6 +311,19 @@ async fn private_wins_over_s_maxage_and_qualified_private_strips_its_fields() {
     assert_eq!(hit.x_cache(), "HIT");
     assert_eq!(hit.header("x-user"), "", "the named field is not stored");
     assert_eq!(hit.body, "q");
+
+    // a qualified no-cache: the response is reused, the named field is not
+    e.scripted().route(
+        "GET",
+        "/qnocache",
+        Route::ok("n")
+            .cache("no-cache=\"x-token\", max-age=60")
+            .header("x-token", "t1"),
+    );
+    let (miss, hit) = twice(&e, "/qnocache").await;
+    assert_eq!(miss.header("x-token"), "t1");
+    assert_eq!(hit.x_cache(), "HIT");
+    assert_eq!(hit.header("x-token"), "");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
