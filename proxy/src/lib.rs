@@ -30,8 +30,7 @@ mod status;
 mod test_support;
 mod upstreams;
 
-pub use cache::policy::SetCookiePolicy;
-pub use config::{Config, ConfigErrors, Overrides};
+pub use config::{Config, ConfigErrors, Overrides, SetCookiePolicy};
 pub use stats::StatsSnapshot;
 
 use admin::AdminApp;

@@ -4,6 +4,7 @@
 
 use super::directives::Directives;
 use super::freshness::{self, Freshness};
+pub use crate::config::SetCookiePolicy;
 use http::{header, HeaderMap, HeaderName};
 use pingora_cache::{CacheMeta, ForcedFreshness, NoCacheReason};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -26,20 +27,6 @@ pub struct PolicyOptions {
     pub targeted_fields: Vec<HeaderName>,
     /// What happens to responses that carry `Set-Cookie`.
     pub set_cookie: SetCookiePolicy,
-}
-
-/// The rule for responses with `Set-Cookie` (a cookie is one client's state: it must never be
-/// replayed to another client).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SetCookiePolicy {
-    /// Store a response with `Set-Cookie` only when the origin explicitly shares it (`public` or
-    /// `s-maxage`), and then without its `Set-Cookie` fields: the client that fetched it gets its
-    /// cookie, hits never carry one. Responses not explicitly shared are not stored.
-    #[default]
-    Strip,
-    /// Never store a response that carries `Set-Cookie`.
-    Refuse,
 }
 
 impl PolicyOptions {
