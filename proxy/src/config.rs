@@ -118,6 +118,12 @@ pub struct CacheConfig {
     /// Responses with `Set-Cookie`: `strip` (default) stores them only when explicitly shared
     /// (`public` / `s-maxage`) and without their `Set-Cookie`; `refuse` never stores them.
     pub set_cookie: SetCookiePolicy,
+    /// Stream a fill to the requests waiting on it (pingora's partial writes): waiters get each
+    /// byte when the origin sends it instead of after the whole body; a fill that fails reaches
+    /// them as an error. Off by default: while on, a response without `Content-Length` that
+    /// outgrows `max_object_bytes` or the in-flight budget is cut for its clients instead of
+    /// being streamed through uncached (pingora aborts the fill they all read from).
+    pub stream_fills: bool,
 }
 
 /// The rule for responses with `Set-Cookie` (a cookie is one client's state: it must never be
@@ -198,6 +204,7 @@ impl Default for CacheConfig {
             tombstone_max_bytes: 4 * 1024 * 1024,
             honour_request_directives: true,
             set_cookie: Default::default(),
+            stream_fills: false,
         }
     }
 }

@@ -171,6 +171,7 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
             tombstone_retention: config.tombstone_retention(),
             tombstone_max_bytes: config.cache.tombstone_max_bytes as usize,
             targeted_fields: config.targeted_fields(),
+            stream_fills: config.cache.stream_fills,
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     ));

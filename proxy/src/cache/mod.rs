@@ -13,6 +13,7 @@
 //! - [`entry`]: one stored response, its fill record and its decoded view for fast hits.
 //! - [`store`]: the bounded quick_cache store, its purge vocabulary ([`Scope`]) and bookkeeping
 //!   ([`index`], [`tombstones`]).
+//! - [`inflight`]: fills in progress that waiting requests read as they arrive.
 //! - [`storage`]: pingora's `Storage` adapter over the store, with its hit and miss handlers.
 //! - [`hit`]: the fast path for plain fresh hits.
 //! - [`invalidate`]: the one entry point for invalidations (mutations, admin, bus).
@@ -22,6 +23,7 @@ pub(crate) mod entry;
 pub(crate) mod freshness;
 pub(crate) mod hit;
 pub(crate) mod index;
+pub(crate) mod inflight;
 pub(crate) mod invalidate;
 pub(crate) mod key;
 pub(crate) mod policy;

@@ -213,6 +213,21 @@ pub fn strip_forwarded_hop_by_hop(header: &mut ResponseHeader) {
     header.remove_header("proxy-connection");
 }
 
+/// The end-to-end fields of `resp` that its stored form `stored` lacks (`Set-Cookie` and the
+/// fields a qualified `private` / `no-cache` names, the upstream `Age`): they belong to the
+/// client whose request fetched the response, which gets them even when it is served from the
+/// fill in progress (`cache.stream_fills`).
+pub fn withheld_fields(
+    resp: &ResponseHeader,
+    stored: &HeaderMap,
+) -> Vec<(HeaderName, http::HeaderValue)> {
+    resp.headers
+        .iter()
+        .filter(|(name, _)| !stored.contains_key(*name) && !HOP_BY_HOP.contains(&name.as_str()))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
 /// Lower-cased field names listed in `Connection`.
 fn connection_named(headers: &HeaderMap) -> Vec<String> {
     headers

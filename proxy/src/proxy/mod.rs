@@ -598,7 +598,9 @@ impl ProxyHttp for EdgeProxy {
         // After a 304, the stored header with the 304's fields overlaid (pingora's own merge
         // copies only a few fields; ours excludes what must not be merged, see `overlay_304`).
         // (`raw_304` is only kept while a stored meta exists.)
-        let header = match (ctx.raw_304.take(), session.cache.maybe_cache_meta()) {
+        let raw_304 = ctx.raw_304.take();
+        let revalidated = raw_304.is_some();
+        let header = match (raw_304, session.cache.maybe_cache_meta()) {
             (Some(not_modified), Some(stored)) => {
                 policy::overlay_304(stored.response_header(), &not_modified)
             }
@@ -624,6 +626,9 @@ impl ProxyHttp for EdgeProxy {
                     revalidates: ctx.hit_entry,
                 });
                 ctx.cacheable = true;
+                if !revalidated {
+                    ctx.withheld = policy::withheld_fields(resp, meta.headers());
+                }
                 Ok(RespCacheable::Cacheable(meta))
             }
             Err(reason) => Ok(RespCacheable::Uncacheable(reason)),
@@ -651,6 +656,13 @@ impl ProxyHttp for EdgeProxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // a streamed fill serves its fetching client from the stored header: give back what was
+        // not stored (present already when the upstream header is served directly)
+        for (name, value) in std::mem::take(&mut ctx.withheld) {
+            if !resp.headers.contains_key(&name) {
+                resp.append_header(name, value)?;
+            }
+        }
         for name in &self.own_fields {
             resp.remove_header(name);
         }
