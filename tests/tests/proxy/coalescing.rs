@@ -91,21 +91,28 @@ async fn first_half(e: &llmselect_e2e::stack::Stack, path: &str) -> (reqwest::Re
         .expect("the first half arrives while the origin holds the rest")
 }
 
+/// A proxy with `stream_fills` whose origin holds the second half of [`HELD`] at `path`, and
+/// `clients` requests that each received the first half.
+async fn held_fill(
+    path: &str,
+    clients: usize,
+) -> (
+    llmselect_e2e::stack::Stack,
+    Vec<(reqwest::Response, String)>,
+) {
+    let e = env_with(|c| c.cache.stream_fills = true).await;
+    e.scripted()
+        .route("GET", path, Route::ok(HELD).cache("max-age=60").hold_body());
+    let readers = (0..clients).map(|_| first_half(&e, path));
+    let started = futures::future::join_all(readers).await;
+    (e, started)
+}
+
 /// With `stream_fills`, every request waiting on a fill gets the bytes the origin has sent while
 /// the origin still holds the rest; one origin request serves them all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_fill_reaches_every_waiter_before_it_ends() {
-    let e = env_with(|c| c.cache.stream_fills = true).await;
-    e.scripted().route(
-        "GET",
-        "/streamed",
-        Route::ok(HELD).cache("max-age=60").hold_body(),
-    );
-    let mut readers = Vec::new();
-    for _ in 0..100 {
-        readers.push(first_half(&e, "/streamed"));
-    }
-    let started = futures::future::join_all(readers).await;
+    let (e, started) = held_fill("/streamed", 100).await;
     for (_, got) in &started {
         assert_eq!(got, FIRST_HALF);
     }
@@ -123,17 +130,7 @@ async fn a_streamed_fill_reaches_every_waiter_before_it_ends() {
 /// body, and nothing is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_streamed_fill_is_an_error_for_every_reader() {
-    let e = env_with(|c| c.cache.stream_fills = true).await;
-    e.scripted().route(
-        "GET",
-        "/cut",
-        Route::ok(HELD).cache("max-age=60").hold_body(),
-    );
-    let mut readers = Vec::new();
-    for _ in 0..10 {
-        readers.push(first_half(&e, "/cut"));
-    }
-    let started = futures::future::join_all(readers).await;
+    let (e, started) = held_fill("/cut", 10).await;
     e.scripted().refuse_connections();
     for (resp, _) in started {
         assert!(
