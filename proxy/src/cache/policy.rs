@@ -201,6 +201,10 @@ pub fn strip_hop_by_hop(header: &mut ResponseHeader) {
 /// non-framing hop-by-hop fields (`Keep-Alive`, `Proxy-Connection`): they were meant for the hop
 /// from the origin. Framing fields stay (pingora reads them for this hop's body).
 pub fn strip_forwarded_hop_by_hop(header: &mut ResponseHeader) {
+    if header.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        // an upgrade needs its `Upgrade` field; nothing of it is stored
+        return;
+    }
     for name in connection_named(&header.headers) {
         if !matches!(
             name.as_str(),
