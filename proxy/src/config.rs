@@ -120,9 +120,7 @@ pub struct CacheConfig {
     pub set_cookie: SetCookiePolicy,
     /// Stream a fill to the requests waiting on it (pingora's partial writes): waiters get each
     /// byte when the origin sends it instead of after the whole body; a fill that fails reaches
-    /// them as an error. Off by default: while on, a response without `Content-Length` that
-    /// outgrows `max_object_bytes` or the in-flight budget is cut for its clients instead of
-    /// being streamed through uncached (pingora aborts the fill they all read from).
+    /// them as an error. `false`: waiters get the response once it is stored whole.
     pub stream_fills: bool,
 }
 
@@ -204,7 +202,7 @@ impl Default for CacheConfig {
             tombstone_max_bytes: 4 * 1024 * 1024,
             honour_request_directives: true,
             set_cookie: Default::default(),
-            stream_fills: false,
+            stream_fills: true,
         }
     }
 }

@@ -1,10 +1,16 @@
 //! Fills in progress that other requests read while they arrive (pingora's streaming partial
-//! writes, enabled by `cache.stream_fills`).
+//! writes, `cache.stream_fills`).
 //!
 //! With partial writes pingora releases the cache lock as soon as the response header is stored,
 //! and every request for the key — the fetching client included — reads the body through the
 //! storage: a lookup finds the [`InflightFill`] and streams its chunks as the origin sends them,
 //! so a thousand waiters on a cold key get their first byte when the origin sends it.
+//!
+//! A fill the store refuses while it arrives (its body outgrows `max_object_bytes` or the in-flight
+//! budget) passes through: the readers already attached get the whole body, nobody new joins, it
+//! is not stored, and only the chunks some reader still needs are held — a joined reader that
+//! falls more than `max_object_bytes` behind is cut (the fetching client never is: pingora paces
+//! the fill to it).
 //!
 //! A fill ends in one of two ways, and readers see which: `finish()` commits the entry and ends
 //! every reader's body normally; a fill dropped without `finish()` (the origin failed or cut the
@@ -21,6 +27,7 @@ use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheKey, Storage};
 use pingora_error::{Error, ErrorType, Result};
 use std::any::Any;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -34,34 +41,104 @@ enum Progress {
     Failed,
 }
 
+/// The chunks of a fill that readers may still need.
+#[derive(Default)]
+struct Held {
+    chunks: VecDeque<Bytes>,
+    /// Chunk index of `chunks[0]` (chunks before it were dropped: pass-through only).
+    base: usize,
+    bytes: usize,
+    /// The next chunk index of every attached reader, by reader id.
+    cursors: HashMap<u64, usize>,
+    next_reader: u64,
+    /// The fetching request's own reader: never cut (pingora paces the fill to its client).
+    own_reader: Option<u64>,
+    /// The response will not be stored (too big, or over the in-flight budget): nobody new joins,
+    /// and chunks every attached reader has passed are dropped.
+    passthrough: bool,
+}
+
+impl Held {
+    fn end(&self) -> usize {
+        self.base + self.chunks.len()
+    }
+
+    /// In pass-through, drops the chunks every reader has passed, and cuts the slowest readers
+    /// while they are more than `max_lag` bytes (before the newest chunk) behind.
+    fn trim(&mut self, max_lag: usize) {
+        if !self.passthrough {
+            return;
+        }
+        loop {
+            let keep_from = self.cursors.values().copied().min().unwrap_or(self.end());
+            while self.base < keep_from {
+                let Some(c) = self.chunks.pop_front() else {
+                    break;
+                };
+                self.bytes -= c.len();
+                self.base += 1;
+            }
+            // the newest chunk is nobody's lag yet
+            let newest = self.chunks.back().map_or(0, Bytes::len);
+            if self.bytes - newest <= max_lag || self.cursors.is_empty() {
+                return;
+            }
+            // the slowest readers fall out: their next read is an error
+            let (before, own) = (self.cursors.len(), self.own_reader);
+            self.cursors
+                .retain(|id, next| *next > keep_from || Some(*id) == own);
+            if self.cursors.len() == before {
+                return;
+            }
+        }
+    }
+}
+
 /// One fill in progress: its serialized meta and the chunks received so far.
 pub struct InflightFill {
     /// Unique per fill: pingora's `streaming_write_tag`, big-endian.
     pub id: u64,
     pub meta: (Vec<u8>, Vec<u8>),
     pub info: FillInfo,
-    chunks: Mutex<Vec<Bytes>>,
+    held: Mutex<Held>,
     progress: watch::Sender<Progress>,
+    /// In pass-through, the most bytes held for the slowest reader before it is cut.
+    max_lag: usize,
 }
 
 impl InflightFill {
-    pub fn new(id: u64, meta: (Vec<u8>, Vec<u8>), info: FillInfo) -> Arc<InflightFill> {
+    pub fn new(
+        id: u64,
+        meta: (Vec<u8>, Vec<u8>),
+        info: FillInfo,
+        max_lag: usize,
+    ) -> Arc<InflightFill> {
         Arc::new(InflightFill {
             id,
             meta,
             info,
-            chunks: Mutex::new(Vec::new()),
+            held: Mutex::new(Held::default()),
             progress: watch::channel(Progress::Partial(0)).0,
+            max_lag,
         })
     }
 
     fn push(&self, data: Bytes) {
-        let mut chunks = self.chunks.lock();
+        let mut held = self.held.lock();
         if !data.is_empty() {
-            chunks.push(data);
+            held.bytes += data.len();
+            held.chunks.push_back(data);
+            held.trim(self.max_lag);
         }
-        let n = chunks.len();
+        let n = held.end();
         self.progress.send_replace(Progress::Partial(n));
+    }
+
+    /// The response will not be stored: keep streaming it to the readers already attached.
+    fn pass_through(&self) {
+        let mut held = self.held.lock();
+        held.passthrough = true;
+        held.trim(self.max_lag);
     }
 
     fn end(&self, progress: Progress) {
@@ -77,7 +154,7 @@ impl InflightFill {
     }
 
     fn complete(&self) {
-        let n = self.chunks.lock().len();
+        let n = self.held.lock().end();
         self.end(Progress::Complete(n));
     }
 
@@ -85,20 +162,40 @@ impl InflightFill {
         self.end(Progress::Failed);
     }
 
-    /// Whether the fill failed (a lookup then ignores it).
-    pub fn failed(&self) -> bool {
-        *self.progress.borrow() == Progress::Failed
+    /// Whether a new reader may join: not failed, not passing through.
+    pub fn joinable(&self) -> bool {
+        *self.progress.borrow() != Progress::Failed && !self.held.lock().passthrough
     }
 
-    /// A reader of the body from its first byte.
-    pub fn reader(self: &Arc<Self>) -> InflightHit {
-        InflightHit {
+    /// A reader of the body from its first byte; `None` once the first chunks were dropped.
+    pub fn reader(self: &Arc<Self>) -> Option<InflightHit> {
+        self.new_reader(false)
+    }
+
+    /// The fetching request's own reader (never cut for lagging).
+    pub fn own_reader(self: &Arc<Self>) -> Option<InflightHit> {
+        self.new_reader(true)
+    }
+
+    fn new_reader(self: &Arc<Self>, own: bool) -> Option<InflightHit> {
+        let mut held = self.held.lock();
+        if held.base > 0 {
+            return None;
+        }
+        let reader = held.next_reader;
+        held.next_reader += 1;
+        held.cursors.insert(reader, 0);
+        if own {
+            held.own_reader = Some(reader);
+        }
+        Some(InflightHit {
             fill: self.clone(),
             progress: self.progress.subscribe(),
+            reader,
             next: 0,
             pos: 0,
             range: None,
-        }
+        })
     }
 }
 
@@ -106,6 +203,7 @@ impl InflightFill {
 pub struct InflightHit {
     fill: Arc<InflightFill>,
     progress: watch::Receiver<Progress>,
+    reader: u64,
     /// Index of the next chunk.
     next: usize,
     /// Body offset of the next chunk.
@@ -114,21 +212,37 @@ pub struct InflightHit {
     range: Option<(usize, Option<usize>)>,
 }
 
+impl Drop for InflightHit {
+    fn drop(&mut self) {
+        let mut held = self.fill.held.lock();
+        held.cursors.remove(&self.reader);
+        held.trim(self.fill.max_lag);
+    }
+}
+
 impl InflightHit {
     /// The next chunk of the fill, waiting for it; `None` at the end of the body.
     async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
         loop {
             let progress = *self.progress.borrow_and_update();
-            let available = match progress {
-                Progress::Partial(n) | Progress::Complete(n) => n,
-                Progress::Failed => {
-                    return Error::e_explain(ErrorType::InternalError, "the fill failed");
+            if progress == Progress::Failed {
+                return Error::e_explain(ErrorType::InternalError, "the fill failed");
+            }
+            {
+                let mut held = self.fill.held.lock();
+                if !held.cursors.contains_key(&self.reader) || self.next < held.base {
+                    return Error::e_explain(
+                        ErrorType::InternalError,
+                        "reader fell too far behind an uncacheable fill",
+                    );
                 }
-            };
-            if self.next < available {
-                let chunk = self.fill.chunks.lock()[self.next].clone();
-                self.next += 1;
-                return Ok(Some(chunk));
+                if self.next < held.end() {
+                    let chunk = held.chunks[self.next - held.base].clone();
+                    self.next += 1;
+                    held.cursors.insert(self.reader, self.next);
+                    held.trim(self.fill.max_lag);
+                    return Ok(Some(chunk));
+                }
             }
             if matches!(progress, Progress::Complete(_)) {
                 return Ok(None);
@@ -174,6 +288,11 @@ impl HandleHit for InflightHit {
         if end.is_some_and(|e| e < start) {
             return Error::e_explain(ErrorType::InternalError, "seek start beyond end");
         }
+        let mut held = self.fill.held.lock();
+        if held.base > 0 {
+            return Error::e_explain(ErrorType::InternalError, "the fill's start was dropped");
+        }
+        held.cursors.insert(self.reader, 0);
         self.next = 0;
         self.pos = 0;
         self.range = Some((start, end));
@@ -232,23 +351,26 @@ impl Drop for StreamingMiss {
 
 #[async_trait]
 impl HandleMiss for StreamingMiss {
+    /// A body the store refuses (larger than `max_object_bytes`, or over the in-flight budget)
+    /// is not an error: the fill passes through to the readers already attached, uncached.
     async fn write_body(&mut self, data: Bytes, eof: bool) -> Result<()> {
-        let Some(inner) = self.inner.as_mut() else {
-            return Error::e_explain(ErrorType::InternalError, "fill already finished");
-        };
-        if let Err(e) = inner.write_body(data.clone(), eof).await {
-            self.fill.fail();
-            return Err(e);
+        if let Some(inner) = self.inner.as_mut() {
+            if inner.write_body(data.clone(), eof).await.is_err() {
+                // releases the fill's reservation; nothing will be committed
+                self.inner = None;
+                self.fill.pass_through();
+            }
         }
         self.fill.push(data);
         Ok(())
     }
 
     async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
-        let inner = self
-            .inner
-            .take()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "fill already finished"))?;
+        let Some(inner) = self.inner.take() else {
+            // passed through: complete for its readers, not stored
+            self.fill.complete();
+            return Ok(MissFinishType::Created(0));
+        };
         let result = inner.finish().await;
         match &result {
             Ok(_) => self.fill.complete(),
@@ -275,13 +397,13 @@ mod tests {
             groups: vec![],
             revalidates: None,
         };
-        InflightFill::new(1, (vec![], vec![]), info)
+        InflightFill::new(1, (vec![], vec![]), info, 4)
     }
 
     #[tokio::test]
     async fn readers_follow_the_fill_and_see_its_end() {
         let f = fill();
-        let mut early = f.reader();
+        let mut early = f.reader().unwrap();
         f.push(Bytes::from_static(b"a"));
         assert_eq!(early.read_body().await.unwrap().unwrap(), "a");
         let waiting = tokio::spawn(async move {
@@ -295,7 +417,7 @@ mod tests {
         assert_eq!(next.unwrap(), "b");
         assert!(end.is_none());
         // a late reader gets everything from the start
-        let mut late = f.reader();
+        let mut late = f.reader().unwrap();
         assert_eq!(late.read_body().await.unwrap().unwrap(), "a");
         assert_eq!(late.read_body().await.unwrap().unwrap(), "b");
         assert!(late.read_body().await.unwrap().is_none());
@@ -308,7 +430,7 @@ mod tests {
             f.push(Bytes::from_static(c.as_bytes()));
         }
         f.complete();
-        let mut r = f.reader();
+        let mut r = f.reader().unwrap();
         r.seek(2, Some(5)).unwrap();
         let mut got = Vec::new();
         while let Some(b) = r.read_body().await.unwrap() {
@@ -321,9 +443,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_uncached_fill_keeps_only_what_its_readers_still_need() {
+        let f = fill();
+        let mut fast = f.reader().unwrap();
+        let mut slow = f.reader().unwrap();
+        f.pass_through();
+        assert!(!f.joinable());
+        f.push(Bytes::from_static(b"ab"));
+        assert_eq!(fast.read_body().await.unwrap().unwrap(), "ab");
+        assert_eq!(slow.read_body().await.unwrap().unwrap(), "ab");
+        // both passed the first chunk: it is dropped, and nobody can start from the beginning
+        assert!(f.reader().is_none());
+        assert_eq!(f.held.lock().bytes, 0);
+        // the slow reader falls more than 4 bytes behind: it is cut, the fast one goes on
+        for c in ["cd", "ef", "gh", "ij"] {
+            f.push(Bytes::from_static(c.as_bytes()));
+            assert_eq!(fast.read_body().await.unwrap().unwrap(), c);
+        }
+        assert!(slow.read_body().await.is_err());
+        // the fetching client's own reader is never cut
+        let g = fill();
+        let mut own = g.own_reader().unwrap();
+        g.pass_through();
+        for c in ["ab", "cd", "ef", "gh"] {
+            g.push(Bytes::from_static(c.as_bytes()));
+        }
+        assert_eq!(own.read_body().await.unwrap().unwrap(), "ab");
+        f.complete();
+        assert!(fast.read_body().await.unwrap().is_none());
+        assert_eq!(f.held.lock().bytes, 0);
+    }
+
+    #[tokio::test]
     async fn a_failed_fill_is_an_error_not_an_end() {
         let f = fill();
-        let mut r = f.reader();
+        let mut r = f.reader().unwrap();
         f.push(Bytes::from_static(b"a"));
         f.fail();
         // what arrived before the failure is not served as a complete body
@@ -332,6 +486,6 @@ mod tests {
         let g = fill();
         g.complete();
         g.fail();
-        assert!(g.reader().read_body().await.unwrap().is_none());
+        assert!(g.reader().unwrap().read_body().await.unwrap().is_none());
     }
 }

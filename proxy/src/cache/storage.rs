@@ -40,9 +40,12 @@ impl Storage for Store {
         let combined = key.combined_bin();
         if self.streams_fills() {
             // a fill in progress is newer than anything committed under the key
-            if let Some(fill) = self.joinable_fill(&combined) {
+            if let Some((fill, reader)) = self
+                .joinable_fill(&combined)
+                .and_then(|f| f.reader().map(|r| (f, r)))
+            {
                 let meta = CacheMeta::deserialize(&fill.meta.0, &fill.meta.1)?;
-                return Ok(Some((meta, Box::new(fill.reader()))));
+                return Ok(Some((meta, Box::new(reader))));
             }
         }
         let Some(entry) = self.get(&combined) else {
@@ -67,8 +70,11 @@ impl Storage for Store {
         let fill = self.own_fill(&key.combined_bin(), id).ok_or_else(|| {
             Error::explain(ErrorType::InternalError, "fill in progress not found")
         })?;
+        let reader = fill
+            .own_reader()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "fill already trimmed"))?;
         let meta = CacheMeta::deserialize(&fill.meta.0, &fill.meta.1)?;
-        Ok(Some((meta, Box::new(fill.reader()))))
+        Ok(Some((meta, Box::new(reader))))
     }
 
     async fn get_miss_handler(
@@ -107,7 +113,7 @@ impl Storage for Store {
         if !self.streams_fills() {
             return Ok(Box::new(buffered));
         }
-        let fill = InflightFill::new(self.next_id(), serialized, info);
+        let fill = InflightFill::new(self.next_id(), serialized, info, self.max_object_bytes());
         self.begin_fill(combined, fill.clone());
         let store: &'static Store = self;
         Ok(Box::new(StreamingMiss::new(

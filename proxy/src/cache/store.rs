@@ -251,11 +251,12 @@ impl Store {
         }
     }
 
-    /// The fill in progress under a storage key that a new reader may join: not failed, and not
-    /// started before an invalidation that touches it (its commit would be refused).
+    /// The fill in progress under a storage key that a new reader may join: not failed, not
+    /// passing through uncached, and not started before an invalidation that touches it (its
+    /// commit would be refused).
     pub fn joinable_fill(&self, combined: &HashBinary) -> Option<Arc<InflightFill>> {
         let fill = self.fills.lock().get(combined).cloned()?;
-        if fill.failed() {
+        if !fill.joinable() {
             return None;
         }
         let info = &fill.info;

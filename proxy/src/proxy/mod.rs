@@ -421,9 +421,14 @@ impl ProxyHttp for EdgeProxy {
                 Some(self.lock),
                 Some(overrides),
             );
-            session
-                .cache
-                .set_max_file_size_bytes(self.store.max_object_bytes());
+            if !self.store.streams_fills() {
+                // pingora's own size check aborts the fill; with streamed fills every client
+                // reads from the fill, so the store turns an oversize fill into a pass-through
+                // instead (`cache::inflight`), and known lengths are refused below
+                session
+                    .cache
+                    .set_max_file_size_bytes(self.store.max_object_bytes());
+            }
         }
         Ok(())
     }
@@ -611,6 +616,17 @@ impl ProxyHttp for EdgeProxy {
                 pingora_cache::NoCacheReason::NeverEnabled,
             ));
         };
+        let too_large = header
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|n| n > self.store.max_object_bytes());
+        if too_large && !revalidated {
+            return Ok(RespCacheable::Uncacheable(
+                pingora_cache::NoCacheReason::ResponseTooLarge,
+            ));
+        }
         match policy::decide(
             session.req_header(),
             &header,

@@ -8,7 +8,16 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_concurrent_misses_make_one_origin_request() {
-    let e = env().await;
+    hundred_concurrent_misses(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_concurrent_misses_make_one_origin_request_without_streamed_fills() {
+    hundred_concurrent_misses(false).await;
+}
+
+async fn hundred_concurrent_misses(stream_fills: bool) {
+    let e = env_with(|c| c.cache.stream_fills = stream_fills).await;
     e.scripted().route(
         "GET",
         "/cold",
