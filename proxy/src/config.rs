@@ -1,6 +1,7 @@
 //! Proxy configuration: the TOML file, flag overrides, the `PROXY_ADMIN_TOKEN` environment
 //! variable, and validation that reports every problem at once.
 
+use crate::cache::encoding::{Coding, CompressionOptions};
 use serde::Deserialize;
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
@@ -38,6 +39,77 @@ pub struct Config {
     pub bus: BusConfig,
     pub timeouts: TimeoutConfig,
     pub server: ServerConfig,
+    pub compression: CompressionConfig,
+    pub tls: TlsConfig,
+}
+
+/// The TLS listener (HTTP/2 by ALPN, HTTP/1.1 kept). Off while `listen` is empty.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Address of the TLS listener, e.g. `0.0.0.0:8443`; empty: no TLS listener.
+    pub listen: String,
+    /// PEM certificate chain (leaf first).
+    pub cert: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// Offer HTTP/2 by ALPN (`h2`, then `http/1.1`); `false`: HTTP/1.1 only.
+    pub h2: bool,
+    /// How often the certificate and key files are checked for a change (s); 0: only on
+    /// `SIGHUP`.
+    pub reload_interval_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            cert: String::new(),
+            key: String::new(),
+            h2: true,
+            reload_interval_secs: 60,
+        }
+    }
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        !self.listen.is_empty()
+    }
+}
+
+/// Compression of stored responses (once, when stored; see `cache::encoding`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompressionConfig {
+    pub enabled: bool,
+    /// Smallest `Content-Length` that is compressed (responses of unknown length never are).
+    pub min_bytes: u64,
+    /// Compressible media types: `type/subtype` or `type/*`. `text/event-stream` never is.
+    pub types: Vec<String>,
+    /// Codings produced, most preferred first: `br`, `gzip`, `zstd`.
+    pub algorithms: Vec<String>,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_bytes: 1024,
+            types: [
+                "application/json",
+                "text/*",
+                "application/javascript",
+                "application/xml",
+                "image/svg+xml",
+                "application/manifest+json",
+                "application/problem+json",
+            ]
+            .map(String::from)
+            .to_vec(),
+            algorithms: vec!["br".into(), "gzip".into()],
+        }
+    }
 }
 
 /// Active health checks of the origins (only with several `upstreams`).
@@ -166,6 +238,8 @@ pub struct ServerConfig {
     pub upgrade_sock: Option<PathBuf>,
     /// Seconds a graceful shutdown waits for in-flight requests.
     pub grace_period_secs: u64,
+    /// Accept HTTP/2 without TLS (prior knowledge, h2c) on `listen`, besides HTTP/1.1.
+    pub h2c: bool,
 }
 
 impl Default for Config {
@@ -182,6 +256,8 @@ impl Default for Config {
             bus: BusConfig::default(),
             timeouts: TimeoutConfig::default(),
             server: ServerConfig::default(),
+            compression: CompressionConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -226,6 +302,7 @@ impl Default for ServerConfig {
             upgrade_sock: None,
             grace_period_secs: 5,
             work_stealing: true,
+            h2c: false,
         }
     }
 }
@@ -345,6 +422,8 @@ impl Config {
                 grace_period_secs: 0,
                 ..ServerConfig::default()
             },
+            compression: CompressionConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 
@@ -356,6 +435,20 @@ impl Config {
         if let (Some(l), Some(a)) = (listen, admin) {
             if l == a {
                 errors.push("listen and admin_listen must differ".into());
+            }
+        }
+        if self.tls.enabled() {
+            if let Some(t) = parse_addr("tls.listen", &self.tls.listen, &mut errors) {
+                if Some(t) == listen || Some(t) == admin {
+                    errors.push("tls.listen must differ from listen and admin_listen".into());
+                }
+            }
+            if self.tls.cert.is_empty() || self.tls.key.is_empty() {
+                errors.push("tls.cert and tls.key are required with tls.listen".into());
+            } else if let Err(e) =
+                crate::tls::Certificates::load(Path::new(&self.tls.cert), Path::new(&self.tls.key))
+            {
+                errors.push(e);
             }
         }
         if let Some(a) = admin {
@@ -443,6 +536,7 @@ impl Config {
         if t.connect_ms == 0 || t.write_secs == 0 {
             errors.push("timeouts.connect_ms and timeouts.write_secs must be positive".into());
         }
+        self.compression.validate(&mut errors);
         if let (Some(p), Some(u)) = (&self.server.pid_file, &self.server.upgrade_sock) {
             if p == u {
                 errors.push("server.pid_file and server.upgrade_sock must differ".into());
@@ -503,6 +597,14 @@ impl Config {
         self.admin_listen.parse().ok()
     }
 
+    /// The TLS listener's address, when TLS is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls
+            .enabled()
+            .then(|| self.tls.listen.parse().ok())
+            .flatten()
+    }
+
     pub fn lock_age_timeout(&self) -> Duration {
         Duration::from_millis(self.cache.lock_age_timeout_ms)
     }
@@ -537,6 +639,52 @@ impl Config {
             .clone()
             .unwrap_or_else(|| dir.join(format!("{tag}.upgrade.sock")));
         (pid, sock)
+    }
+}
+
+impl CompressionConfig {
+    fn validate(&self, errors: &mut Vec<String>) {
+        for a in &self.algorithms {
+            if Coding::parse(a).is_none() {
+                errors.push(format!(
+                    "compression.algorithms: unknown coding {a:?} (br, gzip, zstd)"
+                ));
+            }
+        }
+        if self.enabled && self.algorithms.is_empty() {
+            errors.push("compression.algorithms must name at least one coding when enabled".into());
+        }
+        for t in &self.types {
+            let valid = t
+                .split_once('/')
+                .is_some_and(|(m, sub)| !m.is_empty() && !sub.is_empty() && m != "*")
+                && !t.contains([' ', ';', ',']);
+            if !valid {
+                errors.push(format!(
+                    "compression.types: {t:?} is not a media type (type/subtype or type/*)"
+                ));
+            }
+        }
+    }
+
+    /// The options the cache layer uses (invalid entries are reported by `validate`).
+    pub(crate) fn options(&self) -> CompressionOptions {
+        let mut algorithms: Vec<Coding> = self
+            .algorithms
+            .iter()
+            .filter_map(|a| Coding::parse(a))
+            .collect();
+        algorithms.dedup();
+        CompressionOptions {
+            enabled: self.enabled && !algorithms.is_empty(),
+            min_bytes: self.min_bytes,
+            types: self
+                .types
+                .iter()
+                .map(|t| t.trim().to_ascii_lowercase())
+                .collect(),
+            algorithms,
+        }
     }
 }
 
@@ -628,6 +776,44 @@ mod tests {
         assert!(errs.len() >= 5, "{errs:?}");
         assert!(errs.iter().any(|e| e.contains("not loopback")));
         assert!(errs.iter().any(|e| e.contains("only http")));
+    }
+
+    #[test]
+    fn tls_files_are_checked_at_start() {
+        let cfg = Config::from_toml(
+            r#"
+            [tls]
+            listen = "127.0.0.1:8443"
+            cert = "/nonexistent/cert.pem"
+            key = "/nonexistent/key.pem"
+            "#,
+        )
+        .unwrap();
+        let errs = cfg.validate().unwrap_err().0;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("/nonexistent/cert.pem"), "{errs:?}");
+        let mut no_files = cfg.clone();
+        no_files.tls.cert.clear();
+        let errs = no_files.validate().unwrap_err().0;
+        assert!(errs[0].contains("required"), "{errs:?}");
+    }
+
+    #[test]
+    fn compression_settings_are_validated() {
+        let cfg = Config::from_toml(
+            r#"
+            [compression]
+            algorithms = ["br", "lzma"]
+            types = ["application/json", "json"]
+            "#,
+        )
+        .unwrap();
+        let errs = cfg.validate().unwrap_err().0;
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].contains("lzma") && errs[1].contains("\"json\""),
+            "{errs:?}"
+        );
     }
 
     #[test]

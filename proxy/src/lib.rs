@@ -28,6 +28,7 @@ mod stats;
 mod status;
 #[cfg(test)]
 mod test_support;
+mod tls;
 mod upstreams;
 
 pub use config::{Config, ConfigErrors, Overrides, SetCookiePolicy};
@@ -41,12 +42,15 @@ use cache::Invalidator;
 use cache::{Store, StoreOptions};
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::predictor::Predictor;
+use pingora_core::apps::HttpServerOptions;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use proxy::{EdgeProxy, PREDICTOR_SHARDS};
 use stats::Stats;
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -60,6 +64,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct ProxyHandle {
     pub listen_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The TLS listener (HTTP/2 and HTTP/1.1), when configured.
+    pub tls_addr: Option<SocketAddr>,
     store: &'static Store,
     stats: &'static Stats,
     bus: Option<Arc<Bus>>,
@@ -154,9 +160,14 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     metrics::init();
     let listen_addr = config.listen_addr().context("listen address")?;
     let admin_addr = config.admin_addr().context("admin address")?;
+    let tls_addr = config.tls_addr();
+    let addrs: Vec<SocketAddr> = [Some(listen_addr), Some(admin_addr), tls_addr]
+        .into_iter()
+        .flatten()
+        .collect();
 
     // pingora retries a busy port for 30 s and then panics inside its service; fail fast instead.
-    for addr in [listen_addr, admin_addr] {
+    for &addr in &addrs {
         check_bindable(addr).with_context(|| format!("cannot listen on {addr}"))?;
     }
 
@@ -232,6 +243,7 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         invalidator,
         stats,
         own_fields: policy.own_fields(),
+        compression: config.compression.options(),
         policy,
         upstreams: upstreams.clone(),
         bus: bus.clone(),
@@ -244,6 +256,25 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         pingora_proxy::http_proxy_service_with_name(&server.configuration, edge, "llmselect-edge");
     proxy_service.add_tcp(&config.listen);
     proxy_service.threads = Some(threads);
+    if config.server.h2c {
+        if let Some(app) = proxy_service.app_logic_mut() {
+            let mut options = HttpServerOptions::default();
+            options.h2c = true;
+            app.server_options = Some(options);
+        }
+    }
+    let certs = match tls_addr {
+        Some(_) => {
+            let certs = Arc::new(
+                tls::Certificates::load(Path::new(&config.tls.cert), Path::new(&config.tls.key))
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            );
+            let settings = tls::settings(&config.tls, certs.clone())?;
+            proxy_service.add_tls_with_settings(&config.tls.listen, None, settings);
+            Some(certs)
+        }
+        None => None,
+    };
 
     let mut admin_service = Service::new(
         "llmselect-edge admin".to_string(),
@@ -260,6 +291,16 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     admin_service.threads = Some(1);
     server.add_service(proxy_service);
     server.add_service(admin_service);
+    if let Some(certs) = &certs {
+        let interval = config.tls.reload_interval_secs;
+        server.add_service(background_service(
+            "tls certificate reload",
+            tls::Reloader {
+                certs: certs.clone(),
+                interval: (interval > 0).then(|| Duration::from_secs(interval)),
+            },
+        ));
+    }
 
     let (signal, rx) = watch::channel(None);
     let thread = std::thread::Builder::new()
@@ -274,6 +315,7 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let handle = ProxyHandle {
         listen_addr,
         admin_addr,
+        tls_addr,
         store,
         stats,
         bus,
@@ -281,7 +323,11 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         signal,
         thread: Some(thread),
     };
-    wait_until_accepting(&handle, [listen_addr, admin_addr])?;
+    wait_until_accepting(&handle, &addrs)?;
+    if let Some(certs) = &certs {
+        // A SIGHUP before the reloader's handler is installed would end the process.
+        wait_for(&handle, "the certificate reloader", || certs.watching())?;
+    }
     tracing::info!(
         %listen_addr,
         %admin_addr,
@@ -304,21 +350,31 @@ fn check_bindable(addr: SocketAddr) -> std::io::Result<()> {
     socket.bind(addr)
 }
 
-fn wait_until_accepting(handle: &ProxyHandle, addrs: [SocketAddr; 2]) -> anyhow::Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
+fn wait_until_accepting(handle: &ProxyHandle, addrs: &[SocketAddr]) -> anyhow::Result<()> {
     for addr in addrs {
-        loop {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                break;
-            }
-            if handle.thread.as_ref().is_none_or(|t| t.is_finished()) {
-                anyhow::bail!("proxy server exited before {addr} accepted connections");
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!("{addr} did not accept connections within {READY_TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let what = format!("{addr} accepting connections");
+        wait_for(handle, &what, || {
+            TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok()
+        })?;
+    }
+    Ok(())
+}
+
+/// Polls `ready` until it holds, the server thread ends, or [`READY_TIMEOUT`] passes.
+fn wait_for(
+    handle: &ProxyHandle,
+    what: &str,
+    mut ready: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while !ready() {
+        if handle.thread.as_ref().is_none_or(|t| t.is_finished()) {
+            anyhow::bail!("proxy server exited before {what}");
         }
+        if Instant::now() > deadline {
+            anyhow::bail!("no {what} within {READY_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())
 }

@@ -5,7 +5,8 @@
 //! Components: [`db`] (a PostgreSQL database per test), [`origin`] (the real origin),
 //! [`scripted_origin`] (a programmable origin for proxy tests), [`proxy`] (the caching proxy),
 //! [`fake_llm`] (the fake provider), [`nats`] (a private nats-server and a partition relay).
-//! Helpers shared by every suite: [`http`] (send and read responses) and [`wait`] (polling).
+//! Helpers shared by every suite: [`http`] (send and read responses), [`wait`] (polling) and
+//! [`tls`] (a test CA and HTTPS clients).
 
 pub mod db;
 pub mod fake_llm;
@@ -16,4 +17,5 @@ pub mod proxy;
 pub mod rng;
 pub mod scripted_origin;
 pub mod stack;
+pub mod tls;
 pub mod wait;

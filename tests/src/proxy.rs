@@ -41,6 +41,9 @@ pub async fn spawn_proxy(upstream_url: &str, customize: impl FnOnce(&mut Config)
                 let fresh = Config::for_upstream(upstream_url);
                 cfg.listen = fresh.listen;
                 cfg.admin_listen = fresh.admin_listen;
+                if cfg.tls.enabled() {
+                    cfg.tls.listen = format!("127.0.0.1:{}", crate::tls::free_port());
+                }
             }
             Err(e) => panic!("proxy starts: {e:#}"),
         }

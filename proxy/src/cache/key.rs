@@ -35,7 +35,8 @@ impl UrlKey {
     }
 
     /// Like [`Self::from_request`], with a host for HTTP/1.0 requests that name none (the
-    /// address the request arrived on); HTTP/1.1 requires `Host` (RFC 9112 §3.2).
+    /// address the request arrived on); HTTP/1.1 requires `Host` (RFC 9112 §3.2), HTTP/2 names
+    /// it in `:authority`.
     pub fn from_request_or(req: &RequestHeader, default_host: Option<&str>) -> Option<UrlKey> {
         let raw = std::str::from_utf8(req.raw_path()).ok()?;
         if raw.starts_with("http://") || raw.starts_with("https://") {
@@ -45,9 +46,11 @@ impl UrlKey {
             return None;
         }
         let fallback = default_host.filter(|_| req.version < http::Version::HTTP_11);
-        let host = match req.headers.get(http::header::HOST) {
-            Some(h) => h.to_str().ok()?,
-            None => fallback?,
+        let host = match (req.headers.get(http::header::HOST), req.uri.authority()) {
+            (Some(h), _) => h.to_str().ok()?,
+            // HTTP/2 names the host in `:authority` (RFC 9113 §8.3.1)
+            (None, Some(a)) if req.version == http::Version::HTTP_2 => a.as_str(),
+            (None, _) => fallback?,
         };
         if !valid_authority(host) {
             return None;

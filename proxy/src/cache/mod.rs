@@ -16,9 +16,11 @@
 //! - [`inflight`]: fills in progress that waiting requests read as they arrive.
 //! - [`storage`]: pingora's `Storage` adapter over the store, with its hit and miss handlers.
 //! - [`hit`]: the fast path for plain fresh hits.
+//! - [`encoding`]: compression of compressible responses, once, when they are stored.
 //! - [`invalidate`]: the one entry point for invalidations (mutations, admin, bus).
 
 pub(crate) mod directives;
+pub(crate) mod encoding;
 pub(crate) mod entry;
 pub(crate) mod freshness;
 pub(crate) mod hit;

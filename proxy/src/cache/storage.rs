@@ -4,6 +4,7 @@
 //! buffer the body and commit it whole at `finish()`; a fill that fails or is cut off is dropped
 //! without `finish()` and never stored.
 
+use super::encoding;
 use super::entry::{Entry, FillInfo};
 use super::inflight::{InflightFill, StreamingMiss};
 use super::key::UrlKey;
@@ -310,10 +311,13 @@ impl HandleMiss for BufferedMiss {
     /// Never fails on a soft rejection (a purge raced the fill): the client still gets its
     /// response; the entry is just not stored.
     async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
-        let (Some(meta), Some(info)) = (self.meta.take(), self.info.take()) else {
+        let (Some(mut meta), Some(info)) = (self.meta.take(), self.info.take()) else {
             return Ok(MissFinishType::Created(0));
         };
         let buf = std::mem::take(&mut self.body);
+        if let Some(framed) = encoding::stored_length(&meta, buf.len()) {
+            meta = framed;
+        }
         // Store what is held, not what the buffer grew to.
         let body = if buf.capacity() > buf.len() + buf.len() / 8 + 64 {
             Bytes::copy_from_slice(&buf)

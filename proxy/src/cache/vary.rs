@@ -7,10 +7,13 @@
 //!
 //! `Cookie` is keyed through [`policy::cookie_key`]: reduced to the configured authentication
 //! cookies when the request carries one of them, the whole header otherwise. `Authorization` is
-//! keyed exactly. Other fields are compared as lists with the whitespace around their members
-//! removed; `Accept-Language` and `Accept-Encoding` also ignore case, member order and how a
-//! quality value is written (see [`preference_key`]).
+//! keyed exactly. `Accept-Encoding` is keyed by the set of codings it accepts
+//! ([`encoding::accept_encoding_key`]: case, order, spaces and quality values ignored, `q=0`
+//! refusals dropped), so the proxy's own compressed variants fall into a few buckets. Other fields
+//! are compared as lists with the whitespace around their members removed; `Accept-Language`
+//! also ignores case, member order and how a quality value is written (see [`preference_key`]).
 
+use super::encoding;
 use super::policy::{self, vary_names};
 use http::{HeaderMap, HeaderName};
 use pingora_cache::key::HashBinary;
@@ -56,7 +59,8 @@ impl VaryFields {
                 "cookie" => policy::cookie_key(req_headers, auth_cookies).unwrap_or_default(),
                 // a credential keys exactly (a security rule, never normalised)
                 "authorization" => lines().collect::<Vec<_>>().join(&b", "[..]),
-                "accept-language" | "accept-encoding" => preference_key(lines()),
+                "accept-encoding" => encoding::accept_encoding_key(req_headers),
+                "accept-language" => preference_key(lines()),
                 _ => list_key(lines()),
             };
             // The name is part of the hash, so "absent" and "empty" stay distinct from other
@@ -77,7 +81,7 @@ fn list_key<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
     members.join(&b","[..])
 }
 
-/// An `Accept-Language` / `Accept-Encoding` value reduced to what it means: members lower-cased,
+/// An `Accept-Language` value reduced to what it means: members lower-cased,
 /// without whitespace, their quality values in one notation (`q=1` omitted), sorted by quality
 /// (highest first) and then by name, duplicates and empty members dropped. `en-US, fr;q=0.5`
 /// and `fr; Q=0.50,EN-us` key alike.

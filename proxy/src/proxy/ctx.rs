@@ -1,6 +1,7 @@
 //! Per-request state carried through pingora's hooks.
 
 use super::headers::XCache;
+use crate::cache::encoding::Encoder;
 use crate::cache::Scope;
 use crate::cache::UrlKey;
 use pingora_http::ResponseHeader;
@@ -38,6 +39,8 @@ pub struct Ctx {
     pub failed_upstreams: Vec<std::net::SocketAddr>,
     /// Status reported to the client (set when the response header is written).
     pub x_cache: Option<XCache>,
+    /// Compresses the body of a fill on its way into the store.
+    pub encoder: Option<Encoder>,
 }
 
 impl Ctx {
@@ -58,6 +61,7 @@ impl Ctx {
             bus_revalidation: Default::default(),
             failed_upstreams: Vec::new(),
             x_cache: None,
+            encoder: None,
         }
     }
 }

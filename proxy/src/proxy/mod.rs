@@ -5,6 +5,7 @@ mod ctx;
 mod headers;
 
 use crate::bus::Bus;
+use crate::cache::encoding::{self, CompressionOptions, Encoder, Plan};
 use crate::cache::entry::{FillInfo, HitView};
 use crate::cache::hit;
 use crate::cache::invalidate::{response_groups, Invalidator, MutationScopes, Source};
@@ -59,6 +60,7 @@ pub struct EdgeProxy {
     pub honour_request_directives: bool,
     /// The targeted fields that are this proxy's own, removed from every response it sends.
     pub own_fields: Vec<http::HeaderName>,
+    pub compression: CompressionOptions,
 }
 
 /// Predictor filter: a refusal that depends on the request (its credentials, directives or
@@ -215,6 +217,33 @@ impl EdgeProxy {
     fn is_mutation(req: &RequestHeader) -> bool {
         !req.method.is_safe()
     }
+
+    /// Compression of a response the cache is about to store (see `cache::encoding`): only a
+    /// fill is compressed, so the stored variant is the encoded one and hits never compress.
+    fn plan_compression(
+        &self,
+        session: &Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if !self.compression.enabled || !session.cache.enabled() {
+            return Ok(());
+        }
+        let req = session.req_header();
+        let plan = encoding::plan(&self.compression, &req.headers, resp);
+        if plan == Plan::Untouched
+            || policy::decide(req, resp, SystemTime::now(), &self.policy).is_err()
+        {
+            return Ok(());
+        }
+        if let Plan::Encode(coding) = plan {
+            let encoder = Encoder::new(coding).map_err(|e| {
+                Error::because(pingora_error::ErrorType::InternalError, "compression", e)
+            })?;
+            ctx.encoder = Some(encoder);
+        }
+        encoding::apply(resp, plan)
+    }
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -295,8 +324,8 @@ fn read_your_writes_cookie(resp: &mut ResponseHeader, bus: &Bus) -> Result<()> {
     Ok(())
 }
 
-/// Appends to `X-Forwarded-For` and `Forwarded` (RFC 7239).
-fn add_forwarding(req: &mut RequestHeader, ip: IpAddr) -> Result<()> {
+/// Appends to `X-Forwarded-For` and `Forwarded` (RFC 7239); `tls`: the client came over TLS.
+fn add_forwarding(req: &mut RequestHeader, ip: IpAddr, tls: bool) -> Result<()> {
     let xff = match req
         .headers
         .get("x-forwarded-for")
@@ -310,7 +339,8 @@ fn add_forwarding(req: &mut RequestHeader, ip: IpAddr) -> Result<()> {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("\"[{v6}]\""),
     };
-    let mut element = format!("for={node};proto=http");
+    let proto = if tls { "https" } else { "http" };
+    let mut element = format!("for={node};proto={proto}");
     if let Some(host) = req
         .headers
         .get(http::header::HOST)
@@ -554,7 +584,11 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<()> {
         ctx.upstream_start = Some(std::time::Instant::now());
         if let Some(ip) = client_ip(session) {
-            add_forwarding(req, ip)?;
+            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+            add_forwarding(req, ip, tls)?;
+        }
+        if let Some(stored) = session.cache.maybe_cache_meta() {
+            encoding::origin_if_none_match(req, stored.response_header());
         }
         Ok(())
     }
@@ -572,11 +606,13 @@ impl ProxyHttp for EdgeProxy {
         }
         ctx.fwd_status = Some(resp.status.as_u16());
         policy::strip_forwarded_hop_by_hop(resp);
-        if resp.status == http::StatusCode::NOT_MODIFIED
-            && session.cache.maybe_cache_meta().is_some()
-        {
-            ctx.raw_304 = Some(resp.clone());
+        if resp.status == http::StatusCode::NOT_MODIFIED {
+            if let Some(stored) = session.cache.maybe_cache_meta() {
+                encoding::suffix_304_etag(resp, stored.response_header());
+                ctx.raw_304 = Some(resp.clone());
+            }
         }
+        self.plan_compression(session, resp, ctx)?;
         let req = session.req_header();
         let success = resp.status.is_success() || resp.status.is_redirection();
         if Self::is_mutation(req) && success {
@@ -654,10 +690,18 @@ impl ProxyHttp for EdgeProxy {
     fn upstream_response_body_filter(
         &self,
         _session: &mut Session,
-        _body: &mut Option<Bytes>,
+        body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
+        if let Some(encoder) = ctx.encoder.as_mut() {
+            let input = body.as_deref().unwrap_or_default();
+            let out = encoder.encode(input, end_of_stream).map_err(|e| {
+                Error::because(pingora_error::ErrorType::InternalError, "compression", e)
+            })?;
+            // An empty chunk would end a chunked response early: send nothing instead.
+            *body = (!out.is_empty()).then_some(out);
+        }
         if end_of_stream && !ctx.pending_groups.is_empty() {
             // A streamed mutation commits its last write just before the body ends.
             let scopes = std::mem::take(&mut ctx.pending_groups);

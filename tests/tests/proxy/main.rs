@@ -5,6 +5,7 @@
 mod admin;
 mod basics;
 mod coalescing;
+mod compression;
 mod freshness;
 mod invalidation;
 mod isolation;
@@ -14,6 +15,7 @@ mod security;
 mod semantics;
 mod stale;
 mod streaming;
+mod tls;
 mod vary;
 
 use llmselect_e2e::http::{send, Resp};
