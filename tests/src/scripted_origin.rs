@@ -229,6 +229,27 @@ impl ScriptedOrigin {
     pub fn streams_finished(&self) -> usize {
         self.state.streams_finished.load(Ordering::SeqCst)
     }
+
+    /// Reads `resp`, the response to a route with `.sse(events, true)`: its first event must
+    /// arrive while this origin still holds the stream; then the stream is released and the
+    /// other events must follow. Proves that nothing between here and the client buffers.
+    pub async fn expect_incremental_stream(&self, mut resp: reqwest::Response, events: &[&str]) {
+        let frame = |e: &&str| format!("data: {e}\n\n");
+        let first = resp.chunk().await.expect("first chunk").expect("an event");
+        assert_eq!(String::from_utf8_lossy(&first), frame(&events[0]));
+        assert_eq!(
+            self.streams_finished(),
+            0,
+            "the first event arrived while the origin still holds the stream"
+        );
+        self.release_streams();
+        let mut rest = Vec::new();
+        while let Some(c) = resp.chunk().await.expect("next chunk") {
+            rest.extend_from_slice(&c);
+        }
+        let expected: String = events[1..].iter().map(frame).collect();
+        assert_eq!(String::from_utf8_lossy(&rest), expected);
+    }
 }
 
 impl Drop for ScriptedOrigin {

@@ -4,6 +4,7 @@
 //! hits (the origin's own request counter does not move), per-user entries never cross users,
 //! and a mutation through the proxy is visible to the very next read.
 
+mod compression;
 mod fail_closed;
 
 use llmselect_e2e::http::{send, Resp};

@@ -94,19 +94,23 @@ async fn json_is_stored_encoded_per_bucket_and_hits_serve_the_stored_bytes() {
         miss.body.len()
     );
 
-    // another spelling of the same bucket: a (fast-path) hit with the very bytes stored
+    // another spelling of the same bucket: a fast-path hit with the very bytes stored
+    let fast = || async { p.stats().await["fast_hits"].as_u64().unwrap() };
+    let fast_before = fast().await;
     let hit = fetch(
         p.get("/list")
             .header("accept-encoding", "BR;q=1.0, gzip;q=0.8,deflate"),
     )
     .await;
     assert_eq!(hit.header("x-cache"), "HIT");
+    assert_eq!(fast().await, fast_before + 1);
     assert_eq!(hit.header("content-encoding"), "br");
     assert_eq!(hit.header("content-length"), miss.body.len().to_string());
     assert_eq!(hit.body, miss.body);
     // pingora's hit path (a conditional that does not match) sends the same response
     let full = fetch(br().header("if-none-match", "\"other\"")).await;
     assert_eq!(full.header("x-cache"), "HIT");
+    assert_eq!(fast().await, fast_before + 1, "served by pingora's path");
     for name in [
         "content-encoding",
         "content-length",

@@ -12,7 +12,7 @@ async fn first_event_before_origin_finishes(method: reqwest::Method) {
             .sse(&["one", "two", "three"], true)
             .cache("no-cache"),
     );
-    let mut resp = e
+    let resp = e
         .proxy()
         .client
         .request(method, e.proxy().url("/events"))
@@ -21,22 +21,9 @@ async fn first_event_before_origin_finishes(method: reqwest::Method) {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let first = resp.chunk().await.unwrap().unwrap();
-    assert_eq!(String::from_utf8_lossy(&first), "data: one\n\n");
-    assert_eq!(
-        e.scripted().streams_finished(),
-        0,
-        "the origin is still holding the stream"
-    );
-    e.scripted().release_streams();
-    let mut rest = Vec::new();
-    while let Some(c) = resp.chunk().await.unwrap() {
-        rest.extend_from_slice(&c);
-    }
-    assert_eq!(
-        String::from_utf8_lossy(&rest),
-        "data: two\n\ndata: three\n\n"
-    );
+    e.scripted()
+        .expect_incremental_stream(resp, &["one", "two", "three"])
+        .await;
     assert_eq!(e.scripted().streams_finished(), 1);
 }
 

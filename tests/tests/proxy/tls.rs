@@ -64,9 +64,12 @@ async fn http2_over_tls_serves_misses_and_hits_on_both_hit_paths() {
     let miss_body = miss.bytes().await.unwrap();
 
     // the fast hit path over HTTP/2
+    let fast = || async { e.proxy().stats().await["fast_hits"].as_u64().unwrap() };
+    let fast_before = fast().await;
     let hit = get("br").send().await.unwrap();
     assert_eq!(hit.version(), Version::HTTP_2);
     assert_eq!(hit.headers()["x-cache"], "HIT");
+    assert_eq!(fast().await, fast_before + 1);
     assert!(hit.headers()["cache-status"]
         .to_str()
         .unwrap()
@@ -85,6 +88,7 @@ async fn http2_over_tls_serves_misses_and_hits_on_both_hit_paths() {
         .unwrap();
     assert_eq!(full.version(), Version::HTTP_2);
     assert_eq!(full.headers()["x-cache"], "HIT");
+    assert_eq!(fast().await, fast_before + 1, "served by pingora's path");
     assert_eq!(full.bytes().await.unwrap(), miss_body);
     let not_modified = get("br")
         .header("if-none-match", "\"l1-br\"")
@@ -118,7 +122,7 @@ async fn sse_arrives_incrementally_over_http2() {
         Route::ok("").sse(&["one", "two", "three"], true),
     );
     let client = ca.client(&["localhost"], tls_addr(&e)).build().unwrap();
-    let mut resp = client
+    let resp = client
         .get(https(&e, "localhost", "/events"))
         .header("accept-encoding", "br, gzip")
         .send()
@@ -127,22 +131,9 @@ async fn sse_arrives_incrementally_over_http2() {
     assert_eq!(resp.version(), Version::HTTP_2);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     assert!(resp.headers().get("content-encoding").is_none());
-    let first = resp.chunk().await.unwrap().unwrap();
-    assert_eq!(String::from_utf8_lossy(&first), "data: one\n\n");
-    assert_eq!(
-        e.scripted().streams_finished(),
-        0,
-        "the first event arrived while the origin still holds the stream"
-    );
-    e.scripted().release_streams();
-    let mut rest = Vec::new();
-    while let Some(c) = resp.chunk().await.unwrap() {
-        rest.extend_from_slice(&c);
-    }
-    assert_eq!(
-        String::from_utf8_lossy(&rest),
-        "data: two\n\ndata: three\n\n"
-    );
+    e.scripted()
+        .expect_incremental_stream(resp, &["one", "two", "three"])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
