@@ -1,7 +1,6 @@
 //! Proxy configuration: the TOML file, flag overrides, the `PROXY_ADMIN_TOKEN` environment
 //! variable, and validation that reports every problem at once.
 
-use crate::cache::encoding::{Coding, CompressionOptions};
 use serde::Deserialize;
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
@@ -77,6 +76,9 @@ impl TlsConfig {
         !self.listen.is_empty()
     }
 }
+
+/// The content codings `compression.algorithms` may name.
+pub const CODINGS: [&str; 3] = ["br", "gzip", "zstd"];
 
 /// Compression of stored responses (once, when stored; see `cache::encoding`).
 #[derive(Debug, Clone, Deserialize)]
@@ -645,7 +647,7 @@ impl Config {
 impl CompressionConfig {
     fn validate(&self, errors: &mut Vec<String>) {
         for a in &self.algorithms {
-            if Coding::parse(a).is_none() {
+            if !CODINGS.iter().any(|c| c.eq_ignore_ascii_case(a.trim())) {
                 errors.push(format!(
                     "compression.algorithms: unknown coding {a:?} (br, gzip, zstd)"
                 ));
@@ -664,26 +666,6 @@ impl CompressionConfig {
                     "compression.types: {t:?} is not a media type (type/subtype or type/*)"
                 ));
             }
-        }
-    }
-
-    /// The options the cache layer uses (invalid entries are reported by `validate`).
-    pub(crate) fn options(&self) -> CompressionOptions {
-        let mut algorithms: Vec<Coding> = self
-            .algorithms
-            .iter()
-            .filter_map(|a| Coding::parse(a))
-            .collect();
-        algorithms.dedup();
-        CompressionOptions {
-            enabled: self.enabled && !algorithms.is_empty(),
-            min_bytes: self.min_bytes,
-            types: self
-                .types
-                .iter()
-                .map(|t| t.trim().to_ascii_lowercase())
-                .collect(),
-            algorithms,
         }
     }
 }

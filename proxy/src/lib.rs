@@ -37,6 +37,7 @@ pub use stats::StatsSnapshot;
 use admin::AdminApp;
 use anyhow::Context;
 use bus::Bus;
+use cache::encoding::CompressionOptions;
 use cache::policy::PolicyOptions;
 use cache::Invalidator;
 use cache::{Store, StoreOptions};
@@ -243,7 +244,7 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         invalidator,
         stats,
         own_fields: policy.own_fields(),
-        compression: config.compression.options(),
+        compression: CompressionOptions::from_config(&config.compression),
         policy,
         upstreams: upstreams.clone(),
         bus: bus.clone(),
@@ -269,7 +270,7 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
                 tls::Certificates::load(Path::new(&config.tls.cert), Path::new(&config.tls.key))
                     .map_err(|e| anyhow::anyhow!(e))?,
             );
-            let settings = tls::settings(&config.tls, certs.clone())?;
+            let settings = tls::settings(certs.clone(), config.tls.h2)?;
             proxy_service.add_tls_with_settings(&config.tls.listen, None, settings);
             Some(certs)
         }

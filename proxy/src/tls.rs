@@ -1,4 +1,5 @@
-//! TLS on the client side of the proxy: the listener's settings (rustls through pingora, HTTP/2
+//! TLS on the client side of the proxy (a bottom-layer module: it imports nothing from the
+//! crate, so the configuration can check a certificate pair with it at start-up): the listener's settings (rustls through pingora, HTTP/2
 //! by ALPN with HTTP/1.1 kept) and a certificate resolver that swaps in a new certificate and
 //! key without a restart.
 //!
@@ -9,7 +10,6 @@
 //! certificate written before its key, a key that does not match) is reported and the previous
 //! pair stays in use; the next check tries again.
 
-use crate::config::TlsConfig;
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use pingora_core::listeners::tls::TlsSettings;
@@ -123,12 +123,14 @@ fn read_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
     Ok(Arc::new(pair))
 }
 
-/// The TLS listener's settings: the reloadable pair, ALPN `h2` + `http/1.1` (or HTTP/1.1 only).
-pub fn settings(cfg: &TlsConfig, certs: Arc<Certificates>) -> pingora_error::Result<TlsSettings> {
+/// The TLS listener's settings: the reloadable pair, ALPN `h2` + `http/1.1` (or HTTP/1.1 only
+/// without `h2`).
+pub fn settings(certs: Arc<Certificates>, h2: bool) -> pingora_error::Result<TlsSettings> {
     // The paths are not read by pingora once a resolver is set.
-    let mut settings = TlsSettings::intermediate(&cfg.cert, &cfg.key)?;
+    let mut settings =
+        TlsSettings::intermediate(&certs.cert.to_string_lossy(), &certs.key.to_string_lossy())?;
     settings.set_cert_resolver(certs);
-    settings.set_alpn(if cfg.h2 { ALPN::H2H1 } else { ALPN::H1 });
+    settings.set_alpn(if h2 { ALPN::H2H1 } else { ALPN::H1 });
     Ok(settings)
 }
 

@@ -20,6 +20,7 @@
 //! pingora-core's own compression module compresses per response (per hit), and its brotli
 //! encoder only flushes at the end without closing the stream; the encoders here close theirs.
 
+use crate::config::CompressionConfig;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -73,6 +74,27 @@ pub struct CompressionOptions {
 }
 
 impl CompressionOptions {
+    /// The options of a validated configuration (unknown codings are reported by its
+    /// validation and left out here).
+    pub fn from_config(c: &CompressionConfig) -> CompressionOptions {
+        let mut algorithms: Vec<Coding> = c
+            .algorithms
+            .iter()
+            .filter_map(|a| Coding::parse(a))
+            .collect();
+        algorithms.dedup();
+        CompressionOptions {
+            enabled: c.enabled && !algorithms.is_empty(),
+            min_bytes: c.min_bytes,
+            types: c
+                .types
+                .iter()
+                .map(|t| t.trim().to_ascii_lowercase())
+                .collect(),
+            algorithms,
+        }
+    }
+
     #[cfg(test)]
     pub fn disabled() -> CompressionOptions {
         CompressionOptions {
