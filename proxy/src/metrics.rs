@@ -67,6 +67,16 @@ static PURGED_ENTRIES: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+static COMPRESSION_BYTES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "proxy_compression_bytes_total",
+        "Bodies compressed on their way into the store: bytes before (side=in) and after \
+         (side=out), by coding",
+        &["coding", "side"]
+    )
+    .expect("metric registers once")
+});
+
 static STORE_ENTRIES: Lazy<IntGauge> = Lazy::new(|| {
     register_int_gauge!("proxy_store_entries", "Entries in the cache store")
         .expect("metric registers once")
@@ -186,6 +196,7 @@ pub fn init() {
     Lazy::force(&BY_STATUS);
     Lazy::force(&ORIGIN_SECONDS);
     Lazy::force(&COALESCED);
+    Lazy::force(&COMPRESSION_BYTES);
     Lazy::force(&PURGES);
     Lazy::force(&PURGED_ENTRIES);
     Lazy::force(&STORE_ENTRIES);
@@ -232,6 +243,16 @@ pub fn record_request(x: XCache, background: bool, seconds: f64) {
 
 pub fn record_origin_fetch(seconds: f64) {
     ORIGIN_SECONDS.observe(seconds);
+}
+
+/// A body compressed for the store: `bytes_in` before, `bytes_out` after.
+pub fn record_compression(coding: &str, bytes_in: u64, bytes_out: u64) {
+    COMPRESSION_BYTES
+        .with_label_values(&[coding, "in"])
+        .inc_by(bytes_in);
+    COMPRESSION_BYTES
+        .with_label_values(&[coding, "out"])
+        .inc_by(bytes_out);
 }
 
 pub fn record_coalesced() {

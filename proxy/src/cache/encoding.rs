@@ -56,8 +56,8 @@ impl Coding {
 
 /// Brotli quality: a store-time cost paid once per fill, not per hit.
 const BROTLI_QUALITY: u32 = 5;
-/// Brotli window (log2).
-const BROTLI_LGWIN: u32 = 22;
+/// Brotli window (log2): 512 KiB, the encoder state of a fill stays small.
+const BROTLI_LGWIN: u32 = 19;
 const GZIP_LEVEL: u32 = 6;
 const ZSTD_LEVEL: i32 = 3;
 
@@ -339,7 +339,12 @@ pub fn stored_length(meta: &(Vec<u8>, Vec<u8>), body_len: usize) -> Option<(Vec<
 }
 
 /// A streaming encoder: its output for each chunk, and the end of the stream at the end.
-pub struct Encoder(Inner);
+pub struct Encoder {
+    inner: Inner,
+    coding: Coding,
+    bytes_in: u64,
+    bytes_out: u64,
+}
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -356,7 +361,7 @@ enum Inner {
 
 impl Encoder {
     pub fn new(coding: Coding) -> std::io::Result<Encoder> {
-        Ok(Encoder(match coding {
+        let inner = match coding {
             Coding::Br => Inner::Br(Box::new(brotli::CompressorWriter::new(
                 Vec::new(),
                 4096,
@@ -368,20 +373,38 @@ impl Encoder {
                 flate2::Compression::new(GZIP_LEVEL),
             )),
             Coding::Zstd => Inner::Zstd(zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)?),
-        }))
+        };
+        Ok(Encoder {
+            inner,
+            coding,
+            bytes_in: 0,
+            bytes_out: 0,
+        })
+    }
+
+    /// The coding, and the bytes encoded so far: in and out.
+    pub fn totals(&self) -> (Coding, u64, u64) {
+        (self.coding, self.bytes_in, self.bytes_out)
     }
 
     /// Encodes `input`; with `end`, closes the stream. Returns what the encoder has produced so
     /// far (possibly nothing).
     pub fn encode(&mut self, input: &[u8], end: bool) -> std::io::Result<Bytes> {
-        match &mut self.0 {
+        let out = self.encode_inner(input, end)?;
+        self.bytes_in += input.len() as u64;
+        self.bytes_out += out.len() as u64;
+        Ok(out)
+    }
+
+    fn encode_inner(&mut self, input: &[u8], end: bool) -> std::io::Result<Bytes> {
+        match &mut self.inner {
             Inner::Br(w) => w.write_all(input)?,
             Inner::Gzip(w) => w.write_all(input)?,
             Inner::Zstd(w) => w.write_all(input)?,
             Inner::Finished => return Ok(Bytes::new()),
         }
         if end {
-            let out = match std::mem::replace(&mut self.0, Inner::Finished) {
+            let out = match std::mem::replace(&mut self.inner, Inner::Finished) {
                 Inner::Br(w) => w.into_inner(),
                 Inner::Gzip(w) => w.finish()?,
                 Inner::Zstd(w) => w.finish()?,
@@ -389,7 +412,7 @@ impl Encoder {
             };
             return Ok(out.into());
         }
-        let buf = match &mut self.0 {
+        let buf = match &mut self.inner {
             Inner::Br(w) => w.get_mut(),
             Inner::Gzip(w) => w.get_mut(),
             Inner::Zstd(w) => w.get_mut(),

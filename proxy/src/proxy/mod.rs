@@ -701,6 +701,10 @@ impl ProxyHttp for EdgeProxy {
             })?;
             // An empty chunk would end a chunked response early: send nothing instead.
             *body = (!out.is_empty()).then_some(out);
+            if end_of_stream {
+                let (coding, bytes_in, bytes_out) = encoder.totals();
+                metrics::record_compression(coding.token(), bytes_in, bytes_out);
+            }
         }
         if end_of_stream && !ctx.pending_groups.is_empty() {
             // A streamed mutation commits its last write just before the body ends.

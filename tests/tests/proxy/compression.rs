@@ -149,6 +149,29 @@ async fn json_is_stored_encoded_per_bucket_and_hits_serve_the_stored_bytes() {
     assert_eq!(other_tag.status, 200);
     assert_eq!(other_tag.body, miss.body);
 
+    let metrics = p
+        .client
+        .get(format!("{}/metrics", p.admin))
+        .bearer_auth(&p.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        format!(
+            "proxy_compression_bytes_total{{coding=\"br\",side=\"in\"}} {}",
+            body.len()
+        ),
+        format!(
+            "proxy_compression_bytes_total{{coding=\"br\",side=\"out\"}} {}",
+            miss.body.len()
+        ),
+    ] {
+        assert!(metrics.contains(&line), "missing {line}");
+    }
+
     // ranges apply to the encoded representation
     let range = fetch(br().header("range", "bytes=0-9")).await;
     assert_eq!(range.status, 206);
