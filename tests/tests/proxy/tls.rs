@@ -62,7 +62,10 @@ async fn http2_over_tls_serves_misses_and_hits_on_both_hit_paths() {
     assert_eq!(miss.version(), Version::HTTP_2);
     assert_eq!(miss.headers()["content-encoding"], "br");
     let miss_body = miss.bytes().await.unwrap();
-    let seen = e.scripted().last("/list").expect("the miss reached the origin");
+    let seen = e
+        .scripted()
+        .last("/list")
+        .expect("the miss reached the origin");
     let forwarded = seen.headers["forwarded"].to_str().unwrap();
     assert!(forwarded.contains("proto=https"), "{forwarded}");
     assert!(forwarded.contains("host=\"localhost:"), "{forwarded}");
