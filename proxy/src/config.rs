@@ -85,7 +85,7 @@ pub const CODINGS: [&str; 3] = ["br", "gzip", "zstd"];
 #[serde(default, deny_unknown_fields)]
 pub struct CompressionConfig {
     pub enabled: bool,
-    /// Smallest `Content-Length` that is compressed (responses of unknown length never are).
+    /// Smallest `Content-Length` that is compressed (a chunked response of unknown length is).
     pub min_bytes: u64,
     /// Compressible media types: `type/subtype` or `type/*`. `text/event-stream` never is.
     pub types: Vec<String>,

@@ -1,7 +1,7 @@
 //! Response compression, done once when a response is stored.
 //!
 //! A compressible response (a configured type, not `text/event-stream`, a `Content-Length` of at
-//! least `min_bytes`, no `Content-Encoding`, no `no-transform`, status 200) that the cache is
+//! least `min_bytes` or none, no `Content-Encoding`, no `no-transform`, status 200) that the cache is
 //! about to store gets `Vary: Accept-Encoding`; when the request accepts one of the configured
 //! codings it is compressed on its way into the store ([`Encoder`], in
 //! `upstream_response_body_filter`), so the stored variant *is* the encoded representation and
@@ -65,7 +65,7 @@ const ZSTD_LEVEL: i32 = 3;
 #[derive(Debug, Clone)]
 pub struct CompressionOptions {
     pub enabled: bool,
-    /// Smallest `Content-Length` that is compressed.
+    /// Smallest `Content-Length` that is compressed (a response without one is).
     pub min_bytes: u64,
     /// Media types (`type/subtype`, or `type/*`), lower-case.
     pub types: Vec<String>,
@@ -158,9 +158,9 @@ pub fn plan(opts: &CompressionOptions, req: &HeaderMap, resp: &ResponseHeader) -
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    // The threshold needs the length before the body: responses of unknown length stay as
-    // they are.
-    if length.is_none_or(|n| n < opts.min_bytes) || !opts.compressible_type(h) {
+    // A response of unknown length (chunked) is compressed: its end reaches the encoder as the
+    // last body chunk (a 200 to a GET always has a body phase).
+    if length.is_some_and(|n| n < opts.min_bytes) || !opts.compressible_type(h) {
         return Plan::Untouched;
     }
     match choose(opts, req) {
@@ -494,7 +494,7 @@ mod tests {
         pre.insert_header("content-encoding", "gzip").unwrap();
         assert_eq!(plan(&o, &br, &pre), Plan::Untouched);
         let chunked = resp(&[("content-type", "application/json")]);
-        assert_eq!(plan(&o, &br, &chunked), Plan::Untouched);
+        assert_eq!(plan(&o, &br, &chunked), Plan::Encode(Coding::Br));
         assert_eq!(
             plan(&CompressionOptions::disabled(), &br, &json("500")),
             Plan::Untouched

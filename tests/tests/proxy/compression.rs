@@ -263,3 +263,31 @@ async fn compression_can_be_switched_off() {
     assert!(r.vary().is_empty());
     assert_eq!(String::from_utf8(r.body).unwrap(), body);
 }
+
+/// Requests coalesced on a compressed fill (streamed fills, the default) all get the encoded
+/// body the one origin response was compressed into; the origin's body is chunked (sent in two
+/// parts), so of unknown length, and the hits after it are framed by the stored length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_coalesced_on_a_compressed_fill_share_it() {
+    let e = env().await;
+    let body = list_body();
+    e.scripted().route(
+        "GET",
+        "/slow",
+        json_route(&body).body_pause(std::time::Duration::from_millis(300)),
+    );
+    let p = e.proxy();
+    let clients = (0..20).map(|_| fetch(p.get("/slow").header("accept-encoding", "br")));
+    let all = futures::future::join_all(clients).await;
+    for r in &all {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-encoding"), "br");
+        assert_eq!(r.header("etag"), "\"v1-br\"");
+        assert_eq!(decode("br", &r.body), body);
+    }
+    assert_eq!(e.scripted().count("/slow"), 1);
+    let hit = fetch(p.get("/slow").header("accept-encoding", "br")).await;
+    assert_eq!(hit.header("x-cache"), "HIT");
+    assert_eq!(hit.header("content-length"), all[0].body.len().to_string());
+    assert_eq!(hit.body, all[0].body);
+}
