@@ -35,6 +35,12 @@ pub struct Ctx {
     pub failed_upstreams: Vec<std::net::SocketAddr>,
     /// Status reported to the client (set when the response header is written).
     pub x_cache: Option<XCache>,
+    /// The target is a long route (`timeouts.long_routes`): long upstream read windows.
+    pub long_route: bool,
+    /// The origin of the last attempt.
+    pub upstream_addr: Option<std::net::SocketAddr>,
+    /// Counts this request as in flight (a graceful shutdown waits for it) until dropped.
+    pub inflight: Option<crate::server::InflightGuard>,
 }
 
 impl Ctx {
@@ -54,6 +60,9 @@ impl Ctx {
             bus_revalidation: Default::default(),
             failed_upstreams: Vec::new(),
             x_cache: None,
+            long_route: false,
+            upstream_addr: None,
+            inflight: None,
         }
     }
 }

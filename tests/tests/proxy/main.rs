@@ -9,6 +9,7 @@ mod freshness;
 mod invalidation;
 mod isolation;
 mod limits;
+mod reliability;
 mod security;
 mod stale;
 mod streaming;
