@@ -77,8 +77,9 @@ impl Upstreams {
         Ok(Upstreams::Balanced(lb, suspensions))
     }
 
-    /// The origin for the next attempt: a healthy one that has not failed this request yet, else
-    /// any that has not failed it, else `None`.
+    /// The origin for the next attempt: a healthy one that has not failed this request yet and is
+    /// not suspended after a timeout, else the same without one condition at a time (suspension,
+    /// then health), else `None`.
     pub fn select(&self, failed: &[SocketAddr]) -> Option<SocketAddr> {
         match self {
             Upstreams::Single(addr) => Some(*addr),
@@ -88,6 +89,7 @@ impl Upstreams {
                 let up = |b: &Backend| inet(b).is_some_and(|a| !suspended.active(a));
                 lb.select_with(b"", 256, |b, healthy| healthy && not_failed(b) && up(b))
                     .or_else(|| lb.select_with(b"", 256, |b, healthy| healthy && not_failed(b)))
+                    .or_else(|| lb.select_with(b"", 256, |b, _| not_failed(b) && up(b)))
                     .or_else(|| lb.select_with(b"", 256, |b, _| not_failed(b)))
                     .and_then(|b| inet(&b))
             }

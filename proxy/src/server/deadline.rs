@@ -7,8 +7,10 @@
 //! `408` written and fails, which makes pingora close the connection. Between requests pingora's
 //! own keep-alive timeout applies; request bodies have their own deadline in the proxy hooks.
 //!
-//! HTTP/2 (prior knowledge or ALPN `h2`) is passed through untouched: its frames have no empty
-//! lines, and pingora applies its own idle timeout there.
+//! HTTP/2 (prior knowledge or ALPN `h2`) and upgraded connections (after a `101`) are passed
+//! through untouched: their frames have no empty lines, and pingora applies its own timeouts.
+//! A request body sent after an interim `100 Continue` is taken for the next header block and
+//! falls under the header deadline.
 
 use crate::metrics;
 use async_trait::async_trait;
@@ -38,7 +40,7 @@ enum Phase {
     Request,
     /// A response was (at least partly) written; the next bytes start a new request.
     Responded,
-    /// Not HTTP/1 (or the deadline fired): no more bookkeeping.
+    /// Not HTTP/1 (HTTP/2, or after a `101`), or the deadline fired: no more bookkeeping.
     Passthrough,
 }
 
@@ -77,6 +79,18 @@ impl DeadlineStream {
             },
             deadline: Box::pin(tokio::time::sleep(timeout)),
             preface: Some(0),
+        }
+    }
+
+    /// The first bytes of a response: the next bytes read start a new request, unless the
+    /// connection switches protocols (`101`: what follows is not HTTP/1).
+    fn responding(&mut self, first: &[u8]) {
+        if self.phase == Phase::Request {
+            self.phase = if first.starts_with(b"HTTP/1.1 101") {
+                Phase::Passthrough
+            } else {
+                Phase::Responded
+            };
         }
     }
 
@@ -177,9 +191,7 @@ impl AsyncWrite for DeadlineStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.phase == Phase::Request {
-            self.phase = Phase::Responded;
-        }
+        self.responding(buf);
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -188,8 +200,8 @@ impl AsyncWrite for DeadlineStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        if self.phase == Phase::Request {
-            self.phase = Phase::Responded;
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            self.responding(first);
         }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
@@ -296,6 +308,21 @@ mod tests {
         let mut s = stream();
         s.observe(b"GET / HTTP/1.1\nHost: a\n\n");
         assert_eq!(s.phase, Phase::Request);
+    }
+
+    #[tokio::test]
+    async fn a_later_request_rearms_the_deadline_but_an_upgrade_does_not() {
+        let mut s = stream();
+        s.observe(b"GET / HTTP/1.1\r\n\r\n");
+        s.responding(b"HTTP/1.1 200 OK\r\n");
+        assert_eq!(s.phase, Phase::Responded);
+        s.observe(b"GET /next");
+        assert!(matches!(s.phase, Phase::Header { content: true, .. }));
+        s.observe(b" HTTP/1.1\r\n\r\n");
+        s.responding(b"HTTP/1.1 101 Switching Protocols\r\n");
+        assert_eq!(s.phase, Phase::Passthrough);
+        s.observe(b"frames");
+        assert_eq!(s.phase, Phase::Passthrough);
     }
 
     #[tokio::test]
