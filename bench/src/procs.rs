@@ -219,37 +219,8 @@ verify_model_lists = false
         nats_url: Option<&str>,
     ) -> anyhow::Result<Server> {
         let first = upstreams.first().context("a proxy needs an upstream")?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let path = self.work_dir.join(format!("{name}.toml"));
-        let dir = self.work_dir.display();
-        std::fs::write(
-            &path,
-            format!(
-                r#"listen = "{addr}"
-upstream = "http://{first}"
-admin_listen = "{admin}"
-admin_token = "{PROXY_ADMIN_TOKEN}"
-
-[cache]
-capacity_bytes = 268435456
-shards = 16
-
-[server]
-threads = {threads}
-{work_stealing}pid_file = "{dir}/{name}.pid"
-upgrade_sock = "{dir}/{name}-upgrade.sock"
-grace_period_secs = 1
-"#,
-                threads = self.proxy_threads,
-                // only when not the default, so older proxy builds can be measured too
-                work_stealing = if self.proxy_work_stealing {
-                    ""
-                } else {
-                    "work_stealing = false\n"
-                },
-            ),
-        )?;
+        let settings = "[cache]\ncapacity_bytes = 268435456\nshards = 16\n";
+        let (path, addr, admin) = self.proxy_config(name, *first, settings, 1)?;
         let mut cmd = self.command(&self.bin_dir.join("llmselect-proxy"));
         cmd.arg("--config")
             .arg(&path)
@@ -297,13 +268,15 @@ grace_period_secs = 1
         })
     }
 
-    fn proxy_command(
+    /// Writes `<name>.toml` for a proxy in front of `upstream` on two free loopback ports, with
+    /// `settings` (TOML sections) before its `[server]` section; returns the path and addresses.
+    fn proxy_config(
         &self,
-        name: &'static str,
+        name: &str,
         upstream: SocketAddr,
         settings: &str,
-        nofile: Option<u64>,
-    ) -> anyhow::Result<(Command, SocketAddr, SocketAddr)> {
+        grace_period_secs: u64,
+    ) -> anyhow::Result<(PathBuf, SocketAddr, SocketAddr)> {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let path = self.work_dir.join(format!("{name}.toml"));
@@ -318,13 +291,30 @@ admin_token = "{PROXY_ADMIN_TOKEN}"
 {settings}
 [server]
 threads = {threads}
-pid_file = "{dir}/{name}.pid"
+{work_stealing}pid_file = "{dir}/{name}.pid"
 upgrade_sock = "{dir}/{name}-upgrade.sock"
-grace_period_secs = 30
+grace_period_secs = {grace_period_secs}
 "#,
                 threads = self.proxy_threads,
+                // only when not the default, so older proxy builds can be measured too
+                work_stealing = if self.proxy_work_stealing {
+                    ""
+                } else {
+                    "work_stealing = false\n"
+                },
             ),
         )?;
+        Ok((path, addr, admin))
+    }
+
+    fn proxy_command(
+        &self,
+        name: &'static str,
+        upstream: SocketAddr,
+        settings: &str,
+        nofile: Option<u64>,
+    ) -> anyhow::Result<(Command, SocketAddr, SocketAddr)> {
+        let (path, addr, admin) = self.proxy_config(name, upstream, settings, 30)?;
         let program = self.bin_dir.join("llmselect-proxy");
         let mut cmd = match nofile {
             Some(n) => {

@@ -482,6 +482,19 @@ pub async fn pipelining(env: &ProcEnv, origin: &FaultOrigin) -> anyhow::Result<V
     )])
 }
 
+/// `n` requests that the origin answers after 2 s, in flight at once; each yields its status.
+fn slow_requests(addr: SocketAddr, n: usize) -> Vec<tokio::task::JoinHandle<anyhow::Result<u16>>> {
+    (0..n)
+        .map(|_| {
+            tokio::spawn(async move {
+                client::get(addr, "/slow/2000", None)
+                    .await
+                    .map(|r| r.status.as_u16())
+            })
+        })
+        .collect()
+}
+
 /// SIGTERM idle, at start-up and under load; SIGKILL under load.
 pub async fn signals(env: &ProcEnv, origin: &FaultOrigin) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
@@ -525,15 +538,7 @@ pub async fn signals(env: &ProcEnv, origin: &FaultOrigin) -> anyhow::Result<Vec<
     // under load: 16 requests of 2 s in flight
     let mut loaded = env.start_proxy_with("sigterm-load", origin.addr, "", None)?;
     let addr = loaded.addr;
-    let inflight: Vec<_> = (0..16)
-        .map(|_| {
-            tokio::spawn(async move {
-                client::get(addr, "/slow/2000", None)
-                    .await
-                    .map(|r| r.status.as_u16())
-            })
-        })
-        .collect();
+    let inflight = slow_requests(addr, 16);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t = Instant::now();
     loaded.signal("TERM")?;
@@ -559,15 +564,7 @@ pub async fn signals(env: &ProcEnv, origin: &FaultOrigin) -> anyhow::Result<Vec<
     // SIGKILL under load: clients see errors, a new process serves at once
     let mut killed = env.start_proxy_with("sigkill-load", origin.addr, "", None)?;
     let addr = killed.addr;
-    let inflight: Vec<_> = (0..16)
-        .map(|_| {
-            tokio::spawn(async move {
-                client::get(addr, "/slow/2000", None)
-                    .await
-                    .map(|r| r.status.as_u16())
-            })
-        })
-        .collect();
+    let inflight = slow_requests(addr, 16);
     tokio::time::sleep(Duration::from_millis(300)).await;
     killed.signal("KILL")?;
     let status = tokio::task::block_in_place(|| killed.wait_exit(Duration::from_secs(10)))?;

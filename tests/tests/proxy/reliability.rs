@@ -15,16 +15,21 @@ fn addr(p: &TestProxy) -> SocketAddr {
     p.handle.as_ref().expect("running").listen_addr
 }
 
-async fn metrics(p: &TestProxy) -> String {
-    p.client
-        .get(format!("{}/metrics", p.admin))
-        .bearer_auth(&p.token)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text")
+/// Writes `chunk` every 50 ms or so until the server answers or closes the connection: returns
+/// its answer ("" when it closed without one), `None` when it never did (10 s).
+async fn trickle_until_answered(s: &mut TcpStream, chunk: &[u8]) -> Option<String> {
+    for _ in 0..200 {
+        if s.write_all(chunk).await.is_err() {
+            return Some(String::new());
+        }
+        let mut probe = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(50), s.read(&mut probe)).await {
+            Ok(Ok(n)) => return Some(String::from_utf8_lossy(&probe[..n]).into_owned()),
+            Ok(Err(_)) => return Some(String::new()),
+            Err(_) => {}
+        }
+    }
+    None
 }
 
 /// Reads until the peer closes (or `limit` passes); returns what arrived and whether it closed.
@@ -44,32 +49,19 @@ async fn a_trickled_header_is_cut_at_the_deadline_while_others_are_served() {
     slow.write_all(b"GET /ok HTTP/1.1\r\nHost: a\r\n")
         .await
         .unwrap();
-    // one header byte every 50 ms: each read is quick, the header never ends
-    let mut cut = false;
-    for _ in 0..200 {
-        if slow.write_all(b"x").await.is_err() {
-            cut = true;
-            break;
+    // one header byte every 50 ms: each read is quick, the header never ends; meanwhile an
+    // ordinary client is served as usual
+    let others = async {
+        for _ in 0..5 {
+            assert_eq!(get(e.proxy(), "/ok").await.body, "fine");
         }
-        // meanwhile an ordinary client is served as usual
-        assert_eq!(get(e.proxy(), "/ok").await.body, "fine");
-        let mut probe = [0u8; 256];
-        match tokio::time::timeout(Duration::from_millis(50), slow.read(&mut probe)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                cut = true;
-                break;
-            }
-            Ok(Ok(n)) => {
-                let text = String::from_utf8_lossy(&probe[..n]).into_owned();
-                assert_eq!(raw_status(&text), 408, "{text}");
-                cut = true;
-                break;
-            }
-            Err(_) => {}
-        }
-    }
-    assert!(cut, "the trickling client was never disconnected");
-    assert!(metrics(e.proxy())
+    };
+    let (answer, ()) = tokio::join!(trickle_until_answered(&mut slow, b"x"), others);
+    let answer = answer.expect("the trickling client was never disconnected");
+    assert!(answer.is_empty() || raw_status(&answer) == 408, "{answer}");
+    assert!(e
+        .proxy()
+        .metrics()
         .await
         .contains("proxy_client_timeouts_total{phase=\"header\"}"));
 }
@@ -96,7 +88,7 @@ async fn connections_beyond_the_cap_get_503_and_a_freed_slot_serves_again() {
     assert_eq!(raw_status(&refused), 503, "{refused}");
     assert!(refused.to_ascii_lowercase().contains("connection: close"));
     assert_eq!(e.scripted().count("/ok"), 0);
-    assert!(metrics(e.proxy()).await.lines().any(|l| l
+    assert!(e.proxy().metrics().await.lines().any(|l| l
         .starts_with("proxy_client_connections_refused_total{reason=\"limit\"}")
         && !l.ends_with(" 0")));
     held.pop();
@@ -134,18 +126,9 @@ async fn a_slow_request_body_gets_408() {
     s.write_all(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n")
         .await
         .unwrap();
-    let mut answer = Vec::new();
-    for _ in 0..100 {
-        if s.write_all(b"0123456789").await.is_err() {
-            break;
-        }
-        let mut buf = [0u8; 1024];
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await {
-            answer.extend_from_slice(&buf[..n]);
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&answer);
+    let text = trickle_until_answered(&mut s, b"0123456789")
+        .await
+        .expect("the slow body was never answered");
     assert_eq!(raw_status(&text), 408, "{text}");
 }
 
@@ -195,7 +178,7 @@ async fn a_hung_origin_costs_ordinary_requests_read_ms_then_504_or_stale() {
     );
     let r = get(e.proxy(), "/sie").await;
     assert_eq!((r.status, r.body.as_str()), (200, "good 1"));
-    assert!(metrics(e.proxy()).await.lines().any(|l| l
+    assert!(e.proxy().metrics().await.lines().any(|l| l
         .starts_with("proxy_origin_timeouts_total{class=\"ordinary\"}")
         && !l.ends_with(" 0")));
 }
