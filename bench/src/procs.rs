@@ -109,6 +109,10 @@ impl ProcEnv {
         if let Ok(path) = std::env::var("PATH") {
             cmd.env("PATH", path);
         }
+        // allocator settings under study reach the servers
+        for (name, value) in std::env::vars().filter(|(n, _)| n.starts_with("MIMALLOC_")) {
+            cmd.env(name, value);
+        }
         cmd.stdin(Stdio::null());
         cmd
     }

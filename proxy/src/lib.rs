@@ -18,6 +18,7 @@
 //! and any later purge bus.
 
 mod admin;
+mod allocator;
 mod bus;
 mod cache;
 pub mod config;
@@ -175,6 +176,7 @@ impl ShutdownSignalWatch for WatchSignal {
 pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     config.validate()?;
     metrics::init();
+    allocator::return_freed_memory_at_once();
     let nofile = server::raise_nofile_limit().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot read or raise the open-file limit");
         1024

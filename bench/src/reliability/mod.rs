@@ -37,6 +37,21 @@ pub struct Cli {
     /// The short form: fewer clients and objects (a smoke run).
     #[arg(long)]
     pub quick: bool,
+    /// Run only these scenarios (comma-separated; all by default).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub only: Vec<Scenario>,
+}
+
+/// The scenarios, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Pipelining,
+    Metrics,
+    Origin,
+    Signals,
+    SlowClients,
+    LowNofile,
+    Memory,
 }
 
 /// Runs every scenario and writes the report.
@@ -61,20 +76,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<report::ReliabilityReport> {
     };
     let mut origin = origin::FaultOrigin::start().await?;
     let mut rows = Vec::new();
-    eprintln!("[reliability] pipelining");
-    rows.extend(scenarios::pipelining(&env, &origin).await?);
-    eprintln!("[reliability] metrics against /stats");
-    rows.extend(scenarios::metrics_agree(&env, &origin).await?);
-    eprintln!("[reliability] origin hung, killed, restarted");
-    rows.extend(scenarios::origin_faults(&env, &mut origin).await?);
-    eprintln!("[reliability] signals");
-    rows.extend(scenarios::signals(&env, &origin).await?);
-    eprintln!("[reliability] slow clients");
-    rows.extend(scenarios::slow_clients(&env, &origin, &cli).await?);
-    eprintln!("[reliability] slow clients at nofile 1024");
-    rows.extend(scenarios::low_nofile(&env, &origin, &cli).await?);
-    eprintln!("[reliability] memory under churn");
-    rows.extend(scenarios::memory(&env, &origin, cli.quick).await?);
+    let wanted = |s: Scenario| cli.only.is_empty() || cli.only.contains(&s);
+    for scenario in [
+        Scenario::Pipelining,
+        Scenario::Metrics,
+        Scenario::Origin,
+        Scenario::Signals,
+        Scenario::SlowClients,
+        Scenario::LowNofile,
+        Scenario::Memory,
+    ] {
+        if !wanted(scenario) {
+            continue;
+        }
+        eprintln!("[reliability] {scenario:?}");
+        rows.extend(match scenario {
+            Scenario::Pipelining => scenarios::pipelining(&env, &origin).await?,
+            Scenario::Metrics => scenarios::metrics_agree(&env, &origin).await?,
+            Scenario::Origin => scenarios::origin_faults(&env, &mut origin).await?,
+            Scenario::Signals => scenarios::signals(&env, &origin).await?,
+            Scenario::SlowClients => scenarios::slow_clients(&env, &origin, &cli).await?,
+            Scenario::LowNofile => scenarios::low_nofile(&env, &origin, &cli).await?,
+            Scenario::Memory => scenarios::memory(&env, &origin, cli.quick).await?,
+        });
+    }
     let report = report::ReliabilityReport {
         generated_at: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         command: std::env::args().collect::<Vec<_>>().join(" "),

@@ -216,7 +216,7 @@ pub async fn low_nofile(
         trickle(proxy.addr, n, Duration::from_secs(cli.trickle_secs)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let admin_ok = match proxy.admin_addr {
-        Some(a) => client::get(a, "/health", None)
+        Some(a) => client::get(a, "/health", Some(PROXY_ADMIN_TOKEN))
             .await
             .is_ok_and(|r| r.status.is_success()),
         None => false,
@@ -485,9 +485,10 @@ pub async fn pipelining(env: &ProcEnv, origin: &FaultOrigin) -> anyhow::Result<V
 /// `n` requests that the origin answers after 2 s, in flight at once; each yields its status.
 fn slow_requests(addr: SocketAddr, n: usize) -> Vec<tokio::task::JoinHandle<anyhow::Result<u16>>> {
     (0..n)
-        .map(|_| {
+        .map(|i| {
             tokio::spawn(async move {
-                client::get(addr, "/slow/2000", None)
+                // distinct URLs: no cache-lock coalescing between them
+                client::get(addr, &format!("/slow/2000?i={i}"), None)
                     .await
                     .map(|r| r.status.as_u16())
             })

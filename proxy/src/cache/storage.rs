@@ -67,12 +67,18 @@ impl Storage for Store {
                 revalidates: None,
             },
         };
+        let length = meta
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
         Ok(Box::new(BufferedMiss::new(
             self,
             key.combined_bin(),
             key.primary_bin(),
             meta.serialize()?,
             info,
+            length,
         )))
     }
 
@@ -222,15 +228,21 @@ impl BufferedMiss {
         primary: HashBinary,
         meta: (Vec<u8>, Vec<u8>),
         info: FillInfo,
+        length: Option<usize>,
     ) -> Self {
+        // A declared length sizes the buffer once (no regrowth, no copy at the end) when the
+        // object may be stored and the budget has room for it.
+        let presized = length
+            .filter(|n| *n > 0 && *n <= store.max_object_bytes())
+            .filter(|n| store.reserve_inflight(*n as u64));
         BufferedMiss {
             store,
             combined,
             primary,
             meta: Some(meta),
-            body: BytesMut::new(),
+            body: presized.map_or_else(BytesMut::new, BytesMut::with_capacity),
             info: Some(info),
-            reserved: 0,
+            reserved: presized.unwrap_or(0) as u64,
         }
     }
 }
