@@ -220,7 +220,12 @@ impl EdgeProxy {
     /// a client sent before reading the previous response are answered in order (RFC 9112
     /// §9.3.2) instead of being dropped.
     fn client_connection_settings(&self, session: &mut Session) {
-        let keepalive = (!self.lifecycle.draining()).then_some(self.clients.keepalive_secs);
+        // pingora keeps an HTTP/1.1 connection alive without any idle limit; bound it, but never
+        // revive one the client (`Connection: close`, HTTP/1.0) or pingora already closed.
+        let keepalive = session
+            .get_keepalive()
+            .filter(|_| !self.lifecycle.draining())
+            .map(|_| self.clients.keepalive_secs);
         session.set_keepalive(keepalive);
         session.set_read_timeout(Some(Duration::from_millis(
             self.clients.body_read_timeout_ms,

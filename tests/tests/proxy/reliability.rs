@@ -116,6 +116,17 @@ async fn an_idle_keep_alive_connection_is_closed_after_keepalive_secs() {
     assert_eq!(raw_status(&text), 200, "{text}");
     assert!(text.to_ascii_lowercase().contains("keep-alive"), "{text}");
     assert!(closed, "the idle connection stayed open");
+    // a client that asks for close is not kept alive
+    let mut s = TcpStream::connect(addr(e.proxy())).await.unwrap();
+    s.write_all(b"GET /ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (text, closed) = read_until_closed(&mut s, Duration::from_secs(20)).await;
+    assert_eq!(raw_status(&text), 200, "{text}");
+    assert!(
+        closed && text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
