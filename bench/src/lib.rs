@@ -5,6 +5,7 @@
 //! throwaway database; the parts are [`origin_bench`], [`http_bench`], [`workload`] and
 //! [`fleet`] (nats-server, two origins and three proxies on one invalidation stream);
 //! [`report`] writes `bench/results/latest.{md,json}`. [`suite::run`] ties them together.
+//! [`reliability`] is the fault-injection suite behind `scripts/reliability.sh`.
 
 pub mod cli;
 pub mod client;
@@ -17,6 +18,7 @@ pub mod machine;
 pub mod origin_bench;
 pub mod procs;
 pub mod promtext;
+pub mod reliability;
 pub mod report;
 pub mod stats;
 pub mod suite;

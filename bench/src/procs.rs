@@ -38,6 +38,44 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Sends `signal` (`TERM`, `KILL`, ...) with kill(1).
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg("-s")
+            .arg(signal)
+            .arg(self.pid().to_string())
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -s {signal} failed");
+        Ok(())
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(
+        &mut self,
+        limit: Duration,
+    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Resident set size in KiB (`VmRSS`), 0 once the process is gone.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
 }
 
 impl Drop for Server {
@@ -70,6 +108,10 @@ impl ProcEnv {
         cmd.env_clear();
         if let Ok(path) = std::env::var("PATH") {
             cmd.env("PATH", path);
+        }
+        // allocator settings under study reach the servers
+        for (name, value) in std::env::vars().filter(|(n, _)| n.starts_with("MIMALLOC_")) {
+            cmd.env(name, value);
         }
         cmd.stdin(Stdio::null());
         cmd
@@ -181,37 +223,8 @@ verify_model_lists = false
         nats_url: Option<&str>,
     ) -> anyhow::Result<Server> {
         let first = upstreams.first().context("a proxy needs an upstream")?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let path = self.work_dir.join(format!("{name}.toml"));
-        let dir = self.work_dir.display();
-        std::fs::write(
-            &path,
-            format!(
-                r#"listen = "{addr}"
-upstream = "http://{first}"
-admin_listen = "{admin}"
-admin_token = "{PROXY_ADMIN_TOKEN}"
-
-[cache]
-capacity_bytes = 268435456
-shards = 16
-
-[server]
-threads = {threads}
-{work_stealing}pid_file = "{dir}/{name}.pid"
-upgrade_sock = "{dir}/{name}-upgrade.sock"
-grace_period_secs = 1
-"#,
-                threads = self.proxy_threads,
-                // only when not the default, so older proxy builds can be measured too
-                work_stealing = if self.proxy_work_stealing {
-                    ""
-                } else {
-                    "work_stealing = false\n"
-                },
-            ),
-        )?;
+        let settings = "[cache]\ncapacity_bytes = 268435456\nshards = 16\n";
+        let (path, addr, admin) = self.proxy_config(name, *first, settings, 1)?;
         let mut cmd = self.command(&self.bin_dir.join("llmselect-proxy"));
         cmd.arg("--config")
             .arg(&path)
@@ -227,6 +240,102 @@ grace_period_secs = 1
         }
         let child = cmd.spawn().context("starting llmselect-proxy")?;
         wait_listening(name, child, addr, Some(admin))
+    }
+
+    /// A proxy in front of `upstream` with `settings` (TOML sections after the addresses), under
+    /// an open-file limit of `nofile` if given (`ulimit -n` in a shell that then execs it).
+    pub fn start_proxy_with(
+        &self,
+        name: &'static str,
+        upstream: SocketAddr,
+        settings: &str,
+        nofile: Option<u64>,
+    ) -> anyhow::Result<Server> {
+        let (mut cmd, addr, admin) = self.proxy_command(name, upstream, settings, nofile)?;
+        let child = cmd.spawn().context("starting llmselect-proxy")?;
+        wait_listening(name, child, addr, Some(admin))
+    }
+
+    /// A proxy process just spawned, not yet listening (to signal it while it starts).
+    pub fn spawn_proxy_unready(
+        &self,
+        name: &'static str,
+        upstream: SocketAddr,
+    ) -> anyhow::Result<Server> {
+        let (mut cmd, addr, admin) = self.proxy_command(name, upstream, "", None)?;
+        let child = cmd.spawn().context("starting llmselect-proxy")?;
+        Ok(Server {
+            name,
+            addr,
+            admin_addr: Some(admin),
+            child,
+        })
+    }
+
+    /// Writes `<name>.toml` for a proxy in front of `upstream` on two free loopback ports, with
+    /// `settings` (TOML sections) before its `[server]` section; returns the path and addresses.
+    fn proxy_config(
+        &self,
+        name: &str,
+        upstream: SocketAddr,
+        settings: &str,
+        grace_period_secs: u64,
+    ) -> anyhow::Result<(PathBuf, SocketAddr, SocketAddr)> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let path = self.work_dir.join(format!("{name}.toml"));
+        let dir = self.work_dir.display();
+        std::fs::write(
+            &path,
+            format!(
+                r#"listen = "{addr}"
+upstream = "http://{upstream}"
+admin_listen = "{admin}"
+admin_token = "{PROXY_ADMIN_TOKEN}"
+{settings}
+[server]
+threads = {threads}
+{work_stealing}pid_file = "{dir}/{name}.pid"
+upgrade_sock = "{dir}/{name}-upgrade.sock"
+grace_period_secs = {grace_period_secs}
+"#,
+                threads = self.proxy_threads,
+                // only when not the default, so older proxy builds can be measured too
+                work_stealing = if self.proxy_work_stealing {
+                    ""
+                } else {
+                    "work_stealing = false\n"
+                },
+            ),
+        )?;
+        Ok((path, addr, admin))
+    }
+
+    fn proxy_command(
+        &self,
+        name: &'static str,
+        upstream: SocketAddr,
+        settings: &str,
+        nofile: Option<u64>,
+    ) -> anyhow::Result<(Command, SocketAddr, SocketAddr)> {
+        let (path, addr, admin) = self.proxy_config(name, upstream, settings, 30)?;
+        let program = self.bin_dir.join("llmselect-proxy");
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = self.command(Path::new("sh"));
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(&program);
+                c
+            }
+            None => self.command(&program),
+        };
+        cmd.arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(self.log_file(name)?);
+        Ok((cmd, addr, admin))
     }
 
     /// A private nats-server with JetStream on a free loopback port, its store in the work

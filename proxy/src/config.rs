@@ -40,6 +40,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub compression: CompressionConfig,
     pub tls: TlsConfig,
+    pub clients: ClientsConfig,
 }
 
 /// The TLS listener (HTTP/2 by ALPN, HTTP/1.1 kept). Off while `listen` is empty.
@@ -110,6 +111,37 @@ impl Default for CompressionConfig {
             .map(String::from)
             .to_vec(),
             algorithms: vec!["br".into(), "gzip".into()],
+        }
+    }
+}
+
+/// Client connections: how many, and how long a client may take (slow-client defences).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientsConfig {
+    /// Open client connections at most; beyond it a new connection gets a `503` and is closed.
+    /// Also held below what the open-file limit allows (two descriptors per client).
+    pub max_connections: usize,
+    /// Deadline (ms) for a whole request header block, from accept (or from the first byte of a
+    /// later request on a kept-alive connection); a client that has not finished its header by
+    /// then gets a `408` and is disconnected, however steadily it trickles bytes.
+    pub header_timeout_ms: u64,
+    /// Deadline (ms) for a whole request body, from the end of its header (`408` when passed).
+    pub body_timeout_ms: u64,
+    /// Longest pause (ms) between two reads of a request body.
+    pub body_read_timeout_ms: u64,
+    /// Idle keep-alive timeout (s): how long a connection may wait for its next request.
+    pub keepalive_secs: u64,
+}
+
+impl Default for ClientsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 60_000,
+            body_read_timeout_ms: 10_000,
+            keepalive_secs: 60,
         }
     }
 }
@@ -212,13 +244,20 @@ pub enum SetCookiePolicy {
     Refuse,
 }
 
-/// Upstream timeouts.
+/// Upstream timeouts, per route class: ordinary requests get short ones (a hung origin costs a
+/// client `read_ms`, then stale-if-error or a `504`); the long routes (LLM calls and their SSE
+/// streams) get the long idle window `read_secs`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TimeoutConfig {
     pub connect_ms: u64,
-    /// Read timeout between upstream reads; at least 120 s so SSE streams survive quiet periods.
+    /// Ordinary routes: time to the response header and longest pause between two body reads.
+    pub read_ms: u64,
+    /// Long routes: the same windows; at least 120 s so SSE streams survive quiet periods.
     pub read_secs: u64,
+    /// Path prefixes of the long routes, matched on whole segments (`/api/v1/compare` matches
+    /// `/api/v1/compare/stream`, not `/api/v1/comparisons`).
+    pub long_routes: Vec<String>,
     pub write_secs: u64,
     /// Idle keep-alive timeout for pooled upstream connections.
     pub idle_secs: u64,
@@ -238,7 +277,7 @@ pub struct ServerConfig {
     pub pid_file: Option<PathBuf>,
     /// Pingora upgrade socket; defaults to a per-instance path in the temp directory.
     pub upgrade_sock: Option<PathBuf>,
-    /// Seconds a graceful shutdown waits for in-flight requests.
+    /// Longest a graceful shutdown waits for in-flight requests (it stops as soon as none is).
     pub grace_period_secs: u64,
     /// Accept HTTP/2 without TLS (prior knowledge, h2c) on `listen`, besides HTTP/1.1.
     pub h2c: bool,
@@ -260,6 +299,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             compression: CompressionConfig::default(),
             tls: TlsConfig::default(),
+            clients: ClientsConfig::default(),
         }
     }
 }
@@ -289,7 +329,9 @@ impl Default for TimeoutConfig {
     fn default() -> Self {
         Self {
             connect_ms: 2_000,
+            read_ms: 5_000,
             read_secs: 120,
+            long_routes: vec!["/api/v1/chat".into(), "/api/v1/compare".into()],
             write_secs: 30,
             idle_secs: 60,
         }
@@ -426,6 +468,7 @@ impl Config {
             },
             compression: CompressionConfig::default(),
             tls: TlsConfig::default(),
+            clients: ClientsConfig::default(),
         }
     }
 
@@ -535,8 +578,31 @@ impl Config {
         if t.read_secs < 120 {
             errors.push("timeouts.read_secs must be at least 120 (SSE streams)".into());
         }
-        if t.connect_ms == 0 || t.write_secs == 0 {
-            errors.push("timeouts.connect_ms and timeouts.write_secs must be positive".into());
+        if t.read_ms > t.read_secs * 1000 {
+            errors.push("timeouts.read_ms must not exceed timeouts.read_secs".into());
+        }
+        if t.connect_ms == 0 || t.write_secs == 0 || t.read_ms == 0 {
+            errors.push(
+                "timeouts.connect_ms, timeouts.read_ms and timeouts.write_secs must be positive"
+                    .into(),
+            );
+        }
+        for prefix in &t.long_routes {
+            if !prefix.starts_with('/') || prefix.len() < 2 || prefix.ends_with('/') {
+                errors.push(format!(
+                    "timeouts.long_routes: {prefix:?} must start with '/' and not end with '/'"
+                ));
+            }
+        }
+        let k = &self.clients;
+        if k.max_connections == 0 {
+            errors.push("clients.max_connections must be positive".into());
+        }
+        if k.header_timeout_ms == 0 || k.body_timeout_ms == 0 || k.body_read_timeout_ms == 0 {
+            errors.push("clients.header_timeout_ms, body_timeout_ms and body_read_timeout_ms must be positive".into());
+        }
+        if k.keepalive_secs == 0 {
+            errors.push("clients.keepalive_secs must be positive (0 would wait forever)".into());
         }
         self.compression.validate(&mut errors);
         if let (Some(p), Some(u)) = (&self.server.pid_file, &self.server.upgrade_sock) {
@@ -613,6 +679,14 @@ impl Config {
 
     pub fn lock_wait_timeout(&self) -> Duration {
         Duration::from_millis(self.cache.lock_wait_timeout_ms)
+    }
+
+    /// Whether `path` belongs to a long route (see `timeouts.long_routes`).
+    pub fn is_long_route(long_routes: &[String], path: &str) -> bool {
+        long_routes.iter().any(|p| {
+            path.strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+        })
     }
 
     /// How long purge tombstones must live: longer than any fill can take.
@@ -817,6 +891,27 @@ mod tests {
             cfg.admin_token.get_or_insert_with(|| "t".into());
             cfg.validate().unwrap_or_else(|e| panic!("{f}: {e}"));
         }
+    }
+
+    #[test]
+    fn long_routes_match_whole_segments() {
+        let routes = TimeoutConfig::default().long_routes;
+        assert!(Config::is_long_route(&routes, "/api/v1/chat"));
+        assert!(Config::is_long_route(&routes, "/api/v1/chat/stream"));
+        assert!(Config::is_long_route(&routes, "/api/v1/compare/analyze"));
+        assert!(Config::is_long_route(&routes, "/api/v1/compare?x=1"));
+        assert!(!Config::is_long_route(&routes, "/api/v1/comparisons"));
+        assert!(!Config::is_long_route(&routes, "/api/v1/conversations"));
+    }
+
+    #[test]
+    fn client_limits_are_validated() {
+        let mut cfg = Config::default();
+        cfg.clients.max_connections = 0;
+        cfg.clients.keepalive_secs = 0;
+        cfg.timeouts.long_routes = vec!["api/".into()];
+        let errs = cfg.validate().unwrap_err().0;
+        assert_eq!(errs.len(), 3, "{errs:?}");
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub enum EdgeError {
     OriginStatus(u16),
     /// The client sent something the proxy could not read.
     Downstream,
+    /// The client did not send its request (body) in time.
+    ClientTimeout,
     /// The client connection is gone; nothing can be written.
     ClientGone,
     Internal,
@@ -44,6 +46,7 @@ impl EdgeError {
             ErrorSource::Upstream => EdgeError::OriginUnavailable,
             ErrorSource::Downstream => match e.etype() {
                 WriteError | ReadError | ConnectionClosed => EdgeError::ClientGone,
+                ReadTimedout => EdgeError::ClientTimeout,
                 _ => EdgeError::Downstream,
             },
             ErrorSource::Internal | ErrorSource::Unset => EdgeError::Internal,
@@ -54,6 +57,7 @@ impl EdgeError {
     pub fn status(self) -> u16 {
         match self {
             EdgeError::BadRequest | EdgeError::Downstream => 400,
+            EdgeError::ClientTimeout => 408,
             EdgeError::HeaderTooLarge => 431,
             EdgeError::UriTooLong => 414,
             EdgeError::NotCached => 504,
@@ -76,6 +80,7 @@ impl EdgeError {
             EdgeError::OriginTimeout => "origin-timeout",
             EdgeError::OriginStatus(_) => "origin-error",
             EdgeError::Downstream => "bad-request",
+            EdgeError::ClientTimeout => "client-timeout",
             EdgeError::ClientGone => "client-gone",
             EdgeError::Internal => "internal",
         }
@@ -100,6 +105,8 @@ mod tests {
         assert_eq!(EdgeError::from_pingora(&refused).status(), 502);
         let timeout = Error::new(ErrorType::ReadTimedout).into_up();
         assert_eq!(EdgeError::from_pingora(&timeout).status(), 504);
+        let slow_client = Error::new(ErrorType::ReadTimedout).into_down();
+        assert_eq!(EdgeError::from_pingora(&slow_client).status(), 408);
         let status = Error::new(ErrorType::HTTPStatus(503));
         assert_eq!(EdgeError::from_pingora(&status).status(), 503);
         let gone = Error::new(ErrorType::ConnectionClosed).into_down();

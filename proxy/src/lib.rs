@@ -18,12 +18,14 @@
 //! and any later purge bus.
 
 mod admin;
+mod allocator;
 mod bus;
 mod cache;
 pub mod config;
 mod error;
 mod metrics;
 mod proxy;
+mod server;
 mod stats;
 mod status;
 #[cfg(test)]
@@ -49,6 +51,7 @@ use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch}
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use proxy::{EdgeProxy, PREDICTOR_SHARDS};
+use server::{ClientGuard, Lifecycle};
 use stats::Stats;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -69,6 +72,9 @@ pub struct ProxyHandle {
     pub tls_addr: Option<SocketAddr>,
     store: &'static Store,
     stats: &'static Stats,
+    /// Connection and in-flight counts; a graceful shutdown drains them.
+    lifecycle: Arc<Lifecycle>,
+    grace: Duration,
     bus: Option<Arc<Bus>>,
     /// Runs the bus consumer and the origins' health checks (when there are any).
     background: Option<tokio::runtime::Runtime>,
@@ -82,7 +88,9 @@ impl ProxyHandle {
         self.stop(Stop::Fast);
     }
 
-    /// Graceful shutdown (waits up to the configured grace period), waiting for the thread.
+    /// Graceful shutdown: new connections are refused, responses say `Connection: close`, and
+    /// the proxy stops as soon as no request is in flight (at the latest after the configured
+    /// grace period). Waits for the thread.
     pub fn shutdown_graceful(mut self) {
         self.stop(Stop::Graceful);
     }
@@ -97,8 +105,24 @@ impl ProxyHandle {
         (self.store.weight(), self.store.capacity())
     }
 
+    /// Open client connections and requests in flight.
+    pub fn client_load(&self) -> (usize, usize) {
+        (self.lifecycle.connections(), self.lifecycle.inflight())
+    }
+
     fn stop(&mut self, how: Stop) {
-        let _ = self.signal.send(Some(how));
+        if matches!(how, Stop::Graceful) {
+            // pingora's own graceful path always sleeps the whole grace period: drain here,
+            // then stop it fast with nothing left in flight.
+            let started = Instant::now();
+            let drained = self.lifecycle.drain(self.grace);
+            tracing::info!(
+                drained,
+                waited_ms = started.elapsed().as_millis() as u64,
+                "graceful shutdown: requests in flight finished"
+            );
+        }
+        let _ = self.signal.send(Some(Stop::Fast));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -159,6 +183,21 @@ impl ShutdownSignalWatch for WatchSignal {
 pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     config.validate()?;
     metrics::init();
+    allocator::return_freed_memory_at_once();
+    let nofile = server::raise_nofile_limit().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+        1024
+    });
+    let max_connections = server::connection_cap(config.clients.max_connections, nofile);
+    if max_connections < config.clients.max_connections {
+        tracing::warn!(
+            configured = config.clients.max_connections,
+            max_connections,
+            nofile,
+            "clients.max_connections lowered to fit the open-file limit"
+        );
+    }
+    let lifecycle = Arc::new(Lifecycle::default());
     let listen_addr = config.listen_addr().context("listen address")?;
     let admin_addr = config.admin_addr().context("admin address")?;
     let tls_addr = config.tls_addr();
@@ -250,11 +289,20 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         bus: bus.clone(),
         timeouts: config.timeouts.clone(),
         limits: config.limits.clone(),
+        clients: config.clients.clone(),
+        lifecycle: lifecycle.clone(),
         lock_wait: config.lock_wait_timeout(),
         honour_request_directives: config.cache.honour_request_directives,
     };
-    let mut proxy_service =
-        pingora_proxy::http_proxy_service_with_name(&server.configuration, edge, "llmselect-edge");
+    let mut proxy_service = Service::new(
+        "llmselect-edge".to_string(),
+        ClientGuard::new(
+            pingora_proxy::http_proxy(&server.configuration, edge),
+            lifecycle.clone(),
+            max_connections,
+            Duration::from_millis(config.clients.header_timeout_ms),
+        ),
+    );
     proxy_service.add_tcp(&config.listen);
     proxy_service.threads = Some(threads);
     if config.server.h2c {
@@ -319,6 +367,8 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         tls_addr,
         store,
         stats,
+        lifecycle,
+        grace: Duration::from_secs(config.server.grace_period_secs),
         bus,
         background,
         signal,

@@ -50,6 +50,18 @@ fn init_logging() -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Signal handlers first: a SIGTERM that arrives while the listeners bind is kept for later
+    // instead of killing the process.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut term, mut int) = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        anyhow::Ok((
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    })?;
     let cli = Cli::parse();
     let overrides = Overrides {
         listen: cli.listen,
@@ -66,18 +78,12 @@ fn main() -> anyhow::Result<()> {
     init_logging()?;
 
     let handle = llmselect_proxy::start(config)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let graceful = runtime.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        anyhow::Ok(tokio::select! {
+        tokio::select! {
             _ = term.recv() => true,
             _ = int.recv() => false,
-        })
-    })?;
+        }
+    });
     tracing::info!(graceful, "shutting down");
     if graceful {
         handle.shutdown_graceful();

@@ -189,6 +189,59 @@ pub fn set_upstream_health(upstream: &str, healthy: bool) {
         .set(i64::from(healthy));
 }
 
+static CLIENT_CONNECTIONS: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "proxy_client_connections",
+        "Open client connections on the proxy listener"
+    )
+    .expect("metric registers once")
+});
+
+static CONNECTIONS_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "proxy_client_connections_refused_total",
+        "Client connections refused at accept (reason: limit = clients.max_connections reached, draining = shutting down)",
+        &["reason"]
+    )
+    .expect("metric registers once")
+});
+
+static CLIENT_TIMEOUTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "proxy_client_timeouts_total",
+        "Client connections cut because a request header or body deadline passed",
+        &["phase"]
+    )
+    .expect("metric registers once")
+});
+
+static ORIGIN_TIMEOUTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "proxy_origin_timeouts_total",
+        "Origin requests that timed out (route class: ordinary or long)",
+        &["class"]
+    )
+    .expect("metric registers once")
+});
+
+/// One client connection opened (`+1`) or closed (`-1`).
+pub fn add_client_connections(delta: i64) {
+    CLIENT_CONNECTIONS.add(delta);
+}
+
+pub fn record_connection_refused(reason: &str) {
+    CONNECTIONS_REFUSED.with_label_values(&[reason]).inc();
+}
+
+pub fn record_client_timeout(phase: &str) {
+    CLIENT_TIMEOUTS.with_label_values(&[phase]).inc();
+}
+
+pub fn record_origin_timeout(long_route: bool) {
+    let class = if long_route { "long" } else { "ordinary" };
+    ORIGIN_TIMEOUTS.with_label_values(&[class]).inc();
+}
+
 /// Registers every metric so `/metrics` lists them before the first request.
 pub fn init() {
     Lazy::force(&REQUESTS);
@@ -210,6 +263,21 @@ pub fn init() {
     Lazy::force(&BUS_LAG);
     Lazy::force(&BUS_DEGRADED);
     Lazy::force(&UPSTREAM_HEALTHY);
+    Lazy::force(&CLIENT_CONNECTIONS);
+    for reason in ["limit", "draining"] {
+        CONNECTIONS_REFUSED.with_label_values(&[reason]);
+    }
+    for phase in ["header", "body"] {
+        CLIENT_TIMEOUTS.with_label_values(&[phase]);
+    }
+    for long in [false, true] {
+        record_origin_timeout_series(long);
+    }
+}
+
+fn record_origin_timeout_series(long_route: bool) {
+    let class = if long_route { "long" } else { "ordinary" };
+    ORIGIN_TIMEOUTS.with_label_values(&[class]);
 }
 
 /// The per-status series, resolved once: `with_label_values` hashes the labels and takes a lock

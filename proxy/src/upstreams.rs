@@ -9,14 +9,29 @@ use pingora_load_balancing::health_check::HttpHealthCheck;
 use pingora_load_balancing::selection::RoundRobin;
 use pingora_load_balancing::{Backend, LoadBalancer};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Where requests go. Addresses are resolved once, at start-up, never on the request path.
 pub enum Upstreams {
     Single(SocketAddr),
-    Balanced(Arc<LoadBalancer<RoundRobin>>),
+    Balanced(Arc<LoadBalancer<RoundRobin>>, Suspensions),
+}
+
+/// Origins a request found unresponsive (a timeout), kept out of the rotation until the next
+/// health checks had time to judge them (the checks then keep a hung origin out).
+pub struct Suspensions {
+    until: Mutex<HashMap<SocketAddr, Instant>>,
+    period: Duration,
+}
+
+impl Suspensions {
+    fn active(&self, addr: SocketAddr) -> bool {
+        let until = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        until.get(&addr).is_some_and(|t| Instant::now() < *t)
+    }
 }
 
 /// `/stats` view of one origin.
@@ -55,18 +70,26 @@ impl Upstreams {
                 tokio::time::sleep(every).await;
             }
         });
-        Ok(Upstreams::Balanced(lb))
+        let suspensions = Suspensions {
+            until: Mutex::new(HashMap::new()),
+            period: every * 2 + Duration::from_millis(config.health_check.timeout_ms),
+        };
+        Ok(Upstreams::Balanced(lb, suspensions))
     }
 
-    /// The origin for the next attempt: a healthy one that has not failed this request yet, else
-    /// any that has not failed it, else `None`.
+    /// The origin for the next attempt: a healthy one that has not failed this request yet and is
+    /// not suspended after a timeout, else the same without one condition at a time (suspension,
+    /// then health), else `None`.
     pub fn select(&self, failed: &[SocketAddr]) -> Option<SocketAddr> {
         match self {
             Upstreams::Single(addr) => Some(*addr),
-            Upstreams::Balanced(lb) => {
+            Upstreams::Balanced(lb, suspended) => {
                 let inet = |b: &Backend| b.addr.as_inet().copied();
                 let not_failed = |b: &Backend| inet(b).is_some_and(|a| !failed.contains(&a));
-                lb.select_with(b"", 256, |b, healthy| healthy && not_failed(b))
+                let up = |b: &Backend| inet(b).is_some_and(|a| !suspended.active(a));
+                lb.select_with(b"", 256, |b, healthy| healthy && not_failed(b) && up(b))
+                    .or_else(|| lb.select_with(b"", 256, |b, healthy| healthy && not_failed(b)))
+                    .or_else(|| lb.select_with(b"", 256, |b, _| not_failed(b) && up(b)))
                     .or_else(|| lb.select_with(b"", 256, |b, _| not_failed(b)))
                     .and_then(|b| inet(&b))
             }
@@ -75,7 +98,16 @@ impl Upstreams {
 
     /// Whether another origin can take a retry.
     pub fn several(&self) -> bool {
-        matches!(self, Upstreams::Balanced(_))
+        matches!(self, Upstreams::Balanced(..))
+    }
+
+    /// Takes an origin that timed out out of the rotation for a while (several origins only).
+    pub fn mark_down(&self, addr: SocketAddr) {
+        if let Upstreams::Balanced(_, s) = self {
+            let mut until = s.until.lock().unwrap_or_else(|p| p.into_inner());
+            until.insert(addr, Instant::now() + s.period);
+            tracing::warn!(upstream = %addr, for_ms = s.period.as_millis() as u64, "origin marked down after a timeout");
+        }
     }
 
     pub fn health(&self) -> Vec<UpstreamHealth> {
@@ -84,13 +116,14 @@ impl Upstreams {
                 address: addr.to_string(),
                 healthy: true,
             }],
-            Upstreams::Balanced(lb) => lb
+            Upstreams::Balanced(lb, suspended) => lb
                 .backends()
                 .get_backend()
                 .iter()
                 .map(|b| UpstreamHealth {
                     address: b.addr.to_string(),
-                    healthy: lb.backends().ready(b),
+                    healthy: lb.backends().ready(b)
+                        && b.addr.as_inet().is_none_or(|a| !suspended.active(*a)),
                 })
                 .collect(),
         }

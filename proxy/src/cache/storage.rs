@@ -104,12 +104,18 @@ impl Storage for Store {
         };
         let combined = key.combined_bin();
         let serialized = meta.serialize()?;
+        let length = meta
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
         let buffered = BufferedMiss::new(
             self,
             combined,
             key.primary_bin(),
             serialized.clone(),
             info.clone(),
+            length,
         );
         if !self.streams_fills() {
             return Ok(Box::new(buffered));
@@ -251,7 +257,7 @@ impl HandleHit for BodyHit {
     }
 }
 
-/// Buffers a fill and commits it at `finish()`. The buffered bytes are reserved in the store's
+/// Buffers a fill and commits it at `finish()`. The buffer's capacity is reserved in the store's
 /// in-flight budget while the fill runs, and released when it ends either way.
 pub struct BufferedMiss {
     store: &'static Store,
@@ -270,15 +276,21 @@ impl BufferedMiss {
         primary: HashBinary,
         meta: (Vec<u8>, Vec<u8>),
         info: FillInfo,
+        length: Option<usize>,
     ) -> Self {
+        // A declared length sizes the buffer once (no regrowth, no copy at the end) when the
+        // object may be stored and the budget has room for it.
+        let presized = length
+            .filter(|n| *n > 0 && *n <= store.max_object_bytes())
+            .filter(|n| store.reserve_inflight(*n as u64));
         BufferedMiss {
             store,
             combined,
             primary,
             meta: Some(meta),
-            body: BytesMut::new(),
+            body: presized.map_or_else(BytesMut::new, BytesMut::with_capacity),
             info: Some(info),
-            reserved: 0,
+            reserved: presized.unwrap_or(0) as u64,
         }
     }
 }
@@ -292,18 +304,28 @@ impl Drop for BufferedMiss {
 #[async_trait]
 impl HandleMiss for BufferedMiss {
     async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
-        if self.body.len() + data.len() > self.store.max_object_bytes() {
+        let needed = self.body.len() + data.len();
+        if needed > self.store.max_object_bytes() {
             // pingora stops caching and keeps proxying the response
             return Error::e_explain(ErrorType::InternalError, "object exceeds max_object_bytes");
         }
-        let n = data.len() as u64;
-        if !self.store.reserve_inflight(n) {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                "fills in progress exceed max_inflight_fill_bytes",
-            );
+        if needed > self.body.capacity() {
+            // The budget is charged with what the buffer really holds (its capacity), grown by
+            // doubling up to the object limit.
+            let target = needed.max((self.body.capacity() * 2).min(self.store.max_object_bytes()));
+            let grow = (target - self.body.capacity()) as u64;
+            if !self.store.reserve_inflight(grow) {
+                return Error::e_explain(
+                    ErrorType::InternalError,
+                    "fills in progress exceed max_inflight_fill_bytes",
+                );
+            }
+            self.reserved += grow;
+            // an exact allocation (`reserve` may round up past the object limit)
+            let mut grown = BytesMut::with_capacity(target);
+            grown.extend_from_slice(&self.body);
+            self.body = grown;
         }
-        self.reserved += n;
         self.body.extend_from_slice(&data);
         Ok(())
     }

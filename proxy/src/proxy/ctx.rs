@@ -41,6 +41,12 @@ pub struct Ctx {
     pub x_cache: Option<XCache>,
     /// Compresses the body of a fill on its way into the store.
     pub encoder: Option<Encoder>,
+    /// The target is a long route (`timeouts.long_routes`): long upstream read windows.
+    pub long_route: bool,
+    /// The origin of the last attempt.
+    pub upstream_addr: Option<std::net::SocketAddr>,
+    /// Counts this request as in flight (a graceful shutdown waits for it) until dropped.
+    pub inflight: Option<crate::server::InflightGuard>,
 }
 
 impl Ctx {
@@ -62,6 +68,9 @@ impl Ctx {
             failed_upstreams: Vec::new(),
             x_cache: None,
             encoder: None,
+            long_route: false,
+            upstream_addr: None,
+            inflight: None,
         }
     }
 }

@@ -15,9 +15,10 @@ use crate::cache::range;
 use crate::cache::storage::BodyHit;
 use crate::cache::store::Store;
 use crate::cache::vary;
-use crate::config::{LimitsConfig, TimeoutConfig};
+use crate::config::{ClientsConfig, Config, LimitsConfig, TimeoutConfig};
 use crate::error::EdgeError;
 use crate::metrics;
+use crate::server::Lifecycle;
 use crate::stats::Stats;
 use crate::upstreams::Upstreams;
 use async_trait::async_trait;
@@ -56,6 +57,9 @@ pub struct EdgeProxy {
     pub bus: Option<Arc<Bus>>,
     pub timeouts: TimeoutConfig,
     pub limits: LimitsConfig,
+    pub clients: ClientsConfig,
+    /// Connection and in-flight request counts, and the draining flag.
+    pub lifecycle: Arc<Lifecycle>,
     pub lock_wait: Duration,
     pub honour_request_directives: bool,
     /// The targeted fields that are this proxy's own, removed from every response it sends.
@@ -214,6 +218,24 @@ impl EdgeProxy {
         Ok(())
     }
 
+    /// Per-request settings of the client connection: the idle keep-alive timeout (none while
+    /// draining), the pause allowed between two request body reads, and pipelining: requests
+    /// a client sent before reading the previous response are answered in order (RFC 9112
+    /// §9.3.2) instead of being dropped.
+    fn client_connection_settings(&self, session: &mut Session) {
+        // pingora keeps an HTTP/1.1 connection alive without any idle limit; bound it, but never
+        // revive one the client (`Connection: close`, HTTP/1.0) or pingora already closed.
+        let keepalive = session
+            .get_keepalive()
+            .filter(|_| !self.lifecycle.draining())
+            .map(|_| self.clients.keepalive_secs);
+        session.set_keepalive(keepalive);
+        session.set_read_timeout(Some(Duration::from_millis(
+            self.clients.body_read_timeout_ms,
+        )));
+        session.set_pipelining_enabled(true);
+    }
+
     fn is_mutation(req: &RequestHeader) -> bool {
         !req.method.is_safe()
     }
@@ -244,6 +266,12 @@ impl EdgeProxy {
         }
         encoding::apply(resp, plan)
     }
+}
+
+/// A timeout talking to the origin (not a slow client).
+fn is_origin_timeout(e: &Error) -> bool {
+    use pingora_error::ErrorType::{ConnectTimedout, ReadTimedout};
+    e.esource() == &ErrorSource::Upstream && matches!(e.etype(), ConnectTimedout | ReadTimedout)
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -364,10 +392,15 @@ impl ProxyHttp for EdgeProxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx::new()
+        let mut ctx = Ctx::new();
+        ctx.inflight = Some(self.lifecycle.request());
+        ctx
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        self.client_connection_settings(session);
+        ctx.long_route =
+            Config::is_long_route(&self.timeouts.long_routes, session.req_header().uri.path());
         let req = session.req_header();
         let limit = if req.raw_path().len() > self.limits.max_uri_bytes {
             Some(EdgeError::UriTooLong)
@@ -566,14 +599,41 @@ impl ProxyHttp for EdgeProxy {
                 "no origin left to try",
             );
         };
+        ctx.upstream_addr = Some(addr);
         let mut peer = HttpPeer::new(addr, false, String::new());
         let t = &self.timeouts;
         peer.options.connection_timeout = Some(Duration::from_millis(t.connect_ms));
         peer.options.total_connection_timeout = Some(Duration::from_millis(t.connect_ms * 2));
-        peer.options.read_timeout = Some(Duration::from_secs(t.read_secs));
+        // Time to the response header and between body reads: short for ordinary routes, the
+        // long idle window only for the LLM routes and their streams.
+        peer.options.read_timeout = Some(if ctx.long_route {
+            Duration::from_secs(t.read_secs)
+        } else {
+            Duration::from_millis(t.read_ms)
+        });
         peer.options.write_timeout = Some(Duration::from_secs(t.write_secs));
         peer.options.idle_timeout = Some(Duration::from_secs(t.idle_secs));
         Ok(Box::new(peer))
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if !end_of_stream
+            && ctx.start.elapsed() > Duration::from_millis(self.clients.body_timeout_ms)
+        {
+            metrics::record_client_timeout("body");
+            return Err(Error::explain(
+                pingora_error::ErrorType::ReadTimedout,
+                "request body deadline",
+            )
+            .into_down());
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -730,6 +790,9 @@ impl ProxyHttp for EdgeProxy {
         for name in &self.own_fields {
             resp.remove_header(name);
         }
+        if self.lifecycle.draining() {
+            session.set_keepalive(None);
+        }
         let outcome = self.outcome(session, ctx);
         let (x, cache_status) = headers::classify(&outcome);
         ctx.x_cache = Some(x);
@@ -778,6 +841,15 @@ impl ProxyHttp for EdgeProxy {
             // origin failed): apply its invalidation now rather than never.
             let scopes = std::mem::take(&mut ctx.pending_groups);
             self.invalidator.apply(Source::Mutation, &scopes, false);
+        }
+        if let Some(e) = e.filter(|e| is_origin_timeout(e)) {
+            metrics::record_origin_timeout(ctx.long_route);
+            if let Some(addr) = ctx.upstream_addr {
+                // An origin that stopped answering: kept out of the rotation until its health
+                // checks pass again.
+                self.upstreams.mark_down(addr);
+            }
+            tracing::debug!(error = %e, "origin timed out");
         }
         let x = ctx.x_cache.unwrap_or(if e.is_some() {
             XCache::Error

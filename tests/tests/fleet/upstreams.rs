@@ -53,3 +53,49 @@ async fn traffic_moves_to_the_live_origin_without_failing_an_idempotent_request(
     );
     assert_eq!(o1.count("/w") + o2.count("/w"), created);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_that_stops_answering_is_marked_down_after_one_timeout() {
+    let (o1, o2) = (ScriptedOrigin::start().await, ScriptedOrigin::start().await);
+    for o in [&o1, &o2] {
+        o.route("GET", "/x", Route::ok("x").cache("no-store"));
+    }
+    // o1 hangs (but its health checks pass: only the request timeout can tell)
+    o1.route(
+        "GET",
+        "/x",
+        Route::ok("late")
+            .cache("no-store")
+            .delay(std::time::Duration::from_secs(30)),
+    );
+    for o in [&o1, &o2] {
+        o.route("GET", "/health", Route::ok("{\"status\":\"ok\"}"));
+    }
+    let urls = vec![o1.url(), o2.url()];
+    let p = spawn_proxy(&o1.url(), move |c| {
+        c.upstreams = urls;
+        c.timeouts.read_ms = 300;
+        // a long judgement window, so the suspension is what keeps it out
+        c.health_check.interval_ms = 5_000;
+    })
+    .await;
+    let mut timeouts = 0;
+    for _ in 0..10 {
+        match send(p.get("/x")).await.status {
+            200 => {}
+            504 => timeouts += 1,
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert_eq!(
+        timeouts, 1,
+        "only the first request waited for the hung origin"
+    );
+    assert_eq!(o1.count("/x"), 1);
+    let s = p.stats().await;
+    assert!(s["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["healthy"] == false && u["address"] == o1.addr.to_string()));
+}

@@ -11,6 +11,7 @@ mod invalidation;
 mod isolation;
 mod limits;
 mod ranges;
+mod reliability;
 mod security;
 mod semantics;
 mod stale;
