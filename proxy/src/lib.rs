@@ -294,10 +294,16 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         lock_wait: config.lock_wait_timeout(),
         honour_request_directives: config.cache.honour_request_directives,
     };
+    let mut proxy_app = pingora_proxy::http_proxy(&server.configuration, edge);
+    if config.server.h2c {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        proxy_app.server_options = Some(options);
+    }
     let mut proxy_service = Service::new(
         "llmselect-edge".to_string(),
         ClientGuard::new(
-            pingora_proxy::http_proxy(&server.configuration, edge),
+            proxy_app,
             lifecycle.clone(),
             max_connections,
             Duration::from_millis(config.clients.header_timeout_ms),
@@ -305,13 +311,6 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     );
     proxy_service.add_tcp(&config.listen);
     proxy_service.threads = Some(threads);
-    if config.server.h2c {
-        if let Some(app) = proxy_service.app_logic_mut() {
-            let mut options = HttpServerOptions::default();
-            options.h2c = true;
-            app.server_options = Some(options);
-        }
-    }
     let certs = match tls_addr {
         Some(_) => {
             let certs = Arc::new(
