@@ -18,12 +18,17 @@
 //! and any later purge bus.
 
 mod admin;
+pub mod admin_token;
 mod bus;
 mod cache;
+pub mod cli;
 pub mod config;
 mod error;
+mod live;
+pub mod logging;
 mod metrics;
 mod proxy;
+pub mod reload;
 mod stats;
 mod status;
 #[cfg(test)]
@@ -39,6 +44,7 @@ use bus::Bus;
 use cache::policy::PolicyOptions;
 use cache::Invalidator;
 use cache::{Store, StoreOptions};
+use live::Live;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::predictor::Predictor;
 use pingora_core::server::configuration::ServerConf;
@@ -62,6 +68,9 @@ pub struct ProxyHandle {
     pub admin_addr: SocketAddr,
     store: &'static Store,
     stats: &'static Stats,
+    /// The reloadable parts, and the configuration they came from.
+    live: Arc<Live>,
+    config: parking_lot::Mutex<Config>,
     bus: Option<Arc<Bus>>,
     /// Runs the bus consumer and the origins' health checks (when there are any).
     background: Option<tokio::runtime::Runtime>,
@@ -83,6 +92,15 @@ impl ProxyHandle {
     /// The proxy's own counters (the admin `/stats` numbers).
     pub fn stats(&self) -> stats::StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// Applies what of `new` can change while running (see [`reload`]) after validating it; on
+    /// an error nothing changes.
+    pub fn reload(&self, new: Config) -> Result<reload::Report, ConfigErrors> {
+        let mut current = self.config.lock();
+        let report = reload::apply(&self.live, &current, &new)?;
+        *current = reload::applied(&current, &new);
+        Ok(report)
     }
 
     /// Store weight in bytes and its capacity.
@@ -217,20 +235,17 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let policy = PolicyOptions {
-        default_swr_secs: config.cache.default_stale_while_revalidate_secs,
-        default_sie_secs: config.cache.default_stale_if_error_secs,
-        auth_cookies: config.cache.auth_cookies.clone(),
-        targeted_fields: config.targeted_fields(),
-    };
+    let policy = PolicyOptions::of(&config);
+    let own_fields = policy.own_fields();
+    let live = Arc::new(Live::new(config.admin_token.clone(), policy));
     let edge = EdgeProxy {
         store,
         lock,
         predictor,
         invalidator,
         stats,
-        own_fields: policy.own_fields(),
-        policy,
+        own_fields,
+        live: live.clone(),
         upstreams: upstreams.clone(),
         bus: bus.clone(),
         timeouts: config.timeouts.clone(),
@@ -246,7 +261,10 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let mut admin_service = Service::new(
         "llmselect-edge admin".to_string(),
         AdminApp {
-            token: config.admin_token.clone(),
+            live: live.clone(),
+            listen_addr,
+            predictor,
+            honour_request_directives: config.cache.honour_request_directives,
             store,
             stats,
             invalidator,
@@ -274,6 +292,8 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         admin_addr,
         store,
         stats,
+        live,
+        config: parking_lot::Mutex::new(config.clone()),
         bus,
         background,
         signal,

@@ -1,69 +1,30 @@
-//! `llmselect-proxy`: parse the command line, load the configuration, set up logging and run
-//! until SIGINT (fast) or SIGTERM (graceful).
+//! `llmselect-proxy`: parse the command line (see `cli`), load the configuration, set up logging
+//! and run until SIGINT (fast) or SIGTERM (graceful); SIGHUP reloads the configuration.
 
 use clap::Parser;
-use llmselect_proxy::{Config, Overrides};
-use std::path::PathBuf;
-use tracing_log::AsLog;
-use tracing_subscriber::EnvFilter;
+use llmselect_proxy::cli::{self, Cli};
+use llmselect_proxy::logging;
+use std::process::ExitCode;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// RFC 9111 caching reverse proxy (pingora) for llmselect-edge.
-#[derive(Debug, Parser)]
-#[command(name = "llmselect-proxy", version, about)]
-struct Cli {
-    /// TOML configuration file (see config/proxy.toml).
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-    /// Proxy listen address (overrides `listen`).
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<String>,
-    /// Origin base URL (overrides `upstream`); several, comma-separated, are balanced with
-    /// health checks (overrides `upstreams`).
-    #[arg(long, value_name = "URL")]
-    upstream: Option<String>,
-    /// Admin listen address (overrides `admin_listen`).
-    #[arg(long, value_name = "ADDR")]
-    admin_listen: Option<String>,
-}
-
-/// JSON logs through `tracing`; pingora's `log` records are bridged in with tracing-log.
-fn init_logging() -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // pingora logs through `log`; without a cap every disabled `debug!` on the hit path would
-    // still reach the filter.
-    let max_level = filter
-        .max_level_hint()
-        .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE)
-        .as_log();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .json()
-        .finish();
-    tracing::subscriber::set_global_default(subscriber)?;
-    tracing_log::LogTracer::builder()
-        .with_max_level(max_level)
-        .init()?;
-    Ok(())
-}
-
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    let overrides = Overrides {
-        listen: cli.listen,
-        upstream: cli.upstream,
-        admin_listen: cli.admin_listen,
-    };
-    let config = match Config::load(cli.config.as_deref(), overrides) {
+    if !cli.runs_proxy() {
+        return Ok(cli::run_command(&cli));
+    }
+    let (config, generated_token) = match cli.load_config() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
+            eprint!("{e}");
+            return Ok(ExitCode::from(2));
         }
     };
-    init_logging()?;
+    let log = logging::init(cli.log_format, &config.log_level)?;
+    if let Some(path) = &generated_token {
+        tracing::warn!(path = %path.display(), "no admin token configured: using the generated one in this file (mode 0600)");
+    }
 
     let handle = llmselect_proxy::start(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -73,9 +34,13 @@ fn main() -> anyhow::Result<()> {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        anyhow::Ok(tokio::select! {
-            _ = term.recv() => true,
-            _ = int.recv() => false,
+        let mut hup = signal(SignalKind::hangup())?;
+        anyhow::Ok(loop {
+            tokio::select! {
+                _ = term.recv() => break true,
+                _ = int.recv() => break false,
+                _ = hup.recv() => cli::reload(&cli, &handle, &log),
+            }
         })
     })?;
     tracing::info!(graceful, "shutting down");
@@ -84,5 +49,5 @@ fn main() -> anyhow::Result<()> {
     } else {
         handle.shutdown();
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

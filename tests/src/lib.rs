@@ -5,8 +5,9 @@
 //! Components: [`db`] (a PostgreSQL database per test), [`origin`] (the real origin),
 //! [`scripted_origin`] (a programmable origin for proxy tests), [`proxy`] (the caching proxy),
 //! [`fake_llm`] (the fake provider), [`nats`] (a private nats-server and a partition relay).
-//! Helpers shared by every suite: [`http`] (send and read responses) and [`wait`] (polling).
+//! [`browser`] (headless Chromium through chromedriver). Helpers shared by every suite: [`http`] (send and read responses) and [`wait`] (polling).
 
+pub mod browser;
 pub mod db;
 pub mod fake_llm;
 pub mod http;

@@ -14,6 +14,7 @@
 //! - [`invalidate`]: the one entry point for invalidations (mutations, admin, bus).
 
 pub(crate) mod entry;
+pub(crate) mod explain;
 pub(crate) mod hit;
 pub(crate) mod index;
 pub(crate) mod invalidate;

@@ -28,6 +28,16 @@ pub struct PolicyOptions {
 }
 
 impl PolicyOptions {
+    /// The policy settings of a configuration.
+    pub fn of(config: &crate::config::Config) -> PolicyOptions {
+        PolicyOptions {
+            default_swr_secs: config.cache.default_stale_while_revalidate_secs,
+            default_sie_secs: config.cache.default_stale_if_error_secs,
+            auth_cookies: config.cache.auth_cookies.clone(),
+            targeted_fields: config.targeted_fields(),
+        }
+    }
+
     /// The targeted fields that belong to this proxy alone (every listed one but
     /// `CDN-Cache-Control`): removed from responses before they leave the proxy.
     pub fn own_fields(&self) -> Vec<HeaderName> {
@@ -64,29 +74,55 @@ pub mod reason {
 
 /// Decides whether `resp` (answering `req`) is stored, and builds its `CacheMeta`.
 /// `now` is the time the response header arrived.
+#[cfg(test)]
 pub fn decide(
     req: &RequestHeader,
     resp: &ResponseHeader,
     now: SystemTime,
     opts: &PolicyOptions,
 ) -> Result<CacheMeta, NoCacheReason> {
+    decide_with_rule(req, resp, now, opts).map_err(|r| r.reason)
+}
+
+/// Why a response was not stored: the label the predictor sees and the exact rule, in words
+/// (for the admin `/explain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: NoCacheReason,
+    pub rule: &'static str,
+}
+
+/// [`decide`], naming the rule that refused a response.
+pub fn decide_with_rule(
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+    now: SystemTime,
+    opts: &PolicyOptions,
+) -> Result<CacheMeta, Refusal> {
     // Only what is intrinsic to the URL may teach the (variance-blind) predictor.
     let intrinsic = (200..400).contains(&resp.status.as_u16())
         && !carries_credentials(&req.headers)
         && !req.headers.contains_key(header::CACHE_CONTROL)
         && !req.headers.contains_key(header::PRAGMA);
-    let custom = |r: &'static str| {
-        NoCacheReason::Custom(if intrinsic {
+    let custom = |r: &'static str, rule: &'static str| Refusal {
+        reason: NoCacheReason::Custom(if intrinsic {
             r
         } else {
             reason::REQUEST_SPECIFIC
-        })
+        }),
+        rule,
     };
     if vary_names(&resp.headers).any(|n| n == "*") {
-        return Err(custom(reason::VARY_STAR));
+        return Err(custom(
+            reason::VARY_STAR,
+            "the response says Vary: * (RFC 9111 §4.1: it never matches a later request)",
+        ));
     }
     if is_event_stream(&resp.headers) {
-        return Err(custom(reason::STREAM));
+        return Err(custom(
+            reason::STREAM,
+            "the response is a text/event-stream (streams are passed through, never stored)",
+        ));
     }
     let resp_view = response_view(resp, &opts.targeted_fields);
     let req_view = request_view(req, &opts.auth_cookies);
@@ -100,12 +136,18 @@ pub fn decide(
         },
     );
     if !policy.is_storable() {
-        return Err(custom(reason::NOT_STORABLE));
+        return Err(custom(
+            reason::NOT_STORABLE,
+            not_storable_rule(&req_view, &resp_view),
+        ));
     }
     let cc = CacheControl::from_headers_named("cache-control", &resp_view.headers);
     let public = cc.as_ref().is_some_and(|c| c.public());
     if resp.headers.contains_key(header::SET_COOKIE) && !public {
-        return Err(custom(reason::SET_COOKIE));
+        return Err(custom(
+            reason::SET_COOKIE,
+            "the response sets a cookie and is not marked public",
+        ));
     }
     let (ttl, age) = freshness(&policy, &resp.headers, now);
     let defaults = CacheMetaDefaults::new(|_| None, opts.default_swr_secs, opts.default_sie_secs);
@@ -126,7 +168,11 @@ pub fn decide(
                 .is_some_and(|d| !d.is_zero())
     });
     if ttl.is_zero() && !has_validator && !explicit {
-        return Err(custom(reason::NO_FRESHNESS));
+        return Err(custom(
+            reason::NO_FRESHNESS,
+            "the response has no freshness lifetime (no max-age, s-maxage, Expires or \
+             Last-Modified), no validator and no stale-while-revalidate / stale-if-error",
+        ));
     }
     let fresh_until = if ttl.is_zero() {
         now - Duration::from_secs(1)
@@ -138,6 +184,65 @@ pub fn decide(
     let mut meta = CacheMeta::new(fresh_until, now, swr, sie, header);
     meta.set_epoch_override(now - age);
     Ok(meta)
+}
+
+/// Names the RFC 9111 §3 rule that made http-cache-semantics refuse to store a response (the
+/// views are the ones the policy judged: see [`request_view`] and [`response_view`]).
+fn not_storable_rule(req: &http::request::Parts, resp: &http::response::Parts) -> &'static str {
+    let req_cc = CacheControl::from_headers_named("cache-control", &req.headers);
+    let cc = CacheControl::from_headers_named("cache-control", &resp.headers);
+    let has = |c: &Option<CacheControl>, d: &str| c.as_ref().is_some_and(|c| c.has_key(d));
+    if req.method != Method::GET {
+        return "only GET and HEAD responses are stored";
+    }
+    if has(&req_cc, "no-store") {
+        return "the request says Cache-Control: no-store";
+    }
+    if has(&cc, "no-store") {
+        return "the response says Cache-Control: no-store";
+    }
+    if has(&cc, "private") {
+        return "the response says Cache-Control: private (a shared cache must not store it)";
+    }
+    let explicit = has(&cc, "public") || has(&cc, "s-maxage") || has(&cc, "must-revalidate");
+    if req.headers.contains_key(header::AUTHORIZATION) && !explicit {
+        return "the request carries Authorization and the response says neither public, \
+                s-maxage nor must-revalidate (RFC 9111 §3.5)";
+    }
+    if resp.status == http::StatusCode::PARTIAL_CONTENT {
+        return "206 Partial Content responses are not stored";
+    }
+    "the status is not cacheable by default and the response gives no explicit freshness \
+     (RFC 9111 §3: max-age, s-maxage, Expires or public)"
+}
+
+/// Where a stored response's freshness lifetime comes from: the field that governs it
+/// (a targeted field, RFC 9213, or `Cache-Control`) and its directive, `Expires`, or the
+/// `Last-Modified` heuristic.
+pub fn freshness_source(resp: &HeaderMap, targeted: &[HeaderName]) -> String {
+    let (field, mut view) = match targeted_field(resp, targeted) {
+        Some((name, value)) => {
+            let mut view = HeaderMap::new();
+            view.insert(header::CACHE_CONTROL, value);
+            (name.as_str().to_string(), view)
+        }
+        None => ("cache-control".to_string(), resp.clone()),
+    };
+    view.remove(header::PRAGMA);
+    let cc = CacheControl::from_headers_named("cache-control", &view);
+    if cc.as_ref().and_then(|c| c.s_maxage().ok().flatten()).is_some() {
+        return format!("{field}: s-maxage");
+    }
+    if cc.as_ref().and_then(|c| c.max_age().ok().flatten()).is_some() {
+        return format!("{field}: max-age");
+    }
+    if field == "cache-control" && resp.contains_key(header::EXPIRES) {
+        return "expires".into();
+    }
+    if resp.contains_key(header::LAST_MODIFIED) {
+        return "heuristic (last-modified)".into();
+    }
+    "none (stored for revalidation or stale serving only)".into()
 }
 
 /// Remaining freshness and current age (RFC 9111 §4.2.3). http-cache-semantics counts the
@@ -349,9 +454,17 @@ pub fn response_view(resp: &ResponseHeader, targeted: &[HeaderName]) -> http::re
 /// The value of the highest-priority targeted field that is present and a valid structured-field
 /// dictionary; an invalid one is ignored and the next one is tried (RFC 9213 §2.1).
 pub fn targeted_cache_control(headers: &HeaderMap, targeted: &[HeaderName]) -> Option<HeaderValue> {
+    targeted_field(headers, targeted).map(|(_, v)| v)
+}
+
+/// [`targeted_cache_control`] with the name of the field that governs.
+fn targeted_field<'a>(
+    headers: &HeaderMap,
+    targeted: &'a [HeaderName],
+) -> Option<(&'a HeaderName, HeaderValue)> {
     targeted
         .iter()
-        .find_map(|name| valid_dictionary(headers, name))
+        .find_map(|name| valid_dictionary(headers, name).map(|v| (name, v)))
 }
 
 fn valid_dictionary(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
@@ -586,6 +699,43 @@ mod tests {
         ] {
             assert!(decide(&rq, &rs, now, &o).is_err(), "{rq:?} {rs:?}");
         }
+    }
+
+    #[test]
+    fn refusals_name_their_rule() {
+        let now = SystemTime::now();
+        let rule = |rq: RequestHeader, rs: ResponseHeader| {
+            decide_with_rule(&rq, &rs, now, &opts()).unwrap_err().rule
+        };
+        assert!(rule(req(&[]), resp(200, &[("cache-control", "no-store")])).contains("no-store"));
+        assert!(rule(req(&[]), resp(200, &[("cache-control", "private")])).contains("private"));
+        assert!(rule(
+            req(&[("authorization", "Bearer a")]),
+            resp(200, &[("cache-control", "max-age=60")])
+        )
+        .contains("Authorization"));
+        assert!(rule(req(&[]), resp(200, &[])).contains("no freshness"));
+        assert!(rule(req(&[]), resp(200, &[("vary", "*")])).contains("Vary: *"));
+    }
+
+    #[test]
+    fn freshness_sources() {
+        let t = opts().targeted_fields;
+        let src = |h: &[(&str, &str)]| freshness_source(&resp(200, h).headers, &t);
+        assert_eq!(src(&[("cache-control", "max-age=5")]), "cache-control: max-age");
+        assert_eq!(
+            src(&[("cache-control", "max-age=5, s-maxage=9")]),
+            "cache-control: s-maxage"
+        );
+        assert_eq!(
+            src(&[("cache-control", "no-store"), ("cdn-cache-control", "max-age=9")]),
+            "cdn-cache-control: max-age"
+        );
+        assert_eq!(src(&[("expires", "Thu, 01 Jan 2099 00:00:00 GMT")]), "expires");
+        assert_eq!(
+            src(&[("last-modified", "Thu, 01 Jan 2020 00:00:00 GMT")]),
+            "heuristic (last-modified)"
+        );
     }
 
     #[test]

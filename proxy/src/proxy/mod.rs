@@ -9,11 +9,12 @@ use crate::cache::entry::{FillInfo, HitView};
 use crate::cache::hit;
 use crate::cache::invalidate::{response_groups, Invalidator, MutationScopes, Source};
 use crate::cache::key::{self, UrlKey};
-use crate::cache::policy::{self, PolicyOptions};
+use crate::cache::policy;
 use crate::cache::storage::BodyHit;
 use crate::cache::store::Store;
 use crate::cache::vary;
 use crate::config::{LimitsConfig, TimeoutConfig};
+use crate::live::Live;
 use crate::error::EdgeError;
 use crate::metrics;
 use crate::stats::Stats;
@@ -48,7 +49,8 @@ pub struct EdgeProxy {
     pub predictor: &'static Predictor<PREDICTOR_SHARDS>,
     pub invalidator: Invalidator,
     pub stats: &'static Stats,
-    pub policy: PolicyOptions,
+    /// The reloadable policy options (auth cookies, default stale windows).
+    pub live: Arc<Live>,
     pub upstreams: Arc<Upstreams>,
     /// The invalidation bus of a fleet (none on a single node).
     pub bus: Option<Arc<Bus>>,
@@ -388,7 +390,7 @@ impl ProxyHttp for EdgeProxy {
             self.store,
             &primary,
             &session.req_header().headers,
-            &self.policy.auth_cookies,
+            &self.live.policy().auth_cookies,
             now,
         );
         let Some(entry) = entry else {
@@ -463,7 +465,8 @@ impl ProxyHttp for EdgeProxy {
             &session.req_header().headers,
             age,
             fresh_for,
-            soft_purged || policy::forbids_stale(meta.headers(), &self.policy.targeted_fields),
+            soft_purged
+                || policy::forbids_stale(meta.headers(), &self.live.policy().targeted_fields),
         );
         if forced == Some(ForcedFreshness::ForceExpired) {
             ctx.forced_by_request = true;
@@ -477,11 +480,12 @@ impl ProxyHttp for EdgeProxy {
         _ctx: &mut Ctx,
         req: &RequestHeader,
     ) -> Option<HashBinary> {
+        let opts = self.live.policy();
         vary::variance(
             meta.headers(),
             &req.headers,
-            &self.policy.auth_cookies,
-            &self.policy.targeted_fields,
+            &opts.auth_cookies,
+            &opts.targeted_fields,
         )
     }
 
@@ -554,6 +558,7 @@ impl ProxyHttp for EdgeProxy {
             let d = start.elapsed();
             ctx.upstream_time = Some(d);
             metrics::record_origin_fetch(d.as_secs_f64());
+            self.stats.record_origin_fetch(d);
         }
         ctx.fwd_status = Some(resp.status.as_u16());
         if resp.status == http::StatusCode::NOT_MODIFIED
@@ -598,11 +603,11 @@ impl ProxyHttp for EdgeProxy {
                 pingora_cache::NoCacheReason::NeverEnabled,
             ));
         };
-        match policy::decide(
+        match policy::decide_with_rule(
             session.req_header(),
             &header,
             SystemTime::now(),
-            &self.policy,
+            &self.live.policy(),
         ) {
             Ok(mut meta) => {
                 let groups = response_groups(&header.headers);
@@ -615,7 +620,10 @@ impl ProxyHttp for EdgeProxy {
                 ctx.cacheable = true;
                 Ok(RespCacheable::Cacheable(meta))
             }
-            Err(reason) => Ok(RespCacheable::Uncacheable(reason)),
+            Err(refusal) => {
+                self.store.record_refusal(url.primary_hash(), refusal.rule);
+                Ok(RespCacheable::Uncacheable(refusal.reason))
+            }
         }
     }
 

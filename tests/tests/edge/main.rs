@@ -5,6 +5,7 @@
 //! and a mutation through the proxy is visible to the very next read.
 
 mod fail_closed;
+mod ops_kit;
 
 use llmselect_e2e::http::{send, Resp};
 use llmselect_e2e::origin::TestUser;

@@ -5,6 +5,7 @@
 mod admin;
 mod basics;
 mod coalescing;
+mod console;
 mod freshness;
 mod invalidation;
 mod isolation;
