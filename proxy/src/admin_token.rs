@@ -21,7 +21,12 @@ pub fn state_dir(config: &Config) -> PathBuf {
     let var = |n: &str| std::env::var_os(n).filter(|v| !v.is_empty());
     if let Some(d) = var("STATE_DIRECTORY") {
         // systemd may list several, separated by ':'
-        let first = d.to_string_lossy().split(':').next().unwrap_or("").to_string();
+        let first = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_string();
         return PathBuf::from(first);
     }
     if let Some(d) = var("XDG_STATE_HOME") {

@@ -42,7 +42,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy (the default).
-    Run,
+    Run {
+        /// Zero-downtime upgrade: take the listening sockets over from the running proxy
+        /// (through `server.upgrade_sock`), which must get SIGQUIT within 5 s.
+        #[arg(long)]
+        upgrade: bool,
+    },
     /// Validate the configuration, print the effective values (secrets redacted) and exit:
     /// 0 when valid, 2 otherwise.
     Check,
@@ -112,14 +117,19 @@ impl Cli {
 
     /// Whether the command runs the proxy (`None` or `run`).
     pub fn runs_proxy(&self) -> bool {
-        matches!(self.command, None | Some(Command::Run))
+        matches!(self.command, None | Some(Command::Run { .. }))
+    }
+
+    /// Whether `run --upgrade` was asked for.
+    pub fn upgrade(&self) -> bool {
+        matches!(self.command, Some(Command::Run { upgrade: true }))
     }
 }
 
 /// Runs a command other than `run`; returns the process's exit code.
 pub fn run_command(cli: &Cli) -> ExitCode {
     let result = match &cli.command {
-        None | Some(Command::Run) => return ExitCode::SUCCESS,
+        None | Some(Command::Run { .. }) => return ExitCode::SUCCESS,
         Some(Command::Check) => return check(cli),
         Some(Command::Stats { admin, json }) => stats(cli, admin, *json),
         Some(Command::Purge {
@@ -209,7 +219,10 @@ fn admin_target(cli: &Cli, args: &AdminArgs) -> anyhow::Result<(String, String)>
         Some(a) => a.trim_end_matches('/').to_string(),
         None => format!("http://{}", config.admin_listen),
     };
-    let token = match std::env::var(ADMIN_TOKEN_ENV).ok().filter(|t| !t.is_empty()) {
+    let token = match std::env::var(ADMIN_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
         Some(t) => t,
         None => match &args.token_file {
             Some(path) => read_token(path)?,
@@ -232,7 +245,8 @@ fn admin_target(cli: &Cli, args: &AdminArgs) -> anyhow::Result<(String, String)>
 }
 
 fn read_token(path: &Path) -> anyhow::Result<String> {
-    admin_token::read(path)?.ok_or_else(|| anyhow::anyhow!("{} is missing or empty", path.display()))
+    admin_token::read(path)?
+        .ok_or_else(|| anyhow::anyhow!("{} is missing or empty", path.display()))
 }
 
 /// Sends one admin request and returns its JSON; a non-2xx answer is an error with its message.
@@ -311,7 +325,10 @@ fn stats(cli: &Cli, args: &AdminArgs, raw: bool) -> anyhow::Result<()> {
             } else {
                 "DOWN"
             };
-            println!("origin        {} {state}", u["address"].as_str().unwrap_or("?"));
+            println!(
+                "origin        {} {state}",
+                u["address"].as_str().unwrap_or("?")
+            );
         }
     }
     if let Some(bus) = s["bus"].as_object() {

@@ -369,7 +369,10 @@ impl Config {
             Err(e) => errors.extend(e),
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
-            errors.push(format!("log_level {:?} is not a valid filter", self.log_level));
+            errors.push(format!(
+                "log_level {:?} is not a valid filter",
+                self.log_level
+            ));
         }
         let h = &self.health_check;
         if !h.path.starts_with('/') {

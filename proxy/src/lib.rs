@@ -89,6 +89,14 @@ impl ProxyHandle {
         self.stop(Stop::Graceful);
     }
 
+    /// Zero-downtime upgrade, old side (pingora's SIGQUIT): sends the listening sockets to the
+    /// process started with [`start_upgrade`] on the same `server.upgrade_sock`, keeps serving
+    /// for pingora's 5 s hand-over, then shuts down gracefully (in-flight requests finish within
+    /// the grace period). Waits for all of it.
+    pub fn hand_over(mut self) {
+        self.stop(Stop::Upgrade);
+    }
+
     /// The proxy's own counters (the admin `/stats` numbers).
     pub fn stats(&self) -> stats::StatsSnapshot {
         self.stats.snapshot()
@@ -146,6 +154,7 @@ struct WatchSignal(watch::Receiver<Option<Stop>>);
 enum Stop {
     Fast,
     Graceful,
+    Upgrade,
 }
 
 #[async_trait::async_trait]
@@ -157,6 +166,7 @@ impl ShutdownSignalWatch for WatchSignal {
             match current {
                 Some(Stop::Fast) => return ShutdownSignal::FastShutdown,
                 Some(Stop::Graceful) => return ShutdownSignal::GracefulTerminate,
+                Some(Stop::Upgrade) => return ShutdownSignal::GracefulUpgrade,
                 None => {}
             }
             if rx.changed().await.is_err() {
@@ -168,14 +178,34 @@ impl ShutdownSignalWatch for WatchSignal {
 
 /// Builds and runs the proxy on its own thread; returns when both listeners accept.
 pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
+    start_inner(config, false)
+}
+
+/// Zero-downtime upgrade, new side (pingora's `--upgrade`): like [`start`], but takes the
+/// listening sockets over from the running process that [`ProxyHandle::hand_over`]s them
+/// through `server.upgrade_sock` (it waits up to 5 s for them; the old process must get its
+/// SIGQUIT meanwhile). The new process starts with an empty cache.
+pub fn start_upgrade(config: Config) -> anyhow::Result<ProxyHandle> {
+    if config.server.upgrade_sock.is_none() {
+        anyhow::bail!(
+            "an upgrade needs server.upgrade_sock configured (the same path in both processes)"
+        );
+    }
+    start_inner(config, true)
+}
+
+fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
     config.validate()?;
     metrics::init();
     let listen_addr = config.listen_addr().context("listen address")?;
     let admin_addr = config.admin_addr().context("admin address")?;
 
     // pingora retries a busy port for 30 s and then panics inside its service; fail fast instead.
-    for addr in [listen_addr, admin_addr] {
-        check_bindable(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    // (An upgrade takes over the sockets the old process is listening on.)
+    if !upgrade {
+        for addr in [listen_addr, admin_addr] {
+            check_bindable(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        }
     }
 
     // pingora wants `&'static` storage, lock and predictor: one leak per instance (the store is
@@ -232,7 +262,12 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = upgrade.then(|| pingora_core::server::configuration::Opt {
+        upgrade: true,
+        ..Default::default()
+    });
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    // with `upgrade`, this receives the listening sockets from the old process
     server.bootstrap();
 
     let policy = PolicyOptions::of(&config);

@@ -106,7 +106,10 @@ mod tests {
         let f = filter("info").unwrap().to_string();
         assert!(f.contains("pingora_core=warn"), "{f}");
         let f = filter("info,pingora_core=debug").unwrap().to_string();
-        assert!(f.contains("pingora_core=debug") && !f.contains("pingora_core=warn"), "{f}");
+        assert!(
+            f.contains("pingora_core=debug") && !f.contains("pingora_core=warn"),
+            "{f}"
+        );
         assert!(filter("info,=[").is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! `llmselect-proxy`: parse the command line (see `cli`), load the configuration, set up logging
-//! and run until SIGINT (fast) or SIGTERM (graceful); SIGHUP reloads the configuration.
+//! and run until SIGINT (fast), SIGTERM (graceful) or SIGQUIT (hand the sockets over to a
+//! `run --upgrade` process, then graceful); SIGHUP reloads the configuration.
 
 use clap::Parser;
 use llmselect_proxy::cli::{self, Cli};
@@ -8,6 +9,14 @@ use std::process::ExitCode;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// How the process ends.
+#[derive(Debug, Clone, Copy)]
+enum Exit {
+    Fast,
+    Graceful,
+    Upgrade,
+}
 
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
@@ -26,28 +35,34 @@ fn main() -> anyhow::Result<ExitCode> {
         tracing::warn!(path = %path.display(), "no admin token configured: using the generated one in this file (mode 0600)");
     }
 
-    let handle = llmselect_proxy::start(config)?;
+    let handle = if cli.upgrade() {
+        llmselect_proxy::start_upgrade(config)?
+    } else {
+        llmselect_proxy::start(config)?
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let graceful = runtime.block_on(async {
+    let exit = runtime.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        let mut quit = signal(SignalKind::quit())?;
         let mut hup = signal(SignalKind::hangup())?;
         anyhow::Ok(loop {
             tokio::select! {
-                _ = term.recv() => break true,
-                _ = int.recv() => break false,
+                _ = term.recv() => break Exit::Graceful,
+                _ = int.recv() => break Exit::Fast,
+                _ = quit.recv() => break Exit::Upgrade,
                 _ = hup.recv() => cli::reload(&cli, &handle, &log),
             }
         })
     })?;
-    tracing::info!(graceful, "shutting down");
-    if graceful {
-        handle.shutdown_graceful();
-    } else {
-        handle.shutdown();
+    tracing::info!(?exit, "shutting down");
+    match exit {
+        Exit::Fast => handle.shutdown(),
+        Exit::Graceful => handle.shutdown_graceful(),
+        Exit::Upgrade => handle.hand_over(),
     }
     Ok(ExitCode::SUCCESS)
 }

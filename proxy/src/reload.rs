@@ -99,10 +99,7 @@ mod tests {
     #[test]
     fn reloadable_parts_apply_and_the_rest_is_reported() {
         let current = Config::for_upstream("http://127.0.0.1:1");
-        let live = Live::new(
-            current.admin_token.clone(),
-            PolicyOptions::of(&current),
-        );
+        let live = Live::new(current.admin_token.clone(), PolicyOptions::of(&current));
         let mut new = current.clone();
         new.admin_token = Some("rotated".into());
         new.cache.auth_cookies = vec!["sid".into()];

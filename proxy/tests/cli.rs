@@ -45,7 +45,9 @@ fn write_config(dir: &Path, admin_port: u16, extra: &str) -> PathBuf {
 
 fn cli(args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
-    c.args(args).env_remove("PROXY_ADMIN_TOKEN").env_remove("RUST_LOG");
+    c.args(args)
+        .env_remove("PROXY_ADMIN_TOKEN")
+        .env_remove("RUST_LOG");
     c
 }
 
@@ -121,7 +123,10 @@ fn check_prints_the_effective_configuration_or_every_error() {
     assert!(ok.status.success(), "{ok:?}");
     let out = stdout(&ok);
     assert!(out.contains("# configuration OK"), "{out}");
-    assert!(out.contains("[cache]") && out.contains("capacity_bytes"), "{out}");
+    assert!(
+        out.contains("[cache]") && out.contains("capacity_bytes"),
+        "{out}"
+    );
     assert!(out.contains("admin_token = \"<redacted>\""), "{out}");
     assert!(!out.contains("s3cret"), "{out}");
 
@@ -214,7 +219,10 @@ fn sighup_reloads_the_token_and_keeps_the_old_configuration_on_errors() {
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
-        text.replace("admin_token = \"first\"", "admin_token = \"second\"\nlog_level = \"debug\""),
+        text.replace(
+            "admin_token = \"first\"",
+            "admin_token = \"second\"\nlog_level = \"debug\"",
+        ),
     )
     .unwrap();
     proxy.signal("-HUP");
@@ -222,10 +230,17 @@ fn sighup_reloads_the_token_and_keeps_the_old_configuration_on_errors() {
     assert!(!stats_with("first"));
     let log = proxy.log();
     assert!(log.contains("configuration reloaded"), "{log}");
-    assert!(log.contains("admin_token") && log.contains("log_level"), "{log}");
+    assert!(
+        log.contains("admin_token") && log.contains("log_level"),
+        "{log}"
+    );
 
     // an invalid file changes nothing
-    std::fs::write(&config, text.replace("admin_token = \"first\"", "[cache]\nshards = 3")).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("admin_token = \"first\"", "[cache]\nshards = 3"),
+    )
+    .unwrap();
     proxy.signal("-HUP");
     eventually("the refusal in the log", || {
         proxy.log().contains("reload refused")
@@ -240,11 +255,13 @@ fn logs_are_json_when_piped_and_human_on_request_without_pingora_noise() {
     let admin = free_port();
     let config = write_config(&dir, admin, "admin_token = \"t\"");
     let proxy = Running::start(&config, &dir, &[], admin);
-    eventually("the start-up line", || proxy.log().contains("proxy running"));
+    eventually("the start-up line", || {
+        proxy.log().contains("proxy running")
+    });
     let log = proxy.log();
     for line in log.lines() {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
         let target = v["target"].as_str().unwrap_or_default();
         assert!(
             !(target.starts_with("pingora") && v["level"] == "INFO"),
@@ -254,12 +271,11 @@ fn logs_are_json_when_piped_and_human_on_request_without_pingora_noise() {
     drop(proxy);
 
     let proxy = Running::start(&config, &dir, &["--log-format", "human"], admin);
-    eventually("the start-up line", || proxy.log().contains("proxy running"));
+    eventually("the start-up line", || {
+        proxy.log().contains("proxy running")
+    });
     let log = proxy.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("proxy running"))
-        .unwrap();
+    let line = log.lines().find(|l| l.contains("proxy running")).unwrap();
     assert!(!line.trim_start().starts_with('{'), "{line}");
     assert!(line.contains("INFO"), "{line}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -320,4 +336,141 @@ fn shipped_development_config_is_accepted() {
         err.contains("(1 error)"),
         "only the overridden address is wrong:\n{err}"
     );
+}
+
+/// A plain HTTP/1.1 origin on a std thread: `/slow` answers after `slow`, anything else at once.
+fn slow_origin(slow: Duration) -> u16 {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                if buf.starts_with(b"GET /slow") {
+                    std::thread::sleep(slow);
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncache-control: no-store\r\n\
+                      connection: close\r\n\r\nok",
+                );
+            });
+        }
+    });
+    port
+}
+
+/// One `GET path` on a new connection through the proxy: the status line and body, or the error.
+fn fetch(port: u16, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: edge\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .map_err(|e| format!("read: {e}"))?;
+    match out.starts_with("HTTP/1.1 200") && out.ends_with("ok") {
+        true => Ok(out),
+        false => Err(format!("unexpected answer: {out:?}")),
+    }
+}
+
+#[test]
+fn binary_upgrade_hands_the_sockets_over_without_refusing_or_cutting_requests() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = scratch("upgrade");
+    let admin = free_port();
+    let listen = free_port();
+    // longer than pingora's 5 s hand-over: still in flight when the old process shuts down
+    let origin = slow_origin(Duration::from_millis(6500));
+    let config = dir.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{listen}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
+             upstream = \"http://127.0.0.1:{origin}\"\nadmin_token = \"t\"\n\
+             [server]\nthreads = 2\ngrace_period_secs = 10\npid_file = \"{}\"\n\
+             upgrade_sock = \"{}\"\n",
+            dir.join("proxy.pid").display(),
+            dir.join("upgrade.sock").display(),
+        ),
+    )
+    .unwrap();
+    let mut old = Running::start(&config, &dir, &[], admin);
+    assert!(fetch(listen, "/fast").is_ok());
+
+    // clients all along: a new connection every few milliseconds, and one slow request
+    let stop = Arc::new(AtomicBool::new(false));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let load = {
+        let (stop, results) = (stop.clone(), results.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let r = fetch(listen, "/fast");
+                results.lock().unwrap().push(r);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let slow = std::thread::spawn(move || fetch(listen, "/slow"));
+    std::thread::sleep(Duration::from_millis(300));
+
+    // the new binary waits for the sockets; the old one gets SIGQUIT and sends them
+    let new_log = dir.join("new.log");
+    let mut new = cli(&["--config", config.to_str().unwrap(), "run", "--upgrade"])
+        .stdout(Stdio::from(std::fs::File::create(&new_log).unwrap()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    old.signal("-QUIT");
+    eventually("the new process running", || {
+        std::fs::read_to_string(&new_log)
+            .unwrap_or_default()
+            .contains("proxy running")
+    });
+    // the old process finishes its slow request, then exits
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while old.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the old process did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+
+    let slow = slow.join().unwrap();
+    assert!(slow.is_ok(), "the in-flight request was cut: {slow:?}");
+    let results = results.lock().unwrap();
+    let failed: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        results.len()
+    );
+    assert!(results.len() > 50, "{} requests", results.len());
+    // the new process alone serves now, the admin listener included
+    assert!(fetch(listen, "/fast").is_ok());
+    let stats = run(
+        &["stats", "--config", config.to_str().unwrap(), "--json"],
+        &[],
+    );
+    assert!(stats.status.success(), "{stats:?}");
+    let v: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert!(v["origin_fetches"].as_u64().unwrap() > 0, "{v}");
+    let _ = new.kill();
+    let _ = new.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -29,7 +29,9 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("chromedriver starts (Debian package chromium-driver; scripts/test.sh installs it)");
+            .expect(
+                "chromedriver starts (Debian package chromium-driver; scripts/test.sh installs it)",
+            );
         let url = format!("http://127.0.0.1:{port}");
         let mut caps = serde_json::Map::new();
         caps.insert(

@@ -14,23 +14,23 @@ use crate::bus::{message, Bus};
 use crate::cache::explain::{self, Question};
 use crate::cache::hit::primary_only_key;
 use crate::cache::key::{normalise_path_query, UrlKey};
-use crate::live::Live;
-use crate::proxy::PREDICTOR_SHARDS;
-use pingora_cache::predictor::{CacheablePredictor, Predictor};
-use std::net::SocketAddr;
-use std::time::SystemTime;
 use crate::cache::{Invalidator, Source};
 use crate::cache::{Scope, Store};
+use crate::live::Live;
 use crate::metrics;
+use crate::proxy::PREDICTOR_SHARDS;
 use crate::stats::Stats;
 use crate::upstreams::Upstreams;
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
+use pingora_cache::predictor::{CacheablePredictor, Predictor};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use serde::Deserialize;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 use subtle::ConstantTimeEq;
 
 /// Largest accepted `POST /purge` body.

@@ -43,7 +43,12 @@ pub fn explain(store: &Store, q: &Question) -> Value {
         })
         .collect();
     let refusal = store.refusal(&primary);
-    let (verdict, why) = verdict(q, selected.as_ref(), variants.len(), refusal.map(|r| r.rule));
+    let (verdict, why) = verdict(
+        q,
+        selected.as_ref(),
+        variants.len(),
+        refusal.map(|r| r.rule),
+    );
     json!({
         "url": q.url.primary(),
         "key": {"primary": q.url.primary(), "hash": hex::encode(primary)},
@@ -122,7 +127,10 @@ fn verdict(
             )
         }
         Some(ForcedFreshness::ForceFresh) => {
-            return ("hit", "stale, but the request accepts it (max-stale)".into())
+            return (
+                "hit",
+                "stale, but the request accepts it (max-stale)".into(),
+            )
         }
         _ => {}
     }

@@ -230,10 +230,18 @@ pub fn freshness_source(resp: &HeaderMap, targeted: &[HeaderName]) -> String {
     };
     view.remove(header::PRAGMA);
     let cc = CacheControl::from_headers_named("cache-control", &view);
-    if cc.as_ref().and_then(|c| c.s_maxage().ok().flatten()).is_some() {
+    if cc
+        .as_ref()
+        .and_then(|c| c.s_maxage().ok().flatten())
+        .is_some()
+    {
         return format!("{field}: s-maxage");
     }
-    if cc.as_ref().and_then(|c| c.max_age().ok().flatten()).is_some() {
+    if cc
+        .as_ref()
+        .and_then(|c| c.max_age().ok().flatten())
+        .is_some()
+    {
         return format!("{field}: max-age");
     }
     if field == "cache-control" && resp.contains_key(header::EXPIRES) {
@@ -722,16 +730,25 @@ mod tests {
     fn freshness_sources() {
         let t = opts().targeted_fields;
         let src = |h: &[(&str, &str)]| freshness_source(&resp(200, h).headers, &t);
-        assert_eq!(src(&[("cache-control", "max-age=5")]), "cache-control: max-age");
+        assert_eq!(
+            src(&[("cache-control", "max-age=5")]),
+            "cache-control: max-age"
+        );
         assert_eq!(
             src(&[("cache-control", "max-age=5, s-maxage=9")]),
             "cache-control: s-maxage"
         );
         assert_eq!(
-            src(&[("cache-control", "no-store"), ("cdn-cache-control", "max-age=9")]),
+            src(&[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=9")
+            ]),
             "cdn-cache-control: max-age"
         );
-        assert_eq!(src(&[("expires", "Thu, 01 Jan 2099 00:00:00 GMT")]), "expires");
+        assert_eq!(
+            src(&[("expires", "Thu, 01 Jan 2099 00:00:00 GMT")]),
+            "expires"
+        );
         assert_eq!(
             src(&[("last-modified", "Thu, 01 Jan 2020 00:00:00 GMT")]),
             "heuristic (last-modified)"

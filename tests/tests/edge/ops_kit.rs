@@ -102,7 +102,10 @@ async fn rules_and_dashboard_use_only_metrics_the_services_expose() {
         "check",
         "config",
         "--syntax-only",
-        ops_dir().join("prometheus/prometheus.yml").to_str().unwrap(),
+        ops_dir()
+            .join("prometheus/prometheus.yml")
+            .to_str()
+            .unwrap(),
     ]);
 
     let s = Stack::builder()

@@ -55,7 +55,8 @@ async fn console_shows_traffic_purges_a_group_and_explains_in_a_browser() {
     assert!(!b.find("#app").await.is_displayed().await.unwrap());
     b.fill("#token-input", "wrong-token").await;
     b.click("#token-submit").await;
-    b.text_until("#login-error", |t| t.contains("refused")).await;
+    b.text_until("#login-error", |t| t.contains("refused"))
+        .await;
     b.fill("#token-input", &p.token).await;
     b.click("#token-submit").await;
     b.text_until("#stat-hits", |t| t == "0").await;
@@ -99,8 +100,10 @@ async fn console_shows_traffic_purges_a_group_and_explains_in_a_browser() {
     assert_eq!(after.x_cache(), "MISS");
     assert_eq!(after.body, "items 2");
     assert_eq!(e.scripted().count("/api/items"), 2);
-    b.text_until("#purges", |t| t.contains("group catalog") && t.contains("admin"))
-        .await;
+    b.text_until("#purges", |t| {
+        t.contains("group catalog") && t.contains("admin")
+    })
+    .await;
 
     // explain the URL: stored again by the miss above, fresh, with its freshness source
     b.fill("#explain-url", "/api/items").await;
@@ -173,7 +176,10 @@ async fn explain_reports_variants_freshness_source_and_refusals() {
     get(p, "/e/nostore").await;
     let v = explain(p, "/e/nostore", &[]).await;
     assert_eq!(v["verdict"], "pass", "{v}");
-    assert!(v["why"].as_str().unwrap().contains("Cache-Control: no-store"));
+    assert!(v["why"]
+        .as_str()
+        .unwrap()
+        .contains("Cache-Control: no-store"));
     assert!(v["last_refusal"]["rule"]
         .as_str()
         .unwrap()
