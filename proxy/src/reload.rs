@@ -52,6 +52,7 @@ pub fn apply(live: &Live, current: &Config, new: &Config) -> Result<Report, Conf
         report.applied.push("admin_token");
     }
     report.applied.sort_unstable();
+    report.applied.dedup();
     live.set_admin_token(new.admin_token.clone());
     live.set_policy(PolicyOptions::of(&applied(current, new)));
     Ok(report)
@@ -119,6 +120,18 @@ mod tests {
         assert_eq!(live.policy().auth_cookies, vec!["sid".to_string()]);
         assert_eq!(live.policy().default_sie_secs, 30);
         assert_eq!(applied(&current, &new).upstream, current.upstream);
+    }
+
+    #[test]
+    fn a_token_set_for_the_first_time_is_reported_once() {
+        let mut current = Config::for_upstream("http://127.0.0.1:1");
+        current.admin_token = None;
+        let live = Live::new(None, PolicyOptions::of(&current));
+        let mut new = current.clone();
+        new.admin_token = Some("t".into());
+        let report = apply(&live, &current, &new).unwrap();
+        assert_eq!(report.applied, vec!["admin_token"]);
+        assert!(report.needs_restart.is_empty());
     }
 
     #[test]

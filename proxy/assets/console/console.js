@@ -79,12 +79,14 @@ function showStats(s) {
     $("stat-rate").textContent = rate.toFixed(1);
     $("stat-origin-latency").textContent = fetches > 0
       ? ((s.origin_fetch_micros - p.origin_fetch_micros) / fetches / 1000).toFixed(1) + " ms" : "–";
+    $("stat-hit-ratio-window").textContent =
+      "since start" + (ratio === null ? "" : "; last " + dt.toFixed(0) + " s: " + pct(ratio));
     history.push({ rate, ratio });
     if (history.length > HISTORY) history.shift();
     draw();
   }
   $("stat-hit-ratio").textContent = lookups(s) > 0 ? pct(s.hit_ratio) : "–";
-  $("stat-hit-ratio-window").textContent = "since start";
+  if (!previous) $("stat-hit-ratio-window").textContent = "since start";
   previous = { stats: s, at: now };
 }
 
@@ -164,7 +166,7 @@ async function purge(ev) {
   if (kind === "all" && !confirm("Purge the whole cache?")) return;
   try {
     const r = await api("POST", "/purge", body);
-    $("purge-result").textContent = "Purged " + r.purged + " entries (" + r.kind +
+    $("purge-result").textContent = "Purged " + r.purged + (r.purged === 1 ? " entry (" : " entries (") + r.kind +
       (r.soft ? ", soft" : "") + (r.fleet ? ", published to the fleet" : "") + ").";
     refresh();
   } catch (e) { $("purge-result").textContent = "Purge failed: " + e.message; }

@@ -94,7 +94,7 @@ async fn console_shows_traffic_purges_a_group_and_explains_in_a_browser() {
         .unwrap();
     b.fill("#purge-value", "catalog").await;
     b.click("#purge-submit").await;
-    b.text_until("#purge-result", |t| t.contains("Purged 1 entries"))
+    b.text_until("#purge-result", |t| t.contains("Purged 1 entry"))
         .await;
     let after = get(p, "/api/items").await;
     assert_eq!(after.x_cache(), "MISS");

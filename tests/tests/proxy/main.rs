@@ -10,6 +10,7 @@ mod freshness;
 mod invalidation;
 mod isolation;
 mod limits;
+mod reload;
 mod security;
 mod stale;
 mod streaming;
