@@ -100,6 +100,19 @@ impl TestProxy {
             .expect("stats json")
     }
 
+    /// The body of `GET /metrics` on the admin listener.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.admin))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("admin metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Stops the proxy and waits for it.
     pub async fn shutdown(mut self) {
         if let Some(h) = self.handle.take() {

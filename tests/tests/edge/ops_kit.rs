@@ -136,17 +136,7 @@ async fn rules_and_dashboard_use_only_metrics_the_services_expose() {
         r.bytes().await.unwrap();
     }
 
-    let proxy_scrape = s
-        .proxy()
-        .client
-        .get(format!("{}/metrics", s.proxy().admin))
-        .bearer_auth(&s.proxy().token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let proxy_scrape = s.proxy().metrics_text().await;
     let origin_scrape = s.origin().metrics_text().await;
     let mut exposed_names = exposed(&proxy_scrape);
     exposed_names.extend(exposed(&origin_scrape));

@@ -166,17 +166,7 @@ async fn metrics_are_prometheus_text() {
     get(e.proxy(), "/m").await;
     get(e.proxy(), "/m").await;
     e.proxy().purge(json!({"urls": ["/m"]})).await;
-    let text = e
-        .proxy()
-        .client
-        .get(format!("{}/metrics", e.proxy().admin))
-        .bearer_auth(&e.proxy().token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = e.proxy().metrics_text().await;
     for name in [
         "proxy_requests_total{cache_status=\"HIT\"}",
         "proxy_request_duration_seconds_bucket",
