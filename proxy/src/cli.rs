@@ -166,8 +166,9 @@ pub fn run_command(cli: &Cli) -> ExitCode {
     }
 }
 
+/// Validates without side effects (no token file is created) and prints the configuration.
 fn check(cli: &Cli) -> ExitCode {
-    let (config, generated) = match cli.load_config() {
+    let config = match Config::load(cli.config.as_deref(), cli.overrides()) {
         Ok(c) => c,
         Err(e) => {
             eprint!("{e}");
@@ -179,9 +180,13 @@ fn check(cli: &Cli) -> ExitCode {
         .as_deref()
         .map_or("built-in defaults".to_string(), |p| p.display().to_string());
     println!("# configuration OK ({source})");
-    match &generated {
-        Some(path) => println!("# admin token: generated, in {}", path.display()),
-        None => println!("# admin token: configured"),
+    if config.admin_token.as_deref().is_some_and(|t| !t.is_empty()) {
+        println!("# admin token: configured");
+    } else {
+        println!(
+            "# admin token: none configured; the proxy uses the generated one in {}",
+            admin_token::token_path(&config).display()
+        );
     }
     match toml::to_string_pretty(&config) {
         Ok(text) => {

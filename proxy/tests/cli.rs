@@ -129,6 +129,12 @@ fn check_prints_the_effective_configuration_or_every_error() {
     );
     assert!(out.contains("admin_token = \"<redacted>\""), "{out}");
     assert!(!out.contains("s3cret"), "{out}");
+    // without a token: says where the generated one lives, and creates nothing
+    let tokenless = write_config(&dir, free_port(), "");
+    let ok = run(&["check", "--config", tokenless.to_str().unwrap()], &[]);
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(stdout(&ok).contains("state/admin-token"), "{}", stdout(&ok));
+    assert!(!dir.join("state").exists());
 
     let bad = dir.join("bad.toml");
     std::fs::write(
