@@ -106,8 +106,9 @@ impl ProxyHandle {
     /// an error nothing changes.
     pub fn reload(&self, new: Config) -> Result<reload::Report, ConfigErrors> {
         let mut current = self.config.lock();
-        let report = reload::apply(&self.live, &current, &new)?;
-        *current = reload::applied(&current, &new);
+        let runtime = self.background.as_ref().map(|rt| rt.handle().clone());
+        let (report, effective) = reload::apply(&self.live, &current, &new, runtime.as_ref())?;
+        *current = effective;
         Ok(report)
     }
 
@@ -242,7 +243,7 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
         None
     };
     let bg = background.as_ref().map(|rt| rt.handle().clone());
-    let upstreams = Arc::new(Upstreams::new(&config, bg.as_ref())?);
+    let upstreams = Upstreams::new(&config, bg.as_ref())?;
     let bus = match (&bg, config.bus.enabled()) {
         (Some(rt), true) => Some(Arc::new(Bus::start(&config.bus, invalidator, rt))),
         _ => None,
@@ -272,7 +273,7 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
 
     let policy = PolicyOptions::of(&config);
     let own_fields = policy.own_fields();
-    let live = Arc::new(Live::new(config.admin_token.clone(), policy));
+    let live = Arc::new(Live::new(config.admin_token.clone(), policy, upstreams));
     let edge = EdgeProxy {
         store,
         lock,
@@ -281,7 +282,6 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
         stats,
         own_fields,
         live: live.clone(),
-        upstreams: upstreams.clone(),
         bus: bus.clone(),
         timeouts: config.timeouts.clone(),
         limits: config.limits.clone(),
@@ -304,7 +304,6 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
             stats,
             invalidator,
             bus: bus.clone(),
-            upstreams,
         },
     );
     admin_service.add_tcp(&config.admin_listen);

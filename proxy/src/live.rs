@@ -1,8 +1,10 @@
 //! The parts of the configuration that change without a restart (SIGHUP, see `reload`): the
-//! admin token and the cache policy's cookies and default stale windows. Readers take a snapshot
-//! per request (`arc_swap`: a lock-free pointer load); a reload swaps in a new value whole.
+//! admin token, the cache policy's cookies and default stale windows, and the origins. Readers
+//! take a snapshot per request (`arc_swap`: a lock-free pointer load); a reload swaps in a new
+//! value whole.
 
 use crate::cache::policy::PolicyOptions;
+use crate::upstreams::Upstreams;
 use arc_swap::{ArcSwap, Guard};
 use std::sync::Arc;
 
@@ -10,13 +12,15 @@ use std::sync::Arc;
 pub struct Live {
     admin_token: ArcSwap<Option<String>>,
     policy: ArcSwap<PolicyOptions>,
+    upstreams: ArcSwap<Upstreams>,
 }
 
 impl Live {
-    pub fn new(admin_token: Option<String>, policy: PolicyOptions) -> Live {
+    pub fn new(admin_token: Option<String>, policy: PolicyOptions, upstreams: Upstreams) -> Live {
         Live {
             admin_token: ArcSwap::from_pointee(admin_token),
             policy: ArcSwap::from_pointee(policy),
+            upstreams: ArcSwap::from_pointee(upstreams),
         }
     }
 
@@ -27,6 +31,15 @@ impl Live {
 
     pub fn policy(&self) -> Guard<Arc<PolicyOptions>> {
         self.policy.load()
+    }
+
+    /// The origins requests go to.
+    pub fn upstreams(&self) -> Guard<Arc<Upstreams>> {
+        self.upstreams.load()
+    }
+
+    pub fn set_upstreams(&self, upstreams: Upstreams) {
+        self.upstreams.store(Arc::new(upstreams));
     }
 
     pub fn set_admin_token(&self, token: Option<String>) {

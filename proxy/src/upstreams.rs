@@ -13,10 +13,22 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Where requests go. Addresses are resolved once, at start-up, never on the request path.
+/// Where requests go. Addresses are resolved once, at start-up (or reload), never on the request
+/// path.
 pub enum Upstreams {
     Single(SocketAddr),
-    Balanced(Arc<LoadBalancer<RoundRobin>>),
+    /// Several origins and the task checking their health (stopped when this is dropped, e.g.
+    /// replaced by a reload).
+    Balanced(Arc<LoadBalancer<RoundRobin>>, HealthTask),
+}
+
+/// The health-check loop of a balanced set; aborted on drop.
+pub struct HealthTask(tokio::task::JoinHandle<()>);
+
+impl Drop for HealthTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// `/stats` view of one origin.
@@ -46,7 +58,7 @@ impl Upstreams {
         let lb = Arc::new(lb);
         let checker = lb.clone();
         let every = Duration::from_millis(config.health_check.interval_ms);
-        runtime.spawn(async move {
+        let task = runtime.spawn(async move {
             loop {
                 checker.backends().run_health_check(true).await;
                 for b in checker.backends().get_backend().iter() {
@@ -55,7 +67,7 @@ impl Upstreams {
                 tokio::time::sleep(every).await;
             }
         });
-        Ok(Upstreams::Balanced(lb))
+        Ok(Upstreams::Balanced(lb, HealthTask(task)))
     }
 
     /// The origin for the next attempt: a healthy one that has not failed this request yet, else
@@ -63,7 +75,7 @@ impl Upstreams {
     pub fn select(&self, failed: &[SocketAddr]) -> Option<SocketAddr> {
         match self {
             Upstreams::Single(addr) => Some(*addr),
-            Upstreams::Balanced(lb) => {
+            Upstreams::Balanced(lb, _) => {
                 let inet = |b: &Backend| b.addr.as_inet().copied();
                 let not_failed = |b: &Backend| inet(b).is_some_and(|a| !failed.contains(&a));
                 lb.select_with(b"", 256, |b, healthy| healthy && not_failed(b))
@@ -75,7 +87,7 @@ impl Upstreams {
 
     /// Whether another origin can take a retry.
     pub fn several(&self) -> bool {
-        matches!(self, Upstreams::Balanced(_))
+        matches!(self, Upstreams::Balanced(..))
     }
 
     pub fn health(&self) -> Vec<UpstreamHealth> {
@@ -84,7 +96,7 @@ impl Upstreams {
                 address: addr.to_string(),
                 healthy: true,
             }],
-            Upstreams::Balanced(lb) => lb
+            Upstreams::Balanced(lb, _) => lb
                 .backends()
                 .get_backend()
                 .iter()

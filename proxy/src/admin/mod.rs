@@ -20,7 +20,6 @@ use crate::live::Live;
 use crate::metrics;
 use crate::proxy::PREDICTOR_SHARDS;
 use crate::stats::Stats;
-use crate::upstreams::Upstreams;
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
 use pingora_cache::predictor::{CacheablePredictor, Predictor};
@@ -173,7 +172,7 @@ pub struct ExplainRequest {
 
 /// The admin application.
 pub struct AdminApp {
-    /// The admin token and the policy options (reloadable).
+    /// The admin token, the policy options and the origins (reloadable).
     pub live: Arc<Live>,
     /// The proxy's listen address: the host of an explained path.
     pub listen_addr: SocketAddr,
@@ -183,7 +182,6 @@ pub struct AdminApp {
     pub stats: &'static Stats,
     pub invalidator: Invalidator,
     pub bus: Option<Arc<Bus>>,
-    pub upstreams: Arc<Upstreams>,
 }
 
 impl AdminApp {
@@ -348,13 +346,13 @@ impl AdminApp {
     /// Liveness, plus what an operator must know at a glance: the bus and the origins.
     fn health_json(&self) -> serde_json::Value {
         let bus = self.bus.as_ref().map(|b| b.snapshot().state);
-        let origins_down = self.upstreams.health().iter().all(|u| !u.healthy);
+        let origins_down = self.live.upstreams().health().iter().all(|u| !u.healthy);
         let status = if origins_down || bus.is_some_and(|s| s != "connected") {
             "degraded"
         } else {
             "ok"
         };
-        json!({"status": status, "bus": bus, "upstreams": self.upstreams.health()})
+        json!({"status": status, "bus": bus, "upstreams": self.live.upstreams().health()})
     }
 
     fn stats_json(&self) -> serde_json::Value {
@@ -380,7 +378,7 @@ impl AdminApp {
             "origin_fetches": s.origin_fetches,
             "origin_fetch_micros": s.origin_fetch_micros,
             "bus": self.bus.as_ref().map(|b| b.snapshot()),
-            "upstreams": self.upstreams.health(),
+            "upstreams": self.live.upstreams().health(),
         })
     }
 }

@@ -18,7 +18,6 @@ use crate::error::EdgeError;
 use crate::live::Live;
 use crate::metrics;
 use crate::stats::Stats;
-use crate::upstreams::Upstreams;
 use async_trait::async_trait;
 use bytes::Bytes;
 use ctx::Ctx;
@@ -49,9 +48,8 @@ pub struct EdgeProxy {
     pub predictor: &'static Predictor<PREDICTOR_SHARDS>,
     pub invalidator: Invalidator,
     pub stats: &'static Stats,
-    /// The reloadable policy options (auth cookies, default stale windows).
+    /// The reloadable parts: policy options (auth cookies, default stale windows), origins.
     pub live: Arc<Live>,
-    pub upstreams: Arc<Upstreams>,
     /// The invalidation bus of a fleet (none on a single node).
     pub bus: Option<Arc<Bus>>,
     pub timeouts: TimeoutConfig,
@@ -519,7 +517,7 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let Some(addr) = self.upstreams.select(&ctx.failed_upstreams) else {
+        let Some(addr) = self.live.upstreams().select(&ctx.failed_upstreams) else {
             return Error::e_explain(
                 pingora_error::ErrorType::ConnectNoRoute,
                 "no origin left to try",
@@ -670,7 +668,7 @@ impl ProxyHttp for EdgeProxy {
         if let Some(addr) = peer._address.as_inet() {
             ctx.failed_upstreams.push(*addr);
         }
-        if self.upstreams.several() && session.req_header().method.is_idempotent() {
+        if self.live.upstreams().several() && session.req_header().method.is_idempotent() {
             e.set_retry(true);
         }
         e

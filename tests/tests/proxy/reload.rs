@@ -1,9 +1,10 @@
 //! Configuration reload on a running proxy (`ProxyHandle::reload`, what SIGHUP calls): the cache
-//! survives, the new policy applies to the next request, an invalid configuration changes nothing.
+//! survives, the new policy and origin apply to the next request, an invalid configuration
+//! changes nothing.
 
 use crate::{env, get};
 use llmselect_e2e::http::send;
-use llmselect_e2e::scripted_origin::Route;
+use llmselect_e2e::scripted_origin::{Route, ScriptedOrigin};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_keeps_the_cache_and_applies_the_new_policy() {
@@ -58,10 +59,20 @@ async fn reload_keeps_the_cache_and_applies_the_new_policy() {
     assert!(errors.to_string().contains("auth_cookies"), "{errors}");
     assert_eq!(stats("rotated").await.unwrap().status(), 200);
     assert_eq!(stats("third").await.unwrap().status(), 401);
-    // a change that needs a restart is reported, not applied
-    let mut upstream = cfg;
-    upstream.upstream = "http://127.0.0.1:1".into();
-    let report = handle.reload(upstream).unwrap();
-    assert_eq!(report.needs_restart, vec!["upstream".to_string()]);
+    // another origin: the next fetch goes there, the cache stays; a change that needs a restart
+    // is reported, not applied
+    let second = ScriptedOrigin::start().await;
+    second.route("GET", "/where", Route::ok("second").cache("no-store"));
+    e.scripted()
+        .route("GET", "/where", Route::ok("first").cache("no-store"));
+    assert_eq!(get(p, "/where").await.body, "first");
+    let mut moved = cfg;
+    moved.upstream = second.url();
+    moved.server.threads = 4;
+    let report = handle.reload(moved).unwrap();
+    assert_eq!(report.applied, vec!["upstream"]);
+    assert_eq!(report.needs_restart, vec!["server.threads".to_string()]);
+    assert_eq!(get(p, "/where").await.body, "second");
     assert_eq!(get(p, "/shared").await.x_cache(), "HIT");
+    assert_eq!(second.count("/shared"), 0);
 }
