@@ -36,6 +36,8 @@ impl Drop for HealthTask {
 pub struct UpstreamHealth {
     pub address: String,
     pub healthy: bool,
+    /// Whether health checks run (several origins); a single origin is assumed healthy.
+    pub checked: bool,
 }
 
 impl Upstreams {
@@ -95,6 +97,7 @@ impl Upstreams {
             Upstreams::Single(addr) => vec![UpstreamHealth {
                 address: addr.to_string(),
                 healthy: true,
+                checked: false,
             }],
             Upstreams::Balanced(lb, _) => lb
                 .backends()
@@ -103,6 +106,7 @@ impl Upstreams {
                 .map(|b| UpstreamHealth {
                     address: b.addr.to_string(),
                     healthy: lb.backends().ready(b),
+                    checked: true,
                 })
                 .collect(),
         }

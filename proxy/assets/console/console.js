@@ -98,7 +98,7 @@ function draw() {
   for (let i = 0; i <= 4; i++) { const y = pad + (h - 2 * pad) * i / 4; g.moveTo(0, y); g.lineTo(w, y); }
   g.stroke();
   const max = Math.max(1, ...history.map((p) => p.rate));
-  const x = (i) => w - (history.length - 1 - i) * (w / (HISTORY - 1));
+  const x = (i) => (w - 6) - (history.length - 1 - i) * ((w - 12) / (HISTORY - 1));
   const line = (color, value) => {
     g.strokeStyle = color; g.lineWidth = 2; g.beginPath();
     let started = false;
@@ -109,6 +109,12 @@ function draw() {
       if (started) g.lineTo(x(i), y); else { g.moveTo(x(i), y); started = true; }
     });
     g.stroke();
+    // a dot per sample, so a single one shows too
+    g.fillStyle = color;
+    history.forEach((p, i) => {
+      const v = value(p);
+      if (v !== null) g.fillRect(x(i) - 2, h - pad - v * (h - 2 * pad) - 2, 4, 4);
+    });
   };
   line("#2563eb", (p) => p.rate / max);
   line("#15803d", (p) => p.ratio);
@@ -122,7 +128,8 @@ function showHealth(hl) {
   const ul = $("health"); ul.replaceChildren();
   for (const u of hl.upstreams) {
     const li = document.createElement("li");
-    li.textContent = "origin " + u.address + ": " + (u.healthy ? "healthy" : "down");
+    li.textContent = "origin " + u.address + ": " +
+      (!u.checked ? "in use (one origin: not health-checked)" : u.healthy ? "healthy" : "down");
     li.className = u.healthy ? "healthy" : "unhealthy";
     ul.append(li);
   }

@@ -83,7 +83,10 @@ async fn console_shows_traffic_purges_a_group_and_explains_in_a_browser() {
     b.text_until("#stat-misses", |t| t == "1").await;
     b.text_until("#stat-hit-ratio", |t| t == "80.0 %").await;
     b.text_until("#stat-entries", |t| t == "1").await;
-    b.text_until("#health", |t| t.contains("healthy")).await;
+    b.text_until("#health", |t| {
+        t.contains("not health-checked") && t.contains("single node")
+    })
+    .await;
     b.screenshot("console-after-traffic").await;
 
     // purge the group from the form: the next request misses
