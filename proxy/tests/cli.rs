@@ -344,14 +344,17 @@ fn shipped_development_config_is_accepted() {
     );
 }
 
-/// A plain HTTP/1.1 origin on a std thread: `/slow` answers after `slow`, anything else at once.
-fn slow_origin(slow: Duration) -> u16 {
+/// A plain HTTP/1.1 origin on a std thread: `/slow` answers after `slow` (and is announced on
+/// the returned channel when it arrives), anything else at once.
+fn slow_origin(slow: Duration) -> (u16, std::sync::mpsc::Receiver<()>) {
     use std::io::{Read, Write};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let (arrived, slow_seen) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
+            let arrived = arrived.clone();
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 1024];
@@ -362,6 +365,7 @@ fn slow_origin(slow: Duration) -> u16 {
                     }
                 }
                 if buf.starts_with(b"GET /slow") {
+                    let _ = arrived.send(());
                     std::thread::sleep(slow);
                 }
                 let _ = stream.write_all(
@@ -371,7 +375,7 @@ fn slow_origin(slow: Duration) -> u16 {
             });
         }
     });
-    port
+    (port, slow_seen)
 }
 
 /// One `GET path` on a new connection through the proxy: the status line and body, or the error.
@@ -400,7 +404,7 @@ fn binary_upgrade_hands_the_sockets_over_without_refusing_or_cutting_requests() 
     let admin = free_port();
     let listen = free_port();
     // longer than pingora's 5 s hand-over: still in flight when the old process shuts down
-    let origin = slow_origin(Duration::from_millis(6500));
+    let (origin, slow_seen) = slow_origin(Duration::from_millis(6500));
     let config = dir.join("proxy.toml");
     std::fs::write(
         &config,
@@ -431,7 +435,9 @@ fn binary_upgrade_hands_the_sockets_over_without_refusing_or_cutting_requests() 
         })
     };
     let slow = std::thread::spawn(move || fetch(listen, "/slow"));
-    std::thread::sleep(Duration::from_millis(300));
+    slow_seen
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the slow request reached the origin");
 
     // the new binary waits for the sockets; the old one gets SIGQUIT and sends them
     let new_log = dir.join("new.log");
@@ -452,7 +458,11 @@ fn binary_upgrade_hands_the_sockets_over_without_refusing_or_cutting_requests() 
         assert!(Instant::now() < deadline, "the old process did not exit");
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // some more requests, answered by the new process alone
+    let until_the_old_exited = results.lock().unwrap().len();
+    eventually("requests after the hand-over", || {
+        results.lock().unwrap().len() > until_the_old_exited + 20
+    });
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
 
