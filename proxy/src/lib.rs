@@ -185,7 +185,8 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
 /// Zero-downtime upgrade, new side (pingora's `--upgrade`): like [`start`], but takes the
 /// listening sockets over from the running process that [`ProxyHandle::hand_over`]s them
 /// through `server.upgrade_sock` (it waits up to 5 s for them; the old process must get its
-/// SIGQUIT meanwhile). The new process starts with an empty cache.
+/// SIGQUIT meanwhile). The new process starts with an empty cache. When no sockets arrive,
+/// pingora's bootstrap exits the process with status 1 (a binary-only entry point).
 pub fn start_upgrade(config: Config) -> anyhow::Result<ProxyHandle> {
     if config.server.upgrade_sock.is_none() {
         anyhow::bail!(
