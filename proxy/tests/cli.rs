@@ -490,3 +490,26 @@ fn binary_upgrade_hands_the_sockets_over_without_refusing_or_cutting_requests() 
     let _ = new.wait();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_upgrade_needs_a_fixed_upgrade_socket() {
+    let dir = scratch("upgrade-sock");
+    let config = dir.join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{}\"\nadmin_listen = \"127.0.0.1:{}\"\nadmin_token = \"t\"\n",
+            free_port(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let out = run(
+        &["--config", config.to_str().unwrap(), "run", "--upgrade"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.upgrade_sock"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
