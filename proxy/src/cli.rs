@@ -372,7 +372,10 @@ pub fn reload(cli: &Cli, handle: &ProxyHandle, log: &LogHandle) {
     let (config, _) = match cli.load_config() {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(errors = ?e.0, "reload refused: the configuration is invalid; keeping the running one");
+            tracing::error!(
+                errors = ?e.0,
+                "reload refused: the configuration is invalid; keeping the running one"
+            );
             return;
         }
     };
@@ -382,10 +385,17 @@ pub fn reload(cli: &Cli, handle: &ProxyHandle, log: &LogHandle) {
             if let Err(e) = log.set_level(&level) {
                 tracing::error!(error = %e, "log level not applied");
             }
-            tracing::info!(applied = ?report.applied, needs_restart = ?report.needs_restart, "configuration reloaded");
+            tracing::info!(
+                applied = ?report.applied,
+                needs_restart = ?report.needs_restart,
+                "configuration reloaded"
+            );
         }
         Err(e) => {
-            tracing::error!(errors = ?e.0, "reload refused: the configuration is invalid; keeping the running one");
+            tracing::error!(
+                errors = ?e.0,
+                "reload refused: the configuration is invalid; keeping the running one"
+            );
         }
     }
 }

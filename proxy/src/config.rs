@@ -124,6 +124,27 @@ pub struct CacheConfig {
     pub tombstone_max_bytes: u64,
     /// Honour request `Cache-Control: no-cache` / `max-age` / `min-fresh` / `max-stale` / `Pragma`.
     pub honour_request_directives: bool,
+    /// Responses with `Set-Cookie`: `strip` (default) stores them only when explicitly shared
+    /// (`public` / `s-maxage`) and without their `Set-Cookie`; `refuse` never stores them.
+    pub set_cookie: SetCookiePolicy,
+    /// Stream a fill to the requests waiting on it (pingora's partial writes): waiters get each
+    /// byte when the origin sends it instead of after the whole body; a fill that fails reaches
+    /// them as an error. `false`: waiters get the response once it is stored whole.
+    pub stream_fills: bool,
+}
+
+/// The rule for responses with `Set-Cookie` (a cookie is one client's state: it must never be
+/// replayed to another client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SetCookiePolicy {
+    /// Store a response with `Set-Cookie` only when the origin explicitly shares it (`public` or
+    /// `s-maxage`), and then without its `Set-Cookie` fields: the client that fetched it gets its
+    /// cookie, hits never carry one. Responses not explicitly shared are not stored.
+    #[default]
+    Strip,
+    /// Never store a response that carries `Set-Cookie`.
+    Refuse,
 }
 
 /// Upstream timeouts.
@@ -191,6 +212,8 @@ impl Default for CacheConfig {
             max_inflight_fill_bytes: 64 * 1024 * 1024,
             tombstone_max_bytes: 4 * 1024 * 1024,
             honour_request_directives: true,
+            set_cookie: Default::default(),
+            stream_fills: true,
         }
     }
 }
@@ -595,6 +618,15 @@ mod tests {
         Config::for_upstream("http://127.0.0.1:1")
             .validate()
             .unwrap();
+    }
+
+    #[test]
+    fn set_cookie_rule_is_one_of_two_names() {
+        assert_eq!(Config::default().cache.set_cookie, SetCookiePolicy::Strip);
+        let c = Config::from_toml("[cache]\nset_cookie = \"refuse\"\n").unwrap();
+        assert_eq!(c.cache.set_cookie, SetCookiePolicy::Refuse);
+        let err = Config::from_toml("[cache]\nset_cookie = \"allow\"\n").unwrap_err();
+        assert!(err.to_string().contains("set_cookie"), "{err}");
     }
 
     #[test]

@@ -35,7 +35,7 @@ mod status;
 mod test_support;
 mod upstreams;
 
-pub use config::{Config, ConfigErrors, Overrides};
+pub use config::{Config, ConfigErrors, Overrides, SetCookiePolicy};
 pub use stats::StatsSnapshot;
 
 use admin::AdminApp;
@@ -221,6 +221,7 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
             tombstone_retention: config.tombstone_retention(),
             tombstone_max_bytes: config.cache.tombstone_max_bytes as usize,
             targeted_fields: config.targeted_fields(),
+            stream_fills: config.cache.stream_fills,
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     ));

@@ -32,7 +32,10 @@ fn main() -> anyhow::Result<ExitCode> {
     };
     let log = logging::init(cli.log_format, &config.log_level)?;
     if let Some(path) = &generated_token {
-        tracing::warn!(path = %path.display(), "no admin token configured: using the generated one in this file (mode 0600)");
+        tracing::warn!(
+            path = %path.display(),
+            "no admin token configured: using the generated one in this file (mode 0600)"
+        );
     }
 
     let handle = if cli.upgrade() {

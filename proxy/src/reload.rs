@@ -1,10 +1,11 @@
 //! Configuration reload (SIGHUP): the new file is validated first (and its origins resolved), and
 //! only when all is well are the parts that can change without a restart swapped in: the admin
-//! token, the authentication cookies and the default stale windows, the origins and their health
-//! checks (`live`), and the log level (swapped by the binary's logger). The cache stays as it is.
-//! Everything else (listen addresses, store sizes, the bus...) needs a restart or a binary
-//! upgrade: a reload reports those keys and keeps running with the old values. So does going from
-//! one origin to several on a node started without a background runtime (no bus, one origin).
+//! token, the authentication cookies, `set_cookie` and the default stale windows, the origins and
+//! their health checks (`live`), and the log level (swapped by the binary's logger). The cache
+//! stays as it is. Everything else (listen addresses, store sizes, the bus...) needs a restart or
+//! a binary upgrade: a reload reports those keys and keeps running with the old values. So does
+//! going from one origin to several on a node started without a background runtime (no bus, one
+//! origin).
 
 use crate::cache::policy::PolicyOptions;
 use crate::config::{Config, ConfigErrors};
@@ -22,10 +23,11 @@ pub struct Report {
 }
 
 /// The keys a reload applies.
-pub const RELOADABLE: [&str; 10] = [
+pub const RELOADABLE: [&str; 11] = [
     "admin_token",
     "log_level",
     "cache.auth_cookies",
+    "cache.set_cookie",
     "cache.default_stale_while_revalidate_secs",
     "cache.default_stale_if_error_secs",
     "upstream",
@@ -111,6 +113,7 @@ fn applied(current: &Config, new: &Config, origins: bool) -> Config {
     c.admin_token = new.admin_token.clone();
     c.log_level = new.log_level.clone();
     c.cache.auth_cookies = new.cache.auth_cookies.clone();
+    c.cache.set_cookie = new.cache.set_cookie;
     c.cache.default_stale_while_revalidate_secs = new.cache.default_stale_while_revalidate_secs;
     c.cache.default_stale_if_error_secs = new.cache.default_stale_if_error_secs;
     c

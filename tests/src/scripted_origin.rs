@@ -40,6 +40,9 @@ pub struct Route {
     pub sse: Option<Vec<String>>,
     /// Hold an SSE stream after its first event until [`ScriptedOrigin::release_streams`].
     pub hold_after_first_event: bool,
+    /// Send the first half of the body, then hold the rest until
+    /// [`ScriptedOrigin::release_streams`].
+    pub hold_body: bool,
 }
 
 impl Route {
@@ -53,6 +56,7 @@ impl Route {
             etag: None,
             sse: None,
             hold_after_first_event: false,
+            hold_body: false,
         }
     }
 
@@ -84,6 +88,14 @@ impl Route {
 
     pub fn etag(mut self, etag: &str) -> Route {
         self.etag = Some(etag.to_string());
+        self
+    }
+
+    /// Send the first half of the body and hold the rest until
+    /// [`ScriptedOrigin::release_streams`] (the connection is cut instead by
+    /// [`ScriptedOrigin::refuse_connections`]).
+    pub fn hold_body(mut self) -> Route {
+        self.hold_body = true;
         self
     }
 
@@ -366,6 +378,24 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         .body
         .replace("{n}", &n.to_string())
         .replace("{user}", &identity(&headers));
+    if route.hold_body {
+        let bytes = Bytes::from(body);
+        let half = bytes.len() / 2;
+        let (first, second) = (bytes.slice(..half), bytes.slice(half..));
+        let (mut tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(2);
+        let st = state.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(Ok(Frame::data(first))).await;
+            let notified = st.release.notified();
+            if !st.released.load(Ordering::SeqCst) {
+                notified.await;
+            }
+            let _ = tx.send(Ok(Frame::data(second))).await;
+        });
+        return builder
+            .body(StreamBody::new(rx).boxed())
+            .expect("valid response");
+    }
     if let Some(pause) = route.body_pause {
         let bytes = Bytes::from(body);
         let half = bytes.len() / 2;

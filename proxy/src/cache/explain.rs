@@ -177,7 +177,12 @@ fn variant_json(e: &Entry, q: &Question) -> Value {
         "ttl_left_secs": policy::seconds_until(meta.fresh_until(), q.now),
         "stale_while_revalidate_secs": meta.stale_while_revalidate_sec(),
         "stale_if_error_secs": meta.stale_if_error_sec(),
-        "freshness_source": policy::freshness_source(meta.headers(), &q.policy.targeted_fields),
+        "freshness_source": policy::freshness_source(
+            meta.response_header().status.as_u16(),
+            meta.headers(),
+            &q.policy.targeted_fields,
+            meta.created(),
+        ),
         "soft_purged": e.is_soft_expired(),
         "body_bytes": e.body.len(),
         "stored_at": unix_secs(meta.created()),

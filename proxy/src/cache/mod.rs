@@ -4,22 +4,31 @@
 //!
 //! - [`key`]: the URL identity of a resource (scheme, host, raw path, query sorted by decoded
 //!   name), shared by requests, mutation invalidations and admin purges.
+//! - [`directives`]: the governing cache directives of a response (targeted field or
+//!   `Cache-Control`), parsed once for every decision.
+//! - [`freshness`]: freshness lifetime (explicit or heuristic) and age of an arriving response.
 //! - [`policy`]: RFC 9111 decisions (store or not, for how long, what request directives demand).
+//! - [`range`]: `Range` / `If-Range` answered from stored responses.
 //! - [`vary`]: which request fields key a variant (`Vary` plus credentials), the variance hash.
 //! - [`entry`]: one stored response, its fill record and its decoded view for fast hits.
 //! - [`store`]: the bounded quick_cache store, its purge vocabulary ([`Scope`]) and bookkeeping
 //!   ([`index`], [`tombstones`]).
+//! - [`inflight`]: fills in progress that waiting requests read as they arrive.
 //! - [`storage`]: pingora's `Storage` adapter over the store, with its hit and miss handlers.
 //! - [`hit`]: the fast path for plain fresh hits.
 //! - [`invalidate`]: the one entry point for invalidations (mutations, admin, bus).
 
+pub(crate) mod directives;
 pub(crate) mod entry;
 pub(crate) mod explain;
+pub(crate) mod freshness;
 pub(crate) mod hit;
 pub(crate) mod index;
+pub(crate) mod inflight;
 pub(crate) mod invalidate;
 pub(crate) mod key;
 pub(crate) mod policy;
+pub(crate) mod range;
 pub(crate) mod storage;
 pub(crate) mod store;
 pub(crate) mod tombstones;

@@ -1,12 +1,12 @@
-//! RFC 9111 decisions on top of http-cache-semantics and pingora's `Cache-Control` parser:
-//! what to store and for how long (`decide`), and what the request's own directives demand of a
-//! stored response (`request_freshness`).
+//! RFC 9111 decisions: what to store and for how long (`decide`, on the governing directives of
+//! [`directives`](super::directives) and the freshness of [`freshness`](super::freshness)), and
+//! what the request's own directives demand of a stored response (`request_freshness`).
 
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
-use http_cache_semantics::{CacheOptions, CachePolicy};
-use pingora_cache::cache_control::{CacheControl, InterpretCacheControl};
-use pingora_cache::filters::calculate_serve_stale_durations;
-use pingora_cache::{CacheMeta, CacheMetaDefaults, ForcedFreshness, NoCacheReason};
+use super::directives::Directives;
+use super::freshness::{self, Freshness};
+pub use crate::config::SetCookiePolicy;
+use http::{header, HeaderMap, HeaderName};
+use pingora_cache::{CacheMeta, ForcedFreshness, NoCacheReason};
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::time::{Duration, SystemTime};
 
@@ -25,6 +25,8 @@ pub struct PolicyOptions {
     pub auth_cookies: Vec<String>,
     /// Targeted cache-control fields obeyed instead of `Cache-Control`, highest priority first.
     pub targeted_fields: Vec<HeaderName>,
+    /// What happens to responses that carry `Set-Cookie`.
+    pub set_cookie: SetCookiePolicy,
 }
 
 impl PolicyOptions {
@@ -35,6 +37,7 @@ impl PolicyOptions {
             default_sie_secs: config.cache.default_stale_if_error_secs,
             auth_cookies: config.cache.auth_cookies.clone(),
             targeted_fields: config.targeted_fields(),
+            set_cookie: config.cache.set_cookie,
         }
     }
 
@@ -124,54 +127,64 @@ pub fn decide_with_rule(
             "the response is a text/event-stream (streams are passed through, never stored)",
         ));
     }
-    let resp_view = response_view(resp, &opts.targeted_fields);
-    let req_view = request_view(req, &opts.auth_cookies);
-    let policy = CachePolicy::new_options(
-        &req_view,
-        &resp_view,
-        now,
-        CacheOptions {
-            shared: true,
-            ..CacheOptions::default()
-        },
-    );
-    if !policy.is_storable() {
-        return Err(custom(
-            reason::NOT_STORABLE,
-            not_storable_rule(&req_view, &resp_view),
-        ));
+    let targeted = Directives::targeted_governs(&resp.headers, &opts.targeted_fields);
+    let dirs = Directives::governing(&resp.headers, &opts.targeted_fields);
+    if let Err(rule) = storable(req, resp, &dirs, targeted) {
+        return Err(custom(reason::NOT_STORABLE, rule));
     }
-    let cc = CacheControl::from_headers_named("cache-control", &resp_view.headers);
-    let public = cc.as_ref().is_some_and(|c| c.public());
-    if resp.headers.contains_key(header::SET_COOKIE) && !public {
-        return Err(custom(
-            reason::SET_COOKIE,
-            "the response sets a cookie and is not marked public",
-        ));
+    let mut header = resp.clone();
+    // `private="a, b"`: only the named fields are one user's; the rest may be shared (§5.2.2.7).
+    // `no-cache="a, b"`: the named fields may not be reused without validation (§5.2.2.4).
+    // Neither is stored.
+    for directive in ["private", "no-cache"] {
+        for name in dirs.field_names(directive).unwrap_or_default() {
+            header.remove_header(&name);
+        }
     }
-    let (ttl, age) = freshness(&policy, &resp.headers, now);
-    let defaults = CacheMetaDefaults::new(|_| None, opts.default_swr_secs, opts.default_sie_secs);
-    let (mut swr, mut sie) = calculate_serve_stale_durations(cc.as_ref(), &defaults);
-    if cc.as_ref().is_some_and(|c| c.no_cache()) {
-        // every use needs a successful validation first
-        (swr, sie) = (0, 0);
+    if header.headers.contains_key(header::SET_COOKIE) {
+        match opts.set_cookie {
+            SetCookiePolicy::Strip if dirs.explicitly_shared() => {
+                header.remove_header(&header::SET_COOKIE);
+            }
+            _ => {
+                return Err(custom(
+                    reason::SET_COOKIE,
+                    "the response sets a cookie and is not explicitly shared (public or \
+                     s-maxage), or cache.set_cookie is \"refuse\"",
+                ))
+            }
+        }
     }
+    let fresh = Freshness::of(resp.status.as_u16(), &resp.headers, &dirs, targeted, now);
+    let ttl = fresh.ttl();
+    let (swr, sie) = if dirs.forbids_stale() {
+        // every use of a stale copy needs a successful validation first
+        (0, 0)
+    } else {
+        let secs = |d: &str, default: u32| {
+            dirs.seconds(d)
+                .map_or(default, |s| u32::try_from(s).unwrap_or(u32::MAX))
+        };
+        (
+            secs("stale-while-revalidate", opts.default_swr_secs),
+            secs("stale-if-error", opts.default_sie_secs),
+        )
+    };
     let has_validator =
         resp.headers.contains_key(header::ETAG) || resp.headers.contains_key(header::LAST_MODIFIED);
     // Something already stale without a validator is only worth storing when the origin asked
     // for stale serving itself; the configured default windows alone would hand a response
     // meant to be refetched (`max-age=0`, `Expires: 0`) to the next clients.
-    let explicit = cc.as_ref().is_some_and(|c| {
-        c.serve_stale_while_revalidate_duration()
-            .is_some_and(|d| !d.is_zero())
-            || c.serve_stale_if_error_duration()
-                .is_some_and(|d| !d.is_zero())
-    });
-    if ttl.is_zero() && !has_validator && !explicit {
+    let explicit_stale = ["stale-while-revalidate", "stale-if-error"]
+        .iter()
+        .any(|d| dirs.seconds(d).is_some_and(|s| s > 0))
+        && !dirs.forbids_stale();
+    if ttl.is_zero() && !has_validator && !explicit_stale {
         return Err(custom(
             reason::NO_FRESHNESS,
-            "the response has no freshness lifetime (no max-age, s-maxage, Expires or \
-             Last-Modified), no validator and no stale-while-revalidate / stale-if-error",
+            "the response has no freshness lifetime left (no max-age, s-maxage, Expires or \
+             Last-Modified heuristic), no validator and no stale-while-revalidate / \
+             stale-if-error",
         ));
     }
     let fresh_until = if ttl.is_zero() {
@@ -179,94 +192,141 @@ pub fn decide_with_rule(
     } else {
         now + ttl
     };
-    let mut header = resp.clone();
     header.remove_header(&header::AGE);
+    strip_hop_by_hop(&mut header);
     let mut meta = CacheMeta::new(fresh_until, now, swr, sie, header);
-    meta.set_epoch_override(now - age);
+    meta.set_epoch_override(now - fresh.age);
     Ok(meta)
 }
 
-/// Names the RFC 9111 §3 rule that made http-cache-semantics refuse to store a response (the
-/// views are the ones the policy judged: see [`request_view`] and [`response_view`]).
-fn not_storable_rule(req: &http::request::Parts, resp: &http::response::Parts) -> &'static str {
-    let req_cc = CacheControl::from_headers_named("cache-control", &req.headers);
-    let cc = CacheControl::from_headers_named("cache-control", &resp.headers);
-    let has = |c: &Option<CacheControl>, d: &str| c.as_ref().is_some_and(|c| c.has_key(d));
-    if req.method != Method::GET {
-        return "only GET and HEAD responses are stored";
+/// Whether RFC 9111 §3 allows storing the response at all (a shared cache; every final status
+/// but 206 and 304, which are never stored); the rule that forbids it otherwise.
+fn storable(
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+    dirs: &Directives,
+    targeted: bool,
+) -> Result<(), &'static str> {
+    let status = resp.status.as_u16();
+    if request_directives(&req.headers)
+        .iter()
+        .any(|(k, _)| k == "no-store")
+    {
+        return Err("the request says Cache-Control: no-store");
     }
-    if has(&req_cc, "no-store") {
-        return "the request says Cache-Control: no-store";
+    if !(200..600).contains(&status) || status == 206 || status == 304 {
+        return Err("206, 304 and non-final responses are never stored");
     }
-    if has(&cc, "no-store") {
-        return "the response says Cache-Control: no-store";
-    }
-    if has(&cc, "private") {
-        return "the response says Cache-Control: private (a shared cache must not store it)";
-    }
-    let explicit = has(&cc, "public") || has(&cc, "s-maxage") || has(&cc, "must-revalidate");
-    if req.headers.contains_key(header::AUTHORIZATION) && !explicit {
-        return "the request carries Authorization and the response says neither public, \
-                s-maxage nor must-revalidate (RFC 9111 §3.5)";
-    }
-    if resp.status == http::StatusCode::PARTIAL_CONTENT {
-        return "206 Partial Content responses are not stored";
-    }
-    "the status is not cacheable by default and the response gives no explicit freshness \
-     (RFC 9111 §3: max-age, s-maxage, Expires or public)"
-}
-
-/// Where a stored response's freshness lifetime comes from: the field that governs it
-/// (a targeted field, RFC 9213, or `Cache-Control`) and its directive, `Expires`, or the
-/// `Last-Modified` heuristic.
-pub fn freshness_source(resp: &HeaderMap, targeted: &[HeaderName]) -> String {
-    let (field, mut view) = match targeted_field(resp, targeted) {
-        Some((name, value)) => {
-            let mut view = HeaderMap::new();
-            view.insert(header::CACHE_CONTROL, value);
-            (name.as_str().to_string(), view)
+    if dirs.has("must-understand") {
+        // a cache that understands the status ignores `no-store` (§5.2.2.3)
+        if !freshness::understood(status) {
+            return Err("must-understand with a status this cache does not understand");
         }
-        None => ("cache-control".to_string(), resp.clone()),
-    };
-    view.remove(header::PRAGMA);
-    let cc = CacheControl::from_headers_named("cache-control", &view);
-    if cc
-        .as_ref()
-        .and_then(|c| c.s_maxage().ok().flatten())
-        .is_some()
+    } else if dirs.has("no-store") {
+        return Err("the response says no-store (in the field that governs)");
+    }
+    if dirs.unqualified("private") {
+        return Err("the response says private (a shared cache must not store it)");
+    }
+    // §3.5: a response to a request with Authorization only with an explicit permission
+    if req.headers.contains_key(header::AUTHORIZATION)
+        && !(dirs.has("must-revalidate") || dirs.explicitly_shared())
     {
-        return format!("{field}: s-maxage");
+        return Err(
+            "the request carries Authorization and the response says neither public, \
+             s-maxage nor must-revalidate (RFC 9111 §3.5)",
+        );
     }
-    if cc
-        .as_ref()
-        .and_then(|c| c.max_age().ok().flatten())
-        .is_some()
+    if Freshness::explicit(dirs, &resp.headers, targeted)
+        || dirs.has("public")
+        || freshness::heuristically_cacheable(status)
     {
-        return format!("{field}: max-age");
+        Ok(())
+    } else {
+        Err(
+            "the status is not heuristically cacheable and the response gives no explicit \
+             freshness (max-age, s-maxage, Expires) nor public",
+        )
     }
-    if field == "cache-control" && resp.contains_key(header::EXPIRES) {
-        return "expires".into();
-    }
-    if resp.contains_key(header::LAST_MODIFIED) {
-        return "heuristic (last-modified)".into();
-    }
-    "none (stored for revalidation or stale serving only)".into()
 }
 
-/// Remaining freshness and current age (RFC 9111 §4.2.3). http-cache-semantics counts the
-/// upstream `Age` and resident time; the apparent age from `Date` is added here.
-fn freshness(policy: &CachePolicy, headers: &HeaderMap, now: SystemTime) -> (Duration, Duration) {
-    let ttl = policy.time_to_live(now);
-    let age = policy.age(now);
-    let lifetime = ttl + age;
-    let apparent = headers
-        .get(header::DATE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok())
-        .and_then(|date| now.duration_since(date).ok())
-        .unwrap_or_default();
-    let age = age.max(apparent);
-    (lifetime.saturating_sub(age), age)
+/// Where a stored response's freshness lifetime comes from: the field that governs (a targeted
+/// field, RFC 9213, or `Cache-Control`) and its directive, `expires`, or the heuristic.
+pub fn freshness_source(
+    status: u16,
+    headers: &HeaderMap,
+    targeted_fields: &[HeaderName],
+    now: SystemTime,
+) -> String {
+    let targeted = Directives::targeted_governs(headers, targeted_fields);
+    let dirs = Directives::governing(headers, targeted_fields);
+    let source = Freshness::of(status, headers, &dirs, targeted, now).source;
+    let field = targeted_fields
+        .iter()
+        .find(|n| Directives::targeted(headers, n).is_some())
+        .map_or("cache-control", |n| n.as_str());
+    match source {
+        "s-maxage" | "max-age" | "no-cache" => format!("{field}: {source}"),
+        other => other.to_string(),
+    }
+}
+
+/// Removes the hop-by-hop fields and the fields the response's `Connection` names (RFC 9110
+/// §7.6.1): they describe one connection and are never stored.
+pub fn strip_hop_by_hop(header: &mut ResponseHeader) {
+    for name in connection_named(&header.headers) {
+        header.remove_header(&name);
+    }
+    for name in HOP_BY_HOP {
+        header.remove_header(name);
+    }
+}
+
+/// Removes, from a response on its way to the client, the fields its `Connection` names and the
+/// non-framing hop-by-hop fields (`Keep-Alive`, `Proxy-Connection`): they were meant for the hop
+/// from the origin. Framing fields stay (pingora reads them for this hop's body).
+pub fn strip_forwarded_hop_by_hop(header: &mut ResponseHeader) {
+    if header.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        // an upgrade needs its `Upgrade` field; nothing of it is stored
+        return;
+    }
+    for name in connection_named(&header.headers) {
+        if !matches!(
+            name.as_str(),
+            "content-length" | "transfer-encoding" | "connection"
+        ) {
+            header.remove_header(&name);
+        }
+    }
+    header.remove_header("keep-alive");
+    header.remove_header("proxy-connection");
+}
+
+/// The end-to-end fields of `resp` that its stored form `stored` lacks (`Set-Cookie` and the
+/// fields a qualified `private` / `no-cache` names, the upstream `Age`): they belong to the
+/// client whose request fetched the response, which gets them even when it is served from the
+/// fill in progress (`cache.stream_fills`).
+pub fn withheld_fields(
+    resp: &ResponseHeader,
+    stored: &HeaderMap,
+) -> Vec<(HeaderName, http::HeaderValue)> {
+    resp.headers
+        .iter()
+        .filter(|(name, _)| !stored.contains_key(*name) && !HOP_BY_HOP.contains(&name.as_str()))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
+/// Lower-cased field names listed in `Connection`.
+fn connection_named(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1 and the common non-standard ones): never stored from, or
@@ -292,14 +352,7 @@ const HOP_BY_HOP: [&str; 9] = [
 ///   state, which must never be replayed to the others).
 pub fn overlay_304(stored: &ResponseHeader, not_modified: &ResponseHeader) -> ResponseHeader {
     let mut out = stored.clone();
-    let connection_named: Vec<String> = not_modified
-        .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .collect();
+    let connection_named = connection_named(&not_modified.headers);
     let skip = |name: &HeaderName| {
         let n = name.as_str();
         matches!(
@@ -386,41 +439,14 @@ pub fn only_if_cached(req: &HeaderMap) -> bool {
 /// Whether a stored response forbids being served stale (`must-revalidate`, `proxy-revalidate`,
 /// `s-maxage`, `no-cache`, in the field this proxy obeys): no request `max-stale` overrides it.
 pub fn forbids_stale(resp: &HeaderMap, targeted: &[HeaderName]) -> bool {
-    let governing = targeted_cache_control(resp, targeted);
-    let values: Vec<&str> = match &governing {
-        Some(v) => v.to_str().ok().into_iter().collect(),
-        None => resp
-            .get_all(header::CACHE_CONTROL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect(),
-    };
-    values.iter().any(|s| {
-        let s = s.to_ascii_lowercase();
-        s.contains("must-revalidate")
-            || s.contains("proxy-revalidate")
-            || s.contains("s-maxage")
-            || s.contains("no-cache")
-    })
+    Directives::governing(resp, targeted).forbids_stale()
 }
 
 /// Whether the origin explicitly allows sharing the response across users: `public` or
 /// `s-maxage` in the field this proxy obeys. Anything else is keyed by the request's credentials
 /// (see `cache::vary`), whatever its `Vary` says.
 pub fn explicitly_shared(resp: &HeaderMap, targeted: &[HeaderName]) -> bool {
-    let mut view = HeaderMap::new();
-    match targeted_cache_control(resp, targeted) {
-        Some(v) => {
-            view.insert(header::CACHE_CONTROL, v);
-        }
-        None => {
-            for v in resp.get_all(header::CACHE_CONTROL) {
-                view.append(header::CACHE_CONTROL, v.clone());
-            }
-        }
-    }
-    CacheControl::from_headers_named("cache-control", &view)
-        .is_some_and(|cc| cc.public() || cc.s_maxage().ok().flatten().is_some())
+    Directives::governing(resp, targeted).explicitly_shared()
 }
 
 /// Lower-cased `Cache-Control` request directives with their optional values.
@@ -443,68 +469,6 @@ fn request_directives(req: &HeaderMap) -> Vec<(String, Option<String>)> {
             })
         })
         .collect()
-}
-
-/// The response as the policy sees it: with a valid targeted field (the first of `targeted`
-/// present and valid), that field replaces `Cache-Control` and `Expires` is ignored (RFC 9213
-/// §2.1).
-pub fn response_view(resp: &ResponseHeader, targeted: &[HeaderName]) -> http::response::Parts {
-    let mut parts = resp.as_owned_parts();
-    if let Some(cc) = targeted_cache_control(&resp.headers, targeted) {
-        parts.headers.remove(header::CACHE_CONTROL);
-        parts.headers.remove(header::EXPIRES);
-        parts.headers.remove(header::PRAGMA);
-        parts.headers.insert(header::CACHE_CONTROL, cc);
-    }
-    parts
-}
-
-/// The value of the highest-priority targeted field that is present and a valid structured-field
-/// dictionary; an invalid one is ignored and the next one is tried (RFC 9213 §2.1).
-pub fn targeted_cache_control(headers: &HeaderMap, targeted: &[HeaderName]) -> Option<HeaderValue> {
-    targeted_field(headers, targeted).map(|(_, v)| v)
-}
-
-/// [`targeted_cache_control`] with the name of the field that governs.
-fn targeted_field<'a>(
-    headers: &HeaderMap,
-    targeted: &'a [HeaderName],
-) -> Option<(&'a HeaderName, HeaderValue)> {
-    targeted
-        .iter()
-        .find_map(|name| valid_dictionary(headers, name).map(|v| (name, v)))
-}
-
-fn valid_dictionary(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
-    let values: Vec<&str> = headers
-        .get_all(name)
-        .iter()
-        .map(|v| v.to_str())
-        .collect::<Result<_, _>>()
-        .ok()?;
-    if values.is_empty() {
-        return None;
-    }
-    let joined = values.join(", ");
-    sfv::Parser::new(joined.as_str())
-        .parse_dictionary::<sfv::Dictionary>()
-        .ok()?;
-    HeaderValue::from_str(&joined).ok()
-}
-
-/// The request as the policy sees it: the GET form (pingora fetches HEAD misses with GET), with
-/// `Cookie` in its keyed form (see [`cookie_key`]).
-pub fn request_view(req: &RequestHeader, auth_cookies: &[String]) -> http::request::Parts {
-    let mut parts = req.as_owned_parts();
-    if parts.method == Method::HEAD {
-        parts.method = Method::GET;
-    }
-    let cookie = cookie_key(&req.headers, auth_cookies);
-    parts.headers.remove(header::COOKIE);
-    if let Some(c) = cookie.and_then(|c| HeaderValue::from_bytes(&c).ok()) {
-        parts.headers.insert(header::COOKIE, c);
-    }
-    parts
 }
 
 /// The part of the request's `Cookie` headers that keys a variant. Fails closed:
@@ -571,6 +535,7 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn opts() -> PolicyOptions {
         PolicyOptions {
@@ -581,6 +546,7 @@ mod tests {
                 HeaderName::from_static("llmselect-cache-control"),
                 HeaderName::from_static(CDN_CACHE_CONTROL),
             ],
+            set_cookie: SetCookiePolicy::Strip,
         }
     }
 
@@ -598,6 +564,55 @@ mod tests {
             Ok(d) => d.as_secs() as i64,
             Err(_) => -1,
         }
+    }
+
+    #[test]
+    fn refusals_name_their_rule() {
+        let now = SystemTime::now();
+        let rule = |rq: RequestHeader, rs: ResponseHeader| {
+            decide_with_rule(&rq, &rs, now, &opts()).unwrap_err().rule
+        };
+        assert!(rule(req(&[]), resp(200, &[("cache-control", "no-store")])).contains("no-store"));
+        assert!(rule(req(&[]), resp(200, &[("cache-control", "private")])).contains("private"));
+        assert!(rule(
+            req(&[("authorization", "Bearer a")]),
+            resp(200, &[("cache-control", "max-age=60")])
+        )
+        .contains("Authorization"));
+        assert!(
+            rule(req(&[]), resp(200, &[("cache-control", "max-age=0")])).contains("no freshness")
+        );
+        assert!(rule(req(&[]), resp(200, &[("vary", "*")])).contains("Vary: *"));
+    }
+
+    #[test]
+    fn freshness_sources() {
+        let t = opts().targeted_fields;
+        let now = SystemTime::now();
+        let src = |h: &[(&str, &str)]| freshness_source(200, &resp(200, h).headers, &t, now);
+        assert_eq!(
+            src(&[("cache-control", "max-age=5")]),
+            "cache-control: max-age"
+        );
+        assert_eq!(
+            src(&[("cache-control", "max-age=5, s-maxage=9")]),
+            "cache-control: s-maxage"
+        );
+        assert_eq!(
+            src(&[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=9")
+            ]),
+            "cdn-cache-control: max-age"
+        );
+        assert_eq!(
+            src(&[("expires", "Thu, 01 Jan 2099 00:00:00 GMT")]),
+            "expires"
+        );
+        assert_eq!(
+            src(&[("last-modified", "Thu, 01 Jan 2020 00:00:00 GMT")]),
+            "heuristic (last-modified)"
+        );
     }
 
     #[test]
@@ -710,49 +725,91 @@ mod tests {
     }
 
     #[test]
-    fn refusals_name_their_rule() {
+    fn every_final_status_with_explicit_freshness_is_stored() {
         let now = SystemTime::now();
-        let rule = |rq: RequestHeader, rs: ResponseHeader| {
-            decide_with_rule(&rq, &rs, now, &opts()).unwrap_err().rule
-        };
-        assert!(rule(req(&[]), resp(200, &[("cache-control", "no-store")])).contains("no-store"));
-        assert!(rule(req(&[]), resp(200, &[("cache-control", "private")])).contains("private"));
-        assert!(rule(
-            req(&[("authorization", "Bearer a")]),
-            resp(200, &[("cache-control", "max-age=60")])
-        )
-        .contains("Authorization"));
-        assert!(rule(req(&[]), resp(200, &[])).contains("no freshness"));
-        assert!(rule(req(&[]), resp(200, &[("vary", "*")])).contains("Vary: *"));
+        for status in [201, 299, 302, 400, 403, 429, 500, 503, 599] {
+            let m = decide(
+                &req(&[]),
+                &resp(status, &[("cache-control", "max-age=60")]),
+                now,
+                &opts(),
+            )
+            .unwrap_or_else(|e| panic!("{status}: {e:?}"));
+            assert_eq!(ttl(&m, now), 60, "{status}");
+        }
+        // 206, 304 and informational responses never are
+        for status in [206, 304, 100] {
+            let r = resp(status, &[("cache-control", "max-age=60")]);
+            assert!(decide(&req(&[]), &r, now, &opts()).is_err(), "{status}");
+        }
     }
 
     #[test]
-    fn freshness_sources() {
-        let t = opts().targeted_fields;
-        let src = |h: &[(&str, &str)]| freshness_source(&resp(200, h).headers, &t);
-        assert_eq!(
-            src(&[("cache-control", "max-age=5")]),
-            "cache-control: max-age"
+    fn stored_header_loses_hop_by_hop_private_and_cookie_fields() {
+        let now = SystemTime::now();
+        let r = resp(
+            200,
+            &[
+                (
+                    "cache-control",
+                    "public, max-age=60, private=\"x-user\", no-cache=\"x-etc\"",
+                ),
+                ("x-etc", "1"),
+                ("connection", "x-conn"),
+                ("x-conn", "1"),
+                ("keep-alive", "timeout=5"),
+                ("x-user", "alice"),
+                ("set-cookie", "sid=alice"),
+                ("x-kept", "1"),
+            ],
         );
-        assert_eq!(
-            src(&[("cache-control", "max-age=5, s-maxage=9")]),
-            "cache-control: s-maxage"
+        let m = decide(&req(&[]), &r, now, &opts()).unwrap();
+        assert_eq!(ttl(&m, now), 60);
+        for gone in [
+            "connection",
+            "x-conn",
+            "keep-alive",
+            "x-user",
+            "x-etc",
+            "set-cookie",
+        ] {
+            assert!(m.headers().get(gone).is_none(), "{gone}");
+        }
+        assert_eq!(m.headers()["x-kept"], "1");
+        // refused outright when configured so, or when not explicitly shared
+        let refuse = PolicyOptions {
+            set_cookie: SetCookiePolicy::Refuse,
+            ..opts()
+        };
+        assert!(decide(&req(&[]), &r, now, &refuse).is_err());
+        let own = resp(
+            200,
+            &[("cache-control", "max-age=60"), ("set-cookie", "a=b")],
         );
-        assert_eq!(
-            src(&[
-                ("cache-control", "no-store"),
-                ("cdn-cache-control", "max-age=9")
-            ]),
-            "cdn-cache-control: max-age"
-        );
-        assert_eq!(
-            src(&[("expires", "Thu, 01 Jan 2099 00:00:00 GMT")]),
-            "expires"
-        );
-        assert_eq!(
-            src(&[("last-modified", "Thu, 01 Jan 2020 00:00:00 GMT")]),
-            "heuristic (last-modified)"
-        );
+        assert!(decide(&req(&[]), &own, now, &opts()).is_err());
+    }
+
+    #[test]
+    fn must_understand_and_private_with_s_maxage() {
+        let now = SystemTime::now();
+        let cc = |status: u16, v: &str| {
+            decide(
+                &req(&[]),
+                &resp(status, &[("cache-control", v)]),
+                now,
+                &opts(),
+            )
+        };
+        assert!(cc(200, "must-understand, no-store, max-age=60").is_ok());
+        assert!(cc(299, "must-understand, no-store, max-age=60").is_err());
+        assert!(cc(200, "no-store, max-age=60").is_err());
+        assert!(cc(200, "s-maxage=60, private").is_err());
+        assert!(cc(200, "s-maxage=60, PRIVATE").is_err());
+        assert!(cc(200, "s-maxage=60, private=\"x-a\"").is_ok());
+        // proxy-revalidate allows fresh reuse (it only forbids serving stale)
+        let m = cc(200, "max-age=60, proxy-revalidate").unwrap();
+        assert_eq!(ttl(&m, now), 60);
+        assert_eq!(m.stale_while_revalidate_sec(), 0);
     }
 
     #[test]

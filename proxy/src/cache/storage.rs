@@ -5,6 +5,7 @@
 //! without `finish()` and never stored.
 
 use super::entry::{Entry, FillInfo};
+use super::inflight::{InflightFill, StreamingMiss};
 use super::key::UrlKey;
 use super::store::Store;
 use async_trait::async_trait;
@@ -36,11 +37,44 @@ impl Storage for Store {
         key: &CacheKey,
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
-        let Some(entry) = self.get(&key.combined_bin()) else {
+        let combined = key.combined_bin();
+        if self.streams_fills() {
+            // a fill in progress is newer than anything committed under the key
+            if let Some((fill, reader)) = self
+                .joinable_fill(&combined)
+                .and_then(|f| f.reader().map(|r| (f, r)))
+            {
+                let meta = CacheMeta::deserialize(&fill.meta.0, &fill.meta.1)?;
+                return Ok(Some((meta, Box::new(reader))));
+            }
+        }
+        let Some(entry) = self.get(&combined) else {
             return Ok(None);
         };
         let meta = meta_of(&entry)?;
         Ok(Some((meta, Box::new(BodyHit::new(entry)))))
+    }
+
+    /// The fetching request's own reader of its fill (pingora calls this right after
+    /// `get_miss_handler` when partial writes are on; it must find the fill).
+    async fn lookup_streaming_write(
+        &'static self,
+        key: &CacheKey,
+        streaming_write_tag: Option<&[u8]>,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let id = streaming_write_tag
+            .and_then(|t| <[u8; 8]>::try_from(t).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no streaming write tag"))?;
+        let fill = self.own_fill(&key.combined_bin(), id).ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, "fill in progress not found")
+        })?;
+        let reader = fill
+            .own_reader()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "fill already trimmed"))?;
+        let meta = CacheMeta::deserialize(&fill.meta.0, &fill.meta.1)?;
+        Ok(Some((meta, Box::new(reader))))
     }
 
     async fn get_miss_handler(
@@ -67,12 +101,25 @@ impl Storage for Store {
                 revalidates: None,
             },
         };
-        Ok(Box::new(BufferedMiss::new(
+        let combined = key.combined_bin();
+        let serialized = meta.serialize()?;
+        let buffered = BufferedMiss::new(
             self,
-            key.combined_bin(),
+            combined,
             key.primary_bin(),
-            meta.serialize()?,
-            info,
+            serialized.clone(),
+            info.clone(),
+        );
+        if !self.streams_fills() {
+            return Ok(Box::new(buffered));
+        }
+        let fill = InflightFill::new(self.next_id(), serialized, info, self.max_object_bytes());
+        self.begin_fill(combined, fill.clone());
+        let store: &'static Store = self;
+        Ok(Box::new(StreamingMiss::new(
+            buffered,
+            fill,
+            Box::new(move |f| store.end_fill(&combined, f.id)),
         )))
     }
 
@@ -122,7 +169,7 @@ impl Storage for Store {
     }
 
     fn support_streaming_partial_write(&self) -> bool {
-        false
+        self.streams_fills()
     }
 
     fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {

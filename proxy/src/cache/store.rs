@@ -4,6 +4,7 @@
 
 use super::entry::{Entry, FillInfo, HitView, TargetedFields};
 use super::index::Index;
+use super::inflight::InflightFill;
 use super::key::UrlKey;
 use super::tombstones::Tombstones;
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use pingora_error::{Error, ErrorType, Result};
 use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -32,6 +34,8 @@ pub struct StoreOptions {
     pub tombstone_max_bytes: usize,
     /// Targeted cache-control fields the proxy obeys, highest priority first.
     pub targeted_fields: Vec<HeaderName>,
+    /// Stream fills to the requests waiting on them (pingora's partial writes, `cache::inflight`).
+    pub stream_fills: bool,
 }
 
 impl StoreOptions {
@@ -49,6 +53,7 @@ impl StoreOptions {
                 HeaderName::from_static("llmselect-cache-control"),
                 HeaderName::from_static("cdn-cache-control"),
             ],
+            stream_fills: false,
         }
     }
 }
@@ -124,6 +129,9 @@ pub struct Store {
     inflight: AtomicU64,
     max_inflight: u64,
     fields: TargetedFields,
+    stream_fills: bool,
+    /// Fills in progress by storage key, readable while they arrive (when `stream_fills`).
+    fills: Mutex<HashMap<HashBinary, Arc<InflightFill>>>,
     /// The last refusal to store each URL (for the admin `/explain`), bounded.
     refusals: Cache<HashBinary, Refused>,
 }
@@ -167,6 +175,8 @@ impl Store {
             reported_evictions: AtomicU64::new(0),
             inflight: AtomicU64::new(0),
             max_inflight: opts.max_inflight_fill_bytes,
+            stream_fills: opts.stream_fills,
+            fills: Mutex::new(HashMap::new()),
             fields: TargetedFields {
                 own: super::policy::own_fields(&opts.targeted_fields),
                 obeyed: opts.targeted_fields,
@@ -229,6 +239,56 @@ impl Store {
             groups,
             expired_at_ms: AtomicU64::new(0),
         })
+    }
+
+    /// Whether fills are streamed to the requests waiting on them.
+    pub fn streams_fills(&self) -> bool {
+        self.stream_fills
+    }
+
+    /// A new unique id (entries and fills share the sequence).
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Publishes a fill in progress under its storage key (replacing an older one).
+    pub fn begin_fill(&self, combined: HashBinary, fill: Arc<InflightFill>) {
+        self.fills.lock().insert(combined, fill);
+    }
+
+    /// Removes the fill `id` from the in-flight map (a newer fill of the key stays).
+    pub fn end_fill(&self, combined: &HashBinary, id: u64) {
+        let mut fills = self.fills.lock();
+        if fills.get(combined).is_some_and(|f| f.id == id) {
+            fills.remove(combined);
+        }
+    }
+
+    /// The fill in progress under a storage key that a new reader may join: not failed, not
+    /// passing through uncached, and not started before an invalidation that touches it (its
+    /// commit would be refused).
+    pub fn joinable_fill(&self, combined: &HashBinary) -> Option<Arc<InflightFill>> {
+        let fill = self.fills.lock().get(combined).cloned()?;
+        if !fill.joinable() {
+            return None;
+        }
+        let info = &fill.info;
+        let allowed = self.state.lock().tombstones.allows(
+            info.started,
+            &info.url.primary_hash(),
+            &info.url,
+            &info.groups,
+        );
+        allowed.then_some(fill)
+    }
+
+    /// The fill `id` under a storage key, whatever its state (the fetching request's own reader).
+    pub fn own_fill(&self, combined: &HashBinary, id: u64) -> Option<Arc<InflightFill>> {
+        self.fills
+            .lock()
+            .get(combined)
+            .filter(|f| f.id == id)
+            .cloned()
     }
 
     pub fn max_object_bytes(&self) -> usize {

@@ -6,7 +6,10 @@
 //! origin forgot `Vary`, and another credential can only miss (fail closed).
 //!
 //! `Cookie` is keyed through [`policy::cookie_key`]: reduced to the configured authentication
-//! cookies when the request carries one of them, the whole header otherwise.
+//! cookies when the request carries one of them, the whole header otherwise. `Authorization` is
+//! keyed exactly. Other fields are compared as lists with the whitespace around their members
+//! removed; `Accept-Language` and `Accept-Encoding` also ignore case, member order and how a
+//! quality value is written (see [`preference_key`]).
 
 use super::policy::{self, vary_names};
 use http::{HeaderMap, HeaderName};
@@ -48,21 +51,90 @@ impl VaryFields {
     pub fn variance(&self, req_headers: &HeaderMap, auth_cookies: &[String]) -> Option<HashBinary> {
         let mut builder = VarianceBuilder::new();
         for name in &self.names {
-            let value: Vec<u8> = if name == "cookie" {
-                policy::cookie_key(req_headers, auth_cookies).unwrap_or_default()
-            } else {
-                let values: Vec<&[u8]> = req_headers
+            let lines = || {
+                req_headers
                     .get_all(name.as_str())
                     .iter()
                     .map(|v| v.as_bytes())
-                    .collect();
-                values.join(&b", "[..])
+            };
+            let value: Vec<u8> = match name.as_str() {
+                "cookie" => policy::cookie_key(req_headers, auth_cookies).unwrap_or_default(),
+                // a credential keys exactly (a security rule, never normalised)
+                "authorization" => lines().collect::<Vec<_>>().join(&b", "[..]),
+                "accept-language" | "accept-encoding" => preference_key(lines()),
+                _ => list_key(lines()),
             };
             // The name is part of the hash, so "absent" and "empty" stay distinct from other
             // fields.
             builder.add_owned_name_value(name.clone(), value);
         }
         builder.finalize()
+    }
+}
+
+/// A list field's members with the whitespace around them removed, in order (`a,b` for
+/// `a ,  b`). Bytes, not `str`: obs-text keys exactly.
+fn list_key<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let members: Vec<&[u8]> = lines
+        .flat_map(|line| line.split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .collect();
+    members.join(&b","[..])
+}
+
+/// An `Accept-Language` / `Accept-Encoding` value reduced to what it means: members lower-cased,
+/// without whitespace, their quality values in one notation (`q=1` omitted), sorted by quality
+/// (highest first) and then by name, duplicates and empty members dropped. `en-US, fr;q=0.5`
+/// and `fr; Q=0.50,EN-us` key alike.
+fn preference_key<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut members: Vec<(u16, String)> = lines
+        .flat_map(|line| line.split(|b| *b == b','))
+        .filter_map(|member| {
+            let member = String::from_utf8_lossy(member).to_ascii_lowercase();
+            let mut parts = member
+                .split(';')
+                .map(|p| p.split_whitespace().collect::<String>());
+            let name = parts.next().filter(|n| !n.is_empty())?;
+            let mut quality = 1000;
+            let mut rest = String::new();
+            for param in parts.filter(|p| !p.is_empty()) {
+                match param.strip_prefix("q=").and_then(qvalue) {
+                    Some(q) => quality = q,
+                    None => {
+                        rest.push(';');
+                        rest.push_str(&param);
+                    }
+                }
+            }
+            let q = if quality == 1000 {
+                String::new()
+            } else {
+                format!(";q={}", f64::from(quality) / 1000.0)
+            };
+            Some((quality, format!("{name}{rest}{q}")))
+        })
+        .collect();
+    members.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    members.dedup();
+    members
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect::<Vec<_>>()
+        .join(",")
+        .into_bytes()
+}
+
+/// A quality value (RFC 9110 §12.4.2) in thousandths; `None` when invalid.
+fn qvalue(v: &str) -> Option<u16> {
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = format!("{frac:0<3}").parse::<u16>().ok()?;
+    match int {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
     }
 }
 
@@ -131,6 +203,52 @@ mod tests {
             assert!(VaryFields::of(&shared, &targeted()).is_empty());
             assert!(v(&shared, &alice, &[]).is_none());
         }
+    }
+
+    #[test]
+    fn whitespace_case_order_and_quality_values_are_normalised() {
+        let resp = h(&[
+            ("vary", "accept-language, accept-encoding, x-list"),
+            ("cache-control", "public"),
+        ]);
+        let key = |headers: &[(&str, &str)]| v(&resp, &h(headers), &[]);
+        assert_eq!(
+            key(&[("accept-language", "en-US, fr;q=0.5"), ("x-list", "a, b")]),
+            key(&[
+                ("accept-language", "fr; Q=0.50,EN-us"),
+                ("x-list", " a ,b ")
+            ])
+        );
+        assert_eq!(
+            key(&[("accept-encoding", "gzip, br")]),
+            key(&[("accept-encoding", "BR,gzip;q=1.000")])
+        );
+        // two lines are one list
+        assert_eq!(
+            key(&[("accept-language", "en, fr")]),
+            v(
+                &resp,
+                &{
+                    let mut m = h(&[("accept-language", "fr")]);
+                    m.append("accept-language", "en".parse().unwrap());
+                    m
+                },
+                &[]
+            )
+        );
+        // what differs in meaning still differs
+        assert_ne!(
+            key(&[("accept-language", "en;q=0.5, fr")]),
+            key(&[("accept-language", "en, fr;q=0.5")])
+        );
+        assert_ne!(key(&[("x-list", "a, b")]), key(&[("x-list", "b, a")]));
+        assert_ne!(key(&[("x-list", "A")]), key(&[("x-list", "a")]));
+        // a credential is keyed exactly
+        let private = h(&[("vary", "authorization")]);
+        assert_ne!(
+            v(&private, &h(&[("authorization", "Bearer a")]), &[]),
+            v(&private, &h(&[("authorization", "Bearer  a")]), &[])
+        );
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct Ctx {
     pub raw_304: Option<ResponseHeader>,
     /// `response_cache_filter` admitted the response.
     pub cacheable: bool,
+    /// Fields of the fetched response that its stored form lacks (see
+    /// `policy::withheld_fields`), given back to this request's client.
+    pub withheld: Vec<(http::HeaderName, http::HeaderValue)>,
     /// A request directive (`no-cache`, `max-age`, ...) forced the revalidation.
     pub forced_by_request: bool,
     /// The predictor skipped the lookup (pingora later reports the phase as disabled).
@@ -48,6 +51,7 @@ impl Ctx {
             hit_entry: None,
             raw_304: None,
             cacheable: false,
+            withheld: Vec::new(),
             forced_by_request: false,
             bypassed: false,
             pending_groups: Vec::new(),

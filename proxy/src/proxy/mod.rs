@@ -10,6 +10,7 @@ use crate::cache::hit;
 use crate::cache::invalidate::{response_groups, Invalidator, MutationScopes, Source};
 use crate::cache::key::{self, UrlKey};
 use crate::cache::policy;
+use crate::cache::range;
 use crate::cache::storage::BodyHit;
 use crate::cache::store::Store;
 use crate::cache::vary;
@@ -420,9 +421,14 @@ impl ProxyHttp for EdgeProxy {
                 Some(self.lock),
                 Some(overrides),
             );
-            session
-                .cache
-                .set_max_file_size_bytes(self.store.max_object_bytes());
+            if !self.store.streams_fills() {
+                // pingora's own size check aborts the fill; with streamed fills every client
+                // reads from the fill, so the store turns an oversize fill into a pass-through
+                // instead (`cache::inflight`), and known lengths are refused below
+                session
+                    .cache
+                    .set_max_file_size_bytes(self.store.max_object_bytes());
+            }
         }
         Ok(())
     }
@@ -470,6 +476,15 @@ impl ProxyHttp for EdgeProxy {
             ctx.forced_by_request = true;
         }
         Ok(forced)
+    }
+
+    fn range_header_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut Ctx,
+    ) -> pingora_proxy::RangeType {
+        range::apply(session.req_header(), resp)
     }
 
     fn cache_vary_filter(
@@ -559,6 +574,7 @@ impl ProxyHttp for EdgeProxy {
             self.stats.record_origin_fetch(d);
         }
         ctx.fwd_status = Some(resp.status.as_u16());
+        policy::strip_forwarded_hop_by_hop(resp);
         if resp.status == http::StatusCode::NOT_MODIFIED
             && session.cache.maybe_cache_meta().is_some()
         {
@@ -590,7 +606,9 @@ impl ProxyHttp for EdgeProxy {
         // After a 304, the stored header with the 304's fields overlaid (pingora's own merge
         // copies only a few fields; ours excludes what must not be merged, see `overlay_304`).
         // (`raw_304` is only kept while a stored meta exists.)
-        let header = match (ctx.raw_304.take(), session.cache.maybe_cache_meta()) {
+        let raw_304 = ctx.raw_304.take();
+        let revalidated = raw_304.is_some();
+        let header = match (raw_304, session.cache.maybe_cache_meta()) {
             (Some(not_modified), Some(stored)) => {
                 policy::overlay_304(stored.response_header(), &not_modified)
             }
@@ -601,6 +619,21 @@ impl ProxyHttp for EdgeProxy {
                 pingora_cache::NoCacheReason::NeverEnabled,
             ));
         };
+        let too_large = header
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|n| n > self.store.max_object_bytes());
+        if too_large && !revalidated {
+            self.store.record_refusal(
+                url.primary_hash(),
+                "the response is larger than cache.max_object_bytes",
+            );
+            return Ok(RespCacheable::Uncacheable(
+                pingora_cache::NoCacheReason::ResponseTooLarge,
+            ));
+        }
         match policy::decide_with_rule(
             session.req_header(),
             &header,
@@ -616,6 +649,9 @@ impl ProxyHttp for EdgeProxy {
                     revalidates: ctx.hit_entry,
                 });
                 ctx.cacheable = true;
+                if !revalidated {
+                    ctx.withheld = policy::withheld_fields(resp, meta.headers());
+                }
                 Ok(RespCacheable::Cacheable(meta))
             }
             Err(refusal) => {
@@ -646,6 +682,13 @@ impl ProxyHttp for EdgeProxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // a streamed fill serves its fetching client from the stored header: give back what was
+        // not stored (present already when the upstream header is served directly)
+        for (name, value) in std::mem::take(&mut ctx.withheld) {
+            if !resp.headers.contains_key(&name) {
+                resp.append_header(name, value)?;
+            }
+        }
         for name in &self.own_fields {
             resp.remove_header(name);
         }
