@@ -38,29 +38,36 @@ fn main() -> anyhow::Result<ExitCode> {
         );
     }
 
+    // The signal handlers exist before the listeners accept: a SIGHUP or SIGQUIT sent as soon as
+    // the proxy answers must not meet the default action (terminate).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut term, mut int, mut quit, mut hup) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _context = runtime.enter();
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::quit())?,
+            signal(SignalKind::hangup())?,
+        )
+    };
     let handle = if cli.upgrade() {
         llmselect_proxy::start_upgrade(config)?
     } else {
         llmselect_proxy::start(config)?
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let exit = runtime.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut quit = signal(SignalKind::quit())?;
-        let mut hup = signal(SignalKind::hangup())?;
-        anyhow::Ok(loop {
+        loop {
             tokio::select! {
                 _ = term.recv() => break Exit::Graceful,
                 _ = int.recv() => break Exit::Fast,
                 _ = quit.recv() => break Exit::Upgrade,
                 _ = hup.recv() => cli::reload(&cli, &handle, &log),
             }
-        })
-    })?;
+        }
+    });
     tracing::info!(?exit, "shutting down");
     match exit {
         Exit::Fast => handle.shutdown(),

@@ -446,6 +446,10 @@ fn binary_upgrade_hands_the_sockets_over_without_refusing_or_cutting_requests() 
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // it creates the upgrade socket when it is ready to receive
+    eventually("the new process waiting for the sockets", || {
+        dir.join("upgrade.sock").exists()
+    });
     old.signal("-QUIT");
     eventually("the new process running", || {
         std::fs::read_to_string(&new_log)
