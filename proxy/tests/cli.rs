@@ -78,11 +78,16 @@ impl Running {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // the start-up line comes once both listeners accept (the admin one may be first)
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", admin_port)).is_err() {
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("proxy running")
+        {
             assert!(Instant::now() < deadline, "the proxy did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
+        assert!(TcpStream::connect(("127.0.0.1", admin_port)).is_ok());
         Running { child, log }
     }
 
@@ -419,7 +424,8 @@ fn binary_upgrade_hands_the_sockets_over_without_refusing_or_cutting_requests() 
     )
     .unwrap();
     let mut old = Running::start(&config, &dir, &[], admin);
-    assert!(fetch(listen, "/fast").is_ok());
+    let first = fetch(listen, "/fast");
+    assert!(first.is_ok(), "{first:?}");
 
     // clients all along: a new connection every few milliseconds, and one slow request
     let stop = Arc::new(AtomicBool::new(false));
@@ -482,7 +488,8 @@ fn binary_upgrade_hands_the_sockets_over_without_refusing_or_cutting_requests() 
     );
     assert!(results.len() > 50, "{} requests", results.len());
     // the new process alone serves now, the admin listener included
-    assert!(fetch(listen, "/fast").is_ok());
+    let after = fetch(listen, "/fast");
+    assert!(after.is_ok(), "{after:?}");
     let stats = run(
         &["stats", "--config", config.to_str().unwrap(), "--json"],
         &[],
