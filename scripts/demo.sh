@@ -111,7 +111,7 @@ cat <<MSG
     proxy  (use this)   $P
     origin (direct)     http://$ORIGIN_ADDR      health: http://$ORIGIN_ADDR/health (readiness only)
     origin operations   http://$ORIGIN_OPS_ADDR       health: http://$ORIGIN_OPS_ADDR/health   metrics: http://$ORIGIN_OPS_ADDR/metrics
-    proxy admin         http://$ADMIN_ADDR       token: $PROXY_ADMIN_TOKEN
+    proxy admin console http://$ADMIN_ADDR/      token: $PROXY_ADMIN_TOKEN
     $UI_LINE
     database            $DATABASE_URL
   Demo users: alice / demo-password-123 (admin), bob / demo-password-123
@@ -132,9 +132,12 @@ cat <<MSG
   # compare two models side by side
   curl -s -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
        -d '{"providers":[{"provider":"openai","model":"gpt-4o"},{"provider":"anthropic","model":"claude-haiku-4-5-20251001"}],"prompt":"Hi"}' $P/api/v1/compare
-  # proxy admin: stats and purges
+  # proxy admin: open http://$ADMIN_ADDR/ in a browser (paste the token once) to watch the hit
+  # ratio move while you run the commands above, purge from the form and explain a URL; or:
   curl -s -H "Authorization: Bearer $PROXY_ADMIN_TOKEN" http://$ADMIN_ADDR/stats
   curl -s -X POST -H "Authorization: Bearer $PROXY_ADMIN_TOKEN" -d '{"groups":["models"]}' http://$ADMIN_ADDR/purge
+  curl -s -H "Authorization: Bearer $PROXY_ADMIN_TOKEN" "http://$ADMIN_ADDR/explain?url=/api/v1/models"
+  PROXY_ADMIN_TOKEN=$PROXY_ADMIN_TOKEN $BIN/llmselect-proxy stats --admin http://$ADMIN_ADDR
 
   Press Ctrl-C to stop everything.
 MSG

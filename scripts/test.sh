@@ -2,24 +2,32 @@
 # Runs every test of the workspace (unit tests and the end-to-end tests that start PostgreSQL,
 # the origin, the proxy and the fake LLM provider on loopback ports).
 # Uses DATABASE_URL when set; otherwise starts a private throwaway PostgreSQL cluster.
-# The fleet and outbox tests start their own private nats-server (JetStream) per test: only the
-# binary is needed (installed with apt-get when missing and running as root); none is started here.
+# The fleet and outbox tests start their own private nats-server (JetStream) per test, the console
+# test a headless chromium through chromedriver, the ops kit test promtool: only the binaries are
+# needed (installed with apt-get when missing and running as root); none is started here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
 pg_ensure
 
-if ! command -v nats-server >/dev/null 2>&1; then
+# Binaries the end-to-end tests start: nats-server (fleet and outbox tests), chromium and
+# chromedriver (the admin console's browser test), promtool (the ops/ kit's checks).
+need_pkg() { # command package
+  command -v "$1" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[nats] nats-server not found: installing it with apt-get" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+    echo "[deps] $1 not found: installing $2 with apt-get" >&2
+    [ -n "${APT_UPDATED:-}" ] || { apt-get update -qq; APT_UPDATED=1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
   fi
-  command -v nats-server >/dev/null 2>&1 || {
-    echo "[nats] no nats-server found; install it (Debian package nats-server)" >&2
+  command -v "$1" >/dev/null 2>&1 || {
+    echo "[deps] no $1 found; install it (Debian package $2)" >&2
     exit 1
   }
-fi
+}
+need_pkg nats-server nats-server
+need_pkg chromium chromium
+need_pkg chromedriver chromium-driver
+need_pkg promtool prometheus
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-targets --no-fail-fast "$@"

@@ -1,16 +1,17 @@
 //! The `[bus]` section, the same in the origin's and the proxy's configuration files. Each
 //! service reads the settings it uses and ignores the other's (marked below).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
 
 /// The invalidation bus of a fleet (NATS JetStream). Without `url` the service is a single node
 /// and nothing here is used.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BusConfig {
     /// `nats://host:port` (several comma-separated for a cluster); env `NATS_URL`.
+    #[serde(serialize_with = "redact_url")]
     pub url: Option<String>,
     /// JetStream stream that carries the invalidations (created if missing).
     pub stream: String,
@@ -37,13 +38,44 @@ pub struct BusConfig {
     /// Credentials: user and password, a token, an NKey seed, or a `.creds` file (env
     /// `NATS_USER`/`NATS_PASSWORD`, `NATS_TOKEN`, `NATS_NKEY_SEED`, `NATS_CREDS_FILE`).
     pub user: Option<String>,
+    #[serde(serialize_with = "redact")]
     pub password: Option<String>,
+    #[serde(serialize_with = "redact")]
     pub token: Option<String>,
+    #[serde(serialize_with = "redact")]
     pub nkey_seed: Option<String>,
     pub credentials_file: Option<PathBuf>,
     /// Require TLS to the bus; `ca_file` adds a root certificate.
     pub tls_required: bool,
     pub ca_file: Option<PathBuf>,
+}
+
+/// Serializes a secret as `"<redacted>"` (printed configurations never show it).
+pub fn redact<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("<redacted>"),
+        None => s.serialize_none(),
+    }
+}
+
+/// Serializes URLs with their userinfo (`user:password@`) redacted.
+fn redact_url<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(urls) => {
+            let shown: Vec<String> = urls
+                .split(',')
+                .map(|u| match u.split_once('@') {
+                    Some((scheme_user, host)) => match scheme_user.split_once("://") {
+                        Some((scheme, _)) => format!("{scheme}://<redacted>@{host}"),
+                        None => format!("<redacted>@{host}"),
+                    },
+                    None => u.to_string(),
+                })
+                .collect();
+            s.serialize_str(&shown.join(","))
+        }
+        None => s.serialize_none(),
+    }
 }
 
 impl Default for BusConfig {

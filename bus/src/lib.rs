@@ -7,6 +7,6 @@ mod config;
 mod message;
 mod nats;
 
-pub use config::BusConfig;
+pub use config::{redact, BusConfig};
 pub use message::{outbox_id, Invalidation, MessageError, MAX_MESSAGE_BYTES};
 pub use nats::{connect, ensure_stream, BoxError};

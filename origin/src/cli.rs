@@ -52,8 +52,20 @@ struct Cli {
     /// A built single-page app to serve at / (index.html, hashed assets under static/).
     #[arg(long, global = true, value_name = "DIR")]
     static_dir: Option<PathBuf>,
+    /// Log lines on stderr: `human` on a terminal and `json` otherwise by default.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human on a terminal, JSON otherwise.
+    Auto,
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,7 +162,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&config);
+    init_tracing(&config, cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -206,15 +218,24 @@ pub async fn run_args(
     run(cli.command, config, input, output).await
 }
 
-fn init_tracing(config: &Config) {
+fn init_tracing(config: &Config, format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
+    let terminal = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_current_span(false)
-        .init();
+        .with_writer(std::io::stderr);
+    let human = match format {
+        LogFormat::Auto => terminal,
+        LogFormat::Human => true,
+        LogFormat::Json => false,
+    };
+    if human {
+        builder.with_ansi(terminal).init();
+    } else {
+        builder.json().with_current_span(false).init();
+    }
 }
 
 async fn run(
@@ -456,5 +477,22 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_format_flag() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args.iter().copied());
+        assert_eq!(
+            parse(&["llmselect-origin"]).unwrap().log_format,
+            LogFormat::Auto
+        );
+        let cli = parse(&["llmselect-origin", "migrate", "--log-format", "human"]).unwrap();
+        assert_eq!(cli.log_format, LogFormat::Human);
+        assert!(parse(&["llmselect-origin", "--log-format", "xml"]).is_err());
     }
 }

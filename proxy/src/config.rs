@@ -1,7 +1,7 @@
 //! Proxy configuration: the TOML file, flag overrides, the `PROXY_ADMIN_TOKEN` environment
 //! variable, and validation that reports every problem at once.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ pub const DEFAULT_AUTH_COOKIE: &str = "access_token_cookie";
 pub const OWN_TARGETED_FIELD: &str = "llmselect-cache-control";
 
 /// The complete proxy configuration. Every field has a default, so an empty file is valid.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address the proxy listens on, e.g. `0.0.0.0:8080`.
@@ -30,8 +30,17 @@ pub struct Config {
     pub upstreams: Vec<String>,
     /// Address of the admin listener (purge, stats, metrics, health).
     pub admin_listen: String,
-    /// Bearer token required by every admin endpoint. Mandatory on a non-loopback admin address.
+    /// Bearer token required by every admin endpoint. Mandatory on a non-loopback admin address;
+    /// on a loopback one, a token is generated at start-up when none is set (see `state_dir`).
+    #[serde(serialize_with = "llmselect_bus::redact")]
     pub admin_token: Option<String>,
+    /// Where the proxy keeps its state: the generated admin token (`admin-token`, mode 0600).
+    /// Default: `$STATE_DIRECTORY` (systemd), else `$XDG_STATE_HOME/llmselect-proxy`, else
+    /// `~/.local/state/llmselect-proxy`.
+    pub state_dir: Option<PathBuf>,
+    /// Log filter (`info`, `warn`, `llmselect_proxy=debug,info`...; `RUST_LOG` wins over it).
+    /// Reloaded on SIGHUP.
+    pub log_level: String,
     pub cache: CacheConfig,
     pub limits: LimitsConfig,
     pub health_check: HealthCheckConfig,
@@ -44,7 +53,7 @@ pub struct Config {
 }
 
 /// The TLS listener (HTTP/2 by ALPN, HTTP/1.1 kept). Off while `listen` is empty.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// Address of the TLS listener, e.g. `0.0.0.0:8443`; empty: no TLS listener.
@@ -82,7 +91,7 @@ impl TlsConfig {
 pub const CODINGS: [&str; 3] = ["br", "gzip", "zstd"];
 
 /// Compression of stored responses (once, when stored; see `cache::encoding`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CompressionConfig {
     pub enabled: bool,
@@ -116,7 +125,7 @@ impl Default for CompressionConfig {
 }
 
 /// Client connections: how many, and how long a client may take (slow-client defences).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClientsConfig {
     /// Open client connections at most; beyond it a new connection gets a `503` and is closed.
@@ -147,7 +156,7 @@ impl Default for ClientsConfig {
 }
 
 /// Active health checks of the origins (only with several `upstreams`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthCheckConfig {
     /// Path requested on every origin; any 2xx is healthy.
@@ -168,7 +177,7 @@ impl Default for HealthCheckConfig {
 }
 
 /// Bounds on what a client may send.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest request header block (request line and fields) in bytes; larger → 431.
@@ -187,7 +196,7 @@ impl Default for LimitsConfig {
 }
 
 /// Cache store and policy settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// Upper bound of the store's weight in bytes (bodies, headers, metadata, keys).
@@ -232,7 +241,7 @@ pub struct CacheConfig {
 
 /// The rule for responses with `Set-Cookie` (a cookie is one client's state: it must never be
 /// replayed to another client).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SetCookiePolicy {
     /// Store a response with `Set-Cookie` only when the origin explicitly shares it (`public` or
@@ -247,7 +256,7 @@ pub enum SetCookiePolicy {
 /// Upstream timeouts, per route class: ordinary requests get short ones (a hung origin costs a
 /// client `read_ms`, then stale-if-error or a `504`); the long routes (LLM calls and their SSE
 /// streams) get the long idle window `read_secs`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TimeoutConfig {
     pub connect_ms: u64,
@@ -264,7 +273,7 @@ pub struct TimeoutConfig {
 }
 
 /// Process settings handed to pingora's `ServerConf`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Worker threads of the proxy service (0 = number of CPUs).
@@ -291,6 +300,8 @@ impl Default for Config {
             upstreams: Vec::new(),
             admin_listen: "127.0.0.1:9090".into(),
             admin_token: None,
+            state_dir: None,
+            log_level: "info".into(),
             cache: CacheConfig::default(),
             limits: LimitsConfig::default(),
             health_check: HealthCheckConfig::default(),
@@ -442,6 +453,8 @@ impl Config {
             upstreams: Vec::new(),
             admin_listen: format!("127.0.0.1:{admin_port}"),
             admin_token: Some("test-admin-token".into()),
+            state_dir: None,
+            log_level: "info".into(),
             cache: CacheConfig {
                 capacity_bytes: 16 * 1024 * 1024,
                 max_object_bytes: 512 * 1024,
@@ -515,6 +528,12 @@ impl Config {
                 }
             }
             Err(e) => errors.extend(e),
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            errors.push(format!(
+                "log_level {:?} is not a valid filter",
+                self.log_level
+            ));
         }
         let h = &self.health_check;
         if !h.path.starts_with('/') {

@@ -18,13 +18,18 @@
 //! and any later purge bus.
 
 mod admin;
+pub mod admin_token;
 mod allocator;
 mod bus;
 mod cache;
+pub mod cli;
 pub mod config;
 mod error;
+mod live;
+pub mod logging;
 mod metrics;
 mod proxy;
+pub mod reload;
 mod server;
 mod stats;
 mod status;
@@ -43,6 +48,7 @@ use cache::encoding::CompressionOptions;
 use cache::policy::PolicyOptions;
 use cache::Invalidator;
 use cache::{Store, StoreOptions};
+use live::Live;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::predictor::Predictor;
 use pingora_core::apps::HttpServerOptions;
@@ -75,6 +81,9 @@ pub struct ProxyHandle {
     /// Connection and in-flight counts; a graceful shutdown drains them.
     lifecycle: Arc<Lifecycle>,
     grace: Duration,
+    /// The reloadable parts, and the configuration they came from.
+    live: Arc<Live>,
+    config: parking_lot::Mutex<Config>,
     bus: Option<Arc<Bus>>,
     /// Runs the bus consumer and the origins' health checks (when there are any).
     background: Option<tokio::runtime::Runtime>,
@@ -95,9 +104,27 @@ impl ProxyHandle {
         self.stop(Stop::Graceful);
     }
 
+    /// Zero-downtime upgrade, old side (pingora's SIGQUIT): sends the listening sockets to the
+    /// process started with [`start_upgrade`] on the same `server.upgrade_sock`, keeps serving
+    /// for pingora's 5 s hand-over, then shuts down gracefully (in-flight requests finish within
+    /// the grace period). Waits for all of it.
+    pub fn hand_over(mut self) {
+        self.stop(Stop::Upgrade);
+    }
+
     /// The proxy's own counters (the admin `/stats` numbers).
     pub fn stats(&self) -> stats::StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// Applies what of `new` can change while running (see [`reload`]) after validating it; on
+    /// an error nothing changes.
+    pub fn reload(&self, new: Config) -> Result<reload::Report, ConfigErrors> {
+        let mut current = self.config.lock();
+        let runtime = self.background.as_ref().map(|rt| rt.handle().clone());
+        let (report, effective) = reload::apply(&self.live, &current, &new, runtime.as_ref())?;
+        *current = effective;
+        Ok(report)
     }
 
     /// Store weight in bytes and its capacity.
@@ -111,7 +138,7 @@ impl ProxyHandle {
     }
 
     fn stop(&mut self, how: Stop) {
-        if matches!(how, Stop::Graceful) {
+        let signal = if matches!(how, Stop::Graceful) {
             // pingora's own graceful path always sleeps the whole grace period: drain here,
             // then stop it fast with nothing left in flight.
             let started = Instant::now();
@@ -121,8 +148,12 @@ impl ProxyHandle {
                 waited_ms = started.elapsed().as_millis() as u64,
                 "graceful shutdown: requests in flight finished"
             );
-        }
-        let _ = self.signal.send(Some(Stop::Fast));
+            Stop::Fast
+        } else {
+            // An upgrade is pingora's own hand-over (the sockets go to the new process first).
+            how
+        };
+        let _ = self.signal.send(Some(signal));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -159,6 +190,7 @@ struct WatchSignal(watch::Receiver<Option<Stop>>);
 enum Stop {
     Fast,
     Graceful,
+    Upgrade,
 }
 
 #[async_trait::async_trait]
@@ -170,6 +202,7 @@ impl ShutdownSignalWatch for WatchSignal {
             match current {
                 Some(Stop::Fast) => return ShutdownSignal::FastShutdown,
                 Some(Stop::Graceful) => return ShutdownSignal::GracefulTerminate,
+                Some(Stop::Upgrade) => return ShutdownSignal::GracefulUpgrade,
                 None => {}
             }
             if rx.changed().await.is_err() {
@@ -181,6 +214,24 @@ impl ShutdownSignalWatch for WatchSignal {
 
 /// Builds and runs the proxy on its own thread; returns when both listeners accept.
 pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
+    start_inner(config, false)
+}
+
+/// Zero-downtime upgrade, new side (pingora's `--upgrade`): like [`start`], but takes the
+/// listening sockets over from the running process that [`ProxyHandle::hand_over`]s them
+/// through `server.upgrade_sock` (it waits up to 5 s for them; the old process must get its
+/// SIGQUIT meanwhile). The new process starts with an empty cache. When no sockets arrive,
+/// pingora's bootstrap exits the process with status 1 (a binary-only entry point).
+pub fn start_upgrade(config: Config) -> anyhow::Result<ProxyHandle> {
+    if config.server.upgrade_sock.is_none() {
+        anyhow::bail!(
+            "an upgrade needs server.upgrade_sock configured (the same path in both processes)"
+        );
+    }
+    start_inner(config, true)
+}
+
+fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
     config.validate()?;
     metrics::init();
     allocator::return_freed_memory_at_once();
@@ -207,8 +258,11 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         .collect();
 
     // pingora retries a busy port for 30 s and then panics inside its service; fail fast instead.
-    for &addr in &addrs {
-        check_bindable(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    // (An upgrade takes over the sockets the old process is listening on.)
+    if !upgrade {
+        for &addr in &addrs {
+            check_bindable(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        }
     }
 
     // pingora wants `&'static` storage, lock and predictor: one leak per instance (the store is
@@ -246,7 +300,7 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         None
     };
     let bg = background.as_ref().map(|rt| rt.handle().clone());
-    let upstreams = Arc::new(Upstreams::new(&config, bg.as_ref())?);
+    let upstreams = Upstreams::new(&config, bg.as_ref())?;
     let bus = match (&bg, config.bus.enabled()) {
         (Some(rt), true) => Some(Arc::new(Bus::start(&config.bus, invalidator, rt))),
         _ => None,
@@ -266,26 +320,26 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = upgrade.then(|| pingora_core::server::configuration::Opt {
+        upgrade: true,
+        ..Default::default()
+    });
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    // with `upgrade`, this receives the listening sockets from the old process
     server.bootstrap();
 
-    let policy = PolicyOptions {
-        default_swr_secs: config.cache.default_stale_while_revalidate_secs,
-        default_sie_secs: config.cache.default_stale_if_error_secs,
-        auth_cookies: config.cache.auth_cookies.clone(),
-        targeted_fields: config.targeted_fields(),
-        set_cookie: config.cache.set_cookie,
-    };
+    let policy = PolicyOptions::of(&config);
+    let own_fields = policy.own_fields();
+    let live = Arc::new(Live::new(config.admin_token.clone(), policy, upstreams));
     let edge = EdgeProxy {
         store,
         lock,
         predictor,
         invalidator,
         stats,
-        own_fields: policy.own_fields(),
+        own_fields,
         compression: CompressionOptions::from_config(&config.compression),
-        policy,
-        upstreams: upstreams.clone(),
+        live: live.clone(),
         bus: bus.clone(),
         timeouts: config.timeouts.clone(),
         limits: config.limits.clone(),
@@ -327,12 +381,14 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
     let mut admin_service = Service::new(
         "llmselect-edge admin".to_string(),
         AdminApp {
-            token: config.admin_token.clone(),
+            live: live.clone(),
+            listen_addr,
+            predictor,
+            honour_request_directives: config.cache.honour_request_directives,
             store,
             stats,
             invalidator,
             bus: bus.clone(),
-            upstreams,
         },
     );
     admin_service.add_tcp(&config.admin_listen);
@@ -368,6 +424,8 @@ pub fn start(config: Config) -> anyhow::Result<ProxyHandle> {
         stats,
         lifecycle,
         grace: Duration::from_secs(config.server.grace_period_secs),
+        live,
+        config: parking_lot::Mutex::new(config.clone()),
         bus,
         background,
         signal,

@@ -1,94 +1,79 @@
-//! `llmselect-proxy`: parse the command line, load the configuration, set up logging and run
-//! until SIGINT (fast) or SIGTERM (graceful).
+//! `llmselect-proxy`: parse the command line (see `cli`), load the configuration, set up logging
+//! and run until SIGINT (fast), SIGTERM (graceful) or SIGQUIT (hand the sockets over to a
+//! `run --upgrade` process, then graceful); SIGHUP reloads the configuration.
 
 use clap::Parser;
-use llmselect_proxy::{Config, Overrides};
-use std::path::PathBuf;
-use tracing_log::AsLog;
-use tracing_subscriber::EnvFilter;
+use llmselect_proxy::cli::{self, Cli};
+use llmselect_proxy::logging;
+use std::process::ExitCode;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// RFC 9111 caching reverse proxy (pingora) for llmselect-edge.
-#[derive(Debug, Parser)]
-#[command(name = "llmselect-proxy", version, about)]
-struct Cli {
-    /// TOML configuration file (see config/proxy.toml).
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-    /// Proxy listen address (overrides `listen`).
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<String>,
-    /// Origin base URL (overrides `upstream`); several, comma-separated, are balanced with
-    /// health checks (overrides `upstreams`).
-    #[arg(long, value_name = "URL")]
-    upstream: Option<String>,
-    /// Admin listen address (overrides `admin_listen`).
-    #[arg(long, value_name = "ADDR")]
-    admin_listen: Option<String>,
+/// How the process ends.
+#[derive(Debug, Clone, Copy)]
+enum Exit {
+    Fast,
+    Graceful,
+    Upgrade,
 }
 
-/// JSON logs through `tracing`; pingora's `log` records are bridged in with tracing-log.
-fn init_logging() -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // pingora logs through `log`; without a cap every disabled `debug!` on the hit path would
-    // still reach the filter.
-    let max_level = filter
-        .max_level_hint()
-        .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE)
-        .as_log();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .json()
-        .finish();
-    tracing::subscriber::set_global_default(subscriber)?;
-    tracing_log::LogTracer::builder()
-        .with_max_level(max_level)
-        .init()?;
-    Ok(())
-}
-
-fn main() -> anyhow::Result<()> {
-    // Signal handlers first: a SIGTERM that arrives while the listeners bind is kept for later
-    // instead of killing the process.
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    if !cli.runs_proxy() {
+        return Ok(cli::run_command(&cli));
+    }
+    // The signal handlers exist before anything else is done: a SIGTERM that arrives while the
+    // listeners bind is kept for later, and a SIGHUP or SIGQUIT sent as soon as the proxy answers
+    // does not meet the default action (terminate).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (mut term, mut int) = runtime.block_on(async {
+    let (mut term, mut int, mut quit, mut hup) = {
         use tokio::signal::unix::{signal, SignalKind};
-        anyhow::Ok((
+        let _context = runtime.enter();
+        (
             signal(SignalKind::terminate())?,
             signal(SignalKind::interrupt())?,
-        ))
-    })?;
-    let cli = Cli::parse();
-    let overrides = Overrides {
-        listen: cli.listen,
-        upstream: cli.upstream,
-        admin_listen: cli.admin_listen,
+            signal(SignalKind::quit())?,
+            signal(SignalKind::hangup())?,
+        )
     };
-    let config = match Config::load(cli.config.as_deref(), overrides) {
+    let (config, generated_token) = match cli.load_config() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
+            eprint!("{e}");
+            return Ok(ExitCode::from(2));
         }
     };
-    init_logging()?;
+    let log = logging::init(cli.log_format, &config.log_level)?;
+    if let Some(path) = &generated_token {
+        tracing::warn!(
+            path = %path.display(),
+            "no admin token configured: using the generated one in this file (mode 0600)"
+        );
+    }
 
-    let handle = llmselect_proxy::start(config)?;
-    let graceful = runtime.block_on(async {
-        tokio::select! {
-            _ = term.recv() => true,
-            _ = int.recv() => false,
+    let handle = if cli.upgrade() {
+        llmselect_proxy::start_upgrade(config)?
+    } else {
+        llmselect_proxy::start(config)?
+    };
+    let exit = runtime.block_on(async {
+        loop {
+            tokio::select! {
+                _ = term.recv() => break Exit::Graceful,
+                _ = int.recv() => break Exit::Fast,
+                _ = quit.recv() => break Exit::Upgrade,
+                _ = hup.recv() => cli::reload(&cli, &handle, &log),
+            }
         }
     });
-    tracing::info!(graceful, "shutting down");
-    if graceful {
-        handle.shutdown_graceful();
-    } else {
-        handle.shutdown();
+    tracing::info!(?exit, "shutting down");
+    match exit {
+        Exit::Fast => handle.shutdown(),
+        Exit::Graceful => handle.shutdown_graceful(),
+        Exit::Upgrade => handle.hand_over(),
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

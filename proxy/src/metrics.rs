@@ -87,6 +87,14 @@ static STORE_BYTES: Lazy<IntGauge> = Lazy::new(|| {
         .expect("metric registers once")
 });
 
+static STORE_CAPACITY: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "proxy_store_capacity_bytes",
+        "Capacity of the cache store in bytes"
+    )
+    .expect("metric registers once")
+});
+
 static STORE_EVICTIONS: Lazy<IntCounter> = Lazy::new(|| {
     register_int_counter!(
         "proxy_store_evictions_total",
@@ -254,6 +262,7 @@ pub fn init() {
     Lazy::force(&PURGED_ENTRIES);
     Lazy::force(&STORE_ENTRIES);
     Lazy::force(&STORE_BYTES);
+    Lazy::force(&STORE_CAPACITY);
     Lazy::force(&STORE_EVICTIONS);
     Lazy::force(&BUS_APPLIED);
     Lazy::force(&BUS_PROPAGATION);
@@ -336,9 +345,10 @@ pub fn record_purge(source: &str, kind: &str, soft: bool, entries: usize) {
 }
 
 /// Store gauges, and the evictions counted since the last call (`new_evictions`).
-pub fn set_store(entries: usize, bytes: u64, new_evictions: u64) {
+pub fn set_store(entries: usize, bytes: u64, capacity: u64, new_evictions: u64) {
     STORE_ENTRIES.set(entries as i64);
     STORE_BYTES.set(bytes as i64);
+    STORE_CAPACITY.set(capacity as i64);
     STORE_EVICTIONS.inc_by(new_evictions);
 }
 

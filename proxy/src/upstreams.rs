@@ -14,10 +14,22 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Where requests go. Addresses are resolved once, at start-up, never on the request path.
+/// Where requests go. Addresses are resolved once, at start-up (or reload), never on the request
+/// path.
 pub enum Upstreams {
     Single(SocketAddr),
-    Balanced(Arc<LoadBalancer<RoundRobin>>, Suspensions),
+    /// Several origins, the origins a request found unresponsive, and the task checking their
+    /// health (stopped when this is dropped, e.g. replaced by a reload).
+    Balanced(Arc<LoadBalancer<RoundRobin>>, Suspensions, HealthTask),
+}
+
+/// The health-check loop of a balanced set; aborted on drop.
+pub struct HealthTask(tokio::task::JoinHandle<()>);
+
+impl Drop for HealthTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Origins a request found unresponsive (a timeout), kept out of the rotation until the next
@@ -39,6 +51,8 @@ impl Suspensions {
 pub struct UpstreamHealth {
     pub address: String,
     pub healthy: bool,
+    /// Whether health checks run (several origins); a single origin is assumed healthy.
+    pub checked: bool,
 }
 
 impl Upstreams {
@@ -61,7 +75,7 @@ impl Upstreams {
         let lb = Arc::new(lb);
         let checker = lb.clone();
         let every = Duration::from_millis(config.health_check.interval_ms);
-        runtime.spawn(async move {
+        let task = runtime.spawn(async move {
             loop {
                 checker.backends().run_health_check(true).await;
                 for b in checker.backends().get_backend().iter() {
@@ -74,7 +88,7 @@ impl Upstreams {
             until: Mutex::new(HashMap::new()),
             period: every * 2 + Duration::from_millis(config.health_check.timeout_ms),
         };
-        Ok(Upstreams::Balanced(lb, suspensions))
+        Ok(Upstreams::Balanced(lb, suspensions, HealthTask(task)))
     }
 
     /// The origin for the next attempt: a healthy one that has not failed this request yet and is
@@ -83,7 +97,7 @@ impl Upstreams {
     pub fn select(&self, failed: &[SocketAddr]) -> Option<SocketAddr> {
         match self {
             Upstreams::Single(addr) => Some(*addr),
-            Upstreams::Balanced(lb, suspended) => {
+            Upstreams::Balanced(lb, suspended, _) => {
                 let inet = |b: &Backend| b.addr.as_inet().copied();
                 let not_failed = |b: &Backend| inet(b).is_some_and(|a| !failed.contains(&a));
                 let up = |b: &Backend| inet(b).is_some_and(|a| !suspended.active(a));
@@ -103,7 +117,7 @@ impl Upstreams {
 
     /// Takes an origin that timed out out of the rotation for a while (several origins only).
     pub fn mark_down(&self, addr: SocketAddr) {
-        if let Upstreams::Balanced(_, s) = self {
+        if let Upstreams::Balanced(_, s, _) = self {
             let mut until = s.until.lock().unwrap_or_else(|p| p.into_inner());
             until.insert(addr, Instant::now() + s.period);
             tracing::warn!(upstream = %addr, for_ms = s.period.as_millis() as u64, "origin marked down after a timeout");
@@ -115,8 +129,9 @@ impl Upstreams {
             Upstreams::Single(addr) => vec![UpstreamHealth {
                 address: addr.to_string(),
                 healthy: true,
+                checked: false,
             }],
-            Upstreams::Balanced(lb, suspended) => lb
+            Upstreams::Balanced(lb, suspended, _) => lb
                 .backends()
                 .get_backend()
                 .iter()
@@ -124,6 +139,7 @@ impl Upstreams {
                     address: b.addr.to_string(),
                     healthy: lb.backends().ready(b)
                         && b.addr.as_inet().is_none_or(|a| !suspended.active(*a)),
+                    checked: true,
                 })
                 .collect(),
         }

@@ -5,9 +5,10 @@
 //! Components: [`db`] (a PostgreSQL database per test), [`origin`] (the real origin),
 //! [`scripted_origin`] (a programmable origin for proxy tests), [`proxy`] (the caching proxy),
 //! [`fake_llm`] (the fake provider), [`nats`] (a private nats-server and a partition relay).
-//! Helpers shared by every suite: [`http`] (send and read responses), [`wait`] (polling) and
-//! [`tls`] (a test CA and HTTPS clients).
+//! [`browser`] (headless Chromium through chromedriver). Helpers shared by every suite: [`http`]
+//! (send and read responses), [`wait`] (polling) and [`tls`] (a test CA and HTTPS clients).
 
+pub mod browser;
 pub mod db;
 pub mod fake_llm;
 pub mod http;

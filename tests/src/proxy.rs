@@ -104,7 +104,7 @@ impl TestProxy {
     }
 
     /// `GET /metrics` (Prometheus text) with the admin token.
-    pub async fn metrics(&self) -> String {
+    pub async fn metrics_text(&self) -> String {
         self.client
             .get(format!("{}/metrics", self.admin))
             .bearer_auth(&self.token)

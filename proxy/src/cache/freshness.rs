@@ -51,6 +51,9 @@ pub fn age_field(headers: &HeaderMap) -> Option<u64> {
     Some(s.parse::<u64>().unwrap_or(u64::MAX / 4))
 }
 
+/// [`Freshness::source`] of the `Last-Modified` heuristic.
+const HEURISTIC_SOURCE: &str = "heuristic (last-modified)";
+
 /// A response's freshness when it arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Freshness {
@@ -60,6 +63,9 @@ pub struct Freshness {
     pub age: Duration,
     /// Whether the lifetime came from the heuristic.
     pub heuristic: bool,
+    /// Where the lifetime comes from: `no-cache`, `s-maxage`, `max-age`, `expires`,
+    /// `heuristic (last-modified)` or `none` (reported by the admin `/explain`).
+    pub source: &'static str,
 }
 
 impl Freshness {
@@ -87,39 +93,41 @@ impl Freshness {
     ) -> Freshness {
         let date = headers.get(header::DATE).and_then(http_date).unwrap_or(now);
         let apparent = now.duration_since(date).unwrap_or_default();
-        let mut heuristic = false;
-        let lifetime = if dirs.unqualified("no-cache") {
+        let (lifetime, source) = if dirs.unqualified("no-cache") {
             // every use needs a validation first (the qualified form only concerns the fields it
             // names, which are not stored: see `policy::decide`)
-            Duration::ZERO
+            (Duration::ZERO, "no-cache")
         } else if let Some(s) = dirs.seconds("s-maxage") {
-            Duration::from_secs(s)
+            (Duration::from_secs(s), "s-maxage")
         } else if let Some(s) = dirs.seconds("max-age") {
-            Duration::from_secs(s)
+            (Duration::from_secs(s), "max-age")
         } else if !targeted && headers.contains_key(header::EXPIRES) {
             // several Expires lines, or a malformed one, mean already expired (§5.3)
             let mut all = headers.get_all(header::EXPIRES).iter();
-            match (all.next().and_then(http_date), all.next()) {
+            let lifetime = match (all.next().and_then(http_date), all.next()) {
                 (Some(expires), None) => expires.duration_since(date).unwrap_or_default(),
                 _ => Duration::ZERO,
-            }
+            };
+            (lifetime, "expires")
         } else if heuristically_cacheable(status) {
-            heuristic = true;
-            headers
+            let lifetime = headers
                 .get(header::LAST_MODIFIED)
                 .and_then(http_date)
                 .and_then(|lm| date.duration_since(lm).ok())
                 .map(|d| d.mul_f64(HEURISTIC_FRACTION))
                 .map(|d| Duration::from_secs(d.as_secs()))
-                .unwrap_or_default()
+                .unwrap_or_default();
+            (lifetime, HEURISTIC_SOURCE)
         } else {
-            Duration::ZERO
+            (Duration::ZERO, "none")
         };
+        let heuristic = source == HEURISTIC_SOURCE;
         match age_field(headers) {
             Some(age) => Freshness {
                 lifetime,
                 age: apparent.max(Duration::from_secs(age)),
                 heuristic,
+                source,
             },
             // an invalid Age: treat the response as stale (RFC 9111 §5.1 lets a cache ignore the
             // field; failing towards a revalidation is the safe side)
@@ -127,6 +135,7 @@ impl Freshness {
                 lifetime: Duration::ZERO,
                 age: apparent,
                 heuristic,
+                source: "invalid Age (treated as stale)",
             },
         }
     }

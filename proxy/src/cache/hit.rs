@@ -67,25 +67,33 @@ pub fn fresh_entry(
     auth_cookies: &[String],
     now: SystemTime,
 ) -> Option<Arc<Entry>> {
+    select_variant(store, primary, req, auth_cookies).and_then(|e| fresh(e, now))
+}
+
+/// The stored variant a request with these headers selects, fresh or not (pingora's
+/// `cache_vary_lookup`); `None` when no stored variant matches. Also what the admin `/explain`
+/// reports as the selected variant.
+pub fn select_variant(
+    store: &Store,
+    primary: &HashBinary,
+    req: &HeaderMap,
+    auth_cookies: &[String],
+) -> Option<Arc<Entry>> {
     let first = store.get(primary)?;
     let view = first.view.as_ref()?;
     let Some(variance) = request_variance(view, req, auth_cookies) else {
         // pingora serves the primary slot as is when the filter reports no variance
-        return fresh(first, now);
+        return Some(first);
     };
     if view.variance == Some(variance) {
-        return fresh(first, now);
+        return Some(first);
     }
     let second = store.get(&secondary_slot(primary, variance))?;
     let second_view = second.view.as_ref()?;
     let matches = second_view.variance == Some(variance)
         && request_variance(second_view, req, auth_cookies) == Some(variance)
         && second_view.created >= view.provenance;
-    if matches {
-        fresh(second, now)
-    } else {
-        None
-    }
+    matches.then_some(second)
 }
 
 fn request_variance(

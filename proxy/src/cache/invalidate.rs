@@ -6,7 +6,7 @@
 use super::key::{same_origin_target, UrlKey};
 use super::store::{Scope, Store};
 use crate::metrics;
-use crate::stats::Stats;
+use crate::stats::{self, PurgeRecord, Stats};
 use http::HeaderMap;
 
 /// RFC 9875 response field naming the groups a response belongs to.
@@ -59,7 +59,29 @@ impl Invalidator {
             total += n;
         }
         self.stats.record_purge(total);
+        self.stats.remember_purge(PurgeRecord {
+            at_ms: stats::now_ms(),
+            source: source.as_str(),
+            scopes: scopes.iter().map(describe).collect(),
+            soft,
+            entries: total,
+        });
         total
+    }
+}
+
+/// A scope in words, for the recent purges.
+fn describe(scope: &Scope) -> String {
+    match scope {
+        Scope::Url(u) => format!("url {}", u.primary()),
+        Scope::Path(p) => format!("url {p}"),
+        Scope::Prefix(p) => format!("prefix {p}"),
+        Scope::Group {
+            host: Some(h),
+            name,
+        } => format!("group {name} on {h}"),
+        Scope::Group { host: None, name } => format!("group {name}"),
+        Scope::All => "all".into(),
     }
 }
 

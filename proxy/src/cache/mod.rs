@@ -22,6 +22,7 @@
 pub(crate) mod directives;
 pub(crate) mod encoding;
 pub(crate) mod entry;
+pub(crate) mod explain;
 pub(crate) mod freshness;
 pub(crate) mod hit;
 pub(crate) mod index;

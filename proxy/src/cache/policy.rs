@@ -30,6 +30,17 @@ pub struct PolicyOptions {
 }
 
 impl PolicyOptions {
+    /// The policy settings of a configuration.
+    pub fn of(config: &crate::config::Config) -> PolicyOptions {
+        PolicyOptions {
+            default_swr_secs: config.cache.default_stale_while_revalidate_secs,
+            default_sie_secs: config.cache.default_stale_if_error_secs,
+            auth_cookies: config.cache.auth_cookies.clone(),
+            targeted_fields: config.targeted_fields(),
+            set_cookie: config.cache.set_cookie,
+        }
+    }
+
     /// The targeted fields that belong to this proxy alone (every listed one but
     /// `CDN-Cache-Control`): removed from responses before they leave the proxy.
     pub fn own_fields(&self) -> Vec<HeaderName> {
@@ -72,28 +83,53 @@ pub fn decide(
     now: SystemTime,
     opts: &PolicyOptions,
 ) -> Result<CacheMeta, NoCacheReason> {
+    decide_with_rule(req, resp, now, opts).map_err(|r| r.reason)
+}
+
+/// Why a response was not stored: the label the predictor sees and the exact rule, in words
+/// (for the admin `/explain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: NoCacheReason,
+    pub rule: &'static str,
+}
+
+/// [`decide`], naming the rule that refused a response.
+pub fn decide_with_rule(
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+    now: SystemTime,
+    opts: &PolicyOptions,
+) -> Result<CacheMeta, Refusal> {
     // Only what is intrinsic to the URL may teach the (variance-blind) predictor.
     let intrinsic = (200..400).contains(&resp.status.as_u16())
         && !carries_credentials(&req.headers)
         && !req.headers.contains_key(header::CACHE_CONTROL)
         && !req.headers.contains_key(header::PRAGMA);
-    let custom = |r: &'static str| {
-        NoCacheReason::Custom(if intrinsic {
+    let custom = |r: &'static str, rule: &'static str| Refusal {
+        reason: NoCacheReason::Custom(if intrinsic {
             r
         } else {
             reason::REQUEST_SPECIFIC
-        })
+        }),
+        rule,
     };
     if vary_names(&resp.headers).any(|n| n == "*") {
-        return Err(custom(reason::VARY_STAR));
+        return Err(custom(
+            reason::VARY_STAR,
+            "the response says Vary: * (RFC 9111 §4.1: it never matches a later request)",
+        ));
     }
     if is_event_stream(&resp.headers) {
-        return Err(custom(reason::STREAM));
+        return Err(custom(
+            reason::STREAM,
+            "the response is a text/event-stream (streams are passed through, never stored)",
+        ));
     }
     let targeted = Directives::targeted_governs(&resp.headers, &opts.targeted_fields);
     let dirs = Directives::governing(&resp.headers, &opts.targeted_fields);
-    if !storable(req, resp, &dirs, targeted) {
-        return Err(custom(reason::NOT_STORABLE));
+    if let Err(rule) = storable(req, resp, &dirs, targeted) {
+        return Err(custom(reason::NOT_STORABLE, rule));
     }
     let mut header = resp.clone();
     // `private="a, b"`: only the named fields are one user's; the rest may be shared (§5.2.2.7).
@@ -109,7 +145,13 @@ pub fn decide(
             SetCookiePolicy::Strip if dirs.explicitly_shared() => {
                 header.remove_header(&header::SET_COOKIE);
             }
-            _ => return Err(custom(reason::SET_COOKIE)),
+            _ => {
+                return Err(custom(
+                    reason::SET_COOKIE,
+                    "the response sets a cookie and is not explicitly shared (public or \
+                     s-maxage), or cache.set_cookie is \"refuse\"",
+                ))
+            }
         }
     }
     let fresh = Freshness::of(resp.status.as_u16(), &resp.headers, &dirs, targeted, now);
@@ -137,7 +179,12 @@ pub fn decide(
         .any(|d| dirs.seconds(d).is_some_and(|s| s > 0))
         && !dirs.forbids_stale();
     if ttl.is_zero() && !has_validator && !explicit_stale {
-        return Err(custom(reason::NO_FRESHNESS));
+        return Err(custom(
+            reason::NO_FRESHNESS,
+            "the response has no freshness lifetime left (no max-age, s-maxage, Expires or \
+             Last-Modified heuristic), no validator and no stale-while-revalidate / \
+             stale-if-error",
+        ));
     }
     let fresh_until = if ttl.is_zero() {
         now - Duration::from_secs(1)
@@ -152,38 +199,75 @@ pub fn decide(
 }
 
 /// Whether RFC 9111 §3 allows storing the response at all (a shared cache; every final status
-/// but 206 and 304, which are never stored).
-fn storable(req: &RequestHeader, resp: &ResponseHeader, dirs: &Directives, targeted: bool) -> bool {
+/// but 206 and 304, which are never stored); the rule that forbids it otherwise.
+fn storable(
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+    dirs: &Directives,
+    targeted: bool,
+) -> Result<(), &'static str> {
     let status = resp.status.as_u16();
     if request_directives(&req.headers)
         .iter()
         .any(|(k, _)| k == "no-store")
     {
-        return false;
+        return Err("the request says Cache-Control: no-store");
     }
     if !(200..600).contains(&status) || status == 206 || status == 304 {
-        return false;
+        return Err("206, 304 and non-final responses are never stored");
     }
     if dirs.has("must-understand") {
         // a cache that understands the status ignores `no-store` (§5.2.2.3)
         if !freshness::understood(status) {
-            return false;
+            return Err("must-understand with a status this cache does not understand");
         }
     } else if dirs.has("no-store") {
-        return false;
+        return Err("the response says no-store (in the field that governs)");
     }
     if dirs.unqualified("private") {
-        return false;
+        return Err("the response says private (a shared cache must not store it)");
     }
     // §3.5: a response to a request with Authorization only with an explicit permission
     if req.headers.contains_key(header::AUTHORIZATION)
         && !(dirs.has("must-revalidate") || dirs.explicitly_shared())
     {
-        return false;
+        return Err(
+            "the request carries Authorization and the response says neither public, \
+             s-maxage nor must-revalidate (RFC 9111 §3.5)",
+        );
     }
-    Freshness::explicit(dirs, &resp.headers, targeted)
+    if Freshness::explicit(dirs, &resp.headers, targeted)
         || dirs.has("public")
         || freshness::heuristically_cacheable(status)
+    {
+        Ok(())
+    } else {
+        Err(
+            "the status is not heuristically cacheable and the response gives no explicit \
+             freshness (max-age, s-maxage, Expires) nor public",
+        )
+    }
+}
+
+/// Where a stored response's freshness lifetime comes from: the field that governs (a targeted
+/// field, RFC 9213, or `Cache-Control`) and its directive, `expires`, or the heuristic.
+pub fn freshness_source(
+    status: u16,
+    headers: &HeaderMap,
+    targeted_fields: &[HeaderName],
+    now: SystemTime,
+) -> String {
+    let targeted = Directives::targeted_governs(headers, targeted_fields);
+    let dirs = Directives::governing(headers, targeted_fields);
+    let source = Freshness::of(status, headers, &dirs, targeted, now).source;
+    let field = targeted_fields
+        .iter()
+        .find(|n| Directives::targeted(headers, n).is_some())
+        .map_or("cache-control", |n| n.as_str());
+    match source {
+        "s-maxage" | "max-age" | "no-cache" => format!("{field}: {source}"),
+        other => other.to_string(),
+    }
 }
 
 /// Removes the hop-by-hop fields and the fields the response's `Connection` names (RFC 9110
@@ -479,6 +563,55 @@ mod tests {
             Ok(d) => d.as_secs() as i64,
             Err(_) => -1,
         }
+    }
+
+    #[test]
+    fn refusals_name_their_rule() {
+        let now = SystemTime::now();
+        let rule = |rq: RequestHeader, rs: ResponseHeader| {
+            decide_with_rule(&rq, &rs, now, &opts()).unwrap_err().rule
+        };
+        assert!(rule(req(&[]), resp(200, &[("cache-control", "no-store")])).contains("no-store"));
+        assert!(rule(req(&[]), resp(200, &[("cache-control", "private")])).contains("private"));
+        assert!(rule(
+            req(&[("authorization", "Bearer a")]),
+            resp(200, &[("cache-control", "max-age=60")])
+        )
+        .contains("Authorization"));
+        assert!(
+            rule(req(&[]), resp(200, &[("cache-control", "max-age=0")])).contains("no freshness")
+        );
+        assert!(rule(req(&[]), resp(200, &[("vary", "*")])).contains("Vary: *"));
+    }
+
+    #[test]
+    fn freshness_sources() {
+        let t = opts().targeted_fields;
+        let now = SystemTime::now();
+        let src = |h: &[(&str, &str)]| freshness_source(200, &resp(200, h).headers, &t, now);
+        assert_eq!(
+            src(&[("cache-control", "max-age=5")]),
+            "cache-control: max-age"
+        );
+        assert_eq!(
+            src(&[("cache-control", "max-age=5, s-maxage=9")]),
+            "cache-control: s-maxage"
+        );
+        assert_eq!(
+            src(&[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=9")
+            ]),
+            "cdn-cache-control: max-age"
+        );
+        assert_eq!(
+            src(&[("expires", "Thu, 01 Jan 2099 00:00:00 GMT")]),
+            "expires"
+        );
+        assert_eq!(
+            src(&[("last-modified", "Thu, 01 Jan 2020 00:00:00 GMT")]),
+            "heuristic (last-modified)"
+        );
     }
 
     #[test]

@@ -132,7 +132,19 @@ pub struct Store {
     stream_fills: bool,
     /// Fills in progress by storage key, readable while they arrive (when `stream_fills`).
     fills: Mutex<HashMap<HashBinary, Arc<InflightFill>>>,
+    /// The last refusal to store each URL (for the admin `/explain`), bounded.
+    refusals: Cache<HashBinary, Refused>,
 }
+
+/// Why the last response for a URL was not stored, and when.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub rule: &'static str,
+    pub at: SystemTime,
+}
+
+/// URLs whose last refusal is remembered.
+const REFUSALS_KEPT: usize = 4096;
 
 impl Store {
     pub fn new(opts: StoreOptions) -> Result<Store> {
@@ -169,6 +181,7 @@ impl Store {
                 own: super::policy::own_fields(&opts.targeted_fields),
                 obeyed: opts.targeted_fields,
             },
+            refusals: Cache::new(REFUSALS_KEPT),
         })
     }
 
@@ -302,6 +315,30 @@ impl Store {
     pub fn unreported_evictions(&self) -> u64 {
         let now = self.evictions();
         now.saturating_sub(self.reported_evictions.swap(now, Ordering::Relaxed))
+    }
+
+    /// Remembers why the response for `primary` was not stored.
+    pub fn record_refusal(&self, primary: HashBinary, rule: &'static str) {
+        self.refusals.insert(
+            primary,
+            Refused {
+                rule,
+                at: SystemTime::now(),
+            },
+        );
+    }
+
+    /// The last refusal to store `primary`, if remembered.
+    pub fn refusal(&self, primary: &HashBinary) -> Option<Refused> {
+        self.refusals.get(primary)
+    }
+
+    /// Every stored variant of a primary, with its storage key.
+    pub fn variants_of(&self, primary: &HashBinary) -> Vec<(HashBinary, Arc<Entry>)> {
+        let keys = self.state.lock().index.variants(primary);
+        keys.into_iter()
+            .filter_map(|k| self.entries.peek(&k).map(|e| (k, e)))
+            .collect()
     }
 
     /// The committed entry under a storage key.

@@ -39,6 +39,11 @@ impl VaryFields {
         VaryFields { names }
     }
 
+    /// The field names, lower-case and sorted.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
     /// Whether the response has variants at all (`variance` returns `Some` for every request).
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {

@@ -10,17 +10,17 @@ use crate::cache::entry::{FillInfo, HitView};
 use crate::cache::hit;
 use crate::cache::invalidate::{response_groups, Invalidator, MutationScopes, Source};
 use crate::cache::key::{self, UrlKey};
-use crate::cache::policy::{self, PolicyOptions};
+use crate::cache::policy;
 use crate::cache::range;
 use crate::cache::storage::BodyHit;
 use crate::cache::store::Store;
 use crate::cache::vary;
 use crate::config::{ClientsConfig, Config, LimitsConfig, TimeoutConfig};
 use crate::error::EdgeError;
+use crate::live::Live;
 use crate::metrics;
 use crate::server::Lifecycle;
 use crate::stats::Stats;
-use crate::upstreams::Upstreams;
 use async_trait::async_trait;
 use bytes::Bytes;
 use ctx::Ctx;
@@ -51,8 +51,8 @@ pub struct EdgeProxy {
     pub predictor: &'static Predictor<PREDICTOR_SHARDS>,
     pub invalidator: Invalidator,
     pub stats: &'static Stats,
-    pub policy: PolicyOptions,
-    pub upstreams: Arc<Upstreams>,
+    /// The reloadable parts: policy options (auth cookies, default stale windows), origins.
+    pub live: Arc<Live>,
     /// The invalidation bus of a fleet (none on a single node).
     pub bus: Option<Arc<Bus>>,
     pub timeouts: TimeoutConfig,
@@ -254,7 +254,7 @@ impl EdgeProxy {
         let req = session.req_header();
         let plan = encoding::plan(&self.compression, &req.headers, resp);
         if plan == Plan::Untouched
-            || policy::decide(req, resp, SystemTime::now(), &self.policy).is_err()
+            || policy::decide(req, resp, SystemTime::now(), &self.live.policy()).is_err()
         {
             return Ok(());
         }
@@ -452,7 +452,7 @@ impl ProxyHttp for EdgeProxy {
             self.store,
             &primary,
             &session.req_header().headers,
-            &self.policy.auth_cookies,
+            &self.live.policy().auth_cookies,
             now,
         );
         let Some(entry) = entry else {
@@ -532,7 +532,8 @@ impl ProxyHttp for EdgeProxy {
             &session.req_header().headers,
             age,
             fresh_for,
-            soft_purged || policy::forbids_stale(meta.headers(), &self.policy.targeted_fields),
+            soft_purged
+                || policy::forbids_stale(meta.headers(), &self.live.policy().targeted_fields),
         );
         if forced == Some(ForcedFreshness::ForceExpired) {
             ctx.forced_by_request = true;
@@ -555,11 +556,12 @@ impl ProxyHttp for EdgeProxy {
         _ctx: &mut Ctx,
         req: &RequestHeader,
     ) -> Option<HashBinary> {
+        let opts = self.live.policy();
         vary::variance(
             meta.headers(),
             &req.headers,
-            &self.policy.auth_cookies,
-            &self.policy.targeted_fields,
+            &opts.auth_cookies,
+            &opts.targeted_fields,
         )
     }
 
@@ -593,7 +595,7 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let Some(addr) = self.upstreams.select(&ctx.failed_upstreams) else {
+        let Some(addr) = self.live.upstreams().select(&ctx.failed_upstreams) else {
             return Error::e_explain(
                 pingora_error::ErrorType::ConnectNoRoute,
                 "no origin left to try",
@@ -663,6 +665,7 @@ impl ProxyHttp for EdgeProxy {
             let d = start.elapsed();
             ctx.upstream_time = Some(d);
             metrics::record_origin_fetch(d.as_secs_f64());
+            self.stats.record_origin_fetch(d);
         }
         ctx.fwd_status = Some(resp.status.as_u16());
         policy::strip_forwarded_hop_by_hop(resp);
@@ -719,15 +722,19 @@ impl ProxyHttp for EdgeProxy {
             .and_then(|v| v.trim().parse::<usize>().ok())
             .is_some_and(|n| n > self.store.max_object_bytes());
         if too_large && !revalidated {
+            self.store.record_refusal(
+                url.primary_hash(),
+                "the response is larger than cache.max_object_bytes",
+            );
             return Ok(RespCacheable::Uncacheable(
                 pingora_cache::NoCacheReason::ResponseTooLarge,
             ));
         }
-        match policy::decide(
+        match policy::decide_with_rule(
             session.req_header(),
             &header,
             SystemTime::now(),
-            &self.policy,
+            &self.live.policy(),
         ) {
             Ok(mut meta) => {
                 let groups = response_groups(&header.headers);
@@ -743,7 +750,10 @@ impl ProxyHttp for EdgeProxy {
                 }
                 Ok(RespCacheable::Cacheable(meta))
             }
-            Err(reason) => Ok(RespCacheable::Uncacheable(reason)),
+            Err(refusal) => {
+                self.store.record_refusal(url.primary_hash(), refusal.rule);
+                Ok(RespCacheable::Uncacheable(refusal.reason))
+            }
         }
     }
 
@@ -812,7 +822,7 @@ impl ProxyHttp for EdgeProxy {
         if let Some(addr) = peer._address.as_inet() {
             ctx.failed_upstreams.push(*addr);
         }
-        if self.upstreams.several() && session.req_header().method.is_idempotent() {
+        if self.live.upstreams().several() && session.req_header().method.is_idempotent() {
             e.set_retry(true);
         }
         e
@@ -847,7 +857,7 @@ impl ProxyHttp for EdgeProxy {
             if let Some(addr) = ctx.upstream_addr {
                 // An origin that stopped answering: kept out of the rotation until its health
                 // checks pass again.
-                self.upstreams.mark_down(addr);
+                self.live.upstreams().mark_down(addr);
             }
             tracing::debug!(error = %e, "origin timed out");
         }

@@ -6,6 +6,7 @@
 
 mod compression;
 mod fail_closed;
+mod ops_kit;
 
 use llmselect_e2e::http::{send, Resp};
 use llmselect_e2e::origin::TestUser;

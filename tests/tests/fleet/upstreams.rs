@@ -99,3 +99,61 @@ async fn an_origin_that_stops_answering_is_marked_down_after_one_timeout() {
         .iter()
         .any(|u| u["healthy"] == false && u["address"] == o1.addr.to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_swaps_the_origin_set_and_its_health_checks_and_keeps_the_cache() {
+    let origins = [
+        ScriptedOrigin::start().await,
+        ScriptedOrigin::start().await,
+        ScriptedOrigin::start().await,
+    ];
+    for (i, o) in origins.iter().enumerate() {
+        o.route("GET", "/who", Route::ok(&format!("o{i}")).cache("no-store"));
+        o.route(
+            "GET",
+            "/kept",
+            Route::ok("kept").cache("public, max-age=600"),
+        );
+        o.route("GET", "/health", Route::ok("{\"status\":\"ok\"}"));
+    }
+    let first_two = vec![origins[0].url(), origins[1].url()];
+    let mut cfg = None;
+    let p = spawn_proxy(&origins[0].url(), |c| {
+        c.upstreams = first_two;
+        cfg = Some(c.clone());
+    })
+    .await;
+    assert_eq!(send(p.get("/kept")).await.x_cache(), "MISS");
+    let handle = p.handle.as_ref().unwrap();
+    let mut cfg = cfg.unwrap();
+    cfg.upstreams = vec![origins[1].url(), origins[2].url()];
+    let report = handle.reload(cfg).unwrap();
+    assert_eq!(report.applied, vec!["upstreams"]);
+    let before = origins[0].count("/who");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        seen.insert(send(p.get("/who")).await.body);
+    }
+    assert_eq!(
+        origins[0].count("/who"),
+        before,
+        "the removed origin gets nothing"
+    );
+    assert_eq!(seen, ["o1", "o2"].map(String::from).into());
+    eventually_true("/stats lists the new set, health-checked", || async {
+        let s = p.stats().await;
+        let mut ups: Vec<String> = s["upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["checked"] == true && u["healthy"] == true)
+            .map(|u| u["address"].as_str().unwrap().to_string())
+            .collect();
+        ups.sort();
+        let mut want = vec![origins[1].addr.to_string(), origins[2].addr.to_string()];
+        want.sort();
+        ups == want
+    })
+    .await;
+    assert_eq!(send(p.get("/kept")).await.x_cache(), "HIT");
+}

@@ -166,7 +166,7 @@ async fn metrics_are_prometheus_text() {
     get(e.proxy(), "/m").await;
     get(e.proxy(), "/m").await;
     e.proxy().purge(json!({"urls": ["/m"]})).await;
-    let text = e.proxy().metrics().await;
+    let text = e.proxy().metrics_text().await;
     for name in [
         "proxy_requests_total{cache_status=\"HIT\"}",
         "proxy_request_duration_seconds_bucket",

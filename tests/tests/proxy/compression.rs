@@ -149,7 +149,7 @@ async fn json_is_stored_encoded_per_bucket_and_hits_serve_the_stored_bytes() {
     assert_eq!(other_tag.status, 200);
     assert_eq!(other_tag.body, miss.body);
 
-    let metrics = p.metrics().await;
+    let metrics = p.metrics_text().await;
     for line in [
         format!(
             "proxy_compression_bytes_total{{coding=\"br\",side=\"in\"}} {}",

@@ -61,7 +61,7 @@ async fn a_trickled_header_is_cut_at_the_deadline_while_others_are_served() {
     assert!(answer.is_empty() || raw_status(&answer) == 408, "{answer}");
     assert!(e
         .proxy()
-        .metrics()
+        .metrics_text()
         .await
         .contains("proxy_client_timeouts_total{phase=\"header\"}"));
 }
@@ -88,7 +88,7 @@ async fn connections_beyond_the_cap_get_503_and_a_freed_slot_serves_again() {
     assert_eq!(raw_status(&refused), 503, "{refused}");
     assert!(refused.to_ascii_lowercase().contains("connection: close"));
     assert_eq!(e.scripted().count("/ok"), 0);
-    assert!(e.proxy().metrics().await.lines().any(|l| l
+    assert!(e.proxy().metrics_text().await.lines().any(|l| l
         .starts_with("proxy_client_connections_refused_total{reason=\"limit\"}")
         && !l.ends_with(" 0")));
     held.pop();
@@ -189,7 +189,7 @@ async fn a_hung_origin_costs_ordinary_requests_read_ms_then_504_or_stale() {
     );
     let r = get(e.proxy(), "/sie").await;
     assert_eq!((r.status, r.body.as_str()), (200, "good 1"));
-    assert!(e.proxy().metrics().await.lines().any(|l| l
+    assert!(e.proxy().metrics_text().await.lines().any(|l| l
         .starts_with("proxy_origin_timeouts_total{class=\"ordinary\"}")
         && !l.ends_with(" 0")));
 }

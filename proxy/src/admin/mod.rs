@@ -1,20 +1,35 @@
-//! The admin listener: `POST /purge`, `GET /stats`, `GET /metrics`, `GET /health`, all behind
-//! `Authorization: Bearer <token>`. Errors are JSON.
+//! The admin listener: the console (`GET /`, see [`console`]), and behind
+//! `Authorization: Bearer <token>`: `POST /purge`, `GET /stats`, `GET /purges`,
+//! `GET|POST /explain`, `GET /metrics`, `GET /health`. Errors are JSON.
+//!
+//! The token is only ever read from the `Authorization` header (never a cookie or the URL), and
+//! a state-changing request that a browser marks as cross-site (`Origin` of another host,
+//! `Sec-Fetch-Site` other than `same-origin` / `none`) is refused: another page cannot make a
+//! browser purge. Every answer carries a strict `Content-Security-Policy` and
+//! `X-Frame-Options: DENY`.
+
+mod console;
 
 use crate::bus::{message, Bus};
+use crate::cache::explain::{self, Question};
+use crate::cache::hit::primary_only_key;
 use crate::cache::key::{normalise_path_query, UrlKey};
 use crate::cache::{Invalidator, Source};
 use crate::cache::{Scope, Store};
+use crate::live::Live;
 use crate::metrics;
+use crate::proxy::PREDICTOR_SHARDS;
 use crate::stats::Stats;
-use crate::upstreams::Upstreams;
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
+use pingora_cache::predictor::{CacheablePredictor, Predictor};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use serde::Deserialize;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 use subtle::ConstantTimeEq;
 
 /// Largest accepted `POST /purge` body.
@@ -35,6 +50,8 @@ pub enum AdminError {
     BadRequest(String),
     #[error("request body too large")]
     TooLarge,
+    #[error("cross-site request refused: {0}")]
+    CrossSite(&'static str),
     #[error("could not read request body")]
     Read,
     /// The purge was applied on this node, but the fleet could not be told.
@@ -50,6 +67,7 @@ impl AdminError {
             AdminError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::BadRequest(_) | AdminError::Read => StatusCode::BAD_REQUEST,
             AdminError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AdminError::CrossSite(_) => StatusCode::FORBIDDEN,
             AdminError::Bus { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -139,19 +157,37 @@ impl PurgeRequest {
     }
 }
 
+/// `POST /explain` body (the console's form; `GET /explain?url=…&header=Name:%20value` is the
+/// same question in a URL).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    /// An absolute `http://host/path?query`, or a path (then on the `Host` among `headers`, else
+    /// on the proxy's own listen address).
+    pub url: String,
+    /// Request header fields to simulate (e.g. `Authorization`, `Cookie`, `Accept-Language`).
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+}
+
 /// The admin application.
 pub struct AdminApp {
-    pub token: Option<String>,
+    /// The admin token, the policy options and the origins (reloadable).
+    pub live: Arc<Live>,
+    /// The proxy's listen address: the host of an explained path.
+    pub listen_addr: SocketAddr,
+    pub predictor: &'static Predictor<PREDICTOR_SHARDS>,
+    pub honour_request_directives: bool,
     pub store: &'static Store,
     pub stats: &'static Stats,
     pub invalidator: Invalidator,
     pub bus: Option<Arc<Bus>>,
-    pub upstreams: Arc<Upstreams>,
 }
 
 impl AdminApp {
     fn authorize(&self, session: &ServerSession) -> Result<(), AdminError> {
-        let Some(token) = self.token.as_deref().filter(|t| !t.is_empty()) else {
+        let token = self.live.admin_token();
+        let Some(token) = token.as_deref().filter(|t| !t.is_empty()) else {
             return Err(AdminError::NoToken);
         };
         let presented = session
@@ -169,12 +205,36 @@ impl AdminApp {
     }
 
     async fn route(&self, session: &mut ServerSession) -> Result<Response<Vec<u8>>, AdminError> {
-        self.authorize(session)?;
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
+        // The console's page and assets hold no data: they load without the token.
+        if method == Method::GET {
+            if let Some(resp) = console::asset(&path) {
+                return Ok(resp);
+            }
+        }
+        if method != Method::GET && method != Method::HEAD {
+            console::same_origin(session.req_header())?;
+        }
+        self.authorize(session)?;
         match (path.as_str(), method) {
             ("/purge", Method::POST) => self.purge(session).await,
             ("/stats", Method::GET) => Ok(json_response(StatusCode::OK, &self.stats_json())),
+            ("/purges", Method::GET) => Ok(json_response(
+                StatusCode::OK,
+                &json!({"purges": self.stats.recent_purges()}),
+            )),
+            ("/explain", Method::GET) => {
+                let query = session.req_header().uri.query().unwrap_or("");
+                let req = explain_query(query)?;
+                Ok(json_response(StatusCode::OK, &self.explain(&req)?))
+            }
+            ("/explain", Method::POST) => {
+                let body = read_body(session).await?;
+                let req: ExplainRequest = serde_json::from_slice(&body)
+                    .map_err(|e| AdminError::BadRequest(e.to_string()))?;
+                Ok(json_response(StatusCode::OK, &self.explain(&req)?))
+            }
             ("/metrics", Method::GET) => {
                 self.publish_store_gauges();
                 let mut resp = Response::new(metrics::render());
@@ -185,23 +245,62 @@ impl AdminApp {
                 Ok(resp)
             }
             ("/health", Method::GET) => Ok(json_response(StatusCode::OK, &self.health_json())),
-            ("/purge" | "/stats" | "/metrics" | "/health", _) => Err(AdminError::MethodNotAllowed),
+            ("/purge" | "/stats" | "/purges" | "/explain" | "/metrics" | "/health", _) => {
+                Err(AdminError::MethodNotAllowed)
+            }
             _ => Err(AdminError::NotFound),
         }
     }
 
-    async fn purge(&self, session: &mut ServerSession) -> Result<Response<Vec<u8>>, AdminError> {
-        let mut body = Vec::new();
-        while let Some(chunk) = session
-            .read_request_body()
-            .await
-            .map_err(|_| AdminError::Read)?
-        {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_BODY {
-                return Err(AdminError::TooLarge);
-            }
+    /// What the store holds for a URL and what a request with the given headers would get.
+    fn explain(&self, req: &ExplainRequest) -> Result<serde_json::Value, AdminError> {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &req.headers {
+            let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|_| AdminError::BadRequest(format!("invalid header name {name:?}")))?;
+            let value = http::HeaderValue::from_str(value.trim())
+                .map_err(|_| AdminError::BadRequest(format!("invalid value for {name}")))?;
+            headers.append(name, value);
         }
+        let url = if req.url.starts_with('/') {
+            let host = match headers.get(http::header::HOST) {
+                Some(h) => h
+                    .to_str()
+                    .ok()
+                    .filter(|h| crate::cache::key::valid_authority(h))
+                    .ok_or_else(|| AdminError::BadRequest("invalid Host".into()))?
+                    .to_string(),
+                None => self.listen_addr.to_string(),
+            };
+            UrlKey::new(&host, &req.url)
+        } else {
+            UrlKey::from_absolute(&req.url).ok_or_else(|| {
+                AdminError::BadRequest(format!(
+                    "invalid url {:?} (an http:// URL or a path)",
+                    req.url
+                ))
+            })?
+        };
+        let predicted_cacheable = self
+            .predictor
+            .cacheable_prediction(&primary_only_key(&url.primary_hash()));
+        let policy = self.live.policy();
+        Ok(explain::explain(
+            self.store,
+            &Question {
+                url: &url,
+                headers: &headers,
+                policy: &policy,
+                honour_request_directives: self.honour_request_directives,
+                predicted_cacheable,
+                bus_degraded: self.bus.as_ref().is_some_and(|b| b.state.degraded()),
+                now: SystemTime::now(),
+            },
+        ))
+    }
+
+    async fn purge(&self, session: &mut ServerSession) -> Result<Response<Vec<u8>>, AdminError> {
+        let body = read_body(session).await?;
         let req: PurgeRequest =
             serde_json::from_slice(&body).map_err(|e| AdminError::BadRequest(e.to_string()))?;
         let (kind, scopes) = req.scopes()?;
@@ -235,6 +334,7 @@ impl AdminApp {
         metrics::set_store(
             self.store.entries(),
             self.store.weight(),
+            self.store.capacity(),
             self.store.unreported_evictions(),
         );
         if let Some(bus) = &self.bus {
@@ -246,13 +346,13 @@ impl AdminApp {
     /// Liveness, plus what an operator must know at a glance: the bus and the origins.
     fn health_json(&self) -> serde_json::Value {
         let bus = self.bus.as_ref().map(|b| b.snapshot().state);
-        let origins_down = self.upstreams.health().iter().all(|u| !u.healthy);
+        let origins_down = self.live.upstreams().health().iter().all(|u| !u.healthy);
         let status = if origins_down || bus.is_some_and(|s| s != "connected") {
             "degraded"
         } else {
             "ok"
         };
-        json!({"status": status, "bus": bus, "upstreams": self.upstreams.health()})
+        json!({"status": status, "bus": bus, "upstreams": self.live.upstreams().health()})
     }
 
     fn stats_json(&self) -> serde_json::Value {
@@ -275,10 +375,52 @@ impl AdminApp {
             "tombstone_bytes": self.store.tombstone_bytes(),
             "purges": s.purges,
             "purged_entries": s.purged_entries,
+            "origin_fetches": s.origin_fetches,
+            "origin_fetch_micros": s.origin_fetch_micros,
             "bus": self.bus.as_ref().map(|b| b.snapshot()),
-            "upstreams": self.upstreams.health(),
+            "upstreams": self.live.upstreams().health(),
         })
     }
+}
+
+/// The request body, at most [`MAX_BODY`] bytes.
+async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, AdminError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session
+        .read_request_body()
+        .await
+        .map_err(|_| AdminError::Read)?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY {
+            return Err(AdminError::TooLarge);
+        }
+    }
+    Ok(body)
+}
+
+/// `url=…&header=Name: value&header=…` of `GET /explain`.
+fn explain_query(query: &str) -> Result<ExplainRequest, AdminError> {
+    let mut url = None;
+    let mut headers = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "url" => url = Some(v.into_owned()),
+            "header" => {
+                let (name, value) = v.split_once(':').ok_or_else(|| {
+                    AdminError::BadRequest(format!("header {v:?}: expected \"Name: value\""))
+                })?;
+                headers.push((name.to_string(), value.to_string()));
+            }
+            other => {
+                return Err(AdminError::BadRequest(format!(
+                    "unknown parameter {other:?} (url, header)"
+                )))
+            }
+        }
+    }
+    let url = url.ok_or_else(|| AdminError::BadRequest("url is required".into()))?;
+    Ok(ExplainRequest { url, headers })
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Vec<u8>> {
@@ -306,6 +448,7 @@ impl ServeHttp for AdminApp {
         let len = resp.body().len();
         resp.headers_mut()
             .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+        console::protect(resp.headers_mut());
         resp
     }
 }
