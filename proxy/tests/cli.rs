@@ -409,6 +409,7 @@ fn binary_upgrade_hands_the_sockets_over_without_refusing_or_cutting_requests() 
     let admin = free_port();
     let listen = free_port();
     // longer than pingora's 5 s hand-over: still in flight when the old process shuts down
+    // (and than the default 5 s origin timeout of ordinary routes: raised below)
     let (origin, slow_seen) = slow_origin(Duration::from_millis(6500));
     let config = dir.join("proxy.toml");
     std::fs::write(
@@ -417,7 +418,8 @@ fn binary_upgrade_hands_the_sockets_over_without_refusing_or_cutting_requests() 
             "listen = \"127.0.0.1:{listen}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
              upstream = \"http://127.0.0.1:{origin}\"\nadmin_token = \"t\"\n\
              [server]\nthreads = 2\ngrace_period_secs = 10\npid_file = \"{}\"\n\
-             upgrade_sock = \"{}\"\n",
+             upgrade_sock = \"{}\"\n\
+             [timeouts]\nread_ms = 30000\n",
             dir.join("proxy.pid").display(),
             dir.join("upgrade.sock").display(),
         ),
