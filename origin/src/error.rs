@@ -177,12 +177,29 @@ impl AppError {
 
 impl From<tokio_postgres::Error> for AppError {
     fn from(e: tokio_postgres::Error) -> Self {
-        if e.is_closed() {
+        if e.is_closed() || server_going_away(&e) {
             tracing::warn!(error = %e, "database connection lost");
             return AppError::Unavailable("Database unavailable".into());
         }
         AppError::Internal(anyhow::Error::new(e).context("database statement failed"))
     }
+}
+
+/// The server ended the session because it is shutting down or restarting (`57P01`
+/// admin_shutdown from `pg_ctl stop -m fast`, `57P02` crash_shutdown, `57P03`
+/// cannot_connect_now) or reports a connection exception (class `08`). Like a closed connection,
+/// that is a 503 (try again shortly), not an internal error.
+fn server_going_away(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code().is_some_and(|c| {
+        [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(c)
+            || c.code().starts_with("08")
+    })
 }
 
 impl From<bb8::RunError<tokio_postgres::Error>> for AppError {

@@ -41,7 +41,13 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> TestDb {
-        let admin_url = admin_url();
+        TestDb::on_server(&admin_url()).await
+    }
+
+    /// A fresh database on the server of `admin_url` (e.g. a [`crate::private_pg::PrivatePg`])
+    /// instead of the one of `DATABASE_URL`.
+    pub async fn on_server(admin_url: &str) -> TestDb {
+        let admin_url = admin_url.to_string();
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
         let admin = connect(&admin_url).await;
         admin

@@ -5,7 +5,8 @@
 //! Components: [`db`] (a PostgreSQL database per test), [`origin`] (the real origin),
 //! [`scripted_origin`] (a programmable origin for proxy tests), [`proxy`] (the caching proxy),
 //! [`fake_llm`] (the fake provider), [`nats`] (a private nats-server and a partition relay).
-//! [`browser`] (headless Chromium through chromedriver). Helpers shared by every suite: [`http`]
+//! [`browser`] (headless Chromium through chromedriver), [`private_pg`] (a throwaway PostgreSQL
+//! server a test may stop and restart). Helpers shared by every suite: [`http`]
 //! (send and read responses), [`wait`] (polling) and [`tls`] (a test CA and HTTPS clients).
 
 pub mod browser;
@@ -14,6 +15,7 @@ pub mod fake_llm;
 pub mod http;
 pub mod nats;
 pub mod origin;
+pub mod private_pg;
 pub mod proxy;
 pub mod rng;
 pub mod scripted_origin;

@@ -6,6 +6,7 @@ mod auth;
 mod budgets;
 mod comparisons;
 mod conversations;
+mod db_faults;
 mod fail_closed;
 mod health;
 mod keys;
