@@ -6,7 +6,7 @@
 //! [`scripted_origin`] (a programmable origin for proxy tests), [`proxy`] (the caching proxy),
 //! [`fake_llm`] (the fake provider), [`nats`] (a private nats-server and a partition relay).
 //! [`browser`] (headless Chromium through chromedriver), [`private_pg`] (a throwaway PostgreSQL
-//! server a test may stop and restart). Helpers shared by every suite: [`http`]
+//! server a test may stop and restart) and [`pg_faults`] (the PostgreSQL fault scenario). Helpers shared by every suite: [`http`]
 //! (send and read responses), [`wait`] (polling) and [`tls`] (a test CA and HTTPS clients).
 
 pub mod browser;
@@ -15,6 +15,7 @@ pub mod fake_llm;
 pub mod http;
 pub mod nats;
 pub mod origin;
+pub mod pg_faults;
 pub mod private_pg;
 pub mod proxy;
 pub mod rng;
