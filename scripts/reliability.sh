@@ -10,15 +10,23 @@
 # headers) with everybody else's latency, slow clients under `ulimit -n 1024`, the origin hung /
 # killed / restarted (misses and stale-if-error), memory under churn with small and large
 # objects, pipelining, SIGTERM (idle, while starting, under load) and SIGKILL under load, and the
-# metrics against /stats. Any further arguments go to llmselect-reliability (`--help`).
-# Results: bench/results/reliability/latest.md and latest.json.
+# metrics against /stats; and PostgreSQL restarted and stopped under write load (`postgres`: the
+# origin in-process on a private PostgreSQL server created from the installed binaries, every
+# acknowledged write checked in the database afterwards). Any further arguments go to
+# llmselect-reliability (`--help`; `--only postgres,memory,...` runs some scenarios and keeps the
+# other rows of the previous report). Results: bench/results/reliability/latest.md and latest.json.
 #
 # The CI form of these checks is the `reliability` module of the proxy end-to-end suite
-# (tests/tests/proxy/reliability.rs), run by scripts/test.sh.
+# (tests/tests/proxy/reliability.rs) and the origin suite's db_faults.rs, run by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '[reliability] %s\n' "$*" >&2; }
+
+# The postgres scenario creates its own server from the installed binaries.
+# shellcheck source=scripts/pg.sh
+. scripts/pg.sh
+pg_install_if_missing || log "no PostgreSQL server binaries: the postgres scenario will fail"
 
 log "building release binaries"
 cargo build --release --locked -p llmselect-proxy -p llmselect-bench --bin llmselect-proxy --bin llmselect-reliability

@@ -5,7 +5,9 @@
 //! Scenarios: slow clients (trickled headers, with the normal latency of everybody else), slow
 //! clients at a low `nofile`, the origin hung / killed / restarted, memory under churn with small
 //! and large objects, pipelining, SIGTERM (idle, at start-up, under load) and SIGKILL under load,
-//! and the proxy's metrics against its `/stats`.
+//! the proxy's metrics against its `/stats`, and PostgreSQL restarted and stopped under write load
+//! (the origin on a private server; [`llmselect_e2e::pg_faults`], shared with the end-to-end
+//! test).
 
 pub mod origin;
 pub mod report;
@@ -37,7 +39,8 @@ pub struct Cli {
     /// The short form: fewer clients and objects (a smoke run).
     #[arg(long)]
     pub quick: bool,
-    /// Run only these scenarios (comma-separated; all by default).
+    /// Run only these scenarios (comma-separated; all by default). The report keeps the previous
+    /// rows of the areas not run, and says which run they come from.
     #[arg(long, value_delimiter = ',', value_enum)]
     pub only: Vec<Scenario>,
 }
@@ -52,6 +55,7 @@ pub enum Scenario {
     SlowClients,
     LowNofile,
     Memory,
+    Postgres,
 }
 
 /// Runs every scenario and writes the report.
@@ -85,6 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<report::ReliabilityReport> {
         Scenario::SlowClients,
         Scenario::LowNofile,
         Scenario::Memory,
+        Scenario::Postgres,
     ] {
         if !wanted(scenario) {
             continue;
@@ -98,14 +103,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<report::ReliabilityReport> {
             Scenario::SlowClients => scenarios::slow_clients(&env, &origin, &cli).await?,
             Scenario::LowNofile => scenarios::low_nofile(&env, &origin, &cli).await?,
             Scenario::Memory => scenarios::memory(&env, &origin, cli.quick).await?,
+            Scenario::Postgres => scenarios::postgres(cli.quick).await?,
         });
     }
-    let report = report::ReliabilityReport {
+    let mut report = report::ReliabilityReport {
         generated_at: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         machine: crate::machine::Machine::probe("nginx", None, String::new()),
         rows,
+        kept_from: None,
     };
+    if !cli.only.is_empty() {
+        report.keep_other_rows(&cli.results_dir);
+    }
     report.write(&cli.results_dir)?;
     let _ = std::fs::remove_dir_all(&work_dir);
     Ok(report)

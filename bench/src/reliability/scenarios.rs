@@ -661,3 +661,60 @@ pub async fn metrics_agree(env: &ProcEnv, origin: &FaultOrigin) -> anyhow::Resul
         json!({"pairs": pairs, "entries_agree": entries_ok}),
     )])
 }
+
+/// PostgreSQL restarted (`pg_ctl restart -m fast`) and stopped for an outage (`stop -m fast`,
+/// then start) under concurrent writers through the origin's API, on a private server; then every
+/// acknowledged write looked up in the database ([`llmselect_e2e::pg_faults`]).
+pub async fn postgres(quick: bool) -> anyhow::Result<Vec<Row>> {
+    use llmselect_e2e::pg_faults::{self, Settings};
+    let settings = Settings {
+        outage: Duration::from_secs(if quick { 2 } else { 10 }),
+        writes_per_phase: if quick { 40 } else { 300 },
+        ..Settings::default()
+    };
+    let outage_s = settings.outage.as_secs();
+    // The scenario panics when it cannot proceed (no server, no write ever acknowledged): an
+    // error of this scenario, not of the whole run.
+    let f =
+        futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(pg_faults::run(settings)))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("the postgres scenario could not proceed (see the panic above)")
+            })?;
+    let fixed = f.acknowledged > 0
+        && f.lost.is_empty()
+        && f.half_written == 0
+        && f.hangs.is_empty()
+        && f.unclean_errors.is_empty()
+        && f.errors_during_outage > 0
+        && f.final_write_status == 201;
+    let errors: usize = f.errors.values().sum();
+    let measured = format!(
+        "{} writes acknowledged by {} writers, {} present, {} lost, {} half-written, {} \
+         committed beyond the acknowledged; {errors} failed writes ({} during the outage), {} \
+         not a `503` JSON error, {} without an answer; `/health` {} while down; first write \
+         acknowledged {:.0} ms after the restart and {:.0} ms after the start, the origin not \
+         restarted",
+        f.acknowledged,
+        f.writers,
+        f.present,
+        f.lost.len(),
+        f.half_written,
+        f.stored_beyond_acknowledged,
+        f.errors_during_outage,
+        f.unclean_errors.len(),
+        f.hangs.len(),
+        f.health_during_outage["status"].as_str().unwrap_or("?"),
+        f.recovery_after_restart_ms,
+        f.recovery_after_start_ms,
+    );
+    Ok(vec![row(
+        "PostgreSQL",
+        &format!(
+            "`restart -m fast`, then `stop -m fast` for {outage_s} s and start, under write load"
+        ),
+        measured,
+        fixed,
+        serde_json::to_value(&f)?,
+    )])
+}
