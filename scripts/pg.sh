@@ -35,6 +35,13 @@ pg_free_port() {
   return 1
 }
 
+# As root, clusters run as the `postgres` system user (created when missing).
+pg_owner_ready() {
+  if [ "$(id -u)" = 0 ]; then
+    id -u postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+  fi
+}
+
 # Run a command as the cluster owner: initdb and postgres refuse to run as root.
 pg_as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u "$PG_OWNER" -- "$@"; else "$@"; fi
@@ -56,11 +63,9 @@ pg_ensure() {
   fi
   pg_install_if_missing || return 1
   PG_BIN=$(pg_bindir)
+  pg_owner_ready
   PG_OWNER=$(id -un)
-  if [ "$(id -u)" = 0 ]; then
-    PG_OWNER=postgres
-    id -u postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
-  fi
+  [ "$(id -u)" = 0 ] && PG_OWNER=postgres
   PG_PRIVATE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/llmselect-pg.XXXXXX")
   chmod 755 "$PG_PRIVATE_DIR"
   [ "$(id -u)" = 0 ] && chown "$PG_OWNER" "$PG_PRIVATE_DIR"

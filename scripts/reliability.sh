@@ -26,7 +26,7 @@ log() { printf '[reliability] %s\n' "$*" >&2; }
 # The postgres scenario creates its own server from the installed binaries.
 # shellcheck source=scripts/pg.sh
 . scripts/pg.sh
-pg_install_if_missing || log "no PostgreSQL server binaries: the postgres scenario will fail"
+{ pg_install_if_missing && pg_owner_ready; } || log "no PostgreSQL server binaries: the postgres scenario will fail"
 
 log "building release binaries"
 cargo build --release --locked -p llmselect-proxy -p llmselect-bench --bin llmselect-proxy --bin llmselect-reliability

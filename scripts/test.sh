@@ -9,6 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
 pg_ensure
+# The PostgreSQL fault test (origin suite, db_faults.rs) starts and stops a server of its own from
+# the installed binaries, even when DATABASE_URL points at a server elsewhere.
+pg_install_if_missing
+pg_owner_ready
 
 # Binaries the end-to-end tests start: nats-server (fleet and outbox tests), chromium and
 # chromedriver (the admin console's browser test), promtool (the ops/ kit's checks).
