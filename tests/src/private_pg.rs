@@ -6,6 +6,10 @@
 //! refuses to run as root, so as root every server command runs as the `postgres` system user
 //! (`runuser`), which the PostgreSQL packages create.
 //!
+//! `fsync` is off (the tests stop and restart the server, they never crash the machine, and a fast
+//! shutdown checkpoints); `synchronous_commit` keeps its default, so a commit is acknowledged only
+//! once its WAL is written.
+//!
 //! Dropping the handle stops the server (`immediate`) and removes the directory.
 
 use std::net::TcpListener;
