@@ -286,9 +286,9 @@ pub async fn run(
     }
     let warmup = duration / 5;
     let mut accs = vec![vec![Acc::default(); Peer::ALL.len()]; Load::ALL.len()];
-    // per load and round: the req/s of every peer, for the in-round ratios
-    let mut per_round = vec![vec![vec![f64::NAN; Peer::ALL.len()]; rounds]; Load::ALL.len()];
-    for round in 0..rounds {
+    // per round and load: the req/s of every peer, for the in-round ratios
+    let mut per_round = vec![vec![vec![f64::NAN; Peer::ALL.len()]; Load::ALL.len()]; rounds];
+    for (round, this_round) in per_round.iter_mut().enumerate() {
         for (li, &load) in Load::ALL.iter().enumerate() {
             for (pi, &peer) in Peer::ALL.iter().enumerate() {
                 if peer == Peer::Responder && !load.is_hit() {
@@ -335,7 +335,7 @@ pub async fn run(
                 if let Some(per) = r.total.body_bytes.checked_div(r.total.requests) {
                     a.body = per;
                 }
-                per_round[li][round][pi] = r.rps();
+                this_round[li][pi] = r.rps();
                 eprintln!(
                     "  peers round {} {:<22} {:<28} {:>9.0} req/s p99 {:>7.0} µs  cpu {:>6.1} µs/req (origin {:>5.1})",
                     round + 1,
@@ -351,9 +351,9 @@ pub async fn run(
     }
     let ratio = |li: usize, pi: usize, other: Peer| {
         let oi = Peer::ALL.iter().position(|&p| p == other).unwrap_or(0);
-        let v: Vec<f64> = per_round[li]
+        let v: Vec<f64> = per_round
             .iter()
-            .map(|r| r[pi] / r[oi])
+            .map(|r| r[li][pi] / r[li][oi])
             .filter(|x| x.is_finite())
             .collect();
         if v.is_empty() {
