@@ -336,7 +336,7 @@ impl ProcEnv {
             format!(
                 r#"global
   nbthread 1
-  maxconn 20000
+  maxconn 4096
 
 defaults
   mode http
