@@ -22,29 +22,23 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "nginx (the reference cache) not found: installing it with apt-get"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
-  else
-    log "nginx not found; install it (the reference peer of the HTTP comparison)"
-    exit 1
+# ensure_server CMD WHAT: installs Debian package CMD with apt-get when missing (as root).
+ensure_server() {
+  if ! command -v "$1" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$1" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      log "$1 ($2) not found: installing it with apt-get"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
+    else
+      log "$1 not found; install it (Debian package $1, $2)"
+      exit 1
+    fi
   fi
-fi
+}
+ensure_server nginx "the reference cache of the HTTP comparison"
 NGINX_BIN=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
-
 # The second peer: HAProxy's `cache` section (the peers part).
-if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "haproxy (the second reference cache) not found: installing it with apt-get"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
-  else
-    log "haproxy not found; install it (Debian package haproxy, the second peer of the comparison)"
-    exit 1
-  fi
-fi
+ensure_server haproxy "the second reference cache, peers part"
 HAPROXY_BIN=$(command -v haproxy 2>/dev/null || echo /usr/sbin/haproxy)
 
 # The fleet part's bus: a private nats-server per run (never the system one). Needed unless
