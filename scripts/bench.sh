@@ -7,7 +7,9 @@
 # Builds the release binaries once, makes sure PostgreSQL is reachable (DATABASE_URL, else a
 # private throwaway cluster from scripts/pg.sh), then llmselect-bench creates its own database,
 # seeds it with `llmselect-origin seed`, starts the origin, the proxy and nginx (proxy_cache) on
-# loopback ports and measures; the fleet part then starts a private nats-server (JetStream, its
+# loopback ports and measures; the peers part puts the proxy, nginx and HAProxy (its `cache`
+# section) in front of a tiny in-memory origin (llmselect-bench-responder) and reports server CPU
+# µs per request from /proc/<pid>/stat next to req/s; the fleet part then starts a private nats-server (JetStream, its
 # own port and store), two origins and three proxies on one invalidation stream. Servers are pinned to the first CPU(s) and the load generator to
 # the others with taskset when the machine has at least two. Any further arguments go to
 # llmselect-bench (see `target/release/llmselect-bench --help`), e.g. --messages 200000.
@@ -20,17 +22,24 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "nginx (the reference cache) not found: installing it with apt-get"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
-  else
-    log "nginx not found; install it (the reference peer of the HTTP comparison)"
-    exit 1
+# ensure_server CMD WHAT: installs Debian package CMD with apt-get when missing (as root).
+ensure_server() {
+  if ! command -v "$1" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$1" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      log "$1 ($2) not found: installing it with apt-get"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
+    else
+      log "$1 not found; install it (Debian package $1, $2)"
+      exit 1
+    fi
   fi
-fi
+}
+ensure_server nginx "the reference cache of the HTTP comparison"
 NGINX_BIN=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
+# The second peer: HAProxy's `cache` section (the peers part).
+ensure_server haproxy "the second reference cache, peers part"
+HAPROXY_BIN=$(command -v haproxy 2>/dev/null || echo /usr/sbin/haproxy)
 
 # The fleet part's bus: a private nats-server per run (never the system one). Needed unless
 # --parts leaves the fleet out.
@@ -84,4 +93,4 @@ else
 fi
 
 BENCH_COMMAND="scripts/bench.sh${*:+ $*}" "${pin_client[@]}" "${CARGO_TARGET_DIR:-target}/release/llmselect-bench" \
-  --nginx "$NGINX_BIN" "${nats_args[@]}" "${pin_server[@]}" "$@"
+  --nginx "$NGINX_BIN" --haproxy "$HAPROXY_BIN" "${nats_args[@]}" "${pin_server[@]}" "$@"

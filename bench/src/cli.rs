@@ -16,6 +16,9 @@ pub enum Part {
     /// Three proxies and two origins on one NATS JetStream invalidation stream: propagation delay,
     /// invalidations per second per node, the workload spread over the nodes.
     Fleet,
+    /// The proxy vs nginx `proxy_cache` vs HAProxy `cache` in front of a tiny in-memory origin:
+    /// 1 KiB hits, `no-store` pass-through, 64 KiB hits, server CPU µs per request.
+    Peers,
 }
 
 #[derive(Debug, Parser)]
@@ -35,6 +38,12 @@ pub struct Cli {
     /// nginx binary used as the reference cache.
     #[arg(long, default_value = "nginx")]
     pub nginx: String,
+    /// HAProxy binary, the second peer of the comparison (its `cache` section).
+    #[arg(long, default_value = "haproxy")]
+    pub haproxy: String,
+    /// Connections of the peer comparison.
+    #[arg(long, default_value_t = 64)]
+    pub peer_connections: usize,
     /// The cacheable path of the HTTP comparison (one provider's models: about 1 KiB of JSON).
     #[arg(long, default_value = "/api/v1/models?provider=anthropic")]
     pub hit_path: String,
@@ -52,7 +61,7 @@ pub struct Cli {
     #[arg(long)]
     pub server_cpus: Option<String>,
     /// Which parts to run (comma-separated; all by default).
-    #[arg(long, value_delimiter = ',', default_values = ["origin", "http", "workload", "fleet"])]
+    #[arg(long, value_delimiter = ',', default_values = ["origin", "http", "workload", "fleet", "peers"])]
     pub parts: Vec<Part>,
     /// Smoke run: tiny dataset, sub-second measurements.
     #[arg(long)]

@@ -19,6 +19,8 @@ pub struct ProcEnv {
     /// `taskset -c` CPU list for servers (none: no pinning).
     pub server_cpus: Option<String>,
     pub nginx: PathBuf,
+    /// HAProxy binary of the peer comparison.
+    pub haproxy: PathBuf,
     /// Worker threads of the proxy.
     pub proxy_threads: usize,
     /// `server.work_stealing` of the proxy.
@@ -416,6 +418,104 @@ http {{
         let child = cmd.spawn().context("starting nginx")?;
         wait_listening("nginx", child, addr, None)
     }
+}
+
+impl ProcEnv {
+    /// The peer comparison's tiny origin (`llmselect-bench-responder`, next to this binary).
+    pub fn start_responder(&self) -> anyhow::Result<Server> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut cmd = self.command(&self.bin_dir.join("llmselect-bench-responder"));
+        cmd.arg(addr.to_string())
+            .stdout(Stdio::null())
+            .stderr(self.log_file("responder")?);
+        let child = cmd.spawn().context("starting llmselect-bench-responder")?;
+        wait_listening("responder", child, addr, None)
+    }
+
+    /// HAProxy with its `cache` section in front of `upstream`: one thread, keep-alive to the
+    /// origin (`http-reuse always`), objects up to 1 MiB, no logging.
+    pub fn start_haproxy(&self, upstream: SocketAddr) -> anyhow::Result<Server> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let dir = self.work_dir.join("haproxy");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let conf = dir.join("haproxy.cfg");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"global
+  nbthread 1
+  maxconn 4096
+
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-keep-alive 60s
+  http-reuse always
+
+cache bench
+  total-max-size 256
+  max-object-size 1048576
+  max-age 3600
+
+frontend fe
+  bind {addr}
+  default_backend origin
+
+backend origin
+  http-request cache-use bench
+  http-response cache-store bench
+  server o {upstream} maxconn 64
+"#
+            ),
+        )?;
+        let mut cmd = self.command(&self.haproxy);
+        cmd.arg("-db")
+            .arg("-f")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(self.log_file("haproxy")?);
+        let child = cmd.spawn().context("starting haproxy")?;
+        wait_listening("haproxy", child, addr, None)
+    }
+}
+
+/// CPU time (user + system, all threads) a process has used so far, from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // the command name (field 2) may hold spaces and parentheses: count from its end
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed /proc/<pid>/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields 14 (utime) and 15 (stime) of stat(5); `rest` starts at field 3
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields
+            .get(i - 3)
+            .context("short /proc/<pid>/stat")?
+            .parse()?)
+    };
+    let total = ticks(14)? + ticks(15)?;
+    Ok(Duration::from_secs_f64(total as f64 / clock_ticks() as f64))
+}
+
+/// `sysconf(_SC_CLK_TCK)`: 100 on every Linux architecture the suite runs on; `getconf` says
+/// otherwise when it is installed.
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100)
+    })
 }
 
 /// Waits until `addr` (and `admin`) accept connections or the child exits.

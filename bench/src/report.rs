@@ -10,6 +10,7 @@ use crate::fleet::FleetReport;
 use crate::http_bench::{Coalescing, HttpReport};
 use crate::machine::Machine;
 use crate::origin_bench::OriginRow;
+use crate::peers::{Load, Peer, PeerReport};
 use crate::workload::WorkloadReport;
 
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +41,9 @@ pub struct Report {
     pub coalescing: Vec<Coalescing>,
     pub workload: Option<WorkloadReport>,
     pub fleet: Option<FleetReport>,
+    /// The peer comparison (proxy, nginx, HAProxy in front of the tiny origin).
+    #[serde(default)]
+    pub peers: Option<PeerReport>,
     pub targets: Vec<TargetCheck>,
 }
 
@@ -406,6 +410,9 @@ impl Report {
             );
             s.push('\n');
         }
+        if let Some(p) = &self.peers {
+            peers_markdown(&mut s, p);
+        }
         s
     }
 
@@ -415,6 +422,109 @@ impl Report {
         std::fs::write(dir.join("latest.json"), serde_json::to_vec_pretty(self)?)?;
         std::fs::write(dir.join("latest.md"), self.markdown())?;
         Ok(())
+    }
+}
+
+/// The peer comparison: the summary table, then every run's figures.
+fn peers_markdown(s: &mut String, p: &PeerReport) {
+    let _ = writeln!(
+        s,
+        "## Peers: proxy vs nginx proxy_cache vs HAProxy cache ({})\n\nA tiny hyper origin (one thread, answers from memory) serving {} × 1 KiB and {} × 64 KiB cacheable objects and a `no-store` path; every server with one worker; {} connections walking over the objects, {:.0} s per run, medians of {} interleaved rounds, ratios taken within each round. CPU is user + system time of the server process from `/proc/<pid>/stat` over the measured window, per request. Load average before / after: {} / {}.\n",
+        p.haproxy_version,
+        crate::peers::OBJECTS,
+        crate::peers::OBJECTS,
+        p.connections,
+        p.duration_secs,
+        p.rounds,
+        p.loadavg_before,
+        p.loadavg_after
+    );
+    let cell = |load: Load, peer: Peer, f: &dyn Fn(&crate::peers::PeerRow) -> String| {
+        p.row(load, peer).map_or("–".to_string(), f)
+    };
+    let rps_cell = |r: &crate::peers::PeerRow| {
+        if r.peer == Peer::Proxy {
+            format!(
+                "{} ({:.2}× nginx, {:.2}× HAProxy)",
+                rate(r.rps),
+                r.over_nginx,
+                r.over_haproxy
+            )
+        } else {
+            rate(r.rps)
+        }
+    };
+    let cpu_cell = |r: &crate::peers::PeerRow| format!("{:.1} µs", r.cpu_us);
+    let both_cell = |r: &crate::peers::PeerRow| {
+        format!(
+            "{:.1} µs ({:.1} + {:.1})",
+            r.cpu_us + r.origin_cpu_us,
+            r.cpu_us,
+            r.origin_cpu_us
+        )
+    };
+    let line = |name: &str, load: Load, f: &dyn Fn(&crate::peers::PeerRow) -> String| {
+        let mut row = [
+            name.to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ];
+        for (i, peer) in Peer::ALL.iter().enumerate() {
+            row[i + 1] = cell(load, *peer, f);
+        }
+        row
+    };
+    table(
+        s,
+        "| scenario | this proxy | nginx proxy_cache | HAProxy cache | bare responder (the limit) |\n|---|---|---|---|---|",
+        [
+            line("1 KiB hits, req/s", Load::SmallHit, &rps_cell),
+            line("server CPU per hit", Load::SmallHit, &cpu_cell),
+            line("`no-store` pass-through, req/s", Load::NoStore, &rps_cell),
+            line(
+                "server CPU per pass-through request (server + origin)",
+                Load::NoStore,
+                &both_cell,
+            ),
+            line("64 KiB hits, req/s", Load::BigHit, &rps_cell),
+            line("server CPU per 64 KiB hit", Load::BigHit, &cpu_cell),
+        ],
+    );
+    s.push('\n');
+    table(
+        s,
+        "| scenario | server | req/s | p50 | p99 | CPU µs/req | origin CPU µs/req | origin req | errors | ×nginx | ×HAProxy |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        p.rows.iter().map(|r| {
+            [
+                r.load_label(),
+                r.peer.label().to_string(),
+                rate(r.rps),
+                ms(r.p50_us),
+                ms(r.p99_us),
+                format!("{:.1}", r.cpu_us),
+                format!("{:.1}", r.origin_cpu_us),
+                r.origin_requests.to_string(),
+                r.errors.to_string(),
+                times(r.over_nginx),
+                times(r.over_haproxy),
+            ]
+        }),
+    );
+    s.push('\n');
+    if let Some(m) = &p.memory {
+        let _ = writeln!(
+            s,
+            "Memory per cached entry: {} new 1 KiB objects stored through the proxy grew its RSS from {:.1} to {:.1} MiB, {:.0} B per entry, of which {} B body and {} B origin header: **{:.0} B overhead per entry**.\n",
+            m.entries,
+            m.rss_before_bytes as f64 / 1048576.0,
+            m.rss_after_bytes as f64 / 1048576.0,
+            m.overhead_bytes + (m.body_bytes + m.header_bytes) as f64,
+            m.body_bytes,
+            m.header_bytes,
+            m.overhead_bytes
+        );
     }
 }
 
@@ -537,6 +647,7 @@ mod tests {
                 proxy_stats: serde_json::Value::Null,
             }),
             fleet: None,
+            peers: None,
             targets: vec![TargetCheck {
                 target: "proxy hits never reach the origin".into(),
                 measured: "0 origin requests".into(),

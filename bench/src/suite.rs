@@ -14,6 +14,7 @@ use crate::fleet::{self, FleetSpec};
 use crate::http_bench::{self, Addrs, HttpSpec, PerfSpec};
 use crate::machine::Machine;
 use crate::origin_bench;
+use crate::peers;
 use crate::procs::ProcEnv;
 use crate::report::{Report, SeedInfo};
 use crate::targets;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         work_dir: work_dir.clone(),
         server_cpus: cli.server_cpus.clone(),
         nginx: PathBuf::from(&cli.nginx),
+        haproxy: PathBuf::from(&cli.haproxy),
         proxy_threads: cli.proxy_threads,
         proxy_work_stealing: !cli.proxy_no_work_stealing,
     };
@@ -231,6 +233,11 @@ async fn run_on(
         }
     }
 
+    let mut peers_report = None;
+    if cli.parts.contains(&Part::Peers) {
+        peers_report = Some(run_peers(cli, s, env).await?);
+    }
+
     let mut fleet_report = None;
     if cli.parts.contains(&Part::Fleet) {
         eprintln!("fleet: nats-server, 2 origins and 3 proxies on one invalidation stream");
@@ -263,9 +270,36 @@ async fn run_on(
         coalescing,
         workload: workload_report,
         fleet: fleet_report,
+        peers: peers_report,
         targets: Vec::new(),
     };
     report.targets = targets::check(&report);
+    Ok(report)
+}
+
+/// The peer comparison: the tiny origin, the proxy, nginx and HAProxy in front of it.
+async fn run_peers(cli: &Cli, s: &Settings, env: &ProcEnv) -> anyhow::Result<peers::PeerReport> {
+    eprintln!("peers: tiny origin, proxy, nginx proxy_cache, HAProxy cache");
+    let responder = env.start_responder()?;
+    let proxy = env.start_proxy_node("peer-proxy", &[responder.addr], None)?;
+    let nginx = env.start_nginx(responder.addr)?;
+    let haproxy = env.start_haproxy(responder.addr)?;
+    let addrs = peers::PeerAddrs {
+        proxy: (proxy.addr, proxy.pid()),
+        nginx: (nginx.addr, nginx.pid()),
+        haproxy: (haproxy.addr, haproxy.pid()),
+        responder: (responder.addr, responder.pid()),
+    };
+    let mut report = peers::run(
+        addrs,
+        cli.peer_connections,
+        s.rounds,
+        Duration::from_secs_f64(s.duration),
+        peers::haproxy_version(&cli.haproxy),
+    )
+    .await?;
+    let entries = if cli.quick { 2_000 } else { 50_000 };
+    report.memory = Some(peers::entry_memory(addrs.proxy, responder.addr, entries).await?);
     Ok(report)
 }
 

@@ -1,6 +1,7 @@
 //! The targets, decided from the measured figures.
 
 use crate::http_bench::Target;
+use crate::peers::{Load, Peer};
 use crate::report::{Report, TargetCheck};
 
 pub fn check(r: &Report) -> Vec<TargetCheck> {
@@ -95,6 +96,93 @@ pub fn check(r: &Report) -> Vec<TargetCheck> {
             target: "read-mostly mix: hit rate ≥ 95 %, 0 stale reads".into(),
             measured: format!("{:.1} %, {} stale reads", w.hit_rate * 100.0, w.stale_reads),
             met: w.hit_rate >= 0.95 && w.stale_reads == 0,
+        });
+    }
+    if let Some(p) = &r.peers {
+        let c = p.connections;
+        if let Some(h) = p.row(Load::SmallHit, Peer::Proxy) {
+            out.push(TargetCheck {
+                target: format!(
+                    "1 KiB hits at {c} connections: ≥ 1.2× nginx and ≥ 1.0× HAProxy req/s"
+                ),
+                measured: format!("{:.2}× nginx, {:.2}× HAProxy", h.over_nginx, h.over_haproxy),
+                met: h.over_nginx >= 1.2 && h.over_haproxy >= 1.0,
+            });
+            out.push(TargetCheck {
+                target: "server CPU per 1 KiB hit ≤ 15 µs".into(),
+                measured: format!("{:.1} µs", h.cpu_us),
+                met: h.cpu_us <= 15.0,
+            });
+        }
+        if let Some(n) = p.row(Load::NoStore, Peer::Proxy) {
+            out.push(TargetCheck {
+                target: "`no-store` pass-through: ≥ 1.0× HAProxy req/s".into(),
+                measured: format!(
+                    "{:.2}× HAProxy ({:.2}× nginx)",
+                    n.over_haproxy, n.over_nginx
+                ),
+                met: n.over_haproxy >= 1.0,
+            });
+            out.push(TargetCheck {
+                target: "proxy CPU per pass-through request ≤ 40 µs".into(),
+                measured: format!("{:.1} µs (+ {:.1} µs origin)", n.cpu_us, n.origin_cpu_us),
+                met: n.cpu_us <= 40.0,
+            });
+        }
+        if let Some(b) = p.row(Load::BigHit, Peer::Proxy) {
+            out.push(TargetCheck {
+                target: "64 KiB hits: ≥ 1.0× HAProxy req/s".into(),
+                measured: format!("{:.2}× HAProxy", b.over_haproxy),
+                met: b.over_haproxy >= 1.0,
+            });
+        }
+        if let Some(m) = &p.memory {
+            out.push(TargetCheck {
+                target: "memory per cached entry overhead (beyond body and header bytes) reported"
+                    .into(),
+                measured: format!(
+                    "{:.0} B per entry ({} entries)",
+                    m.overhead_bytes, m.entries
+                ),
+                met: m.overhead_bytes.is_finite(),
+            });
+        }
+        let leaked: Vec<String> = p
+            .rows
+            .iter()
+            .filter(|r| {
+                r.load != Load::NoStore && r.peer != Peer::Responder && r.origin_requests > 0
+            })
+            .map(|r| format!("{} {}", r.peer.label(), r.load.label()))
+            .collect();
+        out.push(TargetCheck {
+            target: "peer hit runs never reach the origin (every cache)".into(),
+            measured: if leaked.is_empty() {
+                "0 origin requests".into()
+            } else {
+                format!("origin requests during: {}", leaked.join(", "))
+            },
+            met: leaked.is_empty(),
+        });
+    }
+    if let (Some(p), Some(n)) = (
+        r.coalescing.iter().find(|c| c.server == "proxy"),
+        r.coalescing
+            .iter()
+            .find(|c| c.server == "nginx proxy_cache"),
+    ) {
+        out.push(TargetCheck {
+            target: format!(
+                "{} concurrent requests on one cold key: p50 within 2× nginx's",
+                p.concurrent_requests
+            ),
+            measured: format!(
+                "p50 {:.1} ms vs {:.1} ms ({:.2}×)",
+                p.p50_us / 1000.0,
+                n.p50_us / 1000.0,
+                p.p50_us / n.p50_us
+            ),
+            met: p.p50_us <= 2.0 * n.p50_us,
         });
     }
     if let Some(f) = &r.fleet {

@@ -704,11 +704,15 @@ impl ProxyHttp for EdgeProxy {
         // (`raw_304` is only kept while a stored meta exists.)
         let raw_304 = ctx.raw_304.take();
         let revalidated = raw_304.is_some();
-        let header = match (raw_304, session.cache.maybe_cache_meta()) {
+        // Borrowed unless a 304 is overlaid: pingora calls this for every response while the
+        // cache is enabled or bypassed (the predictor re-learns from it), pass-through included.
+        let overlaid;
+        let header: &ResponseHeader = match (raw_304, session.cache.maybe_cache_meta()) {
             (Some(not_modified), Some(stored)) => {
-                policy::overlay_304(stored.response_header(), &not_modified)
+                overlaid = policy::overlay_304(stored.response_header(), &not_modified);
+                &overlaid
             }
-            _ => resp.clone(),
+            _ => resp,
         };
         let Some(url) = ctx.url.clone() else {
             return Ok(RespCacheable::Uncacheable(
@@ -732,7 +736,7 @@ impl ProxyHttp for EdgeProxy {
         }
         match policy::decide_with_rule(
             session.req_header(),
-            &header,
+            header,
             SystemTime::now(),
             &self.live.policy(),
         ) {
