@@ -75,6 +75,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<report::ReliabilityReport> {
         work_dir: work_dir.clone(),
         server_cpus: None,
         nginx: PathBuf::from("nginx"),
+        haproxy: PathBuf::from("haproxy"),
         proxy_threads: 2,
         proxy_work_stealing: true,
     };
