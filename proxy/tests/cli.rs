@@ -449,11 +449,15 @@ fn binary_upgrade_hands_the_sockets_over_without_refusing_or_cutting_requests() 
 
     // the new binary waits for the sockets; the old one gets SIGQUIT and sends them
     let new_log = dir.join("new.log");
-    let mut new = cli(&["--config", config.to_str().unwrap(), "run", "--upgrade"])
-        .stdout(Stdio::from(std::fs::File::create(&new_log).unwrap()))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // killed on drop, also when an assertion below fails
+    let new = Running {
+        child: cli(&["--config", config.to_str().unwrap(), "run", "--upgrade"])
+            .stdout(Stdio::from(std::fs::File::create(&new_log).unwrap()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        log: new_log.clone(),
+    };
     // it creates the upgrade socket when it is ready to receive
     eventually("the new process waiting for the sockets", || {
         dir.join("upgrade.sock").exists()
@@ -499,8 +503,7 @@ fn binary_upgrade_hands_the_sockets_over_without_refusing_or_cutting_requests() 
     assert!(stats.status.success(), "{stats:?}");
     let v: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
     assert!(v["origin_fetches"].as_u64().unwrap() > 0, "{v}");
-    let _ = new.kill();
-    let _ = new.wait();
+    drop(new);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
