@@ -56,8 +56,8 @@ use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
-use proxy::{EdgeProxy, PREDICTOR_SHARDS};
-use server::{ClientGuard, Lifecycle};
+use proxy::{EdgeProxy, FastHits, PREDICTOR_SHARDS};
+use server::{ClientGuard, HitFront, Lifecycle};
 use stats::Stats;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -331,7 +331,17 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
     let policy = PolicyOptions::of(&config);
     let own_fields = policy.own_fields();
     let live = Arc::new(Live::new(config.admin_token.clone(), policy, upstreams));
+    let fast = Arc::new(FastHits {
+        store,
+        predictor,
+        stats,
+        live: live.clone(),
+        bus: bus.clone(),
+        limits: config.limits.clone(),
+        honour_request_directives: config.cache.honour_request_directives,
+    });
     let edge = EdgeProxy {
+        fast: fast.clone(),
         store,
         lock,
         predictor,
@@ -342,7 +352,6 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
         live: live.clone(),
         bus: bus.clone(),
         timeouts: config.timeouts.clone(),
-        limits: config.limits.clone(),
         clients: config.clients.clone(),
         lifecycle: lifecycle.clone(),
         lock_wait: config.lock_wait_timeout(),
@@ -357,7 +366,13 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
     let mut proxy_service = Service::new(
         "llmselect-edge".to_string(),
         ClientGuard::new(
-            proxy_app,
+            HitFront::new(
+                proxy_app,
+                fast,
+                lifecycle.clone(),
+                Duration::from_secs(config.clients.keepalive_secs),
+                config.server.h2c,
+            ),
             lifecycle.clone(),
             max_connections,
             Duration::from_millis(config.clients.header_timeout_ms),

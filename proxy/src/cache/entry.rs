@@ -49,7 +49,24 @@ pub struct HitView {
     pub variance: Option<HashBinary>,
     /// The request fields this entry is keyed on (`Vary` plus implicit credentials).
     pub vary: VaryFields,
+    /// `header` as HTTP/1.1 bytes (status line and fields, without the blank line), minus the
+    /// fields written per response (see [`PER_RESPONSE_FIELDS`]): what the raw HTTP/1 front
+    /// writes for a hit. `None` when the stored header has no `Date` or no valid
+    /// `Content-Length`, or needs chunked framing; such hits are left to pingora.
+    pub wire: Option<Bytes>,
+    /// The stored `Content-Length`, when valid.
+    pub content_length: Option<usize>,
 }
+
+/// Fields every served hit gets fresh values of: the stored copies are never replayed.
+pub const PER_RESPONSE_FIELDS: [&str; 6] = [
+    "age",
+    "x-cache",
+    "cache-status",
+    "x-response-time",
+    "server-timing",
+    "connection",
+];
 
 impl HitView {
     /// Decodes the serialized meta rather than copying the live `CacheMeta` of the fill: the
@@ -60,7 +77,15 @@ impl HitView {
         let stored = m.response_header_copy();
         let vary = VaryFields::of(&stored.headers, &fields.obeyed);
         let header = served_header(stored, &fields.own);
+        let content_length = header
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let wire = content_length.and_then(|_| wire_head(&header));
         Some(HitView {
+            wire,
+            content_length,
             vary,
             header,
             fresh_until: m.fresh_until(),
@@ -71,13 +96,15 @@ impl HitView {
         })
     }
 
-    /// Approximate heap bytes of the decoded header.
+    /// Approximate heap bytes of the decoded header and its wire form.
     fn weight(&self) -> usize {
-        self.header
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 48)
-            .sum::<usize>()
+        self.wire.as_ref().map_or(0, Bytes::len)
+            + self
+                .header
+                .headers
+                .iter()
+                .map(|(k, v)| k.as_str().len() + v.len() + 48)
+                .sum::<usize>()
             + 128
     }
 }
@@ -132,6 +159,33 @@ impl Entry {
             ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
         }
     }
+}
+
+/// The HTTP/1.1 form of a served header for the raw front: status line and fields as pingora
+/// would write them (its own serializer, so names keep the case the origin sent), minus the
+/// per-response fields, which the front appends. The stored `Date` is kept (pingora rewrites it
+/// on every response it writes itself).
+fn wire_head(header: &ResponseHeader) -> Option<Bytes> {
+    if !header.headers.contains_key(header::DATE)
+        || header.headers.contains_key(header::TRANSFER_ENCODING)
+        || header.version != http::Version::HTTP_11
+    {
+        return None;
+    }
+    let mut head = header.clone();
+    for name in PER_RESPONSE_FIELDS {
+        head.remove_header(name);
+    }
+    let mut buf = bytes::BytesMut::with_capacity(512);
+    buf.extend_from_slice(b"HTTP/1.1 ");
+    buf.extend_from_slice(head.status.as_str().as_bytes());
+    buf.extend_from_slice(b" ");
+    if let Some(reason) = head.get_reason_phrase() {
+        buf.extend_from_slice(reason.as_bytes());
+    }
+    buf.extend_from_slice(b"\r\n");
+    head.header_to_h1_wire(&mut buf);
+    Some(buf.freeze())
 }
 
 /// The targeted fields as the decoded views need them.

@@ -162,6 +162,24 @@ pub fn stamp(resp: &mut ResponseHeader, x: XCache, cache_status: &str, t: &Timin
     let _ = resp.insert_header("server-timing", server_timing(x, t));
 }
 
+/// The per-response fields of a fresh hit as HTTP/1.1 lines, ending the header block: what
+/// [`stamp`] and pingora add to the stored header (`Age`, the four stamps, `Connection`), for
+/// the raw front, which writes the prepared stored header and then these.
+pub fn write_hit_fields(buf: &mut Vec<u8>, age: u64, ttl: i64, t: &Timing, keepalive: bool) {
+    use std::io::Write;
+    let x = XCache::Hit;
+    let _ = write!(
+        buf,
+        "age: {age}\r\nx-cache: {}\r\ncache-status: {}\r\nx-response-time: {}\r\n\
+         server-timing: {}\r\nconnection: {}\r\n\r\n",
+        x.as_str(),
+        hit_cache_status(ttl),
+        response_time(t.total),
+        server_timing(x, t),
+        if keepalive { "keep-alive" } else { "close" },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

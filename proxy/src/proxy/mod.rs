@@ -2,12 +2,12 @@
 //! key and header modules.
 
 mod ctx;
-mod headers;
+pub(crate) mod fast;
+pub(crate) mod headers;
 
 use crate::bus::Bus;
 use crate::cache::encoding::{self, CompressionOptions, Encoder, Plan};
 use crate::cache::entry::{FillInfo, HitView};
-use crate::cache::hit;
 use crate::cache::invalidate::{response_groups, Invalidator, MutationScopes, Source};
 use crate::cache::key::{self, UrlKey};
 use crate::cache::policy;
@@ -15,7 +15,7 @@ use crate::cache::range;
 use crate::cache::storage::BodyHit;
 use crate::cache::store::Store;
 use crate::cache::vary;
-use crate::config::{ClientsConfig, Config, LimitsConfig, TimeoutConfig};
+use crate::config::{ClientsConfig, Config, TimeoutConfig};
 use crate::error::EdgeError;
 use crate::live::Live;
 use crate::metrics;
@@ -24,11 +24,12 @@ use crate::stats::Stats;
 use async_trait::async_trait;
 use bytes::Bytes;
 use ctx::Ctx;
+pub use fast::FastHits;
 use headers::{Outcome, Timing, XCache};
 use http::Method;
 use pingora_cache::key::HashBinary;
 use pingora_cache::lock::CacheKeyLockImpl;
-use pingora_cache::predictor::{CacheablePredictor, Predictor};
+use pingora_cache::predictor::Predictor;
 use pingora_cache::{
     CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, ForcedFreshness, HitHandler,
     RespCacheable,
@@ -39,7 +40,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// Shard count of the uncacheable-URL predictor.
 pub const PREDICTOR_SHARDS: usize = 16;
@@ -56,7 +57,6 @@ pub struct EdgeProxy {
     /// The invalidation bus of a fleet (none on a single node).
     pub bus: Option<Arc<Bus>>,
     pub timeouts: TimeoutConfig,
-    pub limits: LimitsConfig,
     pub clients: ClientsConfig,
     /// Connection and in-flight request counts, and the draining flag.
     pub lifecycle: Arc<Lifecycle>,
@@ -65,6 +65,8 @@ pub struct EdgeProxy {
     /// The targeted fields that are this proxy's own, removed from every response it sends.
     pub own_fields: Vec<http::HeaderName>,
     pub compression: CompressionOptions,
+    /// The fresh-hit lookup, shared with the raw HTTP/1 front.
+    pub fast: Arc<FastHits>,
 }
 
 /// Predictor filter: a refusal that depends on the request (its credentials, directives or
@@ -80,37 +82,6 @@ fn has_body(req: &RequestHeader) -> bool {
             .headers
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes().iter().any(|b| *b != b'0'))
-}
-
-/// Longest target written to the access log (the client sends up to `limits.max_uri_bytes`, and
-/// the line of a refused one must stay bounded too).
-const LOG_URI_MAX_BYTES: usize = 2048;
-
-/// Displays at most `.1` bytes of `.0` (cut at a character boundary), marked with `…` when cut.
-struct Bounded<'a>(&'a str, usize);
-
-impl std::fmt::Display for Bounded<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (s, max) = (self.0, self.1);
-        if s.len() <= max {
-            return f.write_str(s);
-        }
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        write!(f, "{}…", &s[..end])
-    }
-}
-
-/// Size of the request header block as received: request line and fields.
-fn header_block_bytes(req: &RequestHeader) -> usize {
-    let fields: usize = req
-        .headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    req.method.as_str().len() + req.raw_path().len() + 12 + fields
 }
 
 impl EdgeProxy {
@@ -293,24 +264,9 @@ pub enum BusRevalidation {
     All,
 }
 
-impl EdgeProxy {
-    fn bus_revalidation(&self, req: &RequestHeader) -> BusRevalidation {
-        let Some(bus) = &self.bus else {
-            return BusRevalidation::None;
-        };
-        if written_position(req).is_some_and(|id| !bus.state.has_applied(id)) {
-            BusRevalidation::All
-        } else if bus.state.degraded() {
-            BusRevalidation::Grouped
-        } else {
-            BusRevalidation::None
-        }
-    }
-}
-
 /// The outbox position of the client's last write: the read-your-writes cookie, or the
 /// `LLMSelect-Invalidation-Id` request header that API clients echo from a mutation response.
-fn written_position(req: &RequestHeader) -> Option<u64> {
+pub(crate) fn written_position(req: &RequestHeader) -> Option<u64> {
     let header = req
         .headers
         .get(INVALIDATION_ID)
@@ -401,15 +357,7 @@ impl ProxyHttp for EdgeProxy {
         self.client_connection_settings(session);
         ctx.long_route =
             Config::is_long_route(&self.timeouts.long_routes, session.req_header().uri.path());
-        let req = session.req_header();
-        let limit = if req.raw_path().len() > self.limits.max_uri_bytes {
-            Some(EdgeError::UriTooLong)
-        } else if header_block_bytes(req) > self.limits.max_request_header_bytes {
-            Some(EdgeError::HeaderTooLarge)
-        } else {
-            None
-        };
-        if let Some(err) = limit {
+        if let Some(err) = self.fast.limit_error(session.req_header()) {
             self.respond_error(session, ctx, err).await?;
             return Ok(true);
         }
@@ -433,39 +381,19 @@ impl ProxyHttp for EdgeProxy {
                 .await?;
             return Ok(true);
         };
-        ctx.bus_revalidation = self.bus_revalidation(session.req_header());
-        if ctx.bus_revalidation == BusRevalidation::All
-            || !hit::eligible(session.req_header(), self.honour_request_directives)
-        {
-            return Ok(false);
-        }
-        let lookup_start = Instant::now();
-        let primary = url.primary_hash();
-        if !self
-            .predictor
-            .cacheable_prediction(&hit::primary_only_key(&primary))
-        {
-            return Ok(false);
-        }
-        let now = SystemTime::now();
-        let entry = hit::fresh_entry(
-            self.store,
-            &primary,
-            &session.req_header().headers,
-            &self.live.policy().auth_cookies,
-            now,
-        );
-        let Some(entry) = entry else {
+        ctx.bus_revalidation = self.fast.bus_revalidation(session.req_header());
+        let Some(found) = self
+            .fast
+            .find(session.req_header(), url, ctx.bus_revalidation)
+        else {
             return Ok(false);
         };
-        if ctx.bus_revalidation == BusRevalidation::Grouped && !entry.groups.is_empty() {
-            return Ok(false);
-        }
-        // `fresh_entry` only returns entries with a decoded view
-        let Some(view) = entry.view.as_ref() else {
+        // `find` only returns entries with a decoded view
+        let Some(view) = found.entry.view.as_ref() else {
             return Ok(false);
         };
-        self.serve_fresh_hit(session, ctx, view, &entry.body, now, lookup_start.elapsed())
+        let (body, now, lookup) = (&found.entry.body, found.now, found.lookup);
+        self.serve_fresh_hit(session, ctx, view, body, now, lookup)
             .await?;
         Ok(true)
     }
@@ -879,35 +807,18 @@ impl ProxyHttp for EdgeProxy {
         if !background {
             self.stats.record(x);
         }
-        let req = session.req_header();
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        tracing::info!(
-            target: "access",
-            method = %req.method,
-            uri = %Bounded(&String::from_utf8_lossy(req.raw_path()), LOG_URI_MAX_BYTES),
+        fast::log_access(
+            session.req_header(),
             status,
-            cache = x.as_str(),
+            x,
             background,
-            upstream_status = ctx.fwd_status,
-            duration_us = elapsed.as_micros() as u64,
-            error = e.map(|e| e.to_string()),
-            "request"
+            ctx.fwd_status,
+            elapsed,
+            e.map(|e| e.to_string()),
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn logged_targets_are_bounded_at_a_character_boundary() {
-        assert_eq!(Bounded("/short", 10).to_string(), "/short");
-        assert_eq!(Bounded("/abcdef", 4).to_string(), "/abc…");
-        // 'é' is two bytes: a cut inside it falls back to the boundary before
-        assert_eq!(Bounded("/aé", 3).to_string(), "/a…");
     }
 }

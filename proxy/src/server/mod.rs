@@ -6,15 +6,19 @@
 //!   [`DeadlineStream`], which enforces a deadline on each request header block. pingora's own
 //!   downstream read timeout applies per read, so a header trickled one byte at a time would
 //!   otherwise never be cut.
+//! - [`HitFront`] sits between the guard and pingora: it writes plain fresh hits on HTTP/1
+//!   connections from bytes prepared at store time and hands every other request to pingora.
 //! - [`Lifecycle`] counts connections and in-flight requests and carries the draining flag:
 //!   a graceful shutdown ends as soon as no request is in flight (the grace period is a maximum).
 //! - [`raise_nofile_limit`] lifts the soft open-file limit to the hard one at start.
 
 mod deadline;
+mod front;
 mod guard;
 mod lifecycle;
 mod nofile;
 
+pub use front::HitFront;
 pub use guard::ClientGuard;
 pub use lifecycle::{InflightGuard, Lifecycle};
 pub use nofile::{connection_cap, raise_nofile_limit};

@@ -8,6 +8,7 @@ mod coalescing;
 mod compression;
 mod console;
 mod freshness;
+mod front;
 mod invalidation;
 mod isolation;
 mod limits;

@@ -106,8 +106,8 @@ async fn heuristic_freshness_only_for_heuristically_cacheable_statuses() {
 }
 
 /// `Age` is the age the response had on arrival (from its `Date`) plus its time in the cache, on
-/// both hit paths. (pingora 0.9.1 writes its own `Date` on every HTTP/1 response it sends, so the
-/// stored `Date` is used for the age but not replayed: see the README.)
+/// both hit paths. (Plain HTTP/1 hits replay the stored `Date`; pingora 0.9.1 writes its own on
+/// every response it sends itself: see `front.rs` and the README.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn age_counts_the_age_on_arrival_and_the_time_in_cache() {
     let e = env().await;

@@ -1,0 +1,188 @@
+//! Finding the stored response that answers a request as a plain fresh hit, and recording a hit
+//! that was served without pingora's hooks.
+//!
+//! Two callers share this: the raw HTTP/1 front (`server::front`), which writes the hit from
+//! bytes prepared at store time without entering pingora's proxy state machine at all, and
+//! `request_filter`, which answers the same kind of hit for the requests that do reach pingora
+//! (HTTP/2, and connections that pingora owns after a request with a body). Both answer exactly
+//! when [`FastHits::find`] says so; anything else goes to pingora's full cache path.
+
+use super::headers::XCache;
+use super::{written_position, BusRevalidation, PREDICTOR_SHARDS};
+use crate::bus::Bus;
+use crate::cache::entry::Entry;
+use crate::cache::hit;
+use crate::cache::key::UrlKey;
+use crate::cache::store::Store;
+use crate::config::LimitsConfig;
+use crate::error::EdgeError;
+use crate::live::Live;
+use crate::metrics;
+use crate::stats::Stats;
+use pingora_cache::predictor::{CacheablePredictor, Predictor};
+use pingora_http::RequestHeader;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Longest target written to the access log (the client sends up to `limits.max_uri_bytes`, and
+/// the line of a refused one must stay bounded too).
+const LOG_URI_MAX_BYTES: usize = 2048;
+
+/// What the fresh-hit lookup needs, shared by both callers.
+pub struct FastHits {
+    pub store: &'static Store,
+    pub predictor: &'static Predictor<PREDICTOR_SHARDS>,
+    pub stats: &'static Stats,
+    pub live: Arc<Live>,
+    pub bus: Option<Arc<Bus>>,
+    pub limits: LimitsConfig,
+    pub honour_request_directives: bool,
+}
+
+/// A stored response that answers a request as a plain fresh hit.
+pub struct FreshHit {
+    pub entry: Arc<Entry>,
+    /// The time freshness was judged at (also the reference of `Age`).
+    pub now: SystemTime,
+    /// How long the lookup took.
+    pub lookup: Duration,
+}
+
+impl FastHits {
+    /// The error a request gets for breaking a size limit, if it does.
+    pub fn limit_error(&self, req: &RequestHeader) -> Option<EdgeError> {
+        if req.raw_path().len() > self.limits.max_uri_bytes {
+            Some(EdgeError::UriTooLong)
+        } else if header_block_bytes(req) > self.limits.max_request_header_bytes {
+            Some(EdgeError::HeaderTooLarge)
+        } else {
+            None
+        }
+    }
+
+    /// What the invalidation bus requires of this request's cache hit.
+    pub fn bus_revalidation(&self, req: &RequestHeader) -> BusRevalidation {
+        let Some(bus) = &self.bus else {
+            return BusRevalidation::None;
+        };
+        if written_position(req).is_some_and(|id| !bus.state.has_applied(id)) {
+            BusRevalidation::All
+        } else if bus.state.degraded() {
+            BusRevalidation::Grouped
+        } else {
+            BusRevalidation::None
+        }
+    }
+
+    /// The fresh stored response that answers `req` (within the limits, keyed `url`) exactly as
+    /// pingora's hit path would, or `None` when pingora's full path must decide.
+    pub fn find(
+        &self,
+        req: &RequestHeader,
+        url: &UrlKey,
+        bus: BusRevalidation,
+    ) -> Option<FreshHit> {
+        if bus == BusRevalidation::All || !hit::eligible(req, self.honour_request_directives) {
+            return None;
+        }
+        let start = Instant::now();
+        let primary = url.primary_hash();
+        if !self
+            .predictor
+            .cacheable_prediction(&hit::primary_only_key(&primary))
+        {
+            return None;
+        }
+        let now = SystemTime::now();
+        let entry = hit::fresh_entry(
+            self.store,
+            &primary,
+            &req.headers,
+            &self.live.policy().auth_cookies,
+            now,
+        )?;
+        if bus == BusRevalidation::Grouped && !entry.groups.is_empty() {
+            return None;
+        }
+        // `fresh_entry` only returns entries with a decoded view
+        entry.view.as_ref()?;
+        Some(FreshHit {
+            entry,
+            now,
+            lookup: start.elapsed(),
+        })
+    }
+
+    /// Counts a hit served without pingora's hooks (which count everything else in `logging`),
+    /// and writes its access-log line.
+    pub fn record_served_hit(&self, req: &RequestHeader, status: u16, elapsed: Duration) {
+        self.stats.record_fast_hit();
+        self.stats.record(XCache::Hit);
+        metrics::record_request(XCache::Hit, false, elapsed.as_secs_f64());
+        log_access(req, status, XCache::Hit, false, None, elapsed, None);
+    }
+}
+
+/// The access-log line of one request (target `access`, level `info`).
+pub fn log_access(
+    req: &RequestHeader,
+    status: u16,
+    x: XCache,
+    background: bool,
+    upstream_status: Option<u16>,
+    elapsed: Duration,
+    error: Option<String>,
+) {
+    tracing::info!(
+        target: "access",
+        method = %req.method,
+        uri = %Bounded(&String::from_utf8_lossy(req.raw_path()), LOG_URI_MAX_BYTES),
+        status,
+        cache = x.as_str(),
+        background,
+        upstream_status,
+        duration_us = elapsed.as_micros() as u64,
+        error,
+        "request"
+    );
+}
+
+/// Size of the request header block as received: request line and fields.
+pub fn header_block_bytes(req: &RequestHeader) -> usize {
+    let fields: usize = req
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    req.method.as_str().len() + req.raw_path().len() + 12 + fields
+}
+
+/// A string cut to at most `max` bytes at a character boundary, with an ellipsis when cut.
+pub struct Bounded<'a>(pub &'a str, pub usize);
+
+impl std::fmt::Display for Bounded<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Bounded(s, max) = *self;
+        if s.len() <= max {
+            return f.write_str(s);
+        }
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{}…", &s[..end])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_targets_are_bounded_at_a_character_boundary() {
+        assert_eq!(Bounded("/short", 10).to_string(), "/short");
+        assert_eq!(Bounded("/abcdef", 4).to_string(), "/abc…");
+        // 'é' is two bytes: a cut inside it falls back to the boundary before
+        assert_eq!(Bounded("/aé", 3).to_string(), "/a…");
+    }
+}

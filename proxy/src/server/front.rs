@@ -1,0 +1,455 @@
+//! The raw HTTP/1 front: plain fresh hits are written from bytes prepared at store time, and
+//! every other request is handed to pingora's proxy application on the same connection.
+//!
+//! Profiles of 1 KiB hits (bench/results/profile-request-path.md) put a third of the proxy's
+//! user-space CPU into pingora's per-request machinery for a hit whose answer was already known:
+//! building a `Session`, copying the stored `ResponseHeader`, stamping it and serializing it again.
+//! The front reads the request head itself (`httparse`, as pingora does), asks
+//! [`FastHits::find`] (the same lookup as the `request_filter` fast path) and, for a hit, writes
+//! the stored head serialized once at store time ([`HitView::wire`]) followed by the
+//! per-response fields and the body. As a side effect such hits keep the stored `Date` (pingora
+//! writes its own `Date` on every response it writes).
+//!
+//! Handing over: the buffered bytes become the new pingora session's pipelined prefix, so pingora
+//! parses exactly what the client sent. After pingora's response the connection comes back to
+//! the front when nothing could have been read past that request (it had no body and nothing
+//! followed its head in the buffer); otherwise pingora keeps the connection, carrying any
+//! pipelined bytes itself. HTTP/2 (ALPN or h2c prior knowledge) goes to pingora untouched.
+//!
+//! The header deadline and the connection cap stay in [`ClientGuard`](super::ClientGuard): the
+//! stream the front reads is already a [`DeadlineStream`](super::deadline::DeadlineStream).
+
+use super::Lifecycle;
+use crate::cache::entry::HitView;
+use crate::cache::key::UrlKey;
+use crate::cache::policy;
+use crate::proxy::headers::{self, Timing};
+use crate::proxy::{EdgeProxy, FastHits};
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderName, HeaderValue, Method, Version};
+use pingora_core::apps::{HttpServerApp, ReusedHttpStream, ServerApp};
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::{Stream, ALPN};
+use pingora_core::server::ShutdownWatch;
+use pingora_http::RequestHeader;
+use pingora_proxy::HttpProxy;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Fields parsed per request head at most; a head with more goes to pingora.
+const MAX_FIELDS: usize = 64;
+/// A head not complete within this many bytes goes to pingora (which enforces its own limits).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Bytes reserved for each read of a request head.
+const READ_CHUNK: usize = 4096;
+/// Bodies up to this size are copied behind the head, so a hit is one write.
+const INLINE_BODY_BYTES: usize = 16 * 1024;
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// See the module documentation.
+pub struct HitFront {
+    app: Arc<HttpProxy<EdgeProxy>>,
+    fast: Arc<FastHits>,
+    lifecycle: Arc<Lifecycle>,
+    /// How long a kept-alive connection may wait for its next request.
+    keepalive: Duration,
+    /// HTTP/2 with prior knowledge is accepted on cleartext connections.
+    h2c: bool,
+}
+
+impl HitFront {
+    pub fn new(
+        app: HttpProxy<EdgeProxy>,
+        fast: Arc<FastHits>,
+        lifecycle: Arc<Lifecycle>,
+        keepalive: Duration,
+        h2c: bool,
+    ) -> Self {
+        HitFront {
+            app: Arc::new(app),
+            fast,
+            lifecycle,
+            keepalive,
+            h2c,
+        }
+    }
+}
+
+/// A complete request head read by the front.
+struct Head {
+    /// The request header of a GET or HEAD (the only methods the front answers).
+    req: Option<RequestHeader>,
+    /// Bytes of the head in the buffer.
+    len: usize,
+    /// The client allows the connection to stay open after the response.
+    keepalive: bool,
+    /// Bytes of the request body when its framing is a single valid `Content-Length` (0 when
+    /// there is none); `None` for chunked or unclear framing.
+    body: Option<usize>,
+}
+
+impl Head {
+    /// Bytes of the whole request (head and body), when its framing is plain.
+    fn request_len(&self) -> Option<usize> {
+        self.body.map(|b| self.len + b)
+    }
+}
+
+// Moved once per request; boxing the head would cost an allocation per request instead.
+#[allow(clippy::large_enum_variant)]
+enum Read {
+    Head(Head),
+    /// Not for the front (another method, a malformed or unusual head): pingora decides.
+    Pingora,
+    Closed,
+}
+
+#[async_trait]
+impl ServerApp for HitFront {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let h2 = match stream.selected_alpn_proto() {
+            Some(ALPN::H2) | Some(ALPN::Custom(_)) => true,
+            _ if self.h2c && stream.get_ssl_digest().is_none() => {
+                let mut preface = [0u8; H2_PREFACE.len()];
+                // `try_peek` waits for the bytes; a failure here is a closed connection
+                let peeked = stream.try_peek(&mut preface).await.ok()?;
+                peeked && preface == H2_PREFACE
+            }
+            _ => false,
+        };
+        if h2 {
+            return self.app.process_new(stream, shutdown).await;
+        }
+        self.serve_http1(stream, shutdown).await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        ServerApp::cleanup(self.app.as_ref()).await
+    }
+}
+
+impl HitFront {
+    async fn serve_http1(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut idle = false;
+        loop {
+            let head = match self.read_head(&mut stream, &mut buf, idle).await {
+                Read::Head(head) => head,
+                Read::Pingora => {
+                    if let Some(reused) = self.pingora_once(stream, buf, shutdown).await {
+                        self.pingora_rest(reused, shutdown).await;
+                    }
+                    return;
+                }
+                Read::Closed => return,
+            };
+            let start = Instant::now();
+            let found = head.req.as_ref().and_then(|req| self.fresh_hit(req));
+            if let (Some(found), Some(req)) = (found, head.req.as_ref()) {
+                let keepalive = head.keepalive && !self.lifecycle.draining() && !*shutdown.borrow();
+                let _inflight = self.lifecycle.request();
+                let Some(view) = found.entry.view.as_ref() else {
+                    return;
+                };
+                let written = self
+                    .write_hit(&mut stream, req, &found, view, start, keepalive)
+                    .await;
+                if written.is_err() {
+                    return;
+                }
+                self.fast
+                    .record_served_hit(req, view.header.status.as_u16(), start.elapsed());
+                let _ = buf.split_to(head.len);
+                if !keepalive {
+                    let _ = AsyncWriteExt::shutdown(&mut stream).await;
+                    return;
+                }
+                idle = true;
+                continue;
+            }
+            // The whole request and nothing more is in the buffer, so pingora reads nothing
+            // from the socket and nothing past the request: the connection comes back.
+            let returns = head.request_len() == Some(buf.len());
+            let Some(reused) = self.pingora_once(stream, buf, shutdown).await else {
+                return;
+            };
+            if !returns {
+                self.pingora_rest(reused, shutdown).await;
+                return;
+            }
+            // the settings pingora carries over are the front's own (keep-alive, pipelining)
+            (stream, _) = reused.consume();
+            buf = BytesMut::with_capacity(READ_CHUNK);
+            idle = true;
+        }
+    }
+
+    /// Reads until `buf` holds a complete request head. `idle`: a response was sent on this
+    /// connection, so the wait for the next request's first byte is the keep-alive timeout.
+    async fn read_head(&self, stream: &mut Stream, buf: &mut BytesMut, idle: bool) -> Read {
+        loop {
+            if !buf.is_empty() {
+                match parse_head(buf) {
+                    Parsed::Complete(head) => return Read::Head(head),
+                    Parsed::Partial if buf.len() <= MAX_HEAD_BYTES => {}
+                    Parsed::Partial | Parsed::Other => return Read::Pingora,
+                }
+            }
+            buf.reserve(READ_CHUNK);
+            let read = if idle && buf.is_empty() {
+                match tokio::time::timeout(self.keepalive, stream.read_buf(buf)).await {
+                    Ok(read) => read,
+                    Err(_) => return Read::Closed,
+                }
+            } else {
+                stream.read_buf(buf).await
+            };
+            match read {
+                Ok(0) | Err(_) => return Read::Closed,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// The stored response that answers `req` from the front, if any.
+    fn fresh_hit(&self, req: &RequestHeader) -> Option<crate::proxy::fast::FreshHit> {
+        // limits and a missing `Host` (the arrival address names it) are pingora's to answer
+        if self.fast.limit_error(req).is_some() || !req.headers.contains_key(header::HOST) {
+            return None;
+        }
+        let url = UrlKey::from_request_or(req, None)?;
+        let bus = self.fast.bus_revalidation(req);
+        let found = self.fast.find(req, &url, bus)?;
+        let view = found.entry.view.as_ref()?;
+        (view.wire.is_some() && view.content_length == Some(found.entry.body.len()))
+            .then_some(found)
+    }
+
+    async fn write_hit(
+        &self,
+        stream: &mut Stream,
+        req: &RequestHeader,
+        found: &crate::proxy::fast::FreshHit,
+        view: &HitView,
+        start: Instant,
+        keepalive: bool,
+    ) -> std::io::Result<()> {
+        let Some(wire) = view.wire.as_ref() else {
+            return Err(std::io::ErrorKind::InvalidData.into());
+        };
+        let body: &Bytes = &found.entry.body;
+        let send_body = req.method != Method::HEAD && !body.is_empty();
+        let inline = send_body && body.len() <= INLINE_BODY_BYTES;
+        let age = found
+            .now
+            .duration_since(view.epoch)
+            .unwrap_or_default()
+            .as_secs();
+        let ttl = policy::seconds_until(view.fresh_until, found.now);
+        let timing = Timing {
+            total: start.elapsed(),
+            lookup: Some(found.lookup),
+            lock: None,
+            origin: None,
+        };
+        let mut out = Vec::with_capacity(wire.len() + 320 + if inline { body.len() } else { 0 });
+        out.extend_from_slice(wire);
+        headers::write_hit_fields(&mut out, age, ttl, &timing, keepalive);
+        if inline {
+            out.extend_from_slice(body);
+        }
+        stream.write_all(&out).await?;
+        if send_body && !inline {
+            stream.write_all(body).await?;
+        }
+        stream.flush().await
+    }
+
+    /// Lets pingora answer one request whose bytes (and any that follow) are in `prefix`.
+    async fn pingora_once(
+        &self,
+        stream: Stream,
+        prefix: BytesMut,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        let mut session = ServerSession::new_http1(stream);
+        // pingora's own default; `request_filter` sets the configured one per request
+        session.set_keepalive((!*shutdown.borrow()).then_some(60));
+        if !prefix.is_empty() {
+            session.set_pipelined_prefix(prefix);
+        }
+        self.app.process_new_http(session, shutdown).await
+    }
+
+    /// pingora keeps the connection to its end (what it read past a request is its own).
+    async fn pingora_rest(&self, reused: ReusedHttpStream, shutdown: &ShutdownWatch) {
+        let mut next = Some(reused);
+        while let Some((stream, settings)) = next.map(ReusedHttpStream::consume) {
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            next = self.app.process_new_http(session, shutdown).await;
+        }
+    }
+}
+
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    Complete(Head),
+    Partial,
+    Other,
+}
+
+/// Parses the request head at the start of `buf`. Only the heads of GET and HEAD requests are
+/// built into a request header; of the others only the framing is read.
+fn parse_head(buf: &[u8]) -> Parsed {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut parsed = httparse::Request::new(&mut fields);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
+    };
+    let (Some(method), Some(path), Some(minor)) = (parsed.method, parsed.path, parsed.version)
+    else {
+        return Parsed::Other;
+    };
+    let version = if minor == 1 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    let method = match method {
+        "GET" => Some(Method::GET),
+        "HEAD" => Some(Method::HEAD),
+        _ => None,
+    };
+    let mut req = match method {
+        Some(m) => {
+            match RequestHeader::build_no_case(m, path.as_bytes(), Some(parsed.headers.len())) {
+                Ok(req) => Some(req),
+                Err(_) => return Parsed::Other,
+            }
+        }
+        None => None,
+    };
+    if let Some(req) = req.as_mut() {
+        req.set_version(version);
+    }
+    let (mut close, mut keep_alive) = (false, false);
+    let mut body = Some(0);
+    let mut lengths = 0;
+    for field in parsed.headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(field.name.as_bytes()) else {
+            return Parsed::Other;
+        };
+        if name == header::CONNECTION {
+            for token in field.value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name == header::TRANSFER_ENCODING {
+            body = None;
+        } else if name == header::CONTENT_LENGTH {
+            lengths += 1;
+            let n = std::str::from_utf8(field.value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<usize>().ok());
+            body = body.and(n).filter(|_| lengths == 1);
+        }
+        if let Some(req) = req.as_mut() {
+            let Ok(value) = HeaderValue::from_bytes(field.value) else {
+                return Parsed::Other;
+            };
+            if req.append_header(name, value).is_err() {
+                return Parsed::Other;
+            }
+        }
+    }
+    let keepalive = match version {
+        Version::HTTP_11 => !close,
+        _ => keep_alive && !close,
+    };
+    Parsed::Complete(Head {
+        req,
+        len,
+        keepalive,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn complete(raw: &str) -> Head {
+        match parse_head(raw.as_bytes()) {
+            Parsed::Complete(head) => head,
+            Parsed::Partial => panic!("partial: {raw:?}"),
+            Parsed::Other => panic!("other: {raw:?}"),
+        }
+    }
+
+    #[test]
+    fn heads_of_gets_and_heads_are_parsed_with_their_connection_semantics() {
+        let raw = "GET /a?b=1 HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n";
+        let h = complete(&format!("{raw}GET /next"));
+        let req = h.req.as_ref().unwrap();
+        assert_eq!(req.method, Method::GET);
+        assert_eq!(req.raw_path(), b"/a?b=1");
+        assert_eq!(req.headers.get("host").unwrap(), "x");
+        assert_eq!((h.len, h.request_len()), (raw.len(), Some(raw.len())));
+        assert!(h.keepalive);
+        assert!(!complete("GET / HTTP/1.1\r\nConnection: Close\r\n\r\n").keepalive);
+        assert!(!complete("HEAD / HTTP/1.0\r\nHost: x\r\n\r\n").keepalive);
+        assert!(complete("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keepalive);
+        assert_eq!(
+            complete("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").body,
+            Some(0)
+        );
+        assert_eq!(
+            complete("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").body,
+            None
+        );
+    }
+
+    #[test]
+    fn other_methods_keep_only_their_framing() {
+        let post = complete("POST /m HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+        assert!(post.req.is_none());
+        assert_eq!(post.body, Some(3));
+        assert_eq!(post.request_len(), Some(post.len + 3));
+        let twice = "PUT /m HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(complete(twice).body, None);
+        assert_eq!(
+            complete("PUT /m HTTP/1.1\r\nContent-Length: +3\r\n\r\n").body,
+            None
+        );
+    }
+
+    #[test]
+    fn everything_else_is_left_to_pingora() {
+        assert!(matches!(
+            parse_head(b"GET / HTTP/1.1\r\nHost: x\r\n"),
+            Parsed::Partial
+        ));
+        assert!(matches!(
+            parse_head(b"GET / HTTP/1.1\r\nBad Field: x\r\n\r\n"),
+            Parsed::Other
+        ));
+        assert!(matches!(
+            parse_head(b"\x16\x03\x01garbage\r\n\r\n"),
+            Parsed::Other
+        ));
+    }
+}

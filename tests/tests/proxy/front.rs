@@ -1,0 +1,231 @@
+//! The raw HTTP/1 front (`server::front`): plain fresh hits are written from bytes prepared at
+//! store time, everything else is handed to pingora on the same connection. These tests tell the
+//! two apart by `Date`: the front replays the stored one, pingora writes its own.
+
+use crate::env;
+use llmselect_e2e::http::{raw_exchange, send};
+use llmselect_e2e::proxy::TestProxy;
+use llmselect_e2e::scripted_origin::Route;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A `Date` two minutes old (well within the routes' `max-age`), so a replayed one cannot be
+/// mistaken for the proxy's clock.
+fn origin_date() -> String {
+    (chrono::Utc::now() - chrono::Duration::seconds(120))
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
+fn addr(p: &TestProxy) -> SocketAddr {
+    p.handle.as_ref().expect("running").listen_addr
+}
+
+/// One response read off a kept-alive connection: status, lowercase header lines, body.
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Reads one `Content-Length`-framed response (no body for `HEAD`).
+async fn read_answer(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> Answer {
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .expect("a response within 10 s")
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed before a response: {}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut answer = Answer {
+        status,
+        head,
+        body: String::new(),
+    };
+    let length: usize = if head_request {
+        0
+    } else {
+        answer
+            .header("content-length")
+            .expect("content-length")
+            .parse()
+            .unwrap()
+    };
+    while buf.len() < end + length {
+        let mut chunk = [0u8; 4096];
+        let n = s.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "closed inside a body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    answer.body = String::from_utf8_lossy(&buf[end..end + length]).into_owned();
+    buf.drain(..end + length);
+    answer
+}
+
+fn cacheable(body: &str, date: &str) -> Route {
+    Route::ok(body).cache("max-age=600").header("date", date)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_mixes_front_hits_and_pingora_requests_in_order() {
+    let e = env().await;
+    let date = origin_date();
+    e.scripted()
+        .route("GET", "/front/a", cacheable("alpha", &date));
+    e.scripted()
+        .route("GET", "/front/pass", Route::ok("passed").cache("no-store"));
+    e.scripted()
+        .route("POST", "/other/m", Route::ok("posted").cache("no-store"));
+    // stored by an ordinary client first
+    assert_eq!(send(e.proxy().get("/front/a")).await.x_cache(), "MISS");
+    let fast_before = e.proxy().stats().await["fast_hits"].as_u64().unwrap();
+
+    let mut s = TcpStream::connect(addr(e.proxy())).await.unwrap();
+    let mut buf = Vec::new();
+    let steps: [(&str, &str, &str, &str); 5] = [
+        (
+            "GET /front/a HTTP/1.1\r\nHost: t\r\n\r\n",
+            "alpha",
+            "HIT",
+            "front",
+        ),
+        (
+            "GET /front/pass HTTP/1.1\r\nHost: t\r\n\r\n",
+            "passed",
+            "MISS",
+            "pingora",
+        ),
+        (
+            "POST /other/m HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+            "posted",
+            "PASS",
+            "pingora",
+        ),
+        (
+            "GET /front/a HTTP/1.1\r\nHost: t\r\n\r\n",
+            "alpha",
+            "HIT",
+            "front",
+        ),
+        (
+            "HEAD /front/a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            "",
+            "HIT",
+            "front",
+        ),
+    ];
+    // the key includes the host the warming client named
+    let host = format!("Host: {}", addr(e.proxy()));
+    for (request, body, x_cache, by) in steps {
+        let request = request.replace("Host: t", &host);
+        s.write_all(request.as_bytes()).await.unwrap();
+        let a = read_answer(&mut s, &mut buf, request.starts_with("HEAD")).await;
+        assert_eq!(a.status, 200, "{request}: {}", a.head);
+        assert_eq!(a.body, body, "{request}");
+        assert_eq!(a.header("x-cache"), Some(x_cache), "{request}: {}", a.head);
+        let replayed = a.header("date") == Some(date.as_str());
+        assert_eq!(
+            replayed,
+            by == "front",
+            "{request} answered by {by}: {}",
+            a.head
+        );
+        if by == "front" {
+            assert_eq!(a.header("content-length"), Some("5"), "{}", a.head);
+            assert!(a.header("age").is_some_and(|v| v.parse::<u64>().is_ok()));
+            assert!(a
+                .header("cache-status")
+                .is_some_and(|v| v.starts_with("llmselect-edge; hit; ttl=")));
+            assert!(a.header("server-timing").is_some() && a.header("x-response-time").is_some());
+        }
+    }
+    // the last request asked to close: the front closes after its answer
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "{rest:?}");
+    assert_eq!(e.scripted().count("/front/a"), 1);
+    assert_eq!(e.scripted().count("/front/pass"), 1);
+    assert_eq!(e.scripted().count_method("POST", "/other/m"), 1);
+    let fast_after = e.proxy().stats().await["fast_hits"].as_u64().unwrap();
+    assert_eq!(fast_after, fast_before + 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_hits_and_misses_are_answered_in_order() {
+    let e = env().await;
+    e.scripted()
+        .route("GET", "/front/h", cacheable("hit-body", &origin_date()));
+    e.scripted()
+        .route("GET", "/front/m", Route::ok("miss-{n}").cache("no-store"));
+    assert_eq!(send(e.proxy().get("/front/h")).await.x_cache(), "MISS");
+    // hit, miss, hit, miss in one write: the front answers the first, pingora the second (with
+    // the rest as its pipelined prefix)
+    let requests = "GET /front/h HTTP/1.1\r\nHost: t\r\n\r\n\
+         GET /front/m HTTP/1.1\r\nHost: t\r\n\r\n\
+         GET /front/h HTTP/1.1\r\nHost: t\r\n\r\n\
+         GET /front/m HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        .replace("Host: t", &format!("Host: {}", addr(e.proxy())));
+    let out = raw_exchange(
+        addr(e.proxy()),
+        requests.as_bytes(),
+        Duration::from_secs(10),
+    )
+    .await;
+    let order: Vec<usize> = ["hit-body", "miss-1", "hit-body", "miss-2"]
+        .iter()
+        .scan(0, |from, body| {
+            let at = *from + out[*from..].find(body)?;
+            *from = at + body.len();
+            Some(at)
+        })
+        .collect();
+    assert_eq!(order.len(), 4, "{out}");
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 4, "{out}");
+    assert_eq!(e.scripted().count("/front/h"), 1);
+    assert_eq!(e.scripted().count("/front/m"), 2);
+}
+
+/// RFC 9111 §4 / RFC 9110 §6.6.1: a hit is the stored response with `Age`; its `Date` is the
+/// origin's, not the time of the hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_http1_hit_keeps_the_stored_date() {
+    let e = env().await;
+    let date = origin_date();
+    e.scripted()
+        .route("GET", "/dated-hit", cacheable("dated", &date));
+    assert_eq!(send(e.proxy().get("/dated-hit")).await.x_cache(), "MISS");
+    let hit = send(e.proxy().get("/dated-hit")).await;
+    assert_eq!(hit.x_cache(), "HIT");
+    assert_eq!(hit.header("date"), date);
+    // Age counts from that Date: the origin's response was two minutes old when stored
+    let age: u64 = hit.header("age").parse().unwrap();
+    assert!((120..=130).contains(&age), "age {age}");
+    let head = send(reqwest::Client::new().head(e.proxy().url("/dated-hit"))).await;
+    assert_eq!(
+        (head.x_cache(), head.header("date")),
+        ("HIT", date.as_str())
+    );
+    assert_eq!(head.body, "");
+}
