@@ -241,12 +241,21 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
     });
     let max_connections = server::connection_cap(config.clients.max_connections, nofile);
     if max_connections < config.clients.max_connections {
-        tracing::warn!(
-            configured = config.clients.max_connections,
-            max_connections,
-            nofile,
-            "clients.max_connections lowered to fit the open-file limit"
-        );
+        // the default cap is a ceiling, not a request: fitting it to the machine is routine
+        if config.clients.max_connections == config::ClientsConfig::default().max_connections {
+            tracing::info!(
+                max_connections,
+                nofile,
+                "client connection cap fitted to the open-file limit"
+            );
+        } else {
+            tracing::warn!(
+                configured = config.clients.max_connections,
+                max_connections,
+                nofile,
+                "clients.max_connections lowered to fit the open-file limit"
+            );
+        }
     }
     let lifecycle = Arc::new(Lifecycle::default());
     let listen_addr = config.listen_addr().context("listen address")?;

@@ -9,8 +9,8 @@
 //!
 //! HTTP/2 (prior knowledge or ALPN `h2`) and upgraded connections (after a `101`) are passed
 //! through untouched: their frames have no empty lines, and pingora applies its own timeouts.
-//! A request body sent after an interim `100 Continue` is taken for the next header block and
-//! falls under the header deadline.
+//! An interim response (`100 Continue`, `103 Early Hints`) does not end the request: the body a
+//! client sends after `100 Continue` is under the body deadlines, not taken for a header block.
 
 use crate::metrics;
 use async_trait::async_trait;
@@ -85,7 +85,7 @@ impl DeadlineStream {
     /// The first bytes of a response: the next bytes read start a new request, unless the
     /// connection switches protocols (`101`: what follows is not HTTP/1).
     fn responding(&mut self, first: &[u8]) {
-        if self.phase == Phase::Request {
+        if self.phase == Phase::Request && !is_interim(first) {
             self.phase = if first.starts_with(b"HTTP/1.1 101") {
                 Phase::Passthrough
             } else {
@@ -145,6 +145,15 @@ impl DeadlineStream {
             line_start,
         };
     }
+}
+
+/// Whether written bytes start an interim (1xx) response other than `101`, after which the same
+/// request goes on.
+fn is_interim(first: &[u8]) -> bool {
+    first.len() >= 12
+        && first.starts_with(b"HTTP/1.")
+        && first[9] == b'1'
+        && &first[9..12] != b"101"
 }
 
 impl AsyncRead for DeadlineStream {
@@ -323,6 +332,18 @@ mod tests {
         assert_eq!(s.phase, Phase::Passthrough);
         s.observe(b"frames");
         assert_eq!(s.phase, Phase::Passthrough);
+    }
+
+    #[tokio::test]
+    async fn a_body_after_100_continue_is_not_a_new_header_block() {
+        let mut s = stream();
+        s.observe(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
+        s.responding(b"HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!(s.phase, Phase::Request);
+        s.observe(b"body");
+        assert_eq!(s.phase, Phase::Request);
+        s.responding(b"HTTP/1.1 200 OK\r\n");
+        assert_eq!(s.phase, Phase::Responded);
     }
 
     #[tokio::test]

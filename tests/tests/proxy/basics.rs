@@ -260,7 +260,13 @@ async fn fast_hits_and_pingora_hits_send_the_same_response() {
     assert_eq!((fast.x_cache(), full.x_cache()), ("HIT", "HIT"));
     // `date`: the front replays the stored one, pingora writes its own clock's (see
     // `front::a_plain_http1_hit_keeps_the_stored_date`)
-    let varying = ["x-response-time", "server-timing", "age", "cache-status", "date"];
+    let varying = [
+        "x-response-time",
+        "server-timing",
+        "age",
+        "cache-status",
+        "date",
+    ];
     let stable = |r: &Resp| {
         let mut v: Vec<(String, String)> = r
             .headers

@@ -153,3 +153,54 @@ async fn a_failed_streamed_fill_is_an_error_for_every_reader() {
     assert_eq!(next.x_cache(), "MISS");
     assert_eq!(next.body, HELD);
 }
+
+/// Two users ask for the same per-user URL while its fill streams: pingora's cache lock is per
+/// URL, so the second user's request may wait on the first user's fill, but it must never read
+/// it. Each user gets their own body, from their own origin request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_fill_is_never_read_by_another_credential() {
+    let e = env_with(|c| c.cache.stream_fills = true).await;
+    e.scripted().route(
+        "GET",
+        "/mine",
+        Route::ok("{user}|padding so that each half is long enough")
+            .cache("private")
+            .header("llmselect-cache-control", "max-age=600, must-revalidate")
+            .header("vary", "Authorization, Cookie")
+            .hold_body(),
+    );
+    let as_user = |user: &str| {
+        e.proxy()
+            .get("/mine")
+            .header("authorization", format!("Bearer {user}"))
+    };
+    // alice's fill is under way: her first half has arrived, the origin holds the rest
+    let mut alice = as_user("alice").send().await.expect("alice's header");
+    let first = alice.chunk().await.expect("body").expect("first half");
+    assert!(String::from_utf8_lossy(&first).starts_with("auth:Bearer alice|"));
+    // bob arrives during alice's fill
+    let bob = tokio::spawn(send(as_user("bob")));
+    eventually_true("bob's own request reached the origin", || async {
+        e.scripted().count("/mine") == 2
+    })
+    .await;
+    e.scripted().release_streams();
+    let rest = alice.text().await.expect("the rest of alice's body");
+    let alice_body = format!("{}{rest}", String::from_utf8_lossy(&first));
+    assert!(alice_body.starts_with("auth:Bearer alice|"), "{alice_body}");
+    let bob = bob.await.unwrap();
+    assert_eq!(bob.status, 200);
+    assert!(bob.body.starts_with("auth:Bearer bob|"), "{}", bob.body);
+    assert_eq!(bob.x_cache(), "MISS");
+    // and each stored variant answers its own user only
+    for user in ["alice", "bob"] {
+        let hit = send(as_user(user)).await;
+        assert_eq!(hit.x_cache(), "HIT");
+        assert!(
+            hit.body.starts_with(&format!("auth:Bearer {user}|")),
+            "{}",
+            hit.body
+        );
+    }
+    assert_eq!(e.scripted().count("/mine"), 2);
+}
