@@ -3,6 +3,7 @@
 #
 #   scripts/bench.sh            # full run: 10k users, 100k conversations, 1M messages (~6 min)
 #   scripts/bench.sh --quick    # smoke run on a tiny dataset (well under a minute after the build)
+#   scripts/bench.sh --parts peers --peer-workers 2 --unpinned   # the peers' scaling comparison
 #
 # Builds the release binaries once, makes sure PostgreSQL is reachable (DATABASE_URL, else a
 # private throwaway cluster from scripts/pg.sh), then llmselect-bench creates its own database,
@@ -77,10 +78,21 @@ pg_ensure
 # One connection per socket: the stampede opens 1,000 at once.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+bench_command="scripts/bench.sh${*:+ $*}"
+# --unpinned: servers and load generator share every CPU (the scaling comparison of the peers
+# part, with --peer-workers N); the flag is this script's, not passed on.
+unpinned=0
+args=()
+for a in "$@"; do
+  if [ "$a" = --unpinned ]; then unpinned=1; else args+=("$a"); fi
+done
+set -- ${args[@]+"${args[@]}"}
 pin_server=()
 pin_client=()
 cpus=$(nproc)
-if command -v taskset >/dev/null 2>&1 && [ "$cpus" -ge 2 ]; then
+if [ "$unpinned" = 1 ]; then
+  log "--unpinned: servers and load generator share all $cpus CPU(s)"
+elif command -v taskset >/dev/null 2>&1 && [ "$cpus" -ge 2 ]; then
   half=$((cpus / 2))
   cpu_range() { if [ "$1" = "$2" ]; then echo "$1"; else echo "$1-$2"; fi; }
   server_cpus=$(cpu_range 0 $((half - 1)))
@@ -92,5 +104,5 @@ else
   log "fewer than two CPUs or no taskset: running unpinned"
 fi
 
-BENCH_COMMAND="scripts/bench.sh${*:+ $*}" "${pin_client[@]}" "${CARGO_TARGET_DIR:-target}/release/llmselect-bench" \
+BENCH_COMMAND="$bench_command" "${pin_client[@]}" "${CARGO_TARGET_DIR:-target}/release/llmselect-bench" \
   --nginx "$NGINX_BIN" --haproxy "$HAPROXY_BIN" "${nats_args[@]}" "${pin_server[@]}" "$@"

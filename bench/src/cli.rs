@@ -95,6 +95,10 @@ pub struct Cli {
     /// Worker threads of the proxy (one per server CPU is fair against one nginx worker).
     #[arg(long, default_value_t = 1)]
     pub proxy_threads: usize,
+    /// Workers of every server in the peers part: nginx worker processes, HAProxy threads and
+    /// proxy threads (the scaling comparison; `scripts/bench.sh --unpinned` leaves them unpinned).
+    #[arg(long, default_value_t = 1)]
+    pub peer_workers: usize,
     /// Run the proxy with `server.work_stealing = false` (one single-threaded runtime per worker).
     #[arg(long)]
     pub proxy_no_work_stealing: bool,

@@ -149,6 +149,8 @@ pub struct PeerReport {
     pub connections: usize,
     pub rounds: usize,
     pub duration_secs: f64,
+    /// Workers of each server (nginx worker processes, HAProxy threads, proxy threads).
+    pub workers: usize,
     pub rows: Vec<PeerRow>,
     pub memory: Option<EntryMemory>,
 }
@@ -394,6 +396,7 @@ pub async fn run(
         connections,
         rounds,
         duration_secs: duration.as_secs_f64(),
+        workers: 1,
         rows,
         memory: None,
     })

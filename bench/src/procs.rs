@@ -23,6 +23,8 @@ pub struct ProcEnv {
     pub haproxy: PathBuf,
     /// Worker threads of the proxy.
     pub proxy_threads: usize,
+    /// nginx worker processes and HAProxy threads.
+    pub workers: usize,
     /// `server.work_stealing` of the proxy.
     pub proxy_work_stealing: bool,
 }
@@ -82,8 +84,18 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // nginx's workers outlive a killed master, and a living master replaces killed workers:
+        // note the children, kill the master, then them
+        let children = children(self.pid());
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for child in children {
+            let _ = Command::new("kill")
+                .arg("-s")
+                .arg("KILL")
+                .arg(child.to_string())
+                .status();
+        }
     }
 }
 
@@ -363,7 +375,8 @@ grace_period_secs = {grace_period_secs}
         wait_listening("nats-server", child, addr, None)
     }
 
-    /// nginx with `proxy_cache` in front of `upstream`: one process, keep-alive to the origin,
+    /// nginx with `proxy_cache` in front of `upstream`: one process (a master and `workers`
+    /// worker processes when there are several), keep-alive to the origin,
     /// cache lock on, caching what `Cache-Control` allows (`public, max-age` on the models list).
     pub fn start_nginx(&self, upstream: SocketAddr) -> anyhow::Result<Server> {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
@@ -372,12 +385,14 @@ grace_period_secs = {grace_period_secs}
         std::fs::create_dir_all(dir.join("cache"))?;
         let d = dir.display();
         let conf = dir.join("nginx.conf");
+        let workers = self.workers.max(1);
+        let master = if workers > 1 { "on" } else { "off" };
         std::fs::write(
             &conf,
             format!(
                 r#"daemon off;
-master_process off;
-worker_processes 1;
+master_process {master};
+worker_processes {workers};
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 4096; }}
@@ -432,7 +447,7 @@ impl ProcEnv {
         wait_listening("responder", child, addr, None)
     }
 
-    /// HAProxy with its `cache` section in front of `upstream`: one thread, keep-alive to the
+    /// HAProxy with its `cache` section in front of `upstream`: `workers` threads, keep-alive to the
     /// origin (`http-reuse always`), objects up to 1 MiB, no logging.
     pub fn start_haproxy(&self, upstream: SocketAddr) -> anyhow::Result<Server> {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
@@ -440,11 +455,12 @@ impl ProcEnv {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let conf = dir.join("haproxy.cfg");
+        let workers = self.workers.max(1);
         std::fs::write(
             &conf,
             format!(
                 r#"global
-  nbthread 1
+  nbthread {workers}
   maxconn 4096
 
 defaults
@@ -482,8 +498,37 @@ backend origin
     }
 }
 
-/// CPU time (user + system, all threads) a process has used so far, from `/proc/<pid>/stat`.
+/// CPU time (user + system, all threads) a process and its children (nginx's workers) have used
+/// so far, from `/proc/<pid>/stat`.
 pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let mut total = own_cpu_time(pid)?;
+    for child in children(pid) {
+        // a child that just exited has no stat any more
+        total += own_cpu_time(child).unwrap_or_default();
+    }
+    Ok(total)
+}
+
+/// The processes whose parent is `pid` (field 4 of `/proc/<pid>/stat`).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat.rsplit_once(')')?.1.to_string();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// CPU time of one process (all its threads).
+fn own_cpu_time(pid: u32) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // the command name (field 2) may hold spaces and parentheses: count from its end

@@ -117,7 +117,7 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "Machine: {} × {} ({} online), {:.0} GiB RAM, Linux {}; {}; {}; commit {}. Servers pinned to CPU {}, load generator to CPU {}.\n",
+            "Machine: {} × {} ({} online), {:.0} GiB RAM, Linux {}; {}; {}; commit {}. {}\n",
             m.cpus,
             m.cpu_model,
             m.cpus,
@@ -126,8 +126,14 @@ impl Report {
             m.postgres,
             m.nginx,
             m.commit,
-            m.server_cpus,
-            m.client_cpus
+            if m.server_cpus == "any" {
+                "Servers and load generator unpinned.".to_string()
+            } else {
+                format!(
+                    "Servers pinned to CPU {}, load generator to CPU {}.",
+                    m.server_cpus, m.client_cpus
+                )
+            }
         );
         if let Some(seed) = &self.seed {
             let rows: Vec<String> = seed.rows.iter().map(|(t, n)| format!("{t} {n}")).collect();
@@ -429,10 +435,14 @@ impl Report {
 fn peers_markdown(s: &mut String, p: &PeerReport) {
     let _ = writeln!(
         s,
-        "## Peers: proxy vs nginx proxy_cache vs HAProxy cache ({})\n\nA tiny hyper origin (one thread, answers from memory) serving {} × 1 KiB and {} × 64 KiB cacheable objects and a `no-store` path; every server with one worker; {} connections walking over the objects, {:.0} s per run, medians of {} interleaved rounds, ratios taken within each round. CPU is user + system time of the server process from `/proc/<pid>/stat` over the measured window, per request. Load average before / after: {} / {}.\n",
+        "## Peers: proxy vs nginx proxy_cache vs HAProxy cache ({})\n\nA tiny hyper origin (one thread, answers from memory) serving {} × 1 KiB and {} × 64 KiB cacheable objects and a `no-store` path; every server with {}; {} connections walking over the objects, {:.0} s per run, medians of {} interleaved rounds, ratios taken within each round. CPU is user + system time of the server process from `/proc/<pid>/stat` over the measured window, per request. Load average before / after: {} / {}.\n",
         p.haproxy_version,
         crate::peers::OBJECTS,
         crate::peers::OBJECTS,
+        match p.workers {
+            1 => "one worker".to_string(),
+            n => format!("{n} workers (nginx worker processes, HAProxy threads, proxy threads)"),
+        },
         p.connections,
         p.duration_secs,
         p.rounds,

@@ -38,6 +38,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         nginx: PathBuf::from(&cli.nginx),
         haproxy: PathBuf::from(&cli.haproxy),
         proxy_threads: cli.proxy_threads,
+        workers: 1,
         proxy_work_stealing: !cli.proxy_no_work_stealing,
     };
     let (bench_db, reused) = match &cli.reuse_db {
@@ -279,7 +280,15 @@ async fn run_on(
 
 /// The peer comparison: the tiny origin, the proxy, nginx and HAProxy in front of it.
 async fn run_peers(cli: &Cli, s: &Settings, env: &ProcEnv) -> anyhow::Result<peers::PeerReport> {
-    eprintln!("peers: tiny origin, proxy, nginx proxy_cache, HAProxy cache");
+    eprintln!(
+        "peers: tiny origin, proxy, nginx proxy_cache, HAProxy cache ({} worker(s) each)",
+        cli.peer_workers
+    );
+    let env = &ProcEnv {
+        workers: cli.peer_workers,
+        proxy_threads: cli.peer_workers,
+        ..env.clone()
+    };
     let responder = env.start_responder()?;
     let proxy = env.start_proxy_node("peer-proxy", &[responder.addr], None)?;
     let nginx = env.start_nginx(responder.addr)?;
@@ -298,6 +307,7 @@ async fn run_peers(cli: &Cli, s: &Settings, env: &ProcEnv) -> anyhow::Result<pee
         peers::haproxy_version(&cli.haproxy),
     )
     .await?;
+    report.workers = cli.peer_workers;
     let entries = if cli.quick { 2_000 } else { 50_000 };
     report.memory = Some(peers::entry_memory(addrs.proxy, responder.addr, entries).await?);
     Ok(report)

@@ -77,6 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<report::ReliabilityReport> {
         nginx: PathBuf::from("nginx"),
         haproxy: PathBuf::from("haproxy"),
         proxy_threads: 2,
+        workers: 1,
         proxy_work_stealing: true,
     };
     let mut origin = origin::FaultOrigin::start().await?;
