@@ -52,6 +52,7 @@ use live::Live;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::predictor::Predictor;
 use pingora_core::apps::HttpServerOptions;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora_core::services::background::background_service;
@@ -387,7 +388,7 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
             Duration::from_millis(config.clients.header_timeout_ms),
         ),
     );
-    proxy_service.add_tcp(&config.listen);
+    proxy_service.add_listener(ListenerConfig::tcp(&config.listen).l4_buffer(client_buffers()));
     proxy_service.threads = Some(threads);
     let certs = match tls_addr {
         Some(_) => {
@@ -396,7 +397,11 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
                     .map_err(|e| anyhow::anyhow!(e))?,
             );
             let settings = tls::settings(certs.clone(), config.tls.h2)?;
-            proxy_service.add_tls_with_settings(&config.tls.listen, None, settings);
+            proxy_service.add_listener(
+                ListenerConfig::tcp(&config.tls.listen)
+                    .tls(settings)
+                    .l4_buffer(client_buffers()),
+            );
             Some(certs)
         }
         None => None,
@@ -472,6 +477,16 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
 
 /// Binds (with `SO_REUSEADDR`, as pingora does, so TIME_WAIT leftovers do not count) and
 /// releases the address: fails when another socket is listening on it.
+/// Socket buffers of a client connection: no read buffer, pingora's small write buffer.
+///
+/// pingora gives every accepted connection a 64 KiB read buffer, allocated with the connection and
+/// held for its life: a header trickled one byte at a time then costs about 90 KiB of memory
+/// (`scripts/reliability.sh`, slow clients). The front and pingora's HTTP/1 parser each read into
+/// their own buffers anyway, so the read buffer only added a copy.
+fn client_buffers() -> L4BufferSettings {
+    L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)
+}
+
 fn check_bindable(addr: SocketAddr) -> std::io::Result<()> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?

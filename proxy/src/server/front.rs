@@ -124,7 +124,7 @@ impl ServerApp for HitFront {
             _ => false,
         };
         if h2 {
-            return self.app.process_new(stream, shutdown).await;
+            return Box::pin(self.app.process_new(stream, shutdown)).await;
         }
         self.serve_http1(stream, shutdown).await;
         None
@@ -285,7 +285,9 @@ impl HitFront {
         if !prefix.is_empty() {
             session.set_pipelined_prefix(prefix);
         }
-        self.app.process_new_http(session, shutdown).await
+        // boxed: pingora's request future is tens of KiB, and inline it would make every
+        // connection's task that large while the front waits for a request head
+        Box::pin(self.app.process_new_http(session, shutdown)).await
     }
 
     /// pingora keeps the connection to its end (what it read past a request is its own).
@@ -296,7 +298,7 @@ impl HitFront {
             if let Some(settings) = settings {
                 settings.apply_to_session(&mut session);
             }
-            next = self.app.process_new_http(session, shutdown).await;
+            next = Box::pin(self.app.process_new_http(session, shutdown)).await;
         }
     }
 }
