@@ -10,6 +10,21 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The signals `main` handles.
+fn handled_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGHUP,
+    ] {
+        set.add(signal);
+    }
+    set
+}
+
 /// How the process ends.
 #[derive(Debug, Clone, Copy)]
 enum Exit {
@@ -19,13 +34,18 @@ enum Exit {
 }
 
 fn main() -> anyhow::Result<ExitCode> {
+    let blocked = handled_signals();
+    blocked.thread_block()?;
     let cli = Cli::parse();
     if !cli.runs_proxy() {
+        blocked.thread_unblock()?;
         return Ok(cli::run_command(&cli));
     }
     // The signal handlers exist before anything else is done: a SIGTERM that arrives while the
     // listeners bind is kept for later, and a SIGHUP or SIGQUIT sent as soon as the proxy answers
-    // does not meet the default action (terminate).
+    // does not meet the default action (terminate). Until they are installed the four signals
+    // are blocked, so one sent while the runtime is built waits for the handler instead of
+    // ending the process (they were blocked first thing in `main`).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -39,6 +59,8 @@ fn main() -> anyhow::Result<ExitCode> {
             signal(SignalKind::hangup())?,
         )
     };
+    // a signal that arrived meanwhile is delivered now, to the handler
+    blocked.thread_unblock()?;
     let (config, generated_token) = match cli.load_config() {
         Ok(c) => c,
         Err(e) => {

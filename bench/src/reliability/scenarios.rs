@@ -539,6 +539,9 @@ pub async fn signals(env: &ProcEnv, origin: &FaultOrigin) -> anyhow::Result<Vec<
     for delay_ms in [1u64, 5, 20] {
         early_total += 1;
         let mut p = env.spawn_proxy_unready("sigterm-early", origin.addr)?;
+        // from the moment the process runs its own code: before that (exec, the dynamic
+        // loader: a few ms on a slow VM) no program can handle a signal
+        wait_for_own_code(p.pid()).await;
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         p.signal("TERM")?;
         let status = tokio::task::block_in_place(|| p.wait_exit(Duration::from_secs(40)))?;
@@ -548,7 +551,7 @@ pub async fn signals(env: &ProcEnv, origin: &FaultOrigin) -> anyhow::Result<Vec<
     }
     rows.push(row(
         "shutdown",
-        "SIGTERM 1, 5 and 20 ms after spawning (while starting)",
+        "SIGTERM 1, 5 and 20 ms after the process reached `main` (while starting)",
         format!("{early_ok} of {early_total} exited cleanly (status 0), none killed by the signal"),
         early_ok == early_total,
         json!({"clean": early_ok, "total": early_total}),
@@ -717,4 +720,25 @@ pub async fn postgres(quick: bool) -> anyhow::Result<Vec<Row>> {
         fixed,
         serde_json::to_value(&f)?,
     )])
+}
+
+/// Waits (up to 5 s) until `pid` blocks or handles SIGTERM (`SigBlk` / `SigCgt` of
+/// `/proc/<pid>/status`): the proxy blocks it first thing in `main`.
+async fn wait_for_own_code(pid: u32) {
+    const SIGTERM_BIT: u64 = 1 << (15 - 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let has_term = status.lines().any(|l| {
+            let Some((k, v)) = l.split_once(':') else {
+                return false;
+            };
+            matches!(k, "SigBlk" | "SigCgt")
+                && u64::from_str_radix(v.trim(), 16).is_ok_and(|m| m & SIGTERM_BIT != 0)
+        });
+        if has_term {
+            return;
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
 }
