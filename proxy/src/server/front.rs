@@ -193,10 +193,23 @@ impl HitFront {
 
     /// Reads until `buf` holds a complete request head. `idle`: a response was sent on this
     /// connection, so the wait for the next request's first byte is the keep-alive timeout.
+    ///
+    /// The head is parsed when the bytes first arrive (a malformed start goes to pingora at once)
+    /// and then only once a blank line has arrived: re-parsing a head trickled one byte per read
+    /// from its start on every read would cost CPU quadratic in its length.
     async fn read_head(&self, stream: &mut Stream, buf: &mut BytesMut, idle: bool) -> Read {
+        // bytes of `buf` already searched for the blank line
+        let mut scanned: usize = 0;
         loop {
             if !buf.is_empty() {
-                match parse_head(buf) {
+                let ended = scanned == 0 || has_blank_line(&buf[scanned.saturating_sub(3)..]);
+                scanned = buf.len();
+                let parsed = if ended {
+                    parse_head(buf)
+                } else {
+                    Parsed::Partial
+                };
+                match parsed {
                     Parsed::Complete(head) => return Read::Head(head),
                     Parsed::Partial if buf.len() <= MAX_HEAD_BYTES => {}
                     Parsed::Partial | Parsed::Other => return Read::Pingora,
@@ -301,6 +314,11 @@ impl HitFront {
             next = Box::pin(self.app.process_new_http(session, shutdown)).await;
         }
     }
+}
+
+/// Whether `bytes` hold the empty line that ends a head (CRLF or bare LF line ends).
+fn has_blank_line(bytes: &[u8]) -> bool {
+    bytes.windows(3).any(|w| w == b"\n\r\n") || bytes.windows(2).any(|w| w == b"\n\n")
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -437,6 +455,16 @@ mod tests {
             complete("PUT /m HTTP/1.1\r\nContent-Length: +3\r\n\r\n").body,
             None
         );
+    }
+
+    #[test]
+    fn a_blank_line_is_found_with_either_line_end() {
+        assert!(has_blank_line(b"Host: x\r\n\r\n"));
+        assert!(has_blank_line(b"Host: x\n\n"));
+        // what the caller searches when the end is split across reads: the last three old
+        // bytes ("\r\n\r") and the new "\n"
+        assert!(has_blank_line(b"\r\n\r\n"));
+        assert!(!has_blank_line(b"GET / HTTP/1.1\r\nHost: x\r\n"));
     }
 
     #[test]
