@@ -52,7 +52,7 @@ use live::Live;
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::predictor::Predictor;
 use pingora_core::apps::HttpServerOptions;
-use pingora_core::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora_core::services::background::background_service;
@@ -349,6 +349,7 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
         bus: bus.clone(),
         limits: config.limits.clone(),
         honour_request_directives: config.cache.honour_request_directives,
+        lock_wait: config.lock_wait_timeout(),
     });
     let edge = EdgeProxy {
         fast: fast.clone(),
@@ -475,18 +476,23 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
     Ok(handle)
 }
 
-/// Binds (with `SO_REUSEADDR`, as pingora does, so TIME_WAIT leftovers do not count) and
-/// releases the address: fails when another socket is listening on it.
-/// Socket buffers of a client connection: no read buffer, pingora's small write buffer.
+/// Socket buffers of a client connection: none.
 ///
-/// pingora gives every accepted connection a 64 KiB read buffer, allocated with the connection and
-/// held for its life: a header trickled one byte at a time then costs about 90 KiB of memory
-/// (`scripts/reliability.sh`, slow clients). The front and pingora's HTTP/1 parser each read into
-/// their own buffers anyway, so the read buffer only added a copy.
+/// - Read: pingora gives every accepted connection a 64 KiB read buffer, allocated with the
+///   connection and held for its life: a header trickled one byte at a time then costs about
+///   90 KiB of memory (`scripts/reliability.sh`, slow clients). The front and pingora's HTTP/1
+///   parser each read into their own buffers anyway, so the read buffer only added a copy.
+/// - Write: pingora's HTTP/1 writer flushes a `Content-Length` body only when it is complete, so
+///   with its 1,460-byte write buffer the header and first bytes of a response whose origin
+///   pauses mid-body waited for the whole body (a 34-byte body paused for 2 s reached the client
+///   after 2 s, header included). Unbuffered, every write pingora makes reaches the client at
+///   once; the front writes a hit's head and small body in one write either way.
 fn client_buffers() -> L4BufferSettings {
-    L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE)
+    L4BufferSettings::unbuffered()
 }
 
+/// Binds (with `SO_REUSEADDR`, as pingora does, so TIME_WAIT leftovers do not count) and
+/// releases the address: fails when another socket is listening on it.
 fn check_bindable(addr: SocketAddr) -> std::io::Result<()> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?

@@ -17,7 +17,7 @@
 //! body, the object outgrew `max_object_bytes` or the in-flight budget) fails, and every reader
 //! gets an error instead of a body that looks complete (cloudflare/pingora#932).
 
-use super::entry::FillInfo;
+use super::entry::{FillInfo, HitView};
 use super::storage::BufferedMiss;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -99,6 +99,8 @@ pub struct InflightFill {
     /// Unique per fill: pingora's `streaming_write_tag`, big-endian.
     pub id: u64,
     pub meta: (Vec<u8>, Vec<u8>),
+    /// `meta` decoded for the raw HTTP/1 front, which serves readers of the fill itself.
+    pub view: Option<HitView>,
     pub info: FillInfo,
     held: Mutex<Held>,
     progress: watch::Sender<Progress>,
@@ -110,12 +112,14 @@ impl InflightFill {
     pub fn new(
         id: u64,
         meta: (Vec<u8>, Vec<u8>),
+        view: Option<HitView>,
         info: FillInfo,
         max_lag: usize,
     ) -> Arc<InflightFill> {
         Arc::new(InflightFill {
             id,
             meta,
+            view,
             info,
             held: Mutex::new(Held::default()),
             progress: watch::channel(Progress::Partial(0)).0,
@@ -397,7 +401,7 @@ mod tests {
             groups: vec![],
             revalidates: None,
         };
-        InflightFill::new(1, (vec![], vec![]), info, 4)
+        InflightFill::new(1, (vec![], vec![]), None, info, 4)
     }
 
     #[tokio::test]

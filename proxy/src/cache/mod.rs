@@ -14,6 +14,7 @@
 //! - [`store`]: the bounded quick_cache store, its purge vocabulary ([`Scope`]) and bookkeeping
 //!   ([`index`], [`tombstones`]).
 //! - [`inflight`]: fills in progress that waiting requests read as they arrive.
+//! - [`first_fill`]: cold keys whose first fill is under way (requests wait for it in the front).
 //! - [`storage`]: pingora's `Storage` adapter over the store, with its hit and miss handlers.
 //! - [`hit`]: the fast path for plain fresh hits.
 //! - [`encoding`]: compression of compressible responses, once, when they are stored.
@@ -23,6 +24,7 @@ pub(crate) mod directives;
 pub(crate) mod encoding;
 pub(crate) mod entry;
 pub(crate) mod explain;
+pub(crate) mod first_fill;
 pub(crate) mod freshness;
 pub(crate) mod hit;
 pub(crate) mod index;

@@ -120,8 +120,17 @@ impl Storage for Store {
         if !self.streams_fills() {
             return Ok(Box::new(buffered));
         }
-        let fill = InflightFill::new(self.next_id(), serialized, info, self.max_object_bytes());
+        let view = self.decode_view(&serialized);
+        let fill = InflightFill::new(
+            self.next_id(),
+            serialized,
+            view,
+            info,
+            self.max_object_bytes(),
+        );
         self.begin_fill(combined, fill.clone());
+        // readers may join from here on: requests waiting for a cold key's first fill read it
+        self.first_fills().moved(&key.primary_bin());
         let store: &'static Store = self;
         Ok(Box::new(StreamingMiss::new(
             buffered,

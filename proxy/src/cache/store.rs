@@ -3,6 +3,7 @@
 //! reach, the tombstones against the purge-vs-fill race, and the purge vocabulary ([`Scope`]).
 
 use super::entry::{Entry, FillInfo, HitView, TargetedFields};
+use super::first_fill::FirstFills;
 use super::index::Index;
 use super::inflight::InflightFill;
 use super::key::UrlKey;
@@ -134,6 +135,8 @@ pub struct Store {
     fills: Mutex<HashMap<HashBinary, Arc<InflightFill>>>,
     /// The last refusal to store each URL (for the admin `/explain`), bounded.
     refusals: Cache<HashBinary, Refused>,
+    /// Cold keys whose first fill is under way (requests wait for it in the front).
+    first_fills: Arc<FirstFills>,
 }
 
 /// Why the last response for a URL was not stored, and when.
@@ -182,6 +185,7 @@ impl Store {
                 obeyed: opts.targeted_fields,
             },
             refusals: Cache::new(REFUSALS_KEPT),
+            first_fills: Arc::default(),
         })
     }
 
@@ -219,6 +223,16 @@ impl Store {
     /// Bytes held by purge tombstones.
     pub fn tombstone_bytes(&self) -> usize {
         self.state.lock().tombstones.bytes()
+    }
+
+    /// Cold keys whose first fill is under way.
+    pub fn first_fills(&self) -> &Arc<FirstFills> {
+        &self.first_fills
+    }
+
+    /// The view a fast hit reads, decoded from a serialized meta.
+    pub fn decode_view(&self, meta: &(Vec<u8>, Vec<u8>)) -> Option<HitView> {
+        HitView::decode(meta, &self.fields)
     }
 
     fn new_entry(
@@ -347,8 +361,22 @@ impl Store {
     }
 
     /// Commits a finished fill unless an invalidation that touches it happened after it
-    /// started. Returns the weight stored (0 when dropped).
+    /// started. Returns the weight stored (0 when dropped). Either way, requests waiting for
+    /// the first fill of the key wake (see [`FirstFills`]).
     pub fn commit(
+        &self,
+        combined: HashBinary,
+        primary: HashBinary,
+        meta: (Vec<u8>, Vec<u8>),
+        body: Bytes,
+        info: FillInfo,
+    ) -> u64 {
+        let weight = self.store_fill(combined, primary, meta, body, info);
+        self.first_fills.moved(&primary);
+        weight
+    }
+
+    fn store_fill(
         &self,
         combined: HashBinary,
         primary: HashBinary,

@@ -2,6 +2,7 @@
 
 use super::headers::XCache;
 use crate::cache::encoding::Encoder;
+use crate::cache::first_fill::FirstFillGuard;
 use crate::cache::Scope;
 use crate::cache::UrlKey;
 use pingora_http::ResponseHeader;
@@ -47,6 +48,9 @@ pub struct Ctx {
     pub upstream_addr: Option<std::net::SocketAddr>,
     /// Counts this request as in flight (a graceful shutdown waits for it) until dropped.
     pub inflight: Option<crate::server::InflightGuard>,
+    /// This request fetches a cold key that other requests wait for in the front; dropped when
+    /// they may stop waiting (the response is uncacheable, or this request ended).
+    pub first_fill: Option<FirstFillGuard>,
 }
 
 impl Ctx {
@@ -71,6 +75,7 @@ impl Ctx {
             long_route: false,
             upstream_addr: None,
             inflight: None,
+            first_fill: None,
         }
     }
 }

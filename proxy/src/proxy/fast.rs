@@ -11,7 +11,9 @@ use super::headers::XCache;
 use super::{written_position, BusRevalidation, PREDICTOR_SHARDS};
 use crate::bus::Bus;
 use crate::cache::entry::Entry;
+use crate::cache::first_fill;
 use crate::cache::hit;
+use crate::cache::inflight::{InflightFill, InflightHit};
 use crate::cache::key::UrlKey;
 use crate::cache::store::Store;
 use crate::config::LimitsConfig;
@@ -37,6 +39,26 @@ pub struct FastHits {
     pub bus: Option<Arc<Bus>>,
     pub limits: LimitsConfig,
     pub honour_request_directives: bool,
+    /// How long a request waits for another request's fill of its key (`cache.lock_wait_timeout_ms`).
+    pub lock_wait: Duration,
+}
+
+/// What answers a request that had no fresh hit when it arrived, without pingora: the key's fill
+/// committed while the request waited for it, or is still arriving and is read as it arrives.
+pub enum Joined {
+    Entry(FreshHit),
+    Fill {
+        fill: Arc<InflightFill>,
+        reader: InflightHit,
+        now: SystemTime,
+    },
+}
+
+/// A request's answer after it found no fresh hit ([`FastHits::join`]), and whether it waited
+/// for the key's first fill to get it (reported as collapsed, with the wait as `lock` timing).
+pub struct Collapsed {
+    pub joined: Joined,
+    pub waited: Option<Duration>,
 }
 
 /// A stored response that answers a request as a plain fresh hit.
@@ -110,6 +132,64 @@ impl FastHits {
             entry,
             now,
             lookup: start.elapsed(),
+        })
+    }
+
+    /// For a request [`Self::find`] did not answer: waits (at most `lock_wait`) for the first
+    /// fill of its key when one is under way (`cache::first_fill`), then answers from what the
+    /// store holds: the committed entry, or the fill in progress when it is readable exactly as
+    /// pingora's lookup would read it (the primary slot, the request's variant, fresh, and its
+    /// length known). `None`: pingora decides, as if the front did not exist.
+    pub async fn join(
+        &self,
+        req: &RequestHeader,
+        url: &UrlKey,
+        bus: BusRevalidation,
+    ) -> Option<Collapsed> {
+        if bus == BusRevalidation::All || !hit::eligible(req, self.honour_request_directives) {
+            return None;
+        }
+        let primary = url.primary_hash();
+        if !self
+            .predictor
+            .cacheable_prediction(&hit::primary_only_key(&primary))
+        {
+            return None;
+        }
+        let mut waited = None;
+        if let Some(moved) = self.store.first_fills().watch(&primary) {
+            let start = Instant::now();
+            if !first_fill::wait_moved(moved, self.lock_wait).await {
+                return None;
+            }
+            waited = Some(start.elapsed());
+            if let Some(hit) = self.find(req, url, bus) {
+                return Some(Collapsed {
+                    joined: Joined::Entry(hit),
+                    waited,
+                });
+            }
+        }
+        let fill = self.store.joinable_fill(&primary)?;
+        let view = fill.view.as_ref()?;
+        // the primary slot's variant check of `hit::select_variant`
+        let variance = view
+            .vary
+            .variance(&req.headers, &self.live.policy().auth_cookies);
+        if variance.is_some() && variance != view.variance {
+            return None;
+        }
+        if bus == BusRevalidation::Grouped && !fill.info.groups.is_empty() {
+            return None;
+        }
+        let now = SystemTime::now();
+        if view.fresh_until < now || view.wire.is_none() || view.content_length.is_none() {
+            return None;
+        }
+        let reader = fill.reader()?;
+        Some(Collapsed {
+            joined: Joined::Fill { fill, reader, now },
+            waited,
         })
     }
 

@@ -185,15 +185,21 @@ pub fn stamp(resp: &mut ResponseHeader, x: XCache, cache_status: &str, t: &Timin
 
 /// The per-response fields of a fresh hit as HTTP/1.1 lines, ending the header block: what
 /// [`stamp`] and pingora add to the stored header (`Age`, the four stamps, `Connection`), for
-/// the raw front, which writes the prepared stored header and then these.
+/// the raw front, which writes the prepared stored header and then these. A hit that waited for
+/// another request's fill (`t.lock`) is reported as collapsed, as [`classify`] reports it.
 pub fn write_hit_fields(buf: &mut Vec<u8>, age: u64, ttl: i64, t: &Timing, keepalive: bool) {
     use std::io::Write;
     let x = XCache::Hit;
-    // the same text as `hit_cache_status`, `response_time` and `server_timing` (tested below),
-    // written straight into the buffer
+    let status = if t.lock.is_some() {
+        "fwd=uri-miss; collapsed"
+    } else {
+        "hit"
+    };
+    // the same text as `classify`, `response_time` and `server_timing` (tested below), written
+    // straight into the buffer
     let _ = write!(
         buf,
-        "age: {age}\r\nx-cache: {}\r\ncache-status: {CACHE_NAME}; hit; ttl={ttl}\r\n\
+        "age: {age}\r\nx-cache: {}\r\ncache-status: {CACHE_NAME}; {status}; ttl={ttl}\r\n\
          x-response-time: {}\r\nserver-timing: {}\r\nconnection: {}\r\n\r\n",
         x.as_str(),
         ResponseTime(t.total),
@@ -261,29 +267,37 @@ mod tests {
 
     #[test]
     fn the_front_writes_the_fields_stamp_writes() {
-        let t = Timing {
-            total: Duration::from_micros(2_345_678),
-            lookup: Some(Duration::from_micros(12)),
-            lock: None,
-            origin: None,
-        };
-        let mut resp = ResponseHeader::build(200, None).unwrap();
-        resp.insert_header("age", "7").unwrap();
-        stamp(&mut resp, XCache::Hit, &hit_cache_status(-3), &t);
-        resp.insert_header("connection", "close").unwrap();
-        let mut expected: Vec<String> = resp
-            .headers
-            .iter()
-            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
-            .collect();
-        expected.sort();
-        let mut buf = Vec::new();
-        write_hit_fields(&mut buf, 7, -3, &t, false);
-        let text = String::from_utf8(buf).unwrap();
-        assert!(text.ends_with("\r\n\r\n"), "{text:?}");
-        let mut written: Vec<String> = text.trim_end().split("\r\n").map(str::to_string).collect();
-        written.sort();
-        assert_eq!(written, expected);
+        for lock in [None, Some(Duration::from_micros(900))] {
+            let t = Timing {
+                total: Duration::from_micros(2_345_678),
+                lookup: Some(Duration::from_micros(12)),
+                lock,
+                origin: None,
+            };
+            let mut hit = o(CachePhase::Hit);
+            hit.collapsed = lock.is_some();
+            hit.ttl = Some(-3);
+            let (x, cache_status) = classify(&hit);
+            let mut resp = ResponseHeader::build(200, None).unwrap();
+            resp.insert_header("age", "7").unwrap();
+            stamp(&mut resp, x, &cache_status, &t);
+            resp.insert_header("connection", "close").unwrap();
+            let mut expected: Vec<String> = resp
+                .headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+                .collect();
+            expected.sort();
+            let mut buf = Vec::new();
+            write_hit_fields(&mut buf, 7, -3, &t, false);
+            let text = String::from_utf8(buf).unwrap();
+            assert!(text.ends_with("\r\n\r\n"), "{text:?}");
+            let mut written: Vec<String> =
+                text.trim_end().split("\r\n").map(str::to_string).collect();
+            written.sort();
+            assert_eq!(written, expected);
+        }
+        assert_eq!(hit_cache_status(-3), "llmselect-edge; hit; ttl=-3");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use ctx::Ctx;
 pub use fast::FastHits;
 use headers::{Outcome, Timing, XCache};
 use http::Method;
-use pingora_cache::key::HashBinary;
+use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::lock::CacheKeyLockImpl;
 use pingora_cache::predictor::Predictor;
 use pingora_cache::{
@@ -205,6 +205,75 @@ impl EdgeProxy {
             self.clients.body_read_timeout_ms,
         )));
         session.set_pipelining_enabled(true);
+    }
+
+    /// Whether the fetched response is stored, and how (`response_cache_filter`).
+    fn cacheability(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<RespCacheable> {
+        // After a 304, the stored header with the 304's fields overlaid (pingora's own merge
+        // copies only a few fields; ours excludes what must not be merged, see `overlay_304`).
+        // (`raw_304` is only kept while a stored meta exists.)
+        let raw_304 = ctx.raw_304.take();
+        let revalidated = raw_304.is_some();
+        // Borrowed unless a 304 is overlaid: pingora calls this for every response while the
+        // cache is enabled or bypassed (the predictor re-learns from it), pass-through included.
+        let overlaid;
+        let header: &ResponseHeader = match (raw_304, session.cache.maybe_cache_meta()) {
+            (Some(not_modified), Some(stored)) => {
+                overlaid = policy::overlay_304(stored.response_header(), &not_modified);
+                &overlaid
+            }
+            _ => resp,
+        };
+        let Some(url) = ctx.url.clone() else {
+            return Ok(RespCacheable::Uncacheable(
+                pingora_cache::NoCacheReason::NeverEnabled,
+            ));
+        };
+        let too_large = header
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|n| n > self.store.max_object_bytes());
+        if too_large && !revalidated {
+            self.store.record_refusal(
+                url.primary_hash(),
+                "the response is larger than cache.max_object_bytes",
+            );
+            return Ok(RespCacheable::Uncacheable(
+                pingora_cache::NoCacheReason::ResponseTooLarge,
+            ));
+        }
+        match policy::decide_with_rule(
+            session.req_header(),
+            header,
+            SystemTime::now(),
+            &self.live.policy(),
+        ) {
+            Ok(mut meta) => {
+                let groups = response_groups(&header.headers);
+                meta.extensions_mut().insert(FillInfo {
+                    started: ctx.start,
+                    url,
+                    groups,
+                    revalidates: ctx.hit_entry,
+                });
+                ctx.cacheable = true;
+                if !revalidated {
+                    ctx.withheld = policy::withheld_fields(resp, meta.headers());
+                }
+                Ok(RespCacheable::Cacheable(meta))
+            }
+            Err(refusal) => {
+                self.store.record_refusal(url.primary_hash(), refusal.rule);
+                Ok(RespCacheable::Uncacheable(refusal.reason))
+            }
+        }
     }
 
     fn is_mutation(req: &RequestHeader) -> bool {
@@ -621,72 +690,31 @@ impl ProxyHttp for EdgeProxy {
         Ok(())
     }
 
+    /// The fetcher of a cold key's first fill: requests arriving while it runs wait for it in
+    /// the front (`cache::first_fill`).
+    fn cache_miss(&self, session: &mut Session, ctx: &mut Ctx) {
+        session.cache.cache_miss();
+        if session.cache.enabled()
+            && session.cache.is_cache_lock_writer()
+            && session.cache.cache_key().variance_bin().is_none()
+        {
+            let primary = session.cache.cache_key().primary_bin();
+            ctx.first_fill = self.store.first_fills().begin(primary);
+        }
+    }
+
     fn response_cache_filter(
         &self,
         session: &Session,
         resp: &ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<RespCacheable> {
-        // After a 304, the stored header with the 304's fields overlaid (pingora's own merge
-        // copies only a few fields; ours excludes what must not be merged, see `overlay_304`).
-        // (`raw_304` is only kept while a stored meta exists.)
-        let raw_304 = ctx.raw_304.take();
-        let revalidated = raw_304.is_some();
-        // Borrowed unless a 304 is overlaid: pingora calls this for every response while the
-        // cache is enabled or bypassed (the predictor re-learns from it), pass-through included.
-        let overlaid;
-        let header: &ResponseHeader = match (raw_304, session.cache.maybe_cache_meta()) {
-            (Some(not_modified), Some(stored)) => {
-                overlaid = policy::overlay_304(stored.response_header(), &not_modified);
-                &overlaid
-            }
-            _ => resp,
-        };
-        let Some(url) = ctx.url.clone() else {
-            return Ok(RespCacheable::Uncacheable(
-                pingora_cache::NoCacheReason::NeverEnabled,
-            ));
-        };
-        let too_large = header
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .is_some_and(|n| n > self.store.max_object_bytes());
-        if too_large && !revalidated {
-            self.store.record_refusal(
-                url.primary_hash(),
-                "the response is larger than cache.max_object_bytes",
-            );
-            return Ok(RespCacheable::Uncacheable(
-                pingora_cache::NoCacheReason::ResponseTooLarge,
-            ));
+        let decision = self.cacheability(session, resp, ctx);
+        if !matches!(decision, Ok(RespCacheable::Cacheable(_))) {
+            // nothing will be stored: whoever waits for this fill goes its own way now
+            ctx.first_fill = None;
         }
-        match policy::decide_with_rule(
-            session.req_header(),
-            header,
-            SystemTime::now(),
-            &self.live.policy(),
-        ) {
-            Ok(mut meta) => {
-                let groups = response_groups(&header.headers);
-                meta.extensions_mut().insert(FillInfo {
-                    started: ctx.start,
-                    url,
-                    groups,
-                    revalidates: ctx.hit_entry,
-                });
-                ctx.cacheable = true;
-                if !revalidated {
-                    ctx.withheld = policy::withheld_fields(resp, meta.headers());
-                }
-                Ok(RespCacheable::Cacheable(meta))
-            }
-            Err(refusal) => {
-                self.store.record_refusal(url.primary_hash(), refusal.rule);
-                Ok(RespCacheable::Uncacheable(refusal.reason))
-            }
-        }
+        decision
     }
 
     fn upstream_response_body_filter(

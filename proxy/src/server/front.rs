@@ -10,6 +10,12 @@
 //! per-response fields and the body. As a side effect such hits keep the stored `Date` (pingora
 //! writes its own `Date` on every response it writes).
 //!
+//! Cold keys: a request without a fresh hit whose key has a first fill under way
+//! (`cache::first_fill`) waits for it here rather than on pingora's cache lock, and is then
+//! answered from the committed entry or from the fill in progress as it arrives
+//! ([`FastHits::join`]); a thousand such waiters then cost a front hit each instead of a pingora
+//! request each.
+//!
 //! Handing over: the buffered bytes become the new pingora session's pipelined prefix, so pingora
 //! parses exactly what the client sent. After pingora's response the connection comes back to
 //! the front when nothing could have been read past that request (it had no body and nothing
@@ -21,21 +27,25 @@
 
 use super::Lifecycle;
 use crate::cache::entry::HitView;
+use crate::cache::inflight::{InflightFill, InflightHit};
 use crate::cache::key::UrlKey;
 use crate::cache::policy;
+use crate::proxy::fast::{FreshHit, Joined};
 use crate::proxy::headers::{self, Timing};
 use crate::proxy::{EdgeProxy, FastHits};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderName, HeaderValue, Method, Version};
+use pingora_cache::storage::HandleHit;
 use pingora_core::apps::{HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use pingora_http::RequestHeader;
 use pingora_proxy::HttpProxy;
+use std::io::ErrorKind;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Fields parsed per request head at most; a head with more goes to pingora.
@@ -151,28 +161,28 @@ impl HitFront {
                 Read::Closed => return,
             };
             let start = Instant::now();
-            let found = head.req.as_ref().and_then(|req| self.fresh_hit(req));
-            if let (Some(found), Some(req)) = (found, head.req.as_ref()) {
-                let keepalive = head.keepalive && !self.lifecycle.draining() && !*shutdown.borrow();
-                let _inflight = self.lifecycle.request();
-                let Some(view) = found.entry.view.as_ref() else {
-                    return;
-                };
-                let written = self
-                    .write_hit(&mut stream, req, &found, view, start, keepalive)
-                    .await;
-                if written.is_err() {
-                    return;
+            if let Some(req) = head.req.as_ref() {
+                // a graceful shutdown waits for this request, its wait for a fill included
+                let inflight = self.lifecycle.request();
+                if let Some(answer) = self.answer(req).await {
+                    let keepalive =
+                        head.keepalive && !self.lifecycle.draining() && !*shutdown.borrow();
+                    let Ok(status) = self
+                        .write_answer(&mut stream, req, answer, start, keepalive)
+                        .await
+                    else {
+                        return;
+                    };
+                    drop(inflight);
+                    self.fast.record_served_hit(req, status, start.elapsed());
+                    let _ = buf.split_to(head.len);
+                    if !keepalive {
+                        let _ = AsyncWriteExt::shutdown(&mut stream).await;
+                        return;
+                    }
+                    idle = true;
+                    continue;
                 }
-                self.fast
-                    .record_served_hit(req, view.header.status.as_u16(), start.elapsed());
-                let _ = buf.split_to(head.len);
-                if !keepalive {
-                    let _ = AsyncWriteExt::shutdown(&mut stream).await;
-                    return;
-                }
-                idle = true;
-                continue;
             }
             // The whole request and nothing more is in the buffer, so pingora reads nothing
             // from the socket and nothing past the request: the connection comes back.
@@ -231,50 +241,86 @@ impl HitFront {
         }
     }
 
-    /// The stored response that answers `req` from the front, if any.
-    fn fresh_hit(&self, req: &RequestHeader) -> Option<crate::proxy::fast::FreshHit> {
+    /// What answers `req` from the front: a fresh stored response, or, when its key's first
+    /// fill is under way or arriving, that fill once it moved on ([`FastHits::join`]).
+    async fn answer(&self, req: &RequestHeader) -> Option<Answer> {
         // limits and a missing `Host` (the arrival address names it) are pingora's to answer
         if self.fast.limit_error(req).is_some() || !req.headers.contains_key(header::HOST) {
             return None;
         }
         let url = UrlKey::from_request_or(req, None)?;
         let bus = self.fast.bus_revalidation(req);
-        let found = self.fast.find(req, &url, bus)?;
-        let view = found.entry.view.as_ref()?;
-        (view.wire.is_some() && view.content_length == Some(found.entry.body.len()))
-            .then_some(found)
+        if let Some(found) = self.fast.find(req, &url, bus) {
+            return writable(&found).then_some(Answer::Entry(found, None));
+        }
+        let collapsed = self.fast.join(req, &url, bus).await?;
+        match collapsed.joined {
+            Joined::Entry(found) => {
+                writable(&found).then_some(Answer::Entry(found, collapsed.waited))
+            }
+            Joined::Fill { fill, reader, now } => Some(Answer::Fill {
+                fill,
+                reader,
+                now,
+                waited: collapsed.waited,
+            }),
+        }
     }
 
-    async fn write_hit(
+    /// Writes `answer`; returns the status sent. An error leaves the connection unusable.
+    async fn write_answer(
         &self,
         stream: &mut Stream,
         req: &RequestHeader,
-        found: &crate::proxy::fast::FreshHit,
-        view: &HitView,
+        answer: Answer,
         start: Instant,
         keepalive: bool,
+    ) -> std::io::Result<u16> {
+        match answer {
+            Answer::Entry(found, waited) => {
+                let view = found.entry.view.as_ref().ok_or(ErrorKind::InvalidData)?;
+                let timing = Timing {
+                    total: start.elapsed(),
+                    lookup: Some(found.lookup),
+                    lock: waited,
+                    origin: None,
+                };
+                let head = Prepared::new(view, found.now, &timing, keepalive)?;
+                self.write_entry(stream, req, &found.entry.body, head)
+                    .await?;
+                Ok(view.header.status.as_u16())
+            }
+            Answer::Fill {
+                fill,
+                reader,
+                now,
+                waited,
+            } => {
+                let view = fill.view.as_ref().ok_or(ErrorKind::InvalidData)?;
+                let timing = Timing {
+                    total: start.elapsed(),
+                    lookup: None,
+                    lock: waited,
+                    origin: None,
+                };
+                let head = Prepared::new(view, now, &timing, keepalive)?;
+                let length = view.content_length.ok_or(ErrorKind::InvalidData)?;
+                write_fill(stream, req, reader, length, head).await?;
+                Ok(view.header.status.as_u16())
+            }
+        }
+    }
+
+    async fn write_entry(
+        &self,
+        stream: &mut Stream,
+        req: &RequestHeader,
+        body: &Bytes,
+        head: Prepared<'_>,
     ) -> std::io::Result<()> {
-        let Some(wire) = view.wire.as_ref() else {
-            return Err(std::io::ErrorKind::InvalidData.into());
-        };
-        let body: &Bytes = &found.entry.body;
         let send_body = req.method != Method::HEAD && !body.is_empty();
         let inline = send_body && body.len() <= INLINE_BODY_BYTES;
-        let age = found
-            .now
-            .duration_since(view.epoch)
-            .unwrap_or_default()
-            .as_secs();
-        let ttl = policy::seconds_until(view.fresh_until, found.now);
-        let timing = Timing {
-            total: start.elapsed(),
-            lookup: Some(found.lookup),
-            lock: None,
-            origin: None,
-        };
-        let mut out = Vec::with_capacity(wire.len() + 320 + if inline { body.len() } else { 0 });
-        out.extend_from_slice(wire);
-        headers::write_hit_fields(&mut out, age, ttl, &timing, keepalive);
+        let mut out = head.bytes(if inline { body.len() } else { 0 });
         if inline {
             out.extend_from_slice(body);
         }
@@ -314,6 +360,99 @@ impl HitFront {
             next = Box::pin(self.app.process_new_http(session, shutdown)).await;
         }
     }
+}
+
+/// What the front answers a request with.
+enum Answer {
+    /// A stored response; `Some` wait when the request waited for the key's first fill.
+    Entry(FreshHit, Option<Duration>),
+    /// A fill in progress, read as it arrives.
+    Fill {
+        fill: Arc<InflightFill>,
+        reader: InflightHit,
+        now: SystemTime,
+        waited: Option<Duration>,
+    },
+}
+
+/// Whether the front can write this stored response: its head was prepared at store time and
+/// its stored length frames the body held.
+fn writable(found: &FreshHit) -> bool {
+    found.entry.view.as_ref().is_some_and(|view| {
+        view.wire.is_some() && view.content_length == Some(found.entry.body.len())
+    })
+}
+
+/// The response head of a hit: the stored head prepared at store time and this response's
+/// fields (`Age`, the stamps, `Connection`).
+struct Prepared<'a> {
+    wire: &'a [u8],
+    age: u64,
+    ttl: i64,
+    timing: &'a Timing,
+    keepalive: bool,
+}
+
+impl<'a> Prepared<'a> {
+    fn new(
+        view: &'a HitView,
+        now: SystemTime,
+        timing: &'a Timing,
+        keepalive: bool,
+    ) -> std::io::Result<Self> {
+        let wire = view.wire.as_deref().ok_or(ErrorKind::InvalidData)?;
+        Ok(Prepared {
+            wire,
+            age: now.duration_since(view.epoch).unwrap_or_default().as_secs(),
+            ttl: policy::seconds_until(view.fresh_until, now),
+            timing,
+            keepalive,
+        })
+    }
+
+    /// The head's bytes, with room for `extra` more.
+    fn bytes(&self, extra: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.wire.len() + 320 + extra);
+        out.extend_from_slice(self.wire);
+        headers::write_hit_fields(&mut out, self.age, self.ttl, self.timing, self.keepalive);
+        out
+    }
+}
+
+/// Writes a fill in progress as its chunks arrive. The stored `Content-Length` frames the body:
+/// a fill that fails, or ends short or long of it, is an error (the connection closes, so the
+/// client never takes a cut body for a whole one).
+async fn write_fill(
+    stream: &mut Stream,
+    req: &RequestHeader,
+    mut reader: InflightHit,
+    length: usize,
+    head: Prepared<'_>,
+) -> std::io::Result<()> {
+    // every write is flushed: the stream buffers small writes, and a client must get the bytes
+    // the origin has sent while the origin still holds the rest
+    stream.write_all(&head.bytes(0)).await?;
+    stream.flush().await?;
+    if req.method == Method::HEAD {
+        return Ok(());
+    }
+    let mut sent = 0;
+    while let Some(chunk) = reader
+        .read_body()
+        .await
+        .map_err(|_| ErrorKind::BrokenPipe)?
+    {
+        sent += chunk.len();
+        if sent > length {
+            return Err(ErrorKind::InvalidData.into());
+        }
+        stream.write_all(&chunk).await?;
+        stream.flush().await?;
+    }
+    if sent != length {
+        return Err(ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
 }
 
 /// Whether `bytes` hold the empty line that ends a head (CRLF or bare LF line ends).

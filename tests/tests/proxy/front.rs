@@ -2,10 +2,11 @@
 //! store time, everything else is handed to pingora on the same connection. These tests tell the
 //! two apart by `Date`: the front replays the stored one, pingora writes its own.
 
-use crate::env;
+use crate::{env, env_with};
 use llmselect_e2e::http::{raw_exchange, send};
 use llmselect_e2e::proxy::TestProxy;
 use llmselect_e2e::scripted_origin::Route;
+use llmselect_e2e::wait::eventually_true;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -228,4 +229,103 @@ async fn a_plain_http1_hit_keeps_the_stored_date() {
         ("HIT", date.as_str())
     );
     assert_eq!(head.body, "");
+}
+
+/// Requests arriving while a cold key's first fill is under way wait for it in the front, not in
+/// pingora: they are answered from the stored response (its `Date` replayed) and reported as
+/// collapsed, with the wait as `lock` timing; the origin sees one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_on_a_cold_key_are_answered_by_the_front() {
+    let e = env().await;
+    let date = origin_date();
+    e.scripted().route(
+        "GET",
+        "/front/cold",
+        cacheable("cold-body", &date).delay(Duration::from_millis(600)),
+    );
+    let first = tokio::spawn(send(e.proxy().get("/front/cold")));
+    eventually_true("the first request reached the origin", || async {
+        e.scripted().count("/front/cold") == 1
+    })
+    .await;
+    let fast_before = e.proxy().stats().await["fast_hits"].as_u64().unwrap();
+    let waiters: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(send(e.proxy().get("/front/cold"))))
+        .collect();
+    for w in waiters {
+        let r = w.await.unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "cold-body"));
+        assert_eq!(r.x_cache(), "HIT");
+        assert_eq!(r.header("date"), date, "answered by the front");
+        assert!(
+            r.header("cache-status")
+                .starts_with("llmselect-edge; fwd=uri-miss; collapsed; ttl="),
+            "{}",
+            r.header("cache-status")
+        );
+        assert!(
+            r.header("server-timing").contains("lock;dur="),
+            "{}",
+            r.header("server-timing")
+        );
+    }
+    let first = first.await.unwrap();
+    assert_eq!(
+        (first.x_cache(), first.body.as_str()),
+        ("MISS", "cold-body")
+    );
+    assert_eq!(e.scripted().count("/front/cold"), 1);
+    let fast_after = e.proxy().stats().await["fast_hits"].as_u64().unwrap();
+    assert_eq!(fast_after, fast_before + 20);
+}
+
+/// A cold key's fill that streams: the requests that waited for it in the front get the bytes
+/// the origin has sent while the origin still holds the rest, from the front (the stored `Date`),
+/// and the whole body once it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_streams_a_cold_fill_to_its_waiters() {
+    const FIRST: &str = "first half, sent|";
+    const WHOLE: &str = "first half, sent|second half, held";
+    let e = env_with(|c| c.cache.stream_fills = true).await;
+    let date = origin_date();
+    e.scripted().route(
+        "GET",
+        "/front/streamed",
+        cacheable(WHOLE, &date)
+            // a known length: the front frames what it streams by the stored `Content-Length`
+            // (a chunked fill is pingora's to stream, `coalescing::a_streamed_fill_…`)
+            .header("content-length", &WHOLE.len().to_string())
+            .delay(Duration::from_millis(600))
+            .hold_body(),
+    );
+    let first = tokio::spawn(send(e.proxy().get("/front/streamed")));
+    eventually_true("the first request reached the origin", || async {
+        e.scripted().count("/front/streamed") == 1
+    })
+    .await;
+    let read_first_half = || async {
+        let mut resp = e.proxy().get("/front/streamed").send().await.unwrap();
+        let mut got = String::new();
+        while got.len() < FIRST.len() {
+            let chunk = resp.chunk().await.expect("body").expect("more body");
+            got.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        (resp, got)
+    };
+    let started = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures::future::join_all((0..10).map(|_| read_first_half())),
+    )
+    .await
+    .expect("the first half reaches every waiter while the origin holds the rest");
+    e.scripted().release_streams();
+    for (resp, got) in started {
+        assert_eq!(got, FIRST);
+        assert_eq!(llmselect_e2e::http::header(&resp, "date"), date);
+        assert_eq!(llmselect_e2e::http::header(&resp, "x-cache"), "HIT");
+        let rest = resp.text().await.expect("the rest of the body");
+        assert_eq!(format!("{got}{rest}"), WHOLE);
+    }
+    assert_eq!(first.await.unwrap().body, WHOLE);
+    assert_eq!(e.scripted().count("/front/streamed"), 1);
 }

@@ -52,3 +52,46 @@ async fn sse_is_never_cached_even_when_marked_cacheable() {
     }
     assert_eq!(e.scripted().count("/ev"), 2);
 }
+
+/// A response framed by `Content-Length` whose origin pauses mid-body reaches the client as it
+/// arrives: its header and first bytes come while the origin still holds the rest, whether the
+/// response passes through or is being stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_length_framed_body_is_forwarded_while_the_origin_holds_the_rest() {
+    const WHOLE: &str = "first half, sent|second half, held";
+    for (stream_fills, cache) in [
+        (true, "no-store"),
+        (true, "max-age=60"),
+        (false, "max-age=60"),
+    ] {
+        let e = crate::env_with(|c| c.cache.stream_fills = stream_fills).await;
+        e.scripted().route(
+            "GET",
+            "/held",
+            Route::ok(WHOLE)
+                .cache(cache)
+                .header("content-length", &WHOLE.len().to_string())
+                .hold_body(),
+        );
+        let case = format!("stream_fills={stream_fills}, {cache}");
+        let first = async {
+            let mut resp = e.proxy().get("/held").send().await.expect("header");
+            let chunk = resp.chunk().await.expect("body").expect("first bytes");
+            (resp, chunk)
+        };
+        let (resp, chunk) = tokio::time::timeout(std::time::Duration::from_secs(10), first)
+            .await
+            .unwrap_or_else(|_| panic!("{case}: nothing arrived while the origin held the rest"));
+        assert!(
+            WHOLE.starts_with(std::str::from_utf8(&chunk).unwrap()),
+            "{case}: {chunk:?}"
+        );
+        e.scripted().release_streams();
+        let rest = resp.text().await.expect("the rest");
+        assert_eq!(
+            format!("{}{rest}", String::from_utf8_lossy(&chunk)),
+            WHOLE,
+            "{case}"
+        );
+    }
+}
