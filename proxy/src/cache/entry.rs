@@ -165,7 +165,7 @@ impl Entry {
 /// would write them (its own serializer, so names keep the case the origin sent), minus the
 /// per-response fields, which the front appends. The stored `Date` is kept (pingora rewrites it
 /// on every response it writes itself).
-fn wire_head(header: &ResponseHeader) -> Option<Bytes> {
+pub fn wire_head(header: &ResponseHeader) -> Option<Bytes> {
     if !header.headers.contains_key(header::DATE)
         || header.headers.contains_key(header::TRANSFER_ENCODING)
         || header.version != http::Version::HTTP_11

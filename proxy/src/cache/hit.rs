@@ -27,25 +27,33 @@ use pingora_http::RequestHeader;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// Request fields whose handling (preconditions, ranges, upgrades) lives in pingora's path.
-const FULL_PATH_FIELDS: [HeaderName; 8] = [
+/// Request fields whose handling (ranges, the preconditions below, upgrades) lives in pingora's
+/// path.
+const FULL_PATH_FIELDS: [HeaderName; 6] = [
     header::RANGE,
     header::IF_RANGE,
-    header::IF_NONE_MATCH,
-    header::IF_MODIFIED_SINCE,
     header::IF_MATCH,
     header::IF_UNMODIFIED_SINCE,
     header::UPGRADE,
     header::TRANSFER_ENCODING,
 ];
 
-/// Whether a request may be answered by the fast path at all.
-pub fn eligible(req: &RequestHeader, honour_request_directives: bool) -> bool {
+/// The preconditions a fresh hit may answer with `304 Not Modified` (RFC 9111 §4.3.2). The raw
+/// front evaluates them itself, with pingora's own function; `request_filter` leaves them to
+/// pingora's hit path.
+pub const CONDITIONAL_FIELDS: [HeaderName; 2] = [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE];
+
+/// Whether a request may be answered by the fast path at all (`conditionals`: whether the caller
+/// evaluates [`CONDITIONAL_FIELDS`]).
+pub fn eligible(req: &RequestHeader, honour_request_directives: bool, conditionals: bool) -> bool {
     if req.method != Method::GET && req.method != Method::HEAD {
         return false;
     }
     let h = &req.headers;
     if FULL_PATH_FIELDS.iter().any(|name| h.contains_key(name)) {
+        return false;
+    }
+    if !conditionals && CONDITIONAL_FIELDS.iter().any(|name| h.contains_key(name)) {
         return false;
     }
     // A request body would have to be drained before the connection is reused.
@@ -215,15 +223,26 @@ mod tests {
 
     #[test]
     fn eligibility() {
-        assert!(eligible(&req(&[]), true));
-        assert!(eligible(&req(&[("content-length", "0")]), true));
-        assert!(!eligible(&req(&[("if-none-match", "\"a\"")]), true));
-        assert!(!eligible(&req(&[("range", "bytes=0-1")]), true));
-        assert!(!eligible(&req(&[("content-length", "3")]), true));
-        assert!(!eligible(&req(&[("cache-control", "no-cache")]), true));
-        assert!(eligible(&req(&[("cache-control", "no-cache")]), false));
+        assert!(eligible(&req(&[]), true, false));
+        assert!(eligible(&req(&[("content-length", "0")]), true, false));
+        assert!(!eligible(&req(&[("if-none-match", "\"a\"")]), true, false));
+        assert!(eligible(&req(&[("if-none-match", "\"a\"")]), true, true));
+        assert!(eligible(&req(&[("if-modified-since", "x")]), true, true));
+        assert!(!eligible(&req(&[("if-match", "\"a\"")]), true, true));
+        assert!(!eligible(&req(&[("range", "bytes=0-1")]), true, true));
+        assert!(!eligible(&req(&[("content-length", "3")]), true, false));
+        assert!(!eligible(
+            &req(&[("cache-control", "no-cache")]),
+            true,
+            false
+        ));
+        assert!(eligible(
+            &req(&[("cache-control", "no-cache")]),
+            false,
+            false
+        ));
         let post = RequestHeader::build("POST", b"/x", None).unwrap();
-        assert!(!eligible(&post, true));
+        assert!(!eligible(&post, true, true));
     }
 
     #[test]

@@ -104,7 +104,21 @@ impl FastHits {
         url: &UrlKey,
         bus: BusRevalidation,
     ) -> Option<FreshHit> {
-        if bus == BusRevalidation::All || !hit::eligible(req, self.honour_request_directives) {
+        self.find_with(req, url, bus, false)
+    }
+
+    /// [`Self::find`] for a caller that evaluates `If-None-Match` / `If-Modified-Since` itself
+    /// (`conditionals`), answering `304` when they match (`hit::CONDITIONAL_FIELDS`).
+    pub fn find_with(
+        &self,
+        req: &RequestHeader,
+        url: &UrlKey,
+        bus: BusRevalidation,
+        conditionals: bool,
+    ) -> Option<FreshHit> {
+        if bus == BusRevalidation::All
+            || !hit::eligible(req, self.honour_request_directives, conditionals)
+        {
             return None;
         }
         let start = Instant::now();
@@ -146,7 +160,8 @@ impl FastHits {
         url: &UrlKey,
         bus: BusRevalidation,
     ) -> Option<Collapsed> {
-        if bus == BusRevalidation::All || !hit::eligible(req, self.honour_request_directives) {
+        if bus == BusRevalidation::All || !hit::eligible(req, self.honour_request_directives, false)
+        {
             return None;
         }
         let primary = url.primary_hash();
@@ -194,10 +209,15 @@ impl FastHits {
     }
 
     /// Counts a hit served without pingora's hooks (which count everything else in `logging`),
-    /// and writes its access-log line.
-    pub fn record_served_hit(&self, req: &RequestHeader, status: u16, elapsed: Duration) {
+    /// before its response is written: whoever reads `/stats` after receiving it sees it counted.
+    pub fn count_served_hit(&self) {
         self.stats.record_fast_hit();
         self.stats.record(XCache::Hit);
+    }
+
+    /// Records the latency of a hit counted by [`Self::count_served_hit`] once it was written,
+    /// and writes its access-log line.
+    pub fn log_served_hit(&self, req: &RequestHeader, status: u16, elapsed: Duration) {
         metrics::record_request(XCache::Hit, false, elapsed.as_secs_f64());
         log_access(req, status, XCache::Hit, false, None, elapsed, None);
     }

@@ -10,6 +10,10 @@
 //! per-response fields and the body. As a side effect such hits keep the stored `Date` (pingora
 //! writes its own `Date` on every response it writes).
 //!
+//! Conditional requests: a fresh hit whose `If-None-Match` / `If-Modified-Since` matches is
+//! answered `304 Not Modified` here too, by pingora's own evaluation and `304` form (and so keeps
+//! the stored `Date` as well).
+//!
 //! Cold keys: a request without a fresh hit whose key has a first fill under way
 //! (`cache::first_fill`) waits for it here rather than on pingora's cache lock, and is then
 //! answered from the committed entry or from the fill in progress as it arrives
@@ -26,7 +30,8 @@
 //! stream the front reads is already a [`DeadlineStream`](super::deadline::DeadlineStream).
 
 use super::Lifecycle;
-use crate::cache::entry::HitView;
+use crate::cache::entry::{self, HitView};
+use crate::cache::hit;
 use crate::cache::inflight::{InflightFill, InflightHit};
 use crate::cache::key::UrlKey;
 use crate::cache::policy;
@@ -38,6 +43,7 @@ use bytes::{Bytes, BytesMut};
 use http::{header, HeaderName, HeaderValue, Method, Version};
 use pingora_cache::storage::HandleHit;
 use pingora_core::apps::{HttpServerApp, ReusedHttpStream, ServerApp};
+use pingora_core::protocols::http::conditional_filter::{not_modified_filter, to_304};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
@@ -167,6 +173,7 @@ impl HitFront {
                 if let Some(answer) = self.answer(req).await {
                     let keepalive =
                         head.keepalive && !self.lifecycle.draining() && !*shutdown.borrow();
+                    self.fast.count_served_hit();
                     let Ok(status) = self
                         .write_answer(&mut stream, req, answer, start, keepalive)
                         .await
@@ -174,7 +181,7 @@ impl HitFront {
                         return;
                     };
                     drop(inflight);
-                    self.fast.record_served_hit(req, status, start.elapsed());
+                    self.fast.log_served_hit(req, status, start.elapsed());
                     let _ = buf.split_to(head.len);
                     if !keepalive {
                         let _ = AsyncWriteExt::shutdown(&mut stream).await;
@@ -250,7 +257,7 @@ impl HitFront {
         }
         let url = UrlKey::from_request_or(req, None)?;
         let bus = self.fast.bus_revalidation(req);
-        if let Some(found) = self.fast.find(req, &url, bus) {
+        if let Some(found) = self.fast.find_with(req, &url, bus, true) {
             return writable(&found).then_some(Answer::Entry(found, None));
         }
         let collapsed = self.fast.join(req, &url, bus).await?;
@@ -285,7 +292,21 @@ impl HitFront {
                     lock: waited,
                     origin: None,
                 };
-                let head = Prepared::new(view, found.now, &timing, keepalive)?;
+                let conditional = hit::CONDITIONAL_FIELDS
+                    .iter()
+                    .any(|name| req.headers.contains_key(name));
+                if conditional && not_modified_filter(req, &view.header) {
+                    // pingora's hit path: the stored header made a 304 (`to_304`), no body
+                    let mut header = view.header.clone();
+                    to_304(&mut header);
+                    let wire = entry::wire_head(&header).ok_or(ErrorKind::InvalidData)?;
+                    let head = Prepared::new(&wire, view, found.now, &timing, keepalive);
+                    stream.write_all(&head.bytes(0)).await?;
+                    stream.flush().await?;
+                    return Ok(header.status.as_u16());
+                }
+                let wire = view.wire.as_deref().ok_or(ErrorKind::InvalidData)?;
+                let head = Prepared::new(wire, view, found.now, &timing, keepalive);
                 self.write_entry(stream, req, &found.entry.body, head)
                     .await?;
                 Ok(view.header.status.as_u16())
@@ -303,7 +324,8 @@ impl HitFront {
                     lock: waited,
                     origin: None,
                 };
-                let head = Prepared::new(view, now, &timing, keepalive)?;
+                let wire = view.wire.as_deref().ok_or(ErrorKind::InvalidData)?;
+                let head = Prepared::new(wire, view, now, &timing, keepalive);
                 let length = view.content_length.ok_or(ErrorKind::InvalidData)?;
                 write_fill(stream, req, reader, length, head).await?;
                 Ok(view.header.status.as_u16())
@@ -394,20 +416,21 @@ struct Prepared<'a> {
 }
 
 impl<'a> Prepared<'a> {
+    /// `wire`: the stored head as prepared for this response (`view.wire`, or its `304` form).
     fn new(
-        view: &'a HitView,
+        wire: &'a [u8],
+        view: &HitView,
         now: SystemTime,
         timing: &'a Timing,
         keepalive: bool,
-    ) -> std::io::Result<Self> {
-        let wire = view.wire.as_deref().ok_or(ErrorKind::InvalidData)?;
-        Ok(Prepared {
+    ) -> Self {
+        Prepared {
             wire,
             age: now.duration_since(view.epoch).unwrap_or_default().as_secs(),
             ttl: policy::seconds_until(view.fresh_until, now),
             timing,
             keepalive,
-        })
+        }
     }
 
     /// The head's bytes, with room for `extra` more.

@@ -329,3 +329,65 @@ async fn the_front_streams_a_cold_fill_to_its_waiters() {
     assert_eq!(first.await.unwrap().body, WHOLE);
     assert_eq!(e.scripted().count("/front/streamed"), 1);
 }
+
+/// A conditional request on a fresh hit is answered by the front: `304` when `If-None-Match` or
+/// `If-Modified-Since` matches (the stored `Date` and validators, no body), the whole hit when it
+/// does not; the same `304` as pingora's hit path sends, apart from `Date`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_hits_are_answered_by_the_front() {
+    let e = env().await;
+    let date = origin_date();
+    e.scripted().route(
+        "GET",
+        "/front/validated",
+        cacheable("validated", &date)
+            .etag("\"v1\"")
+            .header("last-modified", &date)
+            .header("content-type", "text/plain"),
+    );
+    let get = || e.proxy().get("/front/validated");
+    assert_eq!(send(get()).await.x_cache(), "MISS");
+    let fast = || async { e.proxy().stats().await["fast_hits"].as_u64().unwrap() };
+    let before = fast().await;
+
+    let by_etag = send(get().header("if-none-match", "W/\"x\", \"v1\"")).await;
+    let by_date = send(get().header("if-modified-since", date.as_str())).await;
+    let changed = send(get().header("if-none-match", "\"v0\"")).await;
+    assert_eq!(fast().await, before + 3, "all three answered by the front");
+    for r in [&by_etag, &by_date] {
+        assert_eq!(r.status, 304, "{:?}", r.headers);
+        assert_eq!(r.body, "");
+        assert_eq!(r.x_cache(), "HIT");
+        assert_eq!(r.header("date"), date);
+        assert_eq!(r.header("etag"), "\"v1\"");
+        assert_eq!(r.header("last-modified"), date);
+        assert_eq!(r.header("content-length"), "");
+        assert_eq!(r.header("content-type"), "");
+        assert!(r.header("age").parse::<u64>().is_ok());
+    }
+    assert_eq!((changed.status, changed.body.as_str()), (200, "validated"));
+    assert_eq!(changed.header("date"), date);
+
+    // pingora's hit path (`If-Match` keeps the request there) sends the same 304 but its `Date`
+    let pingora = send(
+        get()
+            .header("if-none-match", "\"v1\"")
+            .header("if-match", "\"v1\""),
+    )
+    .await;
+    assert_eq!(fast().await, before + 3, "answered by pingora");
+    assert_eq!(pingora.status, 304);
+    let varying = ["x-response-time", "server-timing", "age", "date"];
+    let stable = |r: &llmselect_e2e::http::Resp| {
+        let mut v: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .filter(|(k, _)| !varying.contains(&k.as_str()))
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(stable(&by_etag), stable(&pingora));
+    assert_eq!(e.scripted().count("/front/validated"), 1);
+}
