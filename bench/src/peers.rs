@@ -153,6 +153,86 @@ pub struct PeerReport {
     pub workers: usize,
     pub rows: Vec<PeerRow>,
     pub memory: Option<EntryMemory>,
+    /// The cold-key stampede on an origin that takes `responder::SLOW` to answer.
+    pub slow_stampedes: Vec<SlowStampede>,
+}
+
+/// `n` concurrent requests (one per connection, all connected first) for one never-seen key
+/// whose origin takes `responder::SLOW` to answer: how many reach the origin, and how long the
+/// requests wait.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlowStampede {
+    pub peer: Peer,
+    pub requests: usize,
+    pub origin_requests: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// The server's CPU time per request over the stampede (connections included), µs.
+    pub cpu_us: f64,
+}
+
+/// One fixed path for every request.
+struct OneKey(String);
+
+impl Scenario for OneKey {
+    fn next(&self, _conn: usize, _seq: u64) -> Req {
+        Req::get(self.0.clone())
+    }
+}
+
+/// The slow-origin stampede on each cache, `rounds` times (medians; origin requests summed).
+pub async fn slow_stampedes(
+    addrs: PeerAddrs,
+    n: usize,
+    rounds: usize,
+) -> anyhow::Result<Vec<SlowStampede>> {
+    let mut out = Vec::new();
+    for peer in [Peer::Proxy, Peer::Nginx, Peer::Haproxy] {
+        let (addr, pid) = addrs.of(peer);
+        let (mut p50, mut p99, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut origin, mut ok, mut errors) = (0, 0, 0);
+        for _ in 0..rounds.max(1) {
+            let plan = Plan {
+                addr,
+                spread: Vec::new(),
+                connections: n,
+                duration: Duration::from_secs(60),
+                warmup: Duration::ZERO,
+                max_requests: Some(n as u64),
+            };
+            let path = format!("/slow/{:x}", rand::random::<u64>());
+            let before = origin_count(addrs.responder.0).await?;
+            let cpu_before = cpu_time(pid)?;
+            let r = loadgen::run(&plan, Arc::new(OneKey(path))).await?;
+            let cpu_after = cpu_time(pid)?;
+            origin += origin_count(addrs.responder.0)
+                .await?
+                .saturating_sub(before);
+            ok += r.total.ok;
+            errors += r.total.errors;
+            p50.push(r.total.latency.p50_us);
+            p99.push(r.total.latency.p99_us);
+            cpu.push((cpu_after - cpu_before).as_secs_f64() * 1e6 / n as f64);
+        }
+        eprintln!(
+            "  slow-origin stampede via {}: {n} concurrent requests -> {origin} origin request(s), p50 {:.1} ms",
+            peer.label(),
+            median(&p50) / 1000.0
+        );
+        out.push(SlowStampede {
+            peer,
+            requests: n,
+            origin_requests: origin,
+            ok,
+            errors,
+            p50_us: median(&p50),
+            p99_us: median(&p99),
+            cpu_us: median(&cpu),
+        });
+    }
+    Ok(out)
 }
 
 impl PeerRow {
@@ -399,5 +479,6 @@ pub async fn run(
         workers: 1,
         rows,
         memory: None,
+        slow_stampedes: Vec::new(),
     })
 }

@@ -523,6 +523,31 @@ fn peers_markdown(s: &mut String, p: &PeerReport) {
         }),
     );
     s.push('\n');
+    if !p.slow_stampedes.is_empty() {
+        let _ = writeln!(
+            s,
+            "Cold-key stampede on a slow origin: {} concurrent requests (each on its own connection, all connected first) for one never-seen key whose origin answers after {} ms; medians of {} rounds, origin requests summed. CPU is the server's per request over the stampede, connections included.\n",
+            p.slow_stampedes[0].requests,
+            crate::responder::SLOW.as_millis(),
+            p.rounds
+        );
+        table(
+            s,
+            "| server | origin requests | ok | errors | p50 | p99 | CPU µs/req |\n|---|---:|---:|---:|---:|---:|---:|",
+            p.slow_stampedes.iter().map(|r| {
+                [
+                    r.peer.label().to_string(),
+                    r.origin_requests.to_string(),
+                    r.ok.to_string(),
+                    r.errors.to_string(),
+                    ms(r.p50_us),
+                    ms(r.p99_us),
+                    format!("{:.1}", r.cpu_us),
+                ]
+            }),
+        );
+        s.push('\n');
+    }
     if let Some(m) = &p.memory {
         let _ = writeln!(
             s,

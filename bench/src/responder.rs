@@ -4,6 +4,7 @@
 //! - `/obj/<n>`: 1 KiB, `Cache-Control: public, max-age=3600`
 //! - `/big/<n>`: 64 KiB, same caching
 //! - `/nostore/<anything>`: 1 KiB, `Cache-Control: no-store` (pass-through)
+//! - `/slow/<anything>`: like `/obj/`, answered after [`SLOW`] (the slow-origin stampede)
 //! - `/__count`: how many requests it has answered (its own excluded), as text
 //!
 //! Bodies are `application/octet-stream` so that no peer compresses them.
@@ -25,6 +26,8 @@ use tokio::net::TcpListener;
 pub const SMALL: usize = 1024;
 /// Body size of `/big/`.
 pub const BIG: usize = 64 * 1024;
+/// How long `/slow/` takes to answer: an origin doing real work (a database query, a render).
+pub const SLOW: std::time::Duration = std::time::Duration::from_millis(30);
 
 struct Bodies {
     small: Bytes,
@@ -33,7 +36,7 @@ struct Bodies {
 }
 
 fn respond(bodies: &Bodies, path: &str) -> Response<Full<Bytes>> {
-    let (body, cache_control) = if path.starts_with("/obj/") {
+    let (body, cache_control) = if path.starts_with("/obj/") || path.starts_with("/slow/") {
         (bodies.small.clone(), "public, max-age=3600")
     } else if path.starts_with("/big/") {
         (bodies.big.clone(), "public, max-age=3600")
@@ -75,8 +78,14 @@ pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
         let bodies = bodies.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
+                let slow = req.uri().path().starts_with("/slow/");
                 let resp = respond(&bodies, req.uri().path());
-                async move { Ok::<_, Infallible>(resp) }
+                async move {
+                    if slow {
+                        tokio::time::sleep(SLOW).await;
+                    }
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

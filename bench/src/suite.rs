@@ -310,6 +310,7 @@ async fn run_peers(cli: &Cli, s: &Settings, env: &ProcEnv) -> anyhow::Result<pee
     report.workers = cli.peer_workers;
     let entries = if cli.quick { 2_000 } else { 50_000 };
     report.memory = Some(peers::entry_memory(addrs.proxy, responder.addr, entries).await?);
+    report.slow_stampedes = peers::slow_stampedes(addrs, s.stampede, s.rounds).await?;
     Ok(report)
 }
 

@@ -185,6 +185,27 @@ pub fn check(r: &Report) -> Vec<TargetCheck> {
             met: p.p50_us <= 2.0 * n.p50_us,
         });
     }
+    if let Some(p) = &r.peers {
+        let of = |peer| p.slow_stampedes.iter().find(|s| s.peer == peer);
+        if let (Some(proxy), Some(nginx)) = (of(Peer::Proxy), of(Peer::Nginx)) {
+            out.push(TargetCheck {
+                target: format!(
+                    "{} concurrent requests on one cold key, origin answering after {} ms: p50 within 2× nginx's",
+                    proxy.requests,
+                    crate::responder::SLOW.as_millis()
+                ),
+                measured: format!(
+                    "p50 {:.1} ms vs {:.1} ms ({:.2}×), {} vs {} origin requests",
+                    proxy.p50_us / 1000.0,
+                    nginx.p50_us / 1000.0,
+                    proxy.p50_us / nginx.p50_us,
+                    proxy.origin_requests,
+                    nginx.origin_requests
+                ),
+                met: proxy.p50_us <= 2.0 * nginx.p50_us,
+            });
+        }
+    }
     if let Some(f) = &r.fleet {
         let lost =
             f.propagation.timeouts + f.throughput.nodes.iter().filter(|n| n.timed_out).count();
