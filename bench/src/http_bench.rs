@@ -350,7 +350,8 @@ pub struct Coalescing {
     pub p99_us: f64,
 }
 
-struct OneKey(String);
+/// One fixed path for every request (the stampedes).
+pub struct OneKey(pub String);
 
 impl Scenario for OneKey {
     fn next(&self, _conn: usize, _seq: u64) -> Req {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::http_bench::OneKey;
 use crate::loadgen::{self, Plan, Req, Scenario};
 use crate::procs::cpu_time;
 use crate::stats::median;
@@ -171,15 +172,6 @@ pub struct SlowStampede {
     pub p99_us: f64,
     /// The server's CPU time per request over the stampede (connections included), µs.
     pub cpu_us: f64,
-}
-
-/// One fixed path for every request.
-struct OneKey(String);
-
-impl Scenario for OneKey {
-    fn next(&self, _conn: usize, _seq: u64) -> Req {
-        Req::get(self.0.clone())
-    }
 }
 
 /// The slow-origin stampede on each cache, `rounds` times (medians; origin requests summed).

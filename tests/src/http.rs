@@ -23,6 +23,19 @@ impl Resp {
         self.header("x-cache")
     }
 
+    /// The header fields except `varying` (lower-case names), sorted: what two writers of the
+    /// same response must agree on.
+    pub fn stable_headers(&self, varying: &[&str]) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| !varying.contains(&k.as_str()))
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// The body as JSON (panics when it is not).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body)
