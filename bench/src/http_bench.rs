@@ -351,12 +351,30 @@ pub struct Coalescing {
 }
 
 /// One fixed path for every request (the stampedes).
-pub struct OneKey(pub String);
+struct OneKey(String);
 
 impl Scenario for OneKey {
     fn next(&self, _conn: usize, _seq: u64) -> Req {
         Req::get(self.0.clone())
     }
+}
+
+/// A cold-key stampede: `n` connections, all connected first, each sending one request for
+/// `path` at once.
+pub async fn stampede(
+    addr: SocketAddr,
+    n: usize,
+    path: String,
+) -> anyhow::Result<loadgen::RunResult> {
+    let plan = Plan {
+        addr,
+        spread: Vec::new(),
+        connections: n,
+        duration: Duration::from_secs(60),
+        warmup: Duration::ZERO,
+        max_requests: Some(n as u64),
+    };
+    loadgen::run(&plan, Arc::new(OneKey(path))).await
 }
 
 pub async fn coalescing(
@@ -366,16 +384,8 @@ pub async fn coalescing(
     n: usize,
 ) -> anyhow::Result<Coalescing> {
     let path = format!("{MODELS}?stampede={:x}", rand::random::<u64>());
-    let plan = Plan {
-        addr,
-        spread: Vec::new(),
-        connections: n,
-        duration: Duration::from_secs(60),
-        warmup: Duration::ZERO,
-        max_requests: Some(n as u64),
-    };
     let before = promtext::origin_requests(origin_ops, Some(MODELS_ROUTE)).await?;
-    let r = loadgen::run(&plan, Arc::new(OneKey(path))).await?;
+    let r = stampede(addr, n, path).await?;
     let after = promtext::origin_requests(origin_ops, Some(MODELS_ROUTE)).await?;
     let c = Coalescing {
         server: server.to_string(),

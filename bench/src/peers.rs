@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::http_bench::OneKey;
+use crate::http_bench;
 use crate::loadgen::{self, Plan, Req, Scenario};
 use crate::procs::cpu_time;
 use crate::stats::median;
@@ -186,18 +186,10 @@ pub async fn slow_stampedes(
         let (mut p50, mut p99, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
         let (mut origin, mut ok, mut errors) = (0, 0, 0);
         for _ in 0..rounds.max(1) {
-            let plan = Plan {
-                addr,
-                spread: Vec::new(),
-                connections: n,
-                duration: Duration::from_secs(60),
-                warmup: Duration::ZERO,
-                max_requests: Some(n as u64),
-            };
             let path = format!("/slow/{:x}", rand::random::<u64>());
             let before = origin_count(addrs.responder.0).await?;
             let cpu_before = cpu_time(pid)?;
-            let r = loadgen::run(&plan, Arc::new(OneKey(path))).await?;
+            let r = http_bench::stampede(addr, n, path).await?;
             let cpu_after = cpu_time(pid)?;
             origin += origin_count(addrs.responder.0)
                 .await?

@@ -43,6 +43,11 @@ const FULL_PATH_FIELDS: [HeaderName; 6] = [
 /// pingora's hit path.
 pub const CONDITIONAL_FIELDS: [HeaderName; 2] = [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE];
 
+/// Whether a request carries one of the [`CONDITIONAL_FIELDS`].
+pub fn is_conditional(req: &HeaderMap) -> bool {
+    CONDITIONAL_FIELDS.iter().any(|name| req.contains_key(name))
+}
+
 /// Whether a request may be answered by the fast path at all (`conditionals`: whether the caller
 /// evaluates [`CONDITIONAL_FIELDS`]).
 pub fn eligible(req: &RequestHeader, honour_request_directives: bool, conditionals: bool) -> bool {
@@ -53,7 +58,7 @@ pub fn eligible(req: &RequestHeader, honour_request_directives: bool, conditiona
     if FULL_PATH_FIELDS.iter().any(|name| h.contains_key(name)) {
         return false;
     }
-    if !conditionals && CONDITIONAL_FIELDS.iter().any(|name| h.contains_key(name)) {
+    if !conditionals && is_conditional(h) {
         return false;
     }
     // A request body would have to be drained before the connection is reused.
@@ -89,19 +94,29 @@ pub fn select_variant(
 ) -> Option<Arc<Entry>> {
     let first = store.get(primary)?;
     let view = first.view.as_ref()?;
-    let Some(variance) = request_variance(view, req, auth_cookies) else {
-        // pingora serves the primary slot as is when the filter reports no variance
+    let Some(variance) = other_variant(view, req, auth_cookies) else {
         return Some(first);
     };
-    if view.variance == Some(variance) {
-        return Some(first);
-    }
     let second = store.get(&secondary_slot(primary, variance))?;
     let second_view = second.view.as_ref()?;
     let matches = second_view.variance == Some(variance)
         && request_variance(second_view, req, auth_cookies) == Some(variance)
         && second_view.created >= view.provenance;
     matches.then_some(second)
+}
+
+/// The variance a request needs when the response in the primary slot (described by `view`) is
+/// not its variant; `None` when the primary slot answers it: the request has no variance (pingora
+/// serves the primary slot as is when the filter reports none), or the same as the slot's. The
+/// one check that keeps one credential's variant from another, for stored entries and for fills
+/// in progress alike.
+pub fn other_variant(
+    view: &HitView,
+    req: &HeaderMap,
+    auth_cookies: &[String],
+) -> Option<HashBinary> {
+    let variance = request_variance(view, req, auth_cookies)?;
+    (view.variance != Some(variance)).then_some(variance)
 }
 
 fn request_variance(

@@ -358,6 +358,9 @@ impl HandleMiss for BufferedMiss {
         let weight = self
             .store
             .commit(self.combined, self.primary, meta, body, info);
+        // stored or refused, the fill is over: requests waiting for a cold key's first fill
+        // look at the store now (`cache::first_fill`)
+        self.store.first_fills().moved(&self.primary);
         Ok(MissFinishType::Created(weight as usize))
     }
 }

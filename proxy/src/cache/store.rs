@@ -361,22 +361,8 @@ impl Store {
     }
 
     /// Commits a finished fill unless an invalidation that touches it happened after it
-    /// started. Returns the weight stored (0 when dropped). Either way, requests waiting for
-    /// the first fill of the key wake (see [`FirstFills`]).
+    /// started. Returns the weight stored (0 when dropped).
     pub fn commit(
-        &self,
-        combined: HashBinary,
-        primary: HashBinary,
-        meta: (Vec<u8>, Vec<u8>),
-        body: Bytes,
-        info: FillInfo,
-    ) -> u64 {
-        let weight = self.store_fill(combined, primary, meta, body, info);
-        self.first_fills.moved(&primary);
-        weight
-    }
-
-    fn store_fill(
         &self,
         combined: HashBinary,
         primary: HashBinary,

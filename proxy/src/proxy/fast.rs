@@ -21,6 +21,7 @@ use crate::error::EdgeError;
 use crate::live::Live;
 use crate::metrics;
 use crate::stats::Stats;
+use pingora_cache::key::HashBinary;
 use pingora_cache::predictor::{CacheablePredictor, Predictor};
 use pingora_http::RequestHeader;
 use std::sync::Arc;
@@ -104,35 +105,44 @@ impl FastHits {
         url: &UrlKey,
         bus: BusRevalidation,
     ) -> Option<FreshHit> {
-        self.find_with(req, url, bus, false)
+        let start = Instant::now();
+        let primary = self.candidate(req, url, bus, false)?;
+        self.lookup(req, &primary, bus, start)
     }
 
-    /// [`Self::find`] for a caller that evaluates `If-None-Match` / `If-Modified-Since` itself
-    /// (`conditionals`), answering `304` when they match (`hit::CONDITIONAL_FIELDS`).
-    pub fn find_with(
+    /// The primary key of a request the fast path may answer at all: eligible (`conditionals`:
+    /// the caller evaluates the conditional fields), not sent to revalidation by the bus, and not
+    /// predicted uncacheable.
+    pub fn candidate(
         &self,
         req: &RequestHeader,
         url: &UrlKey,
         bus: BusRevalidation,
         conditionals: bool,
-    ) -> Option<FreshHit> {
+    ) -> Option<HashBinary> {
         if bus == BusRevalidation::All
             || !hit::eligible(req, self.honour_request_directives, conditionals)
         {
             return None;
         }
-        let start = Instant::now();
         let primary = url.primary_hash();
-        if !self
-            .predictor
+        self.predictor
             .cacheable_prediction(&hit::primary_only_key(&primary))
-        {
-            return None;
-        }
+            .then_some(primary)
+    }
+
+    /// The fresh stored variant of `primary` that answers `req` (`start`: when the lookup began).
+    pub fn lookup(
+        &self,
+        req: &RequestHeader,
+        primary: &HashBinary,
+        bus: BusRevalidation,
+        start: Instant,
+    ) -> Option<FreshHit> {
         let now = SystemTime::now();
         let entry = hit::fresh_entry(
             self.store,
-            &primary,
+            primary,
             &req.headers,
             &self.live.policy().auth_cookies,
             now,
@@ -149,26 +159,19 @@ impl FastHits {
         })
     }
 
-    /// For a request [`Self::find`] did not answer: waits (at most `lock_wait`) for the first
-    /// fill of its key when one is under way (`cache::first_fill`), then answers from what the
-    /// store holds: the committed entry, or the fill in progress when it is readable exactly as
-    /// pingora's lookup would read it (the primary slot, the request's variant, fresh, and its
-    /// length known). `None`: pingora decides, as if the front did not exist.
+    /// For an unconditional request (`primary`: its [`Self::candidate`] key) that
+    /// [`Self::lookup`] did not answer: waits (at most `lock_wait`) for the first fill of its key
+    /// when one is under way (`cache::first_fill`), then answers from what the store holds: the
+    /// committed entry, or the fill in progress when it is readable exactly as pingora's lookup
+    /// would read it (the primary slot, the request's variant, fresh, and its length known).
+    /// `None`: pingora decides, as if the front did not exist.
     pub async fn join(
         &self,
         req: &RequestHeader,
-        url: &UrlKey,
+        primary: HashBinary,
         bus: BusRevalidation,
     ) -> Option<Collapsed> {
-        if bus == BusRevalidation::All || !hit::eligible(req, self.honour_request_directives, false)
-        {
-            return None;
-        }
-        let primary = url.primary_hash();
-        if !self
-            .predictor
-            .cacheable_prediction(&hit::primary_only_key(&primary))
-        {
+        if hit::is_conditional(&req.headers) {
             return None;
         }
         let mut waited = None;
@@ -178,7 +181,7 @@ impl FastHits {
                 return None;
             }
             waited = Some(start.elapsed());
-            if let Some(hit) = self.find(req, url, bus) {
+            if let Some(hit) = self.lookup(req, &primary, bus, Instant::now()) {
                 return Some(Collapsed {
                     joined: Joined::Entry(hit),
                     waited,
@@ -187,11 +190,8 @@ impl FastHits {
         }
         let fill = self.store.joinable_fill(&primary)?;
         let view = fill.view.as_ref()?;
-        // the primary slot's variant check of `hit::select_variant`
-        let variance = view
-            .vary
-            .variance(&req.headers, &self.live.policy().auth_cookies);
-        if variance.is_some() && variance != view.variance {
+        let auth_cookies = &self.live.policy().auth_cookies;
+        if hit::other_variant(view, &req.headers, auth_cookies).is_some() {
             return None;
         }
         if bus == BusRevalidation::Grouped && !fill.info.groups.is_empty() {

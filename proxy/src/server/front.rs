@@ -257,10 +257,12 @@ impl HitFront {
         }
         let url = UrlKey::from_request_or(req, None)?;
         let bus = self.fast.bus_revalidation(req);
-        if let Some(found) = self.fast.find_with(req, &url, bus, true) {
+        let start = Instant::now();
+        let primary = self.fast.candidate(req, &url, bus, true)?;
+        if let Some(found) = self.fast.lookup(req, &primary, bus, start) {
             return writable(&found).then_some(Answer::Entry(found, None));
         }
-        let collapsed = self.fast.join(req, &url, bus).await?;
+        let collapsed = self.fast.join(req, primary, bus).await?;
         match collapsed.joined {
             Joined::Entry(found) => {
                 writable(&found).then_some(Answer::Entry(found, collapsed.waited))
@@ -292,10 +294,7 @@ impl HitFront {
                     lock: waited,
                     origin: None,
                 };
-                let conditional = hit::CONDITIONAL_FIELDS
-                    .iter()
-                    .any(|name| req.headers.contains_key(name));
-                if conditional && not_modified_filter(req, &view.header) {
+                if hit::is_conditional(&req.headers) && not_modified_filter(req, &view.header) {
                     // pingora's hit path: the stored header made a 304 (`to_304`), no body
                     let mut header = view.header.clone();
                     to_304(&mut header);
