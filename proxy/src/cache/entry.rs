@@ -82,7 +82,7 @@ impl HitView {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
             .and_then(|v| v.parse::<usize>().ok());
-        let wire = content_length.and_then(|_| wire_head(&header));
+        let wire = content_length.and_then(|_| wire_head(header.clone()));
         Some(HitView {
             wire,
             content_length,
@@ -165,14 +165,13 @@ impl Entry {
 /// would write them (its own serializer, so names keep the case the origin sent), minus the
 /// per-response fields, which the front appends. The stored `Date` is kept (pingora rewrites it
 /// on every response it writes itself).
-pub fn wire_head(header: &ResponseHeader) -> Option<Bytes> {
-    if !header.headers.contains_key(header::DATE)
-        || header.headers.contains_key(header::TRANSFER_ENCODING)
-        || header.version != http::Version::HTTP_11
+pub fn wire_head(mut head: ResponseHeader) -> Option<Bytes> {
+    if !head.headers.contains_key(header::DATE)
+        || head.headers.contains_key(header::TRANSFER_ENCODING)
+        || head.version != http::Version::HTTP_11
     {
         return None;
     }
-    let mut head = header.clone();
     for name in PER_RESPONSE_FIELDS {
         head.remove_header(name);
     }

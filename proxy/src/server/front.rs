@@ -298,11 +298,12 @@ impl HitFront {
                     // pingora's hit path: the stored header made a 304 (`to_304`), no body
                     let mut header = view.header.clone();
                     to_304(&mut header);
-                    let wire = entry::wire_head(&header).ok_or(ErrorKind::InvalidData)?;
+                    let status = header.status.as_u16();
+                    let wire = entry::wire_head(header).ok_or(ErrorKind::InvalidData)?;
                     let head = Prepared::new(&wire, view, found.now, &timing, keepalive);
                     stream.write_all(&head.bytes(0)).await?;
                     stream.flush().await?;
-                    return Ok(header.status.as_u16());
+                    return Ok(status);
                 }
                 let wire = view.wire.as_deref().ok_or(ErrorKind::InvalidData)?;
                 let head = Prepared::new(wire, view, found.now, &timing, keepalive);
