@@ -290,6 +290,10 @@ pub struct ServerConfig {
     pub grace_period_secs: u64,
     /// Accept HTTP/2 without TLS (prior knowledge, h2c) on `listen`, besides HTTP/1.1.
     pub h2c: bool,
+    /// HTTP/1.1 `GET`/`HEAD` requests for URLs the cache knows it cannot store are forwarded by
+    /// the raw front (`server::forward`) instead of pingora's proxy state machine; `false`:
+    /// every pass-through goes through pingora.
+    pub front_pass_through: bool,
 }
 
 impl Default for Config {
@@ -358,6 +362,7 @@ impl Default for ServerConfig {
             grace_period_secs: 5,
             work_stealing: true,
             h2c: false,
+            front_pass_through: true,
         }
     }
 }

@@ -58,7 +58,7 @@ use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch}
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use proxy::{EdgeProxy, FastHits, PREDICTOR_SHARDS};
-use server::{ClientGuard, HitFront, Lifecycle};
+use server::{ClientGuard, Forwarder, HitFront, Lifecycle};
 use stats::Stats;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -351,6 +351,10 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
         honour_request_directives: config.cache.honour_request_directives,
         lock_wait: config.lock_wait_timeout(),
     });
+    let forward = config
+        .server
+        .front_pass_through
+        .then(|| Forwarder::new(fast.clone(), config.timeouts.clone(), own_fields.clone()));
     let edge = EdgeProxy {
         fast: fast.clone(),
         store,
@@ -383,6 +387,7 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
                 lifecycle.clone(),
                 Duration::from_secs(config.clients.keepalive_secs),
                 config.server.h2c,
+                forward,
             ),
             lifecycle.clone(),
             max_connections,

@@ -28,6 +28,7 @@ pub struct PurgeRecord {
 pub struct Stats {
     hits: AtomicU64,
     fast_hits: AtomicU64,
+    front_passes: AtomicU64,
     misses: AtomicU64,
     stale: AtomicU64,
     revalidated: AtomicU64,
@@ -47,6 +48,9 @@ pub struct StatsSnapshot {
     pub hits: u64,
     /// Hits answered by the fast path (a subset of `hits`; see `cache::hit`).
     pub fast_hits: u64,
+    /// Bypassed requests the raw front forwarded itself (a subset of `bypass`; see
+    /// `server::forward`).
+    pub front_passes: u64,
     pub misses: u64,
     pub stale: u64,
     pub revalidated: u64,
@@ -79,6 +83,10 @@ impl Stats {
 
     pub fn record_fast_hit(&self) {
         self.fast_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_front_pass(&self) {
+        self.front_passes.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_purge(&self, entries: usize) {
@@ -114,6 +122,7 @@ impl Stats {
         StatsSnapshot {
             hits: g(&self.hits),
             fast_hits: g(&self.fast_hits),
+            front_passes: g(&self.front_passes),
             misses: g(&self.misses),
             stale: g(&self.stale),
             revalidated: g(&self.revalidated),

@@ -213,9 +213,20 @@ impl ScriptedOrigin {
         }
     }
 
-    /// Listens again on the same port after [`Self::refuse_connections`].
+    /// Listens again on the same port after [`Self::refuse_connections`] (retrying while the
+    /// aborted accept loop still holds the old listener).
     pub async fn accept_connections(&self) {
-        let listener = TcpListener::bind(self.addr).await.expect("rebind origin");
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(listener) => break listener,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 500 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("rebind origin: {e}"),
+            }
+        };
         *self.accept.lock() = Some(tokio::spawn(accept_loop(listener, self.state.clone())));
     }
 

@@ -363,6 +363,7 @@ impl AdminApp {
             "capacity": self.store.capacity(),
             "hits": s.hits,
             "fast_hits": s.fast_hits,
+            "front_passes": s.front_passes,
             "misses": s.misses,
             "stale": s.stale,
             "revalidated": s.revalidated,

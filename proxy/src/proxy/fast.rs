@@ -106,17 +106,17 @@ impl FastHits {
         bus: BusRevalidation,
     ) -> Option<FreshHit> {
         let start = Instant::now();
-        let primary = self.candidate(req, url, bus, false)?;
+        let primary = self.candidate(req, url.primary_hash(), bus, false)?;
         self.lookup(req, &primary, bus, start)
     }
 
-    /// The primary key of a request the fast path may answer at all: eligible (`conditionals`:
-    /// the caller evaluates the conditional fields), not sent to revalidation by the bus, and not
-    /// predicted uncacheable.
+    /// `primary` (a request's primary key) when the fast path may answer the request at all:
+    /// eligible (`conditionals`: the caller evaluates the conditional fields), not sent to
+    /// revalidation by the bus, and not predicted uncacheable.
     pub fn candidate(
         &self,
         req: &RequestHeader,
-        url: &UrlKey,
+        primary: HashBinary,
         bus: BusRevalidation,
         conditionals: bool,
     ) -> Option<HashBinary> {
@@ -125,7 +125,6 @@ impl FastHits {
         {
             return None;
         }
-        let primary = url.primary_hash();
         self.predictor
             .cacheable_prediction(&hit::primary_only_key(&primary))
             .then_some(primary)

@@ -208,6 +208,23 @@ pub fn write_hit_fields(buf: &mut Vec<u8>, age: u64, ttl: i64, t: &Timing, keepa
     );
 }
 
+/// The per-response fields of a bypass forwarded by the raw front (`server::forward`) as
+/// HTTP/1.1 lines, ending the header block: the four stamps as [`classify`] and [`stamp`] give
+/// them for a bypass with upstream status `fwd_status`, and `Connection`.
+pub fn write_pass_fields(buf: &mut Vec<u8>, fwd_status: u16, t: &Timing, keepalive: bool) {
+    use std::io::Write;
+    let x = XCache::Bypass;
+    let _ = write!(
+        buf,
+        "x-cache: {}\r\ncache-status: {CACHE_NAME}; fwd=bypass; fwd-status={fwd_status}\r\n\
+         x-response-time: {}\r\nserver-timing: {}\r\nconnection: {}\r\n\r\n",
+        x.as_str(),
+        ResponseTime(t.total),
+        ServerTiming(x, t),
+        if keepalive { "keep-alive" } else { "close" },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,6 +315,36 @@ mod tests {
             assert_eq!(written, expected);
         }
         assert_eq!(hit_cache_status(-3), "llmselect-edge; hit; ttl=-3");
+    }
+
+    #[test]
+    fn the_front_writes_the_fields_stamp_writes_for_a_bypass() {
+        let t = Timing {
+            total: Duration::from_micros(812),
+            lookup: None,
+            lock: None,
+            origin: Some(Duration::from_micros(640)),
+        };
+        let mut bypass = o(CachePhase::Disabled(NoCacheReason::OriginNotCache));
+        bypass.bypassed = true;
+        bypass.fwd_status = Some(404);
+        let (x, cache_status) = classify(&bypass);
+        let mut resp = ResponseHeader::build(404, None).unwrap();
+        stamp(&mut resp, x, &cache_status, &t);
+        resp.insert_header("connection", "keep-alive").unwrap();
+        let mut expected: Vec<String> = resp
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+            .collect();
+        expected.sort();
+        let mut buf = Vec::new();
+        write_pass_fields(&mut buf, 404, &t, true);
+        let text = String::from_utf8(buf).unwrap();
+        assert!(text.ends_with("\r\n\r\n"), "{text:?}");
+        let mut written: Vec<String> = text.trim_end().split("\r\n").map(str::to_string).collect();
+        written.sort();
+        assert_eq!(written, expected);
     }
 
     #[test]

@@ -379,23 +379,29 @@ fn read_your_writes_cookie(resp: &mut ResponseHeader, bus: &Bus) -> Result<()> {
 
 /// Appends to `X-Forwarded-For` and `Forwarded` (RFC 7239); `tls`: the client came over TLS.
 fn add_forwarding(req: &mut RequestHeader, ip: IpAddr, tls: bool) -> Result<()> {
-    let xff = match req
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
+    let (xff, forwarded) = forwarding_fields(&req.headers, ip, tls);
+    req.insert_header("x-forwarded-for", xff)?;
+    req.insert_header("forwarded", forwarded)
+}
+
+/// The `X-Forwarded-For` and `Forwarded` (RFC 7239) values a request forwarded for client `ip`
+/// carries: the client's own values with this hop appended. `tls`: the client came over TLS.
+pub(crate) fn forwarding_fields(
+    headers: &http::HeaderMap,
+    ip: IpAddr,
+    tls: bool,
+) -> (String, String) {
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
         _ => ip.to_string(),
     };
-    req.insert_header("x-forwarded-for", xff)?;
     let node = match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("\"[{v6}]\""),
     };
     let proto = if tls { "https" } else { "http" };
     let mut element = format!("for={node};proto={proto}");
-    if let Some(host) = req
-        .headers
+    if let Some(host) = headers
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
     {
@@ -405,11 +411,11 @@ fn add_forwarding(req: &mut RequestHeader, ip: IpAddr, tls: bool) -> Result<()> 
             element.push_str(&format!(";host=\"{host}\""));
         }
     }
-    let fwd = match req.headers.get("forwarded").and_then(|v| v.to_str().ok()) {
+    let forwarded = match headers.get("forwarded").and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => format!("{prev}, {element}"),
         _ => element,
     };
-    req.insert_header("forwarded", fwd)
+    (xff, forwarded)
 }
 
 #[async_trait]

@@ -20,6 +20,9 @@
 //! ([`FastHits::join`]); a thousand such waiters then cost a front hit each instead of a pingora
 //! request each.
 //!
+//! Pass-through: a `GET`/`HEAD` for a URL the cache knows it cannot store is forwarded to the
+//! origin by [`Forwarder`] (`server::forward`) rather than by pingora's proxy state machine.
+//!
 //! Handing over: the buffered bytes become the new pingora session's pipelined prefix, so pingora
 //! parses exactly what the client sent. After pingora's response the connection comes back to
 //! the front when nothing could have been read past that request (it had no body and nothing
@@ -29,6 +32,7 @@
 //! The header deadline and the connection cap stay in [`ClientGuard`](super::ClientGuard): the
 //! stream the front reads is already a [`DeadlineStream`](super::deadline::DeadlineStream).
 
+use super::forward::{Forwarded, Forwarder};
 use super::Lifecycle;
 use crate::cache::entry::{self, HitView};
 use crate::cache::hit;
@@ -41,6 +45,7 @@ use crate::proxy::{EdgeProxy, FastHits};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderName, HeaderValue, Method, Version};
+use pingora_cache::key::HashBinary;
 use pingora_cache::storage::HandleHit;
 use pingora_core::apps::{HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora_core::protocols::http::conditional_filter::{not_modified_filter, to_304};
@@ -73,6 +78,8 @@ pub struct HitFront {
     keepalive: Duration,
     /// HTTP/2 with prior knowledge is accepted on cleartext connections.
     h2c: bool,
+    /// The pass-through of known-uncacheable URLs (`None`: `server.front_pass_through = false`).
+    forward: Option<Forwarder>,
 }
 
 impl HitFront {
@@ -82,6 +89,7 @@ impl HitFront {
         lifecycle: Arc<Lifecycle>,
         keepalive: Duration,
         h2c: bool,
+        forward: Option<Forwarder>,
     ) -> Self {
         HitFront {
             app: Arc::new(app),
@@ -89,6 +97,7 @@ impl HitFront {
             lifecycle,
             keepalive,
             h2c,
+            forward,
         }
     }
 }
@@ -170,25 +179,49 @@ impl HitFront {
             if let Some(req) = head.req.as_ref() {
                 // a graceful shutdown waits for this request, its wait for a fill included
                 let inflight = self.lifecycle.request();
-                if let Some(answer) = self.answer(req).await {
-                    let keepalive =
-                        head.keepalive && !self.lifecycle.draining() && !*shutdown.borrow();
-                    self.fast.count_served_hit();
-                    let Ok(status) = self
-                        .write_answer(&mut stream, req, answer, start, keepalive)
-                        .await
-                    else {
-                        return;
-                    };
-                    drop(inflight);
-                    self.fast.log_served_hit(req, status, start.elapsed());
-                    let _ = buf.split_to(head.len);
-                    if !keepalive {
-                        let _ = AsyncWriteExt::shutdown(&mut stream).await;
-                        return;
+                let keepalive =
+                    || head.keepalive && !self.lifecycle.draining() && !*shutdown.borrow();
+                match self.route(req, head.body).await {
+                    Route::Answer(answer) => {
+                        let keepalive = keepalive();
+                        self.fast.count_served_hit();
+                        let Ok(status) = self
+                            .write_answer(&mut stream, req, answer, start, keepalive)
+                            .await
+                        else {
+                            return;
+                        };
+                        drop(inflight);
+                        self.fast.log_served_hit(req, status, start.elapsed());
+                        let _ = buf.split_to(head.len);
+                        if !keepalive {
+                            let _ = AsyncWriteExt::shutdown(&mut stream).await;
+                            return;
+                        }
+                        idle = true;
+                        continue;
                     }
-                    idle = true;
-                    continue;
+                    Route::Forward(primary) => {
+                        let Some(forward) = self.forward.as_ref() else {
+                            return;
+                        };
+                        match forward
+                            .forward(&mut stream, req, &primary, keepalive(), start)
+                            .await
+                        {
+                            Forwarded::Sent(true) => {}
+                            Forwarded::Sent(false) => {
+                                let _ = AsyncWriteExt::shutdown(&mut stream).await;
+                                return;
+                            }
+                            Forwarded::Broken => return,
+                        }
+                        drop(inflight);
+                        let _ = buf.split_to(head.len);
+                        idle = true;
+                        continue;
+                    }
+                    Route::Pingora => {}
                 }
             }
             // The whole request and nothing more is in the buffer, so pingora reads nothing
@@ -248,26 +281,43 @@ impl HitFront {
         }
     }
 
-    /// What answers `req` from the front: a fresh stored response, or, when its key's first
-    /// fill is under way or arriving, that fill once it moved on ([`FastHits::join`]).
-    async fn answer(&self, req: &RequestHeader) -> Option<Answer> {
+    /// Who answers `req` (`body`: its body length, when plainly framed): the front from a fresh
+    /// stored response, or, when its key's first fill is under way or arriving, from that fill
+    /// once it moved on ([`FastHits::join`]); the front's pass-through for a URL known
+    /// uncacheable; else pingora.
+    async fn route(&self, req: &RequestHeader, body: Option<usize>) -> Route {
         // limits and a missing `Host` (the arrival address names it) are pingora's to answer
         if self.fast.limit_error(req).is_some() || !req.headers.contains_key(header::HOST) {
-            return None;
+            return Route::Pingora;
         }
-        let url = UrlKey::from_request_or(req, None)?;
+        let Some(url) = UrlKey::from_request_or(req, None) else {
+            return Route::Pingora;
+        };
         let bus = self.fast.bus_revalidation(req);
         let start = Instant::now();
-        let primary = self.fast.candidate(req, &url, bus, true)?;
-        if let Some(found) = self.fast.lookup(req, &primary, bus, start) {
-            return writable(&found).then_some(Answer::Entry(found, None));
-        }
-        let collapsed = self.fast.join(req, primary, bus).await?;
-        match collapsed.joined {
-            Joined::Entry(found) => {
-                writable(&found).then_some(Answer::Entry(found, collapsed.waited))
+        let primary = url.primary_hash();
+        let Some(primary) = self.fast.candidate(req, primary, bus, true) else {
+            return match &self.forward {
+                Some(forward) if forward.takes(req, &primary, body) => Route::Forward(primary),
+                _ => Route::Pingora,
+            };
+        };
+        let entry = |found: FreshHit, waited| {
+            if writable(&found) {
+                Route::Answer(Answer::Entry(found, waited))
+            } else {
+                Route::Pingora
             }
-            Joined::Fill { fill, reader, now } => Some(Answer::Fill {
+        };
+        if let Some(found) = self.fast.lookup(req, &primary, bus, start) {
+            return entry(found, None);
+        }
+        let Some(collapsed) = self.fast.join(req, primary, bus).await else {
+            return Route::Pingora;
+        };
+        match collapsed.joined {
+            Joined::Entry(found) => entry(found, collapsed.waited),
+            Joined::Fill { fill, reader, now } => Route::Answer(Answer::Fill {
                 fill,
                 reader,
                 now,
@@ -382,6 +432,15 @@ impl HitFront {
             next = Box::pin(self.app.process_new_http(session, shutdown)).await;
         }
     }
+}
+
+/// Who answers a request the front read.
+#[allow(clippy::large_enum_variant)]
+enum Route {
+    Answer(Answer),
+    /// Forwarded by the front's pass-through (the target's primary key).
+    Forward(HashBinary),
+    Pingora,
 }
 
 /// What the front answers a request with.

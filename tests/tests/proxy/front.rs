@@ -14,25 +14,25 @@ use tokio::net::TcpStream;
 
 /// A `Date` two minutes old (well within the routes' `max-age`), so a replayed one cannot be
 /// mistaken for the proxy's clock.
-fn origin_date() -> String {
+pub(crate) fn origin_date() -> String {
     (chrono::Utc::now() - chrono::Duration::seconds(120))
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string()
 }
 
-fn addr(p: &TestProxy) -> SocketAddr {
+pub(crate) fn addr(p: &TestProxy) -> SocketAddr {
     p.handle.as_ref().expect("running").listen_addr
 }
 
 /// One response read off a kept-alive connection: status, lowercase header lines, body.
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
+pub(crate) struct Answer {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.head.lines().skip(1).find_map(|line| {
             let (n, v) = line.split_once(':')?;
             n.eq_ignore_ascii_case(name).then(|| v.trim())
@@ -41,7 +41,11 @@ impl Answer {
 }
 
 /// Reads one `Content-Length`-framed response (no body for `HEAD`).
-async fn read_answer(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> Answer {
+pub(crate) async fn read_answer(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head_request: bool,
+) -> Answer {
     let end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;

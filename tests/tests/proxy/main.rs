@@ -12,6 +12,7 @@ mod front;
 mod invalidation;
 mod isolation;
 mod limits;
+mod pass_through;
 mod ranges;
 mod reliability;
 mod reload;

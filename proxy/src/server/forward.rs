@@ -1,0 +1,784 @@
+//! The front's pass-through: HTTP/1.1 `GET`/`HEAD` requests for URLs the cache knows it cannot
+//! store are forwarded to the origin here, beneath pingora's proxy state machine.
+//!
+//! Why: a `no-store` pass-through through pingora's path cost 38 µs of proxy CPU per request on
+//! the bench VM, and pingora with no hooks at all 23 µs, against HAProxy's 11
+//! (bench/results/profile-request-path.md). What pingora spends is per request (its session,
+//! its cache state machine run for a request that bypasses the cache, its boxed futures, its
+//! header copies); what is left here is reading two heads, writing two heads and relaying the
+//! body.
+//!
+//! Which requests: what pingora's path would also pass by (the predictor, keyed by URL, says
+//! the cache refused this URL's last response for a reason of the URL's own, e.g. `no-store`,
+//! `private`); HTTP/1.1, no request body, no `Upgrade` or `Expect`, not `only-if-cached`. The
+//! response is relayed as pingora's path relays a bypass (`X-Cache: BYPASS`,
+//! `Cache-Status: …; fwd=bypass`, hop-by-hop fields removed, this proxy's own targeted fields
+//! removed) with one difference: the origin's `Date` is kept (pingora writes its own). Its
+//! cacheability is judged as pingora's path judges a bypassed response, so the predictor
+//! re-learns a URL that became cacheable and the next request goes to pingora's cache path.
+//!
+//! The origin side: the origin is chosen as for pingora's path (the health-checked rotation),
+//! connections are kept alive per worker thread ([`super::origin_pool`]), a pooled connection
+//! the origin closed is retried once on a fresh one (the request is idempotent), a connection
+//! refused moves on to the next origin when there are several, and the timeouts are
+//! `timeouts.connect_ms`, `read_ms` (`read_secs` on long routes) and `write_secs`. Errors
+//! before the response head was sent get the same `502`/`504` JSON answers as pingora's path;
+//! after it, the client connection is closed.
+
+use super::chunked::ChunkedScanner;
+use super::origin_pool;
+use crate::cache::hit;
+use crate::cache::policy;
+use crate::config::{Config, TimeoutConfig};
+use crate::error::EdgeError;
+use crate::metrics;
+use crate::proxy::headers::{self, Timing, XCache};
+use crate::proxy::{fast, forwarding_fields, FastHits};
+use bytes::{Buf, BytesMut};
+use http::{header, HeaderName, HeaderValue, Method, Version};
+use pingora_cache::key::HashBinary;
+use pingora_cache::predictor::CacheablePredictor;
+use pingora_cache::RespCacheable;
+use pingora_core::protocols::http::date::get_cached_date;
+use pingora_core::protocols::Stream;
+use pingora_http::{RequestHeader, ResponseHeader};
+use std::io::{self, ErrorKind};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// Fields of an origin response head parsed at most; more is a bad response (502).
+const MAX_RESPONSE_FIELDS: usize = 128;
+/// A response head not complete within this many bytes is a bad response (502).
+const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
+/// Bytes reserved for each read from the origin.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Request fields that concern one connection only (RFC 9110 §7.6.1), never forwarded; the
+/// forwarding fields are rewritten.
+const NOT_FORWARDED: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "x-forwarded-for",
+    "forwarded",
+];
+
+/// See the module documentation.
+pub struct Forwarder {
+    fast: Arc<FastHits>,
+    timeouts: TimeoutConfig,
+    /// This proxy's own targeted fields, removed from every response it sends.
+    own_fields: Vec<HeaderName>,
+}
+
+/// How a forwarded request ended, for the front.
+pub enum Forwarded {
+    /// The response was sent whole; `true`: the client connection may carry another request.
+    Sent(bool),
+    /// The connection cannot be used any more (the client went away, or the response could not
+    /// be completed).
+    Broken,
+}
+
+/// How the origin's response body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Read until the origin closes (also what the client gets, with `Connection: close`).
+    Close,
+}
+
+/// An origin response head.
+struct OriginHead {
+    header: ResponseHeader,
+    framing: Framing,
+    /// The origin lets the connection be reused after this response.
+    keepalive: bool,
+}
+
+/// An origin response head that arrived, and what relaying its body needs.
+struct Exchange {
+    addr: SocketAddr,
+    conn: TcpStream,
+    head: OriginHead,
+    /// Bytes read after the head.
+    buf: BytesMut,
+    /// Time to the response head.
+    origin_time: Duration,
+    read_timeout: Duration,
+    long_route: bool,
+}
+
+/// Why an exchange with an origin failed before a response head arrived.
+#[derive(Debug)]
+enum Failure {
+    /// No connection could be made: another origin may be tried.
+    Connect,
+    Timeout,
+    /// The connection failed or the origin sent something unreadable.
+    Broken,
+}
+
+impl Failure {
+    fn edge_error(&self) -> EdgeError {
+        match self {
+            Failure::Timeout => EdgeError::OriginTimeout,
+            Failure::Connect | Failure::Broken => EdgeError::OriginUnavailable,
+        }
+    }
+}
+
+impl Forwarder {
+    pub fn new(fast: Arc<FastHits>, timeouts: TimeoutConfig, own_fields: Vec<HeaderName>) -> Self {
+        Forwarder {
+            fast,
+            timeouts,
+            own_fields,
+        }
+    }
+
+    /// Whether the front forwards `req` (its primary key `primary`, with `body` bytes of body)
+    /// itself.
+    pub fn takes(&self, req: &RequestHeader, primary: &HashBinary, body: Option<usize>) -> bool {
+        req.version == Version::HTTP_11
+            && body == Some(0)
+            && !req.headers.contains_key(header::UPGRADE)
+            && !req.headers.contains_key(header::EXPECT)
+            && !policy::only_if_cached(&req.headers)
+            && !self
+                .fast
+                .predictor
+                .cacheable_prediction(&hit::primary_only_key(primary))
+    }
+
+    /// Forwards `req` (its target's primary key `primary`) and relays the response to `client`.
+    /// `keepalive`: the client lets the connection stay open; `start`: when the request head was
+    /// read.
+    pub async fn forward(
+        &self,
+        client: &mut Stream,
+        req: &RequestHeader,
+        primary: &HashBinary,
+        keepalive: bool,
+        start: Instant,
+    ) -> Forwarded {
+        let long_route = Config::is_long_route(&self.timeouts.long_routes, req.uri.path());
+        let read_timeout = if long_route {
+            Duration::from_secs(self.timeouts.read_secs)
+        } else {
+            Duration::from_millis(self.timeouts.read_ms)
+        };
+        let request = self.request_bytes(req, client);
+        let upstream_start = Instant::now();
+        let mut failed: Vec<SocketAddr> = Vec::new();
+        let exchanged = loop {
+            let upstreams = self.fast.live.upstreams();
+            let Some(addr) = upstreams.select(&failed) else {
+                break Err((None, Failure::Connect));
+            };
+            match self.exchange(addr, &request, req, read_timeout).await {
+                Ok((conn, head, buf)) => break Ok((addr, conn, head, buf)),
+                Err(Failure::Connect) if upstreams.several() => failed.push(addr),
+                Err(failure) => break Err((Some(addr), failure)),
+            }
+        };
+        let (addr, conn, head, buf) = match exchanged {
+            Ok(exchanged) => exchanged,
+            Err((addr, failure)) => {
+                if let (Some(addr), Failure::Timeout) = (addr, &failure) {
+                    metrics::record_origin_timeout(long_route);
+                    // as pingora's path: out of the rotation until its health checks pass
+                    self.fast.live.upstreams().mark_down(addr);
+                }
+                self.respond_error(client, req, failure.edge_error(), start)
+                    .await;
+                return Forwarded::Broken;
+            }
+        };
+        let origin_time = upstream_start.elapsed();
+        metrics::record_origin_fetch(origin_time.as_secs_f64());
+        self.fast.stats.record_origin_fetch(origin_time);
+        let status = head.header.status.as_u16();
+        let exchange = Exchange {
+            addr,
+            conn,
+            head,
+            buf,
+            origin_time,
+            read_timeout,
+            long_route,
+        };
+        let relayed = self
+            .relay(client, req, primary, exchange, keepalive, start)
+            .await;
+        let elapsed = start.elapsed();
+        // counted as pingora's `logging` counts a bypass
+        metrics::record_request(XCache::Bypass, false, elapsed.as_secs_f64());
+        self.fast.stats.record(XCache::Bypass);
+        self.fast.stats.record_front_pass();
+        let error = relayed.as_ref().err().map(|e| e.to_string());
+        fast::log_access(
+            req,
+            status,
+            XCache::Bypass,
+            false,
+            Some(status),
+            elapsed,
+            error,
+        );
+        match relayed {
+            Ok(reusable) => Forwarded::Sent(reusable),
+            Err(_) => Forwarded::Broken,
+        }
+    }
+
+    /// The request as sent to the origin: its own head without the per-connection fields, the
+    /// forwarding fields added as pingora's path adds them.
+    fn request_bytes(&self, req: &RequestHeader, client: &Stream) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(req.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(req.raw_path());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        let named = connection_named(&req.headers);
+        for (name, value) in req.headers.iter() {
+            let n = name.as_str();
+            if NOT_FORWARDED.contains(&n) || named.iter().any(|c| c.eq_ignore_ascii_case(n)) {
+                continue;
+            }
+            push_field(&mut out, n.as_bytes(), value.as_bytes());
+        }
+        let ip = client
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        match ip {
+            Some(ip) => self.push_forwarding(&mut out, req, ip, client),
+            None => {
+                // no client address (a Unix socket): the fields are passed on as they came
+                for name in ["x-forwarded-for", "forwarded"] {
+                    for value in req.headers.get_all(name) {
+                        push_field(&mut out, name.as_bytes(), value.as_bytes());
+                    }
+                }
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    fn push_forwarding(&self, out: &mut Vec<u8>, req: &RequestHeader, ip: IpAddr, client: &Stream) {
+        let tls = client.get_ssl_digest().is_some();
+        let (xff, forwarded) = forwarding_fields(&req.headers, ip, tls);
+        push_field(out, b"x-forwarded-for", xff.as_bytes());
+        push_field(out, b"forwarded", forwarded.as_bytes());
+    }
+
+    /// Sends `request` to `addr` and reads the response head (1xx responses skipped). A pooled
+    /// connection that fails before any response byte arrived is replaced by a fresh one once.
+    async fn exchange(
+        &self,
+        addr: SocketAddr,
+        request: &[u8],
+        req: &RequestHeader,
+        read_timeout: Duration,
+    ) -> Result<(TcpStream, OriginHead, BytesMut), Failure> {
+        let idle = Duration::from_secs(self.timeouts.idle_secs);
+        let write_timeout = Duration::from_secs(self.timeouts.write_secs);
+        let mut pooled = origin_pool::take(addr, idle);
+        loop {
+            let reused = pooled.is_some();
+            let mut conn = match pooled.take() {
+                Some(conn) => conn,
+                None => self.connect(addr).await?,
+            };
+            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            let sent = match timeout(write_timeout, conn.write_all(request)).await {
+                Err(_) => return Err(Failure::Timeout),
+                Ok(sent) => sent,
+            };
+            let head = match sent {
+                Ok(()) => read_head(&mut conn, &mut buf, req, read_timeout).await,
+                Err(_) => Err(Failure::Broken),
+            };
+            match head {
+                Ok(head) => return Ok((conn, head, buf)),
+                // the origin closed the idle connection as the request went out
+                Err(Failure::Broken) if reused && buf.is_empty() => continue,
+                Err(failure) => return Err(failure),
+            }
+        }
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, Failure> {
+        let limit = Duration::from_millis(self.timeouts.connect_ms);
+        match timeout(limit, TcpStream::connect(addr)).await {
+            Err(_) => Err(Failure::Timeout),
+            Ok(Err(_)) => Err(Failure::Connect),
+            Ok(Ok(conn)) => {
+                let _ = conn.set_nodelay(true);
+                Ok(conn)
+            }
+        }
+    }
+
+    /// Writes the response head and relays the body; returns whether the client connection may
+    /// carry another request. The origin connection is parked again when its response ended
+    /// cleanly and nothing followed it.
+    async fn relay(
+        &self,
+        client: &mut Stream,
+        req: &RequestHeader,
+        primary: &HashBinary,
+        exchange: Exchange,
+        keepalive: bool,
+        start: Instant,
+    ) -> io::Result<bool> {
+        let Exchange {
+            addr,
+            mut conn,
+            head,
+            mut buf,
+            origin_time,
+            read_timeout,
+            long_route,
+        } = exchange;
+        let OriginHead {
+            header: mut resp,
+            framing,
+            keepalive: origin_keepalive,
+        } = head;
+        self.learn(req, primary, &resp);
+        policy::strip_forwarded_hop_by_hop(&mut resp);
+        resp.remove_header(&header::CONNECTION);
+        for name in &self.own_fields {
+            resp.remove_header(name);
+        }
+        if !resp.headers.contains_key(header::DATE) {
+            let _ = resp.insert_header(header::DATE, get_cached_date());
+        }
+        let client_keepalive = keepalive && framing != Framing::Close;
+        let timing = Timing {
+            total: start.elapsed(),
+            lookup: None,
+            lock: None,
+            origin: Some(origin_time),
+        };
+        let mut out = Vec::with_capacity(1024 + buf.len());
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(resp.status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(resp.status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        resp.header_to_h1_wire(&mut out);
+        headers::write_pass_fields(&mut out, resp.status.as_u16(), &timing, client_keepalive);
+
+        // the body bytes that arrived with the head go out with it
+        let mut left = match framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        let mut chunks = ChunkedScanner::default();
+        let mut ended = take_body(&mut buf, framing, &mut left, &mut chunks, &mut out)?;
+        client.write_all(&out).await?;
+        while !ended {
+            buf.reserve(READ_CHUNK);
+            let read = match timeout(read_timeout, conn.read_buf(&mut buf)).await {
+                Ok(read) => read?,
+                Err(_) => {
+                    metrics::record_origin_timeout(long_route);
+                    return Err(ErrorKind::TimedOut.into());
+                }
+            };
+            if read == 0 {
+                if framing == Framing::Close {
+                    break;
+                }
+                return Err(ErrorKind::UnexpectedEof.into());
+            }
+            out.clear();
+            ended = take_body(&mut buf, framing, &mut left, &mut chunks, &mut out)?;
+            client.write_all(&out).await?;
+        }
+        client.flush().await?;
+        if origin_keepalive && framing != Framing::Close && buf.is_empty() {
+            origin_pool::put(addr, conn);
+        }
+        Ok(client_keepalive)
+    }
+
+    /// What pingora's path learns from a bypassed response: a URL whose response became
+    /// storable goes back to the cache path, and a refusal keeps it bypassed.
+    fn learn(&self, req: &RequestHeader, primary: &HashBinary, resp: &ResponseHeader) {
+        let store = self.fast.store;
+        let key = hit::primary_only_key(primary);
+        let too_large = resp
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|n| n > store.max_object_bytes());
+        let decision = if too_large {
+            RespCacheable::Uncacheable(pingora_cache::NoCacheReason::ResponseTooLarge)
+        } else {
+            match policy::decide_with_rule(req, resp, SystemTime::now(), &self.fast.live.policy()) {
+                Ok(meta) => RespCacheable::Cacheable(meta),
+                Err(refusal) => {
+                    store.record_refusal(*primary, refusal.rule);
+                    RespCacheable::Uncacheable(refusal.reason)
+                }
+            }
+        };
+        match decision {
+            RespCacheable::Cacheable(_) => {
+                self.fast.predictor.mark_cacheable(&key);
+            }
+            RespCacheable::Uncacheable(reason) => {
+                self.fast.predictor.mark_uncacheable(&key, reason);
+            }
+        }
+    }
+
+    /// Answers an error before anything of a response was sent, as pingora's path answers it
+    /// (`respond_error`), and closes the connection.
+    async fn respond_error(
+        &self,
+        client: &mut Stream,
+        req: &RequestHeader,
+        err: EdgeError,
+        start: Instant,
+    ) {
+        let body = err.body();
+        let timing = Timing {
+            total: start.elapsed(),
+            ..Timing::default()
+        };
+        let mut resp = match ResponseHeader::build(err.status(), Some(8)) {
+            Ok(resp) => resp,
+            Err(_) => return,
+        };
+        let _ = resp.insert_header(header::CONTENT_TYPE, "application/json");
+        let _ = resp.insert_header(header::CONTENT_LENGTH, body.len());
+        let _ = resp.insert_header(header::CACHE_CONTROL, "no-store");
+        headers::stamp(
+            &mut resp,
+            XCache::Error,
+            &headers::error_cache_status(err.code(), false),
+            &timing,
+        );
+        let _ = resp.insert_header(header::DATE, get_cached_date());
+        let _ = resp.insert_header(header::CONNECTION, "close");
+        let mut out = Vec::with_capacity(512 + body.len());
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(resp.status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(resp.status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        resp.header_to_h1_wire(&mut out);
+        out.extend_from_slice(b"\r\n");
+        if req.method != Method::HEAD {
+            out.extend_from_slice(&body);
+        }
+        let _ = client.write_all(&out).await;
+        let _ = client.flush().await;
+        let _ = AsyncWriteExt::shutdown(client).await;
+        metrics::record_request(XCache::Error, false, start.elapsed().as_secs_f64());
+        self.fast.stats.record(XCache::Error);
+        fast::log_access(
+            req,
+            err.status(),
+            XCache::Error,
+            false,
+            None,
+            start.elapsed(),
+            Some(err.code().to_string()),
+        );
+    }
+}
+
+/// Moves the body bytes at the start of `buf` (as far as the body goes) to `out`; returns
+/// whether the body ended. What follows the body stays in `buf`.
+fn take_body(
+    buf: &mut BytesMut,
+    framing: Framing,
+    left: &mut u64,
+    chunks: &mut ChunkedScanner,
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    let n = match framing {
+        Framing::Empty => 0,
+        Framing::Length(_) => (*left).min(buf.len() as u64) as usize,
+        Framing::Chunked => chunks
+            .scan(buf)
+            .map_err(|_| io::Error::new(ErrorKind::InvalidData, "malformed chunked body"))?,
+        Framing::Close => buf.len(),
+    };
+    out.extend_from_slice(&buf[..n]);
+    buf.advance(n);
+    Ok(match framing {
+        Framing::Empty => true,
+        Framing::Length(_) => {
+            *left -= n as u64;
+            *left == 0
+        }
+        Framing::Chunked => chunks.done(),
+        Framing::Close => false,
+    })
+}
+
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The field names listed in `Connection` (lower case).
+fn connection_named(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// Reads an origin response head into `buf` (skipping 1xx responses) and leaves the bytes after
+/// it there.
+async fn read_head(
+    conn: &mut TcpStream,
+    buf: &mut BytesMut,
+    req: &RequestHeader,
+    read_timeout: Duration,
+) -> Result<OriginHead, Failure> {
+    loop {
+        if !buf.is_empty() {
+            match parse_head(buf, req)? {
+                Some((len, head)) => {
+                    buf.advance(len);
+                    match head {
+                        Some(head) => return Ok(head),
+                        // an interim response: the final one follows
+                        None => continue,
+                    }
+                }
+                None if buf.len() > MAX_RESPONSE_HEAD_BYTES => return Err(Failure::Broken),
+                None => {}
+            }
+        }
+        buf.reserve(READ_CHUNK);
+        match timeout(read_timeout, conn.read_buf(buf)).await {
+            Err(_) => return Err(Failure::Timeout),
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(Failure::Broken),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Parses the response head at the start of `buf`: `None` when incomplete; else its length and
+/// the head (`None` for an interim 1xx response).
+#[allow(clippy::type_complexity)]
+fn parse_head(
+    buf: &[u8],
+    req: &RequestHeader,
+) -> Result<Option<(usize, Option<OriginHead>)>, Failure> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_FIELDS];
+    let mut parsed = httparse::Response::new(&mut fields);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(Failure::Broken),
+    };
+    let (Some(code), Some(minor)) = (parsed.code, parsed.version) else {
+        return Err(Failure::Broken);
+    };
+    // 101 cannot answer a request without `Upgrade`; other 1xx are skipped
+    if code == 101 {
+        return Err(Failure::Broken);
+    }
+    if (100..200).contains(&code) {
+        return Ok(Some((len, None)));
+    }
+    let mut header =
+        ResponseHeader::build(code, Some(parsed.headers.len())).map_err(|_| Failure::Broken)?;
+    let (mut close, mut keep_alive) = (false, false);
+    let mut chunked = None;
+    let mut length: Option<u64> = None;
+    for field in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| Failure::Broken)?;
+        let value = HeaderValue::from_bytes(field.value).map_err(|_| Failure::Broken)?;
+        if name == header::CONNECTION {
+            for token in field.value.split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name == header::TRANSFER_ENCODING {
+            // the final coding decides (RFC 9112 §6.3)
+            let last = field
+                .value
+                .rsplit(|b| *b == b',')
+                .next()
+                .unwrap_or_default();
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == header::CONTENT_LENGTH {
+            let n = std::str::from_utf8(field.value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or(Failure::Broken)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Failure::Broken);
+            }
+            length = Some(n);
+        }
+        header
+            .append_header(field.name.to_string(), value)
+            .map_err(|_| Failure::Broken)?;
+    }
+    let no_body = req.method == Method::HEAD || matches!(code, 204 | 304);
+    let framing = match (no_body, chunked, length) {
+        (true, _, _) => Framing::Empty,
+        (false, Some(true), _) => Framing::Chunked,
+        (false, Some(false), _) => Framing::Close,
+        (false, None, Some(0)) => Framing::Empty,
+        (false, None, Some(n)) => Framing::Length(n),
+        (false, None, None) => Framing::Close,
+    };
+    if chunked.is_some() {
+        // the length is the chunked framing's to give (RFC 9112 §6.3)
+        header.remove_header(&header::CONTENT_LENGTH);
+    }
+    let keepalive = if minor == 1 {
+        !close
+    } else {
+        keep_alive && !close
+    };
+    Ok(Some((
+        len,
+        Some(OriginHead {
+            header,
+            framing,
+            keepalive,
+        }),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get() -> RequestHeader {
+        RequestHeader::build("GET", b"/", None).unwrap()
+    }
+
+    fn head_of(raw: &str, req: &RequestHeader) -> OriginHead {
+        match parse_head(raw.as_bytes(), req) {
+            Ok(Some((_, Some(head)))) => head,
+            _ => panic!("not a final head: {raw:?}"),
+        }
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let req = get();
+        let f = |raw: &str| head_of(raw, &req).framing;
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            Framing::Empty
+        );
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n"),
+            Framing::Chunked
+        );
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Framing::Close
+        );
+        assert_eq!(f("HTTP/1.1 200 OK\r\n\r\n"), Framing::Close);
+        assert_eq!(
+            f("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"),
+            Framing::Empty
+        );
+        let head = RequestHeader::build("HEAD", b"/", None).unwrap();
+        assert_eq!(
+            head_of("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", &head).framing,
+            Framing::Empty
+        );
+        // differing lengths: a bad response
+        assert!(parse_head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            &req
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn interim_responses_are_skipped_and_connection_semantics_kept() {
+        let req = get();
+        assert!(matches!(
+            parse_head(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n", &req),
+            Ok(Some((25, None)))
+        ));
+        assert!(
+            !head_of(
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                &req
+            )
+            .keepalive
+        );
+        assert!(!head_of("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", &req).keepalive);
+        assert!(
+            head_of(
+                "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+                &req
+            )
+            .keepalive
+        );
+        // field names keep the origin's case
+        let mut wire = Vec::new();
+        head_of(
+            "HTTP/1.1 200 OK\r\nX-Mixed-Case: 1\r\nContent-Length: 0\r\n\r\n",
+            &req,
+        )
+        .header
+        .header_to_h1_wire(&mut wire);
+        assert!(String::from_utf8_lossy(&wire).contains("X-Mixed-Case: 1"));
+    }
+
+    #[test]
+    fn body_bytes_are_taken_up_to_the_end_of_the_message() {
+        let mut out = Vec::new();
+        let mut chunks = ChunkedScanner::default();
+        let mut buf = BytesMut::from(&b"helloNEXT"[..]);
+        let mut left = 5;
+        assert!(take_body(
+            &mut buf,
+            Framing::Length(5),
+            &mut left,
+            &mut chunks,
+            &mut out
+        )
+        .unwrap());
+        assert_eq!((&out[..], &buf[..]), (&b"hello"[..], &b"NEXT"[..]));
+        out.clear();
+        let mut buf = BytesMut::from(&b"2\r\nab\r\n0\r\n\r\nNEXT"[..]);
+        assert!(take_body(&mut buf, Framing::Chunked, &mut 0, &mut chunks, &mut out).unwrap());
+        assert_eq!(&buf[..], b"NEXT");
+    }
+}
