@@ -317,7 +317,7 @@ pub fn withheld_fields(
 }
 
 /// Lower-cased field names listed in `Connection`.
-fn connection_named(headers: &HeaderMap) -> Vec<String> {
+pub(crate) fn connection_named(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(header::CONNECTION)
         .iter()

@@ -282,6 +282,21 @@ mod tests {
         );
     }
 
+    /// The lines `written` (a block of fields ending the head) are `resp`'s fields.
+    fn assert_same_fields(resp: &ResponseHeader, written: Vec<u8>) {
+        let mut expected: Vec<String> = resp
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+            .collect();
+        expected.sort();
+        let text = String::from_utf8(written).unwrap();
+        assert!(text.ends_with("\r\n\r\n"), "{text:?}");
+        let mut lines: Vec<String> = text.trim_end().split("\r\n").map(str::to_string).collect();
+        lines.sort();
+        assert_eq!(lines, expected);
+    }
+
     #[test]
     fn the_front_writes_the_fields_stamp_writes() {
         for lock in [None, Some(Duration::from_micros(900))] {
@@ -299,20 +314,9 @@ mod tests {
             resp.insert_header("age", "7").unwrap();
             stamp(&mut resp, x, &cache_status, &t);
             resp.insert_header("connection", "close").unwrap();
-            let mut expected: Vec<String> = resp
-                .headers
-                .iter()
-                .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
-                .collect();
-            expected.sort();
             let mut buf = Vec::new();
             write_hit_fields(&mut buf, 7, -3, &t, false);
-            let text = String::from_utf8(buf).unwrap();
-            assert!(text.ends_with("\r\n\r\n"), "{text:?}");
-            let mut written: Vec<String> =
-                text.trim_end().split("\r\n").map(str::to_string).collect();
-            written.sort();
-            assert_eq!(written, expected);
+            assert_same_fields(&resp, buf);
         }
         assert_eq!(hit_cache_status(-3), "llmselect-edge; hit; ttl=-3");
     }
@@ -332,19 +336,9 @@ mod tests {
         let mut resp = ResponseHeader::build(404, None).unwrap();
         stamp(&mut resp, x, &cache_status, &t);
         resp.insert_header("connection", "keep-alive").unwrap();
-        let mut expected: Vec<String> = resp
-            .headers
-            .iter()
-            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
-            .collect();
-        expected.sort();
         let mut buf = Vec::new();
         write_pass_fields(&mut buf, 404, &t, true);
-        let text = String::from_utf8(buf).unwrap();
-        assert!(text.ends_with("\r\n\r\n"), "{text:?}");
-        let mut written: Vec<String> = text.trim_end().split("\r\n").map(str::to_string).collect();
-        written.sort();
-        assert_eq!(written, expected);
+        assert_same_fields(&resp, buf);
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! after it, the client connection is closed.
 
 use super::chunked::ChunkedScanner;
+use super::front::connection_options;
 use super::origin_pool;
 use crate::cache::hit;
 use crate::cache::policy;
@@ -250,7 +251,7 @@ impl Forwarder {
         out.push(b' ');
         out.extend_from_slice(req.raw_path());
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        let named = connection_named(&req.headers);
+        let named = policy::connection_named(&req.headers);
         for (name, value) in req.headers.iter() {
             let n = name.as_str();
             if NOT_FORWARDED.contains(&n) || named.iter().any(|c| c.eq_ignore_ascii_case(n)) {
@@ -374,12 +375,7 @@ impl Forwarder {
             origin: Some(origin_time),
         };
         let mut out = Vec::with_capacity(1024 + buf.len());
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(resp.status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(resp.status.canonical_reason().unwrap_or("").as_bytes());
-        out.extend_from_slice(b"\r\n");
-        resp.header_to_h1_wire(&mut out);
+        push_head(&mut out, &resp);
         headers::write_pass_fields(&mut out, resp.status.as_u16(), &timing, client_keepalive);
 
         // the body bytes that arrived with the head go out with it
@@ -478,12 +474,7 @@ impl Forwarder {
         let _ = resp.insert_header(header::DATE, get_cached_date());
         let _ = resp.insert_header(header::CONNECTION, "close");
         let mut out = Vec::with_capacity(512 + body.len());
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(resp.status.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(resp.status.canonical_reason().unwrap_or("").as_bytes());
-        out.extend_from_slice(b"\r\n");
-        resp.header_to_h1_wire(&mut out);
+        push_head(&mut out, &resp);
         out.extend_from_slice(b"\r\n");
         if req.method != Method::HEAD {
             out.extend_from_slice(&body);
@@ -535,23 +526,21 @@ fn take_body(
     })
 }
 
+/// The status line and fields of `resp` (not the blank line that ends them).
+fn push_head(out: &mut Vec<u8>, resp: &ResponseHeader) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(resp.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(resp.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    resp.header_to_h1_wire(out);
+}
+
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// The field names listed in `Connection` (lower case).
-fn connection_named(headers: &http::HeaderMap) -> Vec<String> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .filter(|n| !n.is_empty())
-        .collect()
 }
 
 /// Reads an origin response head into `buf` (skipping 1xx responses) and leaves the bytes after
@@ -619,11 +608,7 @@ fn parse_head(
         let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| Failure::Broken)?;
         let value = HeaderValue::from_bytes(field.value).map_err(|_| Failure::Broken)?;
         if name == header::CONNECTION {
-            for token in field.value.split(|b| *b == b',') {
-                let token = token.trim_ascii();
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
+            connection_options(field.value, &mut close, &mut keep_alive);
         } else if name == header::TRANSFER_ENCODING {
             // the final coding decides (RFC 9112 §6.3)
             let last = field

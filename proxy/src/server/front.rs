@@ -537,6 +537,15 @@ async fn write_fill(
     Ok(())
 }
 
+/// Reads the `close` and `keep-alive` options of a `Connection` field value into the flags.
+pub(super) fn connection_options(value: &[u8], close: &mut bool, keep_alive: &mut bool) {
+    for token in value.split(|b| *b == b',') {
+        let token = token.trim_ascii();
+        *close |= token.eq_ignore_ascii_case(b"close");
+        *keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+    }
+}
+
 /// Whether `bytes` hold the empty line that ends a head (CRLF or bare LF line ends).
 fn has_blank_line(bytes: &[u8]) -> bool {
     bytes.windows(3).any(|w| w == b"\n\r\n") || bytes.windows(2).any(|w| w == b"\n\n")
@@ -593,11 +602,7 @@ fn parse_head(buf: &[u8]) -> Parsed {
             return Parsed::Other;
         };
         if name == header::CONNECTION {
-            for token in field.value.split(|b| *b == b',') {
-                let token = token.trim_ascii();
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
+            connection_options(field.value, &mut close, &mut keep_alive);
         } else if name == header::TRANSFER_ENCODING {
             body = None;
         } else if name == header::CONTENT_LENGTH {
