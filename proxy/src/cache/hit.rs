@@ -8,8 +8,9 @@
 //! was decoded once when the entry was stored ([`HitView`](super::entry::HitView)).
 //!
 //! The fast path only answers when the outcome is certain and identical to pingora's:
-//! - the request is an unconditional GET or HEAD without a body, a `Range`, an `Upgrade`, or
-//!   (when request directives are honoured) `Cache-Control` / `Pragma`: see [`eligible`];
+//! - the request is an unconditional GET or HEAD without a body, a `Range` or an `Upgrade` (see
+//!   [`eligible`]), and its `Cache-Control` / `Pragma` (when request directives are honoured)
+//!   ask for nothing more than a fresh response (`FastHits::lookup`);
 //! - the entry is fresh and not soft-purged;
 //! - the `Vary` check is pingora's own: the request's variance must equal the stored one, in the
 //!   primary slot or in the secondary slot, whose entry must have been created after the primary
@@ -49,8 +50,9 @@ pub fn is_conditional(req: &HeaderMap) -> bool {
 }
 
 /// Whether a request may be answered by the fast path at all (`conditionals`: whether the caller
-/// evaluates [`CONDITIONAL_FIELDS`]).
-pub fn eligible(req: &RequestHeader, honour_request_directives: bool, conditionals: bool) -> bool {
+/// evaluates [`CONDITIONAL_FIELDS`]). Request directives (`Cache-Control`, `Pragma`) are judged
+/// against the entry found ([`has_directives`], `policy::request_freshness`).
+pub fn eligible(req: &RequestHeader, conditionals: bool) -> bool {
     if req.method != Method::GET && req.method != Method::HEAD {
         return false;
     }
@@ -62,13 +64,13 @@ pub fn eligible(req: &RequestHeader, honour_request_directives: bool, conditiona
         return false;
     }
     // A request body would have to be drained before the connection is reused.
-    if h.get(header::CONTENT_LENGTH)
-        .is_some_and(|v| v.as_bytes() != b"0")
-    {
-        return false;
-    }
-    !(honour_request_directives
-        && (h.contains_key(header::CACHE_CONTROL) || h.contains_key(header::PRAGMA)))
+    h.get(header::CONTENT_LENGTH)
+        .is_none_or(|v| v.as_bytes() == b"0")
+}
+
+/// Whether a request carries cache directives (`Cache-Control`, `Pragma`).
+pub fn has_directives(req: &HeaderMap) -> bool {
+    req.contains_key(header::CACHE_CONTROL) || req.contains_key(header::PRAGMA)
 }
 
 /// The stored entry that answers a request with these headers as a fresh hit, or `None` when
@@ -238,26 +240,18 @@ mod tests {
 
     #[test]
     fn eligibility() {
-        assert!(eligible(&req(&[]), true, false));
-        assert!(eligible(&req(&[("content-length", "0")]), true, false));
-        assert!(!eligible(&req(&[("if-none-match", "\"a\"")]), true, false));
-        assert!(eligible(&req(&[("if-none-match", "\"a\"")]), true, true));
-        assert!(eligible(&req(&[("if-modified-since", "x")]), true, true));
-        assert!(!eligible(&req(&[("if-match", "\"a\"")]), true, true));
-        assert!(!eligible(&req(&[("range", "bytes=0-1")]), true, true));
-        assert!(!eligible(&req(&[("content-length", "3")]), true, false));
-        assert!(!eligible(
-            &req(&[("cache-control", "no-cache")]),
-            true,
-            false
-        ));
-        assert!(eligible(
-            &req(&[("cache-control", "no-cache")]),
-            false,
-            false
-        ));
+        assert!(eligible(&req(&[]), false));
+        assert!(eligible(&req(&[("content-length", "0")]), false));
+        assert!(!eligible(&req(&[("if-none-match", "\"a\"")]), false));
+        assert!(eligible(&req(&[("if-none-match", "\"a\"")]), true));
+        assert!(eligible(&req(&[("if-modified-since", "x")]), true));
+        assert!(!eligible(&req(&[("if-match", "\"a\"")]), true));
+        assert!(!eligible(&req(&[("range", "bytes=0-1")]), true));
+        assert!(!eligible(&req(&[("content-length", "3")]), false));
+        assert!(eligible(&req(&[("cache-control", "no-cache")]), false));
+        assert!(has_directives(&req(&[("pragma", "x")]).headers));
         let post = RequestHeader::build("POST", b"/x", None).unwrap();
-        assert!(!eligible(&post, true, true));
+        assert!(!eligible(&post, true));
     }
 
     #[test]

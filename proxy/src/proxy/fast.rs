@@ -15,6 +15,7 @@ use crate::cache::first_fill;
 use crate::cache::hit;
 use crate::cache::inflight::{InflightFill, InflightHit};
 use crate::cache::key::UrlKey;
+use crate::cache::policy;
 use crate::cache::store::Store;
 use crate::config::LimitsConfig;
 use crate::error::EdgeError;
@@ -120,9 +121,7 @@ impl FastHits {
         bus: BusRevalidation,
         conditionals: bool,
     ) -> Option<HashBinary> {
-        if bus == BusRevalidation::All
-            || !hit::eligible(req, self.honour_request_directives, conditionals)
-        {
+        if bus == BusRevalidation::All || !hit::eligible(req, conditionals) {
             return None;
         }
         self.predictor
@@ -150,7 +149,16 @@ impl FastHits {
             return None;
         }
         // `fresh_entry` only returns entries with a decoded view
-        entry.view.as_ref()?;
+        let view = entry.view.as_ref()?;
+        // request directives that ask for more than a fresh entry (`no-cache`, `max-age`,
+        // `min-fresh`, `Pragma: no-cache`) send it to pingora's path, as `cache_hit_filter` would
+        if self.honour_request_directives && hit::has_directives(&req.headers) {
+            let age = now.duration_since(view.epoch).unwrap_or_default();
+            let fresh_for = policy::seconds_until(view.fresh_until, now);
+            if policy::request_freshness(&req.headers, age, fresh_for, false).is_some() {
+                return None;
+            }
+        }
         Some(FreshHit {
             entry,
             now,
@@ -170,7 +178,9 @@ impl FastHits {
         primary: HashBinary,
         bus: BusRevalidation,
     ) -> Option<Collapsed> {
-        if hit::is_conditional(&req.headers) {
+        if hit::is_conditional(&req.headers)
+            || (self.honour_request_directives && hit::has_directives(&req.headers))
+        {
             return None;
         }
         let mut waited = None;

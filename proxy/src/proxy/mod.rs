@@ -766,6 +766,10 @@ impl ProxyHttp for EdgeProxy {
         for name in &self.own_fields {
             resp.remove_header(name);
         }
+        if resp.status.is_informational() {
+            // an interim response (`103 Early Hints`…) says nothing of the cache's outcome yet
+            return Ok(());
+        }
         if self.lifecycle.draining() {
             session.set_keepalive(None);
         }

@@ -16,6 +16,7 @@
 //! removed) with one difference: the origin's `Date` is kept (pingora writes its own). Its
 //! cacheability is judged as pingora's path judges a bypassed response, so the predictor
 //! re-learns a URL that became cacheable and the next request goes to pingora's cache path.
+//! Interim responses (`103 Early Hints`…) are passed on unchanged as they arrive.
 //!
 //! The origin side: the origin is chosen as for pingora's path (the health-checked rotation),
 //! connections are kept alive per worker thread ([`super::origin_pool`]), a pooled connection
@@ -187,7 +188,10 @@ impl Forwarder {
             let Some(addr) = upstreams.select(&failed) else {
                 break Err((None, Failure::Connect));
             };
-            match self.exchange(addr, &request, req, read_timeout).await {
+            match self
+                .exchange(client, addr, &request, req, read_timeout)
+                .await
+            {
                 Ok((conn, head, buf)) => break Ok((addr, conn, head, buf)),
                 Err(Failure::Connect) if upstreams.several() => failed.push(addr),
                 Err(failure) => break Err((Some(addr), failure)),
@@ -210,6 +214,10 @@ impl Forwarder {
         metrics::record_origin_fetch(origin_time.as_secs_f64());
         self.fast.stats.record_origin_fetch(origin_time);
         let status = head.header.status.as_u16();
+        // counted before the client can see the response (whoever reads `/stats` after it sees
+        // it counted), as pingora's `logging` counts a bypass
+        self.fast.stats.record(XCache::Bypass);
+        self.fast.stats.record_front_pass();
         let exchange = Exchange {
             addr,
             conn,
@@ -223,10 +231,7 @@ impl Forwarder {
             .relay(client, req, primary, exchange, keepalive, start)
             .await;
         let elapsed = start.elapsed();
-        // counted as pingora's `logging` counts a bypass
         metrics::record_request(XCache::Bypass, false, elapsed.as_secs_f64());
-        self.fast.stats.record(XCache::Bypass);
-        self.fast.stats.record_front_pass();
         let error = relayed.as_ref().err().map(|e| e.to_string());
         fast::log_access(
             req,
@@ -284,10 +289,12 @@ impl Forwarder {
         push_field(out, b"forwarded", forwarded.as_bytes());
     }
 
-    /// Sends `request` to `addr` and reads the response head (1xx responses skipped). A pooled
+    /// Sends `request` to `addr` and reads the response head (1xx responses are passed on to
+    /// `client` as they arrive, RFC 9110 §15.2). A pooled
     /// connection that fails before any response byte arrived is replaced by a fresh one once.
     async fn exchange(
         &self,
+        client: &mut Stream,
         addr: SocketAddr,
         request: &[u8],
         req: &RequestHeader,
@@ -308,7 +315,7 @@ impl Forwarder {
                 Ok(sent) => sent,
             };
             let head = match sent {
-                Ok(()) => read_head(&mut conn, &mut buf, req, read_timeout).await,
+                Ok(()) => read_head(&mut conn, &mut buf, req, read_timeout, client).await,
                 Err(_) => Err(Failure::Broken),
             };
             match head {
@@ -479,11 +486,11 @@ impl Forwarder {
         if req.method != Method::HEAD {
             out.extend_from_slice(&body);
         }
+        self.fast.stats.record(XCache::Error);
         let _ = client.write_all(&out).await;
         let _ = client.flush().await;
         let _ = AsyncWriteExt::shutdown(client).await;
         metrics::record_request(XCache::Error, false, start.elapsed().as_secs_f64());
-        self.fast.stats.record(XCache::Error);
         fast::log_access(
             req,
             err.status(),
@@ -543,24 +550,28 @@ fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Reads an origin response head into `buf` (skipping 1xx responses) and leaves the bytes after
-/// it there.
+/// Reads an origin response head into `buf` and leaves the bytes after it there. Interim (1xx)
+/// responses before it are written to `client` as they arrive.
 async fn read_head(
     conn: &mut TcpStream,
     buf: &mut BytesMut,
     req: &RequestHeader,
     read_timeout: Duration,
+    client: &mut Stream,
 ) -> Result<OriginHead, Failure> {
     loop {
         if !buf.is_empty() {
             match parse_head(buf, req)? {
-                Some((len, head)) => {
+                Some((len, Some(head))) => {
                     buf.advance(len);
-                    match head {
-                        Some(head) => return Ok(head),
-                        // an interim response: the final one follows
-                        None => continue,
-                    }
+                    return Ok(head);
+                }
+                Some((len, None)) => {
+                    // a client that went away fails on the final head's write
+                    let _ = client.write_all(&buf[..len]).await;
+                    let _ = client.flush().await;
+                    buf.advance(len);
+                    continue;
                 }
                 None if buf.len() > MAX_RESPONSE_HEAD_BYTES => return Err(Failure::Broken),
                 None => {}
@@ -576,7 +587,7 @@ async fn read_head(
 }
 
 /// Parses the response head at the start of `buf`: `None` when incomplete; else its length and
-/// the head (`None` for an interim 1xx response).
+/// the head (`None` for an interim 1xx response, which the caller passes on as it came).
 #[allow(clippy::type_complexity)]
 fn parse_head(
     buf: &[u8],
@@ -592,7 +603,7 @@ fn parse_head(
     let (Some(code), Some(minor)) = (parsed.code, parsed.version) else {
         return Err(Failure::Broken);
     };
-    // 101 cannot answer a request without `Upgrade`; other 1xx are skipped
+    // 101 cannot answer a request without `Upgrade`; other 1xx are interim
     if code == 101 {
         return Err(Failure::Broken);
     }

@@ -388,3 +388,47 @@ async fn conditional_hits_are_answered_by_the_front() {
     );
     assert_eq!(e.scripted().count("/front/validated"), 1);
 }
+
+/// A fresh hit whose request carries directives that ask for nothing more than a fresh response
+/// (`Pragma: foo`, `max-stale`, a `max-age` above the entry's age, `only-if-cached`) is still the
+/// front's (the stored `Date` kept); one that asks for more (`max-age=0`, `no-cache`) goes to
+/// pingora and on to the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_directives_that_a_fresh_hit_satisfies_keep_the_front_hit() {
+    let e = env().await;
+    let date = origin_date();
+    e.scripted()
+        .route("GET", "/front/directives", cacheable("directed", &date));
+    assert_eq!(
+        send(e.proxy().get("/front/directives")).await.x_cache(),
+        "MISS"
+    );
+    let fast_before = e.proxy().stats().await["fast_hits"].as_u64().unwrap();
+    let satisfied = [
+        ("pragma", "foo"),
+        ("cache-control", "max-stale=60"),
+        ("cache-control", "max-age=3600, only-if-cached"),
+        ("cache-control", "min-fresh=10"),
+    ];
+    for (name, value) in satisfied {
+        let r = send(e.proxy().get("/front/directives").header(name, value)).await;
+        assert_eq!(
+            (r.x_cache(), r.body.as_str()),
+            ("HIT", "directed"),
+            "{name}: {value}"
+        );
+        assert_eq!(r.header("date"), date, "{name}: {value}");
+    }
+    let fast_after = e.proxy().stats().await["fast_hits"].as_u64().unwrap();
+    assert_eq!(fast_after, fast_before + satisfied.len() as u64);
+    for (name, value) in [
+        ("cache-control", "max-age=0"),
+        ("cache-control", "no-cache"),
+    ] {
+        let r = send(e.proxy().get("/front/directives").header(name, value)).await;
+        assert_ne!(r.x_cache(), "HIT", "{name}: {value}");
+    }
+    assert_eq!(e.scripted().count("/front/directives"), 3);
+    let fast_end = e.proxy().stats().await["fast_hits"].as_u64().unwrap();
+    assert_eq!(fast_end, fast_after);
+}

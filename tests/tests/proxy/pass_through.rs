@@ -249,3 +249,76 @@ async fn the_pass_through_can_be_switched_off() {
     assert_eq!(stat(&e, "front_passes").await, 0);
     assert_eq!(stat(&e, "bypass").await, 2);
 }
+
+/// Interim responses (`103 Early Hints`) reach the client before the final response, unchanged
+/// (RFC 9110 §15.2), through the front's pass-through. The origin here is a raw socket that
+/// sends a 103 before each final `no-store` answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_hints_are_passed_on_before_the_final_response() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let answer = "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n\
+                                      HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 2\r\n\r\nok";
+                        if conn.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    let p = llmselect_e2e::proxy::spawn_proxy(&format!("http://{origin}"), |_| {}).await;
+    let host = format!("Host: {}", addr(&p));
+    let mut s = TcpStream::connect(addr(&p)).await.unwrap();
+    // one request at a time, each after the previous answer (a pipelined batch would stay
+    // with pingora)
+    let mut out = Vec::new();
+    for i in 1..=3 {
+        s.write_all(format!("GET /hints HTTP/1.1\r\n{host}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        while out.windows(6).filter(|w| w == b"\r\n\r\nok").count() < i {
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+                .await
+                .expect("an answer within 10 s")
+                .unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&out));
+            out.extend_from_slice(&chunk[..n]);
+        }
+    }
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let answers: Vec<&str> = out.split("HTTP/1.1 103 Early Hints\r\n").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{out}");
+    for (i, a) in answers.iter().enumerate() {
+        let (hint, last) = a.split_once("\r\n\r\n").unwrap();
+        assert_eq!(hint, "Link: </s.css>; rel=preload", "{out}");
+        assert!(last.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(last.ends_with("\r\n\r\nok"), "{out}");
+        // the first goes through pingora (MISS), the others through the front (BYPASS)
+        let x = if i == 0 {
+            "x-cache: MISS"
+        } else {
+            "x-cache: BYPASS"
+        };
+        assert!(
+            last.to_ascii_lowercase().contains(&x.to_ascii_lowercase()),
+            "{out}"
+        );
+    }
+    let stats = p.stats().await;
+    assert_eq!(stats["front_passes"], 2, "{stats}");
+}
