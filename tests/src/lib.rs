@@ -4,7 +4,8 @@
 //!
 //! Components: [`db`] (a PostgreSQL database per test), [`origin`] (the real origin),
 //! [`scripted_origin`] (a programmable origin for proxy tests), [`proxy`] (the caching proxy),
-//! [`fake_llm`] (the fake provider), [`nats`] (a private nats-server and a partition relay).
+//! [`fake_llm`] (the fake provider), [`nats`] (a private nats-server and a partition relay), [`raw_origin`] (fixed bytes on a raw
+//! socket, for interim responses).
 //! [`browser`] (headless Chromium through chromedriver), [`private_pg`] (a throwaway PostgreSQL
 //! server a test may stop and restart) and [`pg_faults`] (the PostgreSQL fault scenario). Helpers shared by every suite: [`http`]
 //! (send and read responses), [`wait`] (polling) and [`tls`] (a test CA and HTTPS clients).
@@ -18,6 +19,7 @@ pub mod origin;
 pub mod pg_faults;
 pub mod private_pg;
 pub mod proxy;
+pub mod raw_origin;
 pub mod rng;
 pub mod scripted_origin;
 pub mod stack;

@@ -109,7 +109,8 @@ impl Freshness {
                 _ => Duration::ZERO,
             };
             (lifetime, "expires")
-        } else if heuristically_cacheable(status) {
+        } else if heuristically_cacheable(status) || dirs.has("public") {
+            // `public` marks any status explicitly cacheable (RFC 9111 §4.2.2)
             let lifetime = headers
                 .get(header::LAST_MODIFIED)
                 .and_then(http_date)
@@ -220,6 +221,16 @@ mod tests {
                 .ttl()
                 .as_secs(),
             30
+        );
+        // unless `public` marks it explicitly cacheable (RFC 9111 §4.2.2), whatever its status
+        let f = fresh(
+            599,
+            &[("last-modified", &lm), ("cache-control", "public")],
+            now,
+        );
+        assert!(
+            f.heuristic && (999..=1000).contains(&f.ttl().as_secs()),
+            "{f:?}"
         );
         // no-cache: stale at once, whatever the lifetime
         assert_eq!(

@@ -24,7 +24,7 @@ use super::store::Store;
 use http::{header, HeaderMap, HeaderName, Method};
 use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::CacheKey;
-use pingora_http::RequestHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -43,6 +43,31 @@ const FULL_PATH_FIELDS: [HeaderName; 6] = [
 /// front evaluates them itself, with pingora's own function; `request_filter` leaves them to
 /// pingora's hit path.
 pub const CONDITIONAL_FIELDS: [HeaderName; 2] = [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE];
+
+/// Whether a stored response answers the conditional request `req` with `304 Not Modified`:
+/// pingora's evaluation (`If-None-Match` first, then `If-Modified-Since` against
+/// `Last-Modified`), and, for a stored response without `Last-Modified`, `If-Modified-Since`
+/// against its `Date` (RFC 9111 §4.3.2: the date the cache can vouch for). Used by the front and
+/// by pingora's hit path (`cache_not_modified_filter`), so both answer alike.
+pub fn not_modified(req: &RequestHeader, stored: &ResponseHeader) -> bool {
+    use pingora_core::protocols::http::conditional_filter::not_modified_filter;
+    if not_modified_filter(req, stored) {
+        return true;
+    }
+    let date =
+        |h: &HeaderMap, name: header::HeaderName| h.get(name).and_then(super::freshness::http_date);
+    stored.status == http::StatusCode::OK
+        && matches!(req.method, Method::GET | Method::HEAD)
+        && !req.headers.contains_key(header::IF_NONE_MATCH)
+        && !stored.headers.contains_key(header::LAST_MODIFIED)
+        && match (
+            date(&req.headers, header::IF_MODIFIED_SINCE),
+            date(&stored.headers, header::DATE),
+        ) {
+            (Some(since), Some(date)) => since >= date,
+            _ => false,
+        }
+}
 
 /// Whether a request carries one of the [`CONDITIONAL_FIELDS`].
 pub fn is_conditional(req: &HeaderMap) -> bool {
@@ -236,6 +261,35 @@ mod tests {
         let va = super::super::vary::variance(&vary, &h[0], &[], &targeted).unwrap();
         let vb = super::super::vary::variance(&vary, &h[1], &[], &targeted).unwrap();
         (h, va, vb)
+    }
+
+    #[test]
+    fn if_modified_since_without_last_modified_is_judged_against_date() {
+        let stored = |fields: &[(&str, &str)]| {
+            let mut r = ResponseHeader::build(200, None).unwrap();
+            for (k, v) in fields {
+                r.append_header(k.to_string(), *v).unwrap();
+            }
+            r
+        };
+        let date = "Tue, 01 Dec 2026 02:00:00 GMT";
+        let later = "Tue, 01 Dec 2026 03:00:00 GMT";
+        let earlier = "Tue, 01 Dec 2026 01:00:00 GMT";
+        let no_lm = stored(&[("date", date)]);
+        assert!(not_modified(&req(&[("if-modified-since", later)]), &no_lm));
+        assert!(not_modified(&req(&[("if-modified-since", date)]), &no_lm));
+        assert!(!not_modified(
+            &req(&[("if-modified-since", earlier)]),
+            &no_lm
+        ));
+        // If-None-Match wins; Last-Modified, when present, is the one compared
+        assert!(!not_modified(
+            &req(&[("if-modified-since", later), ("if-none-match", "\"x\"")]),
+            &no_lm
+        ));
+        let lm = stored(&[("date", date), ("last-modified", later)]);
+        assert!(!not_modified(&req(&[("if-modified-since", date)]), &lm));
+        assert!(not_modified(&req(&[("if-modified-since", later)]), &lm));
     }
 
     #[test]

@@ -48,7 +48,7 @@ use http::{header, HeaderName, HeaderValue, Method, Version};
 use pingora_cache::key::HashBinary;
 use pingora_cache::storage::HandleHit;
 use pingora_core::apps::{HttpServerApp, ReusedHttpStream, ServerApp};
-use pingora_core::protocols::http::conditional_filter::{not_modified_filter, to_304};
+use pingora_core::protocols::http::conditional_filter::to_304;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
@@ -344,7 +344,7 @@ impl HitFront {
                     lock: waited,
                     origin: None,
                 };
-                if hit::is_conditional(&req.headers) && not_modified_filter(req, &view.header) {
+                if hit::is_conditional(&req.headers) && hit::not_modified(req, &view.header) {
                     // pingora's hit path: the stored header made a 304 (`to_304`), no body
                     let mut header = view.header.clone();
                     to_304(&mut header);

@@ -95,3 +95,57 @@ async fn a_length_framed_body_is_forwarded_while_the_origin_holds_the_rest() {
         );
     }
 }
+
+/// A `103` that arrives in the same read as a cacheable final response reaches the client once,
+/// before it, while the response is stored and streamed from its fill; the hit that follows has
+/// no `103` (RFC 9111 §3: interim responses are not stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_hints_before_a_streamed_fill_reach_the_client_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = llmselect_e2e::raw_origin::spawn(
+        "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n\
+         HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 4\r\n\r\nbody",
+    )
+    .await;
+    let p = llmselect_e2e::proxy::spawn_proxy(&format!("http://{origin}"), |c| {
+        c.cache.stream_fills = true;
+    })
+    .await;
+    let host = format!("Host: {}", super::front::addr(&p));
+    for (i, path) in ["/fill-a", "/fill-b", "/fill-c"].iter().enumerate() {
+        let mut s = tokio::net::TcpStream::connect(super::front::addr(&p))
+            .await
+            .unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\n{host}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        while !out.ends_with(b"\r\n\r\nbody") {
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut chunk))
+                .await
+                .expect("an answer within 10 s")
+                .unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&out));
+            out.extend_from_slice(&chunk[..n]);
+        }
+        let out = String::from_utf8_lossy(&out).into_owned();
+        assert!(
+            out.starts_with("HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"),
+            "request {i}: {out}"
+        );
+        assert_eq!(out.matches("HTTP/1.1 103").count(), 1, "{out}");
+        // the interim response carries nothing of the cache's outcome
+        let hint = out.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+        assert!(
+            !hint.contains("x-cache") && !hint.contains("cache-status"),
+            "{out}"
+        );
+        assert!(out.to_ascii_lowercase().contains("x-cache: miss"), "{out}");
+        let hit = llmselect_e2e::http::send(
+            reqwest::Client::new().get(format!("http://{}{path}", super::front::addr(&p))),
+        )
+        .await;
+        assert_eq!((hit.x_cache(), hit.body.as_str()), ("HIT", "body"));
+    }
+}
