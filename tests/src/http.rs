@@ -84,6 +84,25 @@ pub async fn raw_exchange(
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Reads from `stream` into `out` until `done(out)` holds; each read must come within 10 s and
+/// the connection must stay open until then.
+pub async fn read_until(
+    stream: &mut tokio::net::TcpStream,
+    out: &mut Vec<u8>,
+    done: impl Fn(&[u8]) -> bool,
+) {
+    use tokio::io::AsyncReadExt;
+    while !done(out) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("more bytes within 10 s")
+            .expect("read");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(out));
+        out.extend_from_slice(&chunk[..n]);
+    }
+}
+
 /// The status code of a raw HTTP/1.1 response (0 when there is none).
 pub fn raw_status(response: &str) -> u16 {
     response

@@ -330,7 +330,7 @@ pub(crate) fn connection_named(headers: &HeaderMap) -> Vec<String> {
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1 and the common non-standard ones): never stored from, or
 /// replayed out of, a 304.
-const HOP_BY_HOP: [&str; 9] = [
+pub(crate) const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",

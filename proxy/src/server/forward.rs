@@ -59,19 +59,8 @@ const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
 /// Bytes reserved for each read from the origin.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Request fields that concern one connection only (RFC 9110 §7.6.1), never forwarded; the
-/// forwarding fields are rewritten.
-const NOT_FORWARDED: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "x-forwarded-for",
-    "forwarded",
-];
+/// The forwarding fields, rewritten with this hop appended (the client's own values kept).
+const FORWARDING: [&str; 2] = ["x-forwarded-for", "forwarded"];
 
 /// See the module documentation.
 pub struct Forwarder {
@@ -259,7 +248,11 @@ impl Forwarder {
         let named = policy::connection_named(&req.headers);
         for (name, value) in req.headers.iter() {
             let n = name.as_str();
-            if NOT_FORWARDED.contains(&n) || named.iter().any(|c| c.eq_ignore_ascii_case(n)) {
+            // the fields of one connection only (RFC 9110 §7.6.1), and those rewritten below
+            if policy::HOP_BY_HOP.contains(&n)
+                || FORWARDING.contains(&n)
+                || named.iter().any(|c| c.eq_ignore_ascii_case(n))
+            {
                 continue;
             }
             push_field(&mut out, n.as_bytes(), value.as_bytes());
@@ -271,7 +264,7 @@ impl Forwarder {
             Some(ip) => self.push_forwarding(&mut out, req, ip, client),
             None => {
                 // no client address (a Unix socket): the fields are passed on as they came
-                for name in ["x-forwarded-for", "forwarded"] {
+                for name in FORWARDING {
                     for value in req.headers.get_all(name) {
                         push_field(&mut out, name.as_bytes(), value.as_bytes());
                     }

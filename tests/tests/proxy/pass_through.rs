@@ -255,7 +255,6 @@ async fn the_pass_through_can_be_switched_off() {
 /// sends a 103 before each final `no-store` answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_hints_are_passed_on_before_the_final_response() {
-    use tokio::io::AsyncReadExt;
     let origin = llmselect_e2e::raw_origin::spawn(
         "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n\
          HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 2\r\n\r\nok",
@@ -271,15 +270,10 @@ async fn early_hints_are_passed_on_before_the_final_response() {
         s.write_all(format!("GET /hints HTTP/1.1\r\n{host}\r\n\r\n").as_bytes())
             .await
             .unwrap();
-        while out.windows(6).filter(|w| w == b"\r\n\r\nok").count() < i {
-            let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
-                .await
-                .expect("an answer within 10 s")
-                .unwrap();
-            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&out));
-            out.extend_from_slice(&chunk[..n]);
-        }
+        llmselect_e2e::http::read_until(&mut s, &mut out, |out| {
+            out.windows(6).filter(|w| w == b"\r\n\r\nok").count() >= i
+        })
+        .await;
     }
     let out = String::from_utf8_lossy(&out).into_owned();
     let answers: Vec<&str> = out.split("HTTP/1.1 103 Early Hints\r\n").skip(1).collect();

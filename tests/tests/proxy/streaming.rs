@@ -101,7 +101,7 @@ async fn a_length_framed_body_is_forwarded_while_the_origin_holds_the_rest() {
 /// no `103` (RFC 9111 §3: interim responses are not stored).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn early_hints_before_a_streamed_fill_reach_the_client_once() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let origin = llmselect_e2e::raw_origin::spawn(
         "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n\
          HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Length: 4\r\n\r\nbody",
@@ -120,15 +120,8 @@ async fn early_hints_before_a_streamed_fill_reach_the_client_once() {
             .await
             .unwrap();
         let mut out = Vec::new();
-        while !out.ends_with(b"\r\n\r\nbody") {
-            let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut chunk))
-                .await
-                .expect("an answer within 10 s")
-                .unwrap();
-            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&out));
-            out.extend_from_slice(&chunk[..n]);
-        }
+        llmselect_e2e::http::read_until(&mut s, &mut out, |out| out.ends_with(b"\r\n\r\nbody"))
+            .await;
         let out = String::from_utf8_lossy(&out).into_owned();
         assert!(
             out.starts_with("HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"),
