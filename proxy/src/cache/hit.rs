@@ -8,9 +8,11 @@
 //! was decoded once when the entry was stored ([`HitView`](super::entry::HitView)).
 //!
 //! The fast path only answers when the outcome is certain and identical to pingora's:
-//! - the request is an unconditional GET or HEAD without a body, a `Range` or an `Upgrade` (see
-//!   [`eligible`]), and its `Cache-Control` / `Pragma` (when request directives are honoured)
-//!   ask for nothing more than a fresh response (`FastHits::lookup`);
+//! - the request is a GET or HEAD without a body, an `Upgrade`, `If-Match` or
+//!   `If-Unmodified-Since`, and without `If-None-Match`, `If-Modified-Since`, `Range` and
+//!   `If-Range` unless the caller evaluates them (the raw front does; see [`eligible`]), and its
+//!   `Cache-Control` / `Pragma` (when request directives are honoured) ask for nothing more than
+//!   a fresh response (`FastHits::lookup`);
 //! - the entry is fresh and not soft-purged;
 //! - the `Vary` check is pingora's own: the request's variance must equal the stored one, in the
 //!   primary slot or in the secondary slot, whose entry must have been created after the primary
@@ -28,21 +30,24 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// Request fields whose handling (ranges, the preconditions below, upgrades) lives in pingora's
-/// path.
-const FULL_PATH_FIELDS: [HeaderName; 6] = [
-    header::RANGE,
-    header::IF_RANGE,
+/// Request fields whose handling (the preconditions below, upgrades) lives in pingora's path.
+const FULL_PATH_FIELDS: [HeaderName; 4] = [
     header::IF_MATCH,
     header::IF_UNMODIFIED_SINCE,
     header::UPGRADE,
     header::TRANSFER_ENCODING,
 ];
 
-/// The preconditions a fresh hit may answer with `304 Not Modified` (RFC 9111 §4.3.2). The raw
-/// front evaluates them itself, with pingora's own function; `request_filter` leaves them to
+/// The preconditions a fresh hit may answer with `304 Not Modified` (RFC 9111 §4.3.2), and the
+/// range fields (RFC 9110 §14). The raw front evaluates them itself, with the same functions as
+/// pingora's hit path ([`not_modified`], `cache::range::apply`); `request_filter` leaves them to
 /// pingora's hit path.
-pub const CONDITIONAL_FIELDS: [HeaderName; 2] = [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE];
+pub const CONDITIONAL_FIELDS: [HeaderName; 4] = [
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::RANGE,
+    header::IF_RANGE,
+];
 
 /// Whether a stored response answers the conditional request `req` with `304 Not Modified`:
 /// pingora's evaluation (`If-None-Match` first, then `If-Modified-Since` against
@@ -69,7 +74,7 @@ pub fn not_modified(req: &RequestHeader, stored: &ResponseHeader) -> bool {
         }
 }
 
-/// Whether a request carries one of the [`CONDITIONAL_FIELDS`].
+/// Whether a request carries one of the [`CONDITIONAL_FIELDS`] (a precondition or a range).
 pub fn is_conditional(req: &HeaderMap) -> bool {
     CONDITIONAL_FIELDS.iter().any(|name| req.contains_key(name))
 }
@@ -300,7 +305,8 @@ mod tests {
         assert!(eligible(&req(&[("if-none-match", "\"a\"")]), true));
         assert!(eligible(&req(&[("if-modified-since", "x")]), true));
         assert!(!eligible(&req(&[("if-match", "\"a\"")]), true));
-        assert!(!eligible(&req(&[("range", "bytes=0-1")]), true));
+        assert!(!eligible(&req(&[("range", "bytes=0-1")]), false));
+        assert!(eligible(&req(&[("range", "bytes=0-1")]), true));
         assert!(!eligible(&req(&[("content-length", "3")]), false));
         assert!(eligible(&req(&[("cache-control", "no-cache")]), false));
         assert!(has_directives(&req(&[("pragma", "x")]).headers));

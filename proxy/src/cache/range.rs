@@ -7,8 +7,9 @@
 //! entity tag and a weak `Last-Modified`. Here `If-Range` is evaluated as RFC 9110 §13.1.5 says
 //! (strong comparison only), and pingora only sees the request without it.
 //!
-//! The fast hit path never serves ranges (`cache::hit::eligible`), so both hit paths answer a
-//! range request through this one filter.
+//! Every path that answers a range request from the store goes through this one filter:
+//! pingora's hit path, and the raw HTTP/1 front for the single ranges and `416`s of fresh hits
+//! (`server::front`; several ranges, `multipart/byteranges`, stay pingora's to write).
 
 use super::freshness::http_date;
 use http::{header, HeaderValue};

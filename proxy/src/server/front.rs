@@ -14,6 +14,10 @@
 //! answered `304 Not Modified` here too, by pingora's own evaluation and `304` form (and so keeps
 //! the stored `Date` as well).
 //!
+//! Ranges: a `Range` on a fresh hit goes through the same range filter as pingora's hit path
+//! (`cache::range::apply`, with `If-Range`); one range is written here as a `206` of that part of
+//! the stored body, an unsatisfiable one as its `416`, and several go to pingora.
+//!
 //! Cold keys: a request without a fresh hit whose key has a first fill under way
 //! (`cache::first_fill`) waits for it here rather than on pingora's cache lock, and is then
 //! answered from the committed entry or from the fill in progress as it arrives
@@ -39,6 +43,7 @@ use crate::cache::hit;
 use crate::cache::inflight::{InflightFill, InflightHit};
 use crate::cache::key::UrlKey;
 use crate::cache::policy;
+use crate::cache::range;
 use crate::proxy::fast::{FreshHit, Joined};
 use crate::proxy::headers::{self, Timing};
 use crate::proxy::{EdgeProxy, FastHits};
@@ -52,9 +57,10 @@ use pingora_core::protocols::http::conditional_filter::to_304;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
-use pingora_http::RequestHeader;
-use pingora_proxy::HttpProxy;
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{HttpProxy, RangeType};
 use std::io::ErrorKind;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -303,10 +309,13 @@ impl HitFront {
             };
         };
         let entry = |found: FreshHit, waited| {
-            if writable(&found) {
-                Route::Answer(Answer::Entry(found, waited))
-            } else {
-                Route::Pingora
+            if !writable(&found) {
+                return Route::Pingora;
+            }
+            match ranged(req, &found) {
+                Ranged::Whole => Route::Answer(Answer::Entry(found, waited)),
+                Ranged::Part(header, range) => Route::Answer(Answer::Part(found, header, range)),
+                Ranged::Pingora => Route::Pingora,
             }
         };
         if let Some(found) = self.fast.lookup(req, &primary, bus, start) {
@@ -360,6 +369,24 @@ impl HitFront {
                 self.write_entry(stream, req, &found.entry.body, head)
                     .await?;
                 Ok(view.header.status.as_u16())
+            }
+            Answer::Part(found, header, range) => {
+                let view = found.entry.view.as_ref().ok_or(ErrorKind::InvalidData)?;
+                let timing = Timing {
+                    total: start.elapsed(),
+                    lookup: Some(found.lookup),
+                    lock: None,
+                    origin: None,
+                };
+                let status = header.status.as_u16();
+                let wire = entry::wire_head(*header).ok_or(ErrorKind::InvalidData)?;
+                let head = Prepared::new(&wire, view, found.now, &timing, keepalive);
+                let body = match range {
+                    Some(range) => found.entry.body.slice(range),
+                    None => Bytes::new(),
+                };
+                self.write_entry(stream, req, &body, head).await?;
+                Ok(status)
             }
             Answer::Fill {
                 fill,
@@ -447,6 +474,9 @@ enum Route {
 enum Answer {
     /// A stored response; `Some` wait when the request waited for the key's first fill.
     Entry(FreshHit, Option<Duration>),
+    /// A range of a stored response: the header as the range filter made it (`206`, or `416`
+    /// with `None`) and the bytes of the body it covers.
+    Part(FreshHit, Box<ResponseHeader>, Option<Range<usize>>),
     /// A fill in progress, read as it arrives.
     Fill {
         fill: Arc<InflightFill>,
@@ -454,6 +484,36 @@ enum Answer {
         now: SystemTime,
         waited: Option<Duration>,
     },
+}
+
+/// How a stored response answers a request's `Range` (and `If-Range`).
+enum Ranged {
+    /// Whole: no range asked, a stale `If-Range`, a `304` that takes precedence, or a range the
+    /// response cannot be cut by (pingora's filter decides all of it).
+    Whole,
+    /// One range (`Some`) or an unsatisfiable one (`None`, `416`), with the header for it.
+    Part(Box<ResponseHeader>, Option<Range<usize>>),
+    /// Several ranges: `multipart/byteranges` is pingora's to write.
+    Pingora,
+}
+
+/// The answer to `req`'s `Range` from `found`, as pingora's hit path gives it: the conditional
+/// fields first (a matching one is a `304`, whole), then the same range filter
+/// (`cache::range::apply`) on the stored header.
+fn ranged(req: &RequestHeader, found: &FreshHit) -> Ranged {
+    let Some(view) = found.entry.view.as_ref() else {
+        return Ranged::Pingora;
+    };
+    if !req.headers.contains_key(header::RANGE) || hit::not_modified(req, &view.header) {
+        return Ranged::Whole;
+    }
+    let mut header = Box::new(view.header.clone());
+    match range::apply(req, &mut header) {
+        RangeType::None => Ranged::Whole,
+        RangeType::Single(r) if r.end <= found.entry.body.len() => Ranged::Part(header, Some(r)),
+        RangeType::Invalid => Ranged::Part(header, None),
+        RangeType::Single(_) | RangeType::Multi(_) => Ranged::Pingora,
+    }
 }
 
 /// Whether the front can write this stored response: its head was prepared at store time and
