@@ -35,7 +35,7 @@ pub struct FillInfo {
 /// The parts of a stored meta that a plain fresh hit needs, decoded once when the entry is
 /// stored. `CacheMeta` is not `Clone`, so pingora's own lookup must deserialize the meta (msgpack
 /// plus zstd-compressed header) on every hit; the fast hit path (`cache::hit`) reads this instead.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct HitView {
     /// The stored response header as pingora's hit path would serve it, before `Age` and our
     /// stamps (see `cache::hit::served_header`).

@@ -5,7 +5,7 @@
 //! without `finish()` and never stored.
 
 use super::encoding;
-use super::entry::{Entry, FillInfo};
+use super::entry::{Entry, FillInfo, HitView};
 use super::inflight::{InflightFill, StreamingMiss};
 use super::key::UrlKey;
 use super::store::Store;
@@ -121,6 +121,7 @@ impl Storage for Store {
             return Ok(Box::new(buffered));
         }
         let view = self.decode_view(&serialized);
+        let buffered = buffered.with_view(view.clone());
         let fill = InflightFill::new(
             self.next_id(),
             serialized,
@@ -273,6 +274,9 @@ pub struct BufferedMiss {
     combined: HashBinary,
     primary: HashBinary,
     meta: Option<(Vec<u8>, Vec<u8>)>,
+    /// `meta` decoded already (a streamed fill decodes it for its readers): the entry reuses it
+    /// instead of decoding the same bytes again.
+    view: Option<Option<HitView>>,
     body: BytesMut,
     info: Option<FillInfo>,
     reserved: u64,
@@ -297,10 +301,19 @@ impl BufferedMiss {
             combined,
             primary,
             meta: Some(meta),
+            view: None,
             body: presized.map_or_else(BytesMut::new, BytesMut::with_capacity),
             info: Some(info),
             reserved: presized.unwrap_or(0) as u64,
         }
+    }
+}
+
+impl BufferedMiss {
+    /// `view`: the fill's meta, decoded already.
+    fn with_view(mut self, view: Option<HitView>) -> Self {
+        self.view = Some(view);
+        self
     }
 }
 
@@ -346,8 +359,10 @@ impl HandleMiss for BufferedMiss {
             return Ok(MissFinishType::Created(0));
         };
         let buf = std::mem::take(&mut self.body);
+        let mut view = self.view.take();
         if let Some(framed) = encoding::stored_length(&meta, buf.len()) {
             meta = framed;
+            view = None;
         }
         // Store what is held, not what the buffer grew to.
         let body = if buf.capacity() > buf.len() + buf.len() / 8 + 64 {
@@ -355,9 +370,10 @@ impl HandleMiss for BufferedMiss {
         } else {
             buf.freeze()
         };
+        let view = view.unwrap_or_else(|| self.store.decode_view(&meta));
         let weight = self
             .store
-            .commit(self.combined, self.primary, meta, body, info);
+            .commit_decoded(self.combined, self.primary, meta, view, body, info);
         // stored or refused, the fill is over: requests waiting for a cold key's first fill
         // look at the store now (`cache::first_fill`)
         self.store.first_fills().moved(&self.primary);

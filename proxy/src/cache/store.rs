@@ -238,6 +238,7 @@ impl Store {
     fn new_entry(
         &self,
         meta: (Vec<u8>, Vec<u8>),
+        view: Option<HitView>,
         body: Bytes,
         primary: HashBinary,
         url: UrlKey,
@@ -245,7 +246,7 @@ impl Store {
     ) -> Arc<Entry> {
         Arc::new(Entry {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            view: HitView::decode(&meta, &self.fields),
+            view,
             meta,
             body,
             primary,
@@ -360,8 +361,8 @@ impl Store {
         self.entries.get(combined)
     }
 
-    /// Commits a finished fill unless an invalidation that touches it happened after it
-    /// started. Returns the weight stored (0 when dropped).
+    /// [`Self::commit_decoded`], decoding `meta` here (tests).
+    #[cfg(test)]
     pub fn commit(
         &self,
         combined: HashBinary,
@@ -370,7 +371,23 @@ impl Store {
         body: Bytes,
         info: FillInfo,
     ) -> u64 {
-        let entry = self.new_entry(meta, body, primary, info.url, info.groups);
+        let view = self.decode_view(&meta);
+        self.commit_decoded(combined, primary, meta, view, body, info)
+    }
+
+    /// Commits a finished fill unless an invalidation that touches it happened after it
+    /// started. Returns the weight stored (0 when dropped). `view` is `meta` decoded
+    /// ([`Self::decode_view`]): a streamed fill decoded it already for its readers.
+    pub fn commit_decoded(
+        &self,
+        combined: HashBinary,
+        primary: HashBinary,
+        meta: (Vec<u8>, Vec<u8>),
+        view: Option<HitView>,
+        body: Bytes,
+        info: FillInfo,
+    ) -> u64 {
+        let entry = self.new_entry(meta, view, body, primary, info.url, info.groups);
         let weight = entry.weight();
         if weight > self.max_weight {
             return 0;
@@ -404,7 +421,15 @@ impl Store {
         if old.id != revalidated {
             return false;
         }
-        let entry = self.new_entry(meta, old.body.clone(), old.primary, info.url, info.groups);
+        let view = self.decode_view(&meta);
+        let entry = self.new_entry(
+            meta,
+            view,
+            old.body.clone(),
+            old.primary,
+            info.url,
+            info.groups,
+        );
         if entry.weight() > self.max_weight {
             return false;
         }
