@@ -350,6 +350,7 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
         limits: config.limits.clone(),
         honour_request_directives: config.cache.honour_request_directives,
         lock_wait: config.lock_wait_timeout(),
+        credential_passes: Default::default(),
     });
     let forward = config
         .server

@@ -15,11 +15,14 @@
 //!   ([`index`], [`tombstones`]).
 //! - [`inflight`]: fills in progress that waiting requests read as they arrive.
 //! - [`first_fill`]: cold keys whose first fill is under way (requests wait for it in the front).
+//! - [`credential_pass`]: (URL, credential) pairs whose responses the cache refused, forwarded
+//!   by the front's pass-through.
 //! - [`storage`]: pingora's `Storage` adapter over the store, with its hit and miss handlers.
 //! - [`hit`]: the fast path for plain fresh hits.
 //! - [`encoding`]: compression of compressible responses, once, when they are stored.
 //! - [`invalidate`]: the one entry point for invalidations (mutations, admin, bus).
 
+pub(crate) mod credential_pass;
 pub(crate) mod directives;
 pub(crate) mod encoding;
 pub(crate) mod entry;

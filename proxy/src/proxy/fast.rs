@@ -10,6 +10,7 @@
 use super::headers::XCache;
 use super::{written_position, BusRevalidation, PREDICTOR_SHARDS};
 use crate::bus::Bus;
+use crate::cache::credential_pass::CredentialPasses;
 use crate::cache::entry::Entry;
 use crate::cache::first_fill;
 use crate::cache::hit;
@@ -43,6 +44,8 @@ pub struct FastHits {
     pub honour_request_directives: bool,
     /// How long a request waits for another request's fill of its key (`cache.lock_wait_timeout_ms`).
     pub lock_wait: Duration,
+    /// (URL, credential) pairs whose last response the cache refused (`cache::credential_pass`).
+    pub credential_passes: CredentialPasses,
 }
 
 /// What answers a request that had no fresh hit when it arrived, without pingora: the key's fill
@@ -73,6 +76,30 @@ pub struct FreshHit {
 }
 
 impl FastHits {
+    /// The (URL, credential) pair of `req` (`primary`: its URL's primary key); `None` without
+    /// credentials.
+    pub fn credential_pair(&self, primary: &HashBinary, req: &RequestHeader) -> Option<u64> {
+        self.credential_passes
+            .key(primary, &req.headers, &self.live.policy().auth_cookies)
+    }
+
+    /// Remembers that the cache refused a response to `req` (with `status`) for a reason of the
+    /// request's own: with credentials and no request directives, the same user's next requests
+    /// for the URL are forwarded by the front (`cache::credential_pass`).
+    pub fn remember_credential_refusal(
+        &self,
+        req: &RequestHeader,
+        status: u16,
+        primary: &HashBinary,
+    ) {
+        if !(200..400).contains(&status) || hit::has_directives(&req.headers) {
+            return;
+        }
+        if let Some(pair) = self.credential_pair(primary, req) {
+            self.credential_passes.remember(pair);
+        }
+    }
+
     /// The error a request gets for breaking a size limit, if it does.
     pub fn limit_error(&self, req: &RequestHeader) -> Option<EdgeError> {
         if req.raw_path().len() > self.limits.max_uri_bytes {

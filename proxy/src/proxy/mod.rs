@@ -291,7 +291,17 @@ impl EdgeProxy {
                 Ok(RespCacheable::Cacheable(meta))
             }
             Err(refusal) => {
-                self.store.record_refusal(url.primary_hash(), refusal.rule);
+                let primary = url.primary_hash();
+                self.store.record_refusal(primary, refusal.rule);
+                if refusal.reason
+                    == pingora_cache::NoCacheReason::Custom(policy::reason::REQUEST_SPECIFIC)
+                {
+                    self.fast.remember_credential_refusal(
+                        session.req_header(),
+                        header.status.as_u16(),
+                        &primary,
+                    );
+                }
                 Ok(RespCacheable::Uncacheable(refusal.reason))
             }
         }

@@ -40,7 +40,7 @@ use bytes::{Buf, BytesMut};
 use http::{header, HeaderName, HeaderValue, Method, Version};
 use pingora_cache::key::HashBinary;
 use pingora_cache::predictor::CacheablePredictor;
-use pingora_cache::RespCacheable;
+use pingora_cache::{NoCacheReason, RespCacheable};
 use pingora_core::protocols::http::date::get_cached_date;
 use pingora_core::protocols::Stream;
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -139,17 +139,29 @@ impl Forwarder {
     }
 
     /// Whether the front forwards `req` (its primary key `primary`, with `body` bytes of body)
-    /// itself.
+    /// itself because its URL is known uncacheable (the predictor).
     pub fn takes(&self, req: &RequestHeader, primary: &HashBinary, body: Option<usize>) -> bool {
-        req.version == Version::HTTP_11
-            && body == Some(0)
-            && !req.headers.contains_key(header::UPGRADE)
-            && !req.headers.contains_key(header::EXPECT)
-            && !policy::only_if_cached(&req.headers)
+        forwardable(req, body)
             && !self
                 .fast
                 .predictor
                 .cacheable_prediction(&hit::primary_only_key(primary))
+    }
+
+    /// Whether the front forwards `req` itself because the cache refused the last response to
+    /// this URL for these credentials (`cache::credential_pass`).
+    pub fn takes_for_credential(
+        &self,
+        req: &RequestHeader,
+        primary: &HashBinary,
+        body: Option<usize>,
+    ) -> bool {
+        forwardable(req, body)
+            && !hit::has_directives(&req.headers)
+            && self
+                .fast
+                .credential_pair(primary, req)
+                .is_some_and(|pair| self.fast.credential_passes.contains(pair))
     }
 
     /// Forwards `req` (its target's primary key `primary`) and relays the response to `client`.
@@ -424,7 +436,7 @@ impl Forwarder {
             .and_then(|v| v.trim().parse::<usize>().ok())
             .is_some_and(|n| n > store.max_object_bytes());
         let decision = if too_large {
-            RespCacheable::Uncacheable(pingora_cache::NoCacheReason::ResponseTooLarge)
+            RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge)
         } else {
             match policy::decide_with_rule(req, resp, SystemTime::now(), &self.fast.live.policy()) {
                 Ok(meta) => RespCacheable::Cacheable(meta),
@@ -437,9 +449,16 @@ impl Forwarder {
         match decision {
             RespCacheable::Cacheable(_) => {
                 self.fast.predictor.mark_cacheable(&key);
+                if let Some(pair) = self.fast.credential_pair(primary, req) {
+                    self.fast.credential_passes.forget(pair);
+                }
             }
             RespCacheable::Uncacheable(reason) => {
                 self.fast.predictor.mark_uncacheable(&key, reason);
+                if reason == NoCacheReason::Custom(policy::reason::REQUEST_SPECIFIC) {
+                    self.fast
+                        .remember_credential_refusal(req, resp.status.as_u16(), primary);
+                }
             }
         }
     }
@@ -494,6 +513,16 @@ impl Forwarder {
             Some(err.code().to_string()),
         );
     }
+}
+
+/// What any request the front forwards must be: HTTP/1.1, no body, no `Upgrade` or `Expect`, not
+/// `only-if-cached`.
+fn forwardable(req: &RequestHeader, body: Option<usize>) -> bool {
+    req.version == Version::HTTP_11
+        && body == Some(0)
+        && !req.headers.contains_key(header::UPGRADE)
+        && !req.headers.contains_key(header::EXPECT)
+        && !policy::only_if_cached(&req.headers)
 }
 
 /// Moves the body bytes at the start of `buf` (as far as the body goes) to `out`; returns

@@ -321,6 +321,11 @@ impl HitFront {
         if let Some(found) = self.fast.lookup(req, &primary, bus, start) {
             return entry(found, None);
         }
+        if let Some(forward) = &self.forward {
+            if forward.takes_for_credential(req, &primary, body) {
+                return Route::Forward(primary);
+            }
+        }
         let Some(collapsed) = self.fast.join(req, primary, bus).await else {
             return Route::Pingora;
         };

@@ -297,3 +297,77 @@ async fn early_hints_are_passed_on_before_the_final_response() {
     let stats = p.stats().await;
     assert_eq!(stats["front_passes"], 2, "{stats}");
 }
+
+/// An authenticated uncacheable GET (`/api/v1/auth/me`-like: `private, no-store`) is remembered
+/// per user and URL: that user's next requests are forwarded by the front, another user's first
+/// request still goes through pingora, and a storable answer puts the pair back on the cache path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authenticated_uncacheable_url_is_passed_through_per_user() {
+    let e = env().await;
+    e.scripted().route(
+        "GET",
+        "/pt/me",
+        Route::ok("me {user} #{n}").cache("private, no-store"),
+    );
+    let as_user = |token: &str| {
+        e.proxy()
+            .get("/pt/me")
+            .header("authorization", format!("Bearer {token}"))
+    };
+    let first = send(as_user("alice")).await;
+    assert_eq!(
+        (first.x_cache(), first.body.as_str()),
+        ("MISS", "me auth:Bearer alice #1")
+    );
+    let passes = stat(&e, "front_passes").await;
+    let again = send(as_user("alice")).await;
+    assert_eq!(
+        (again.x_cache(), again.body.as_str()),
+        ("BYPASS", "me auth:Bearer alice #2")
+    );
+    assert_eq!(stat(&e, "front_passes").await, passes + 1);
+    // another user: nothing is known for this credential yet
+    let bob = send(as_user("bob")).await;
+    assert_eq!(
+        (bob.x_cache(), bob.body.as_str()),
+        ("MISS", "me auth:Bearer bob #3")
+    );
+    assert_eq!(send(as_user("bob")).await.x_cache(), "BYPASS");
+    // nor for an anonymous request, which never reads a user's answer
+    let anonymous = send(e.proxy().get("/pt/me")).await;
+    assert_eq!(anonymous.body, "me anonymous #5");
+    assert_eq!(stat(&e, "front_passes").await, passes + 2);
+
+    // the origin makes the answer storable per user: the pass-through learns it, the next request
+    // is stored, then hit, for that user only
+    e.scripted().route(
+        "GET",
+        "/pt/me",
+        Route::ok("me {user} #{n}")
+            .cache("private")
+            .header("llmselect-cache-control", "max-age=60, must-revalidate"),
+    );
+    let learnt = send(as_user("alice")).await;
+    assert_eq!(
+        (learnt.x_cache(), learnt.body.as_str()),
+        ("BYPASS", "me auth:Bearer alice #6")
+    );
+    let stored = send(as_user("alice")).await;
+    assert_eq!(
+        (stored.x_cache(), stored.body.as_str()),
+        ("MISS", "me auth:Bearer alice #7")
+    );
+    let hit = send(as_user("alice")).await;
+    assert_eq!(
+        (hit.x_cache(), hit.body.as_str()),
+        ("HIT", "me auth:Bearer alice #7")
+    );
+    // bob's pair is still remembered: forwarded, learnt, then cached for bob alone
+    assert_eq!(send(as_user("bob")).await.x_cache(), "BYPASS");
+    assert_eq!(send(as_user("bob")).await.body, "me auth:Bearer bob #9");
+    let bob_hit = send(as_user("bob")).await;
+    assert_eq!(
+        (bob_hit.x_cache(), bob_hit.body.as_str()),
+        ("HIT", "me auth:Bearer bob #9")
+    );
+}
