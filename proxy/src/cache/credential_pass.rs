@@ -15,7 +15,7 @@ use pingora_cache::key::HashBinary;
 use quick_cache::sync::Cache;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 
-/// Pairs remembered at most (the least recently used are dropped first).
+/// Pairs remembered at most (beyond it quick_cache evicts, as it does for the store).
 const CAPACITY: usize = 16 * 1024;
 
 /// See the module documentation.
