@@ -67,6 +67,11 @@ impl CredentialPasses {
     pub fn contains(&self, key: u64) -> bool {
         self.pairs.get(&key).is_some()
     }
+
+    /// Nothing is remembered (the common case: no hashing needed).
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
 }
 
 #[cfg(test)]

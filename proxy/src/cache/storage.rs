@@ -307,9 +307,7 @@ impl BufferedMiss {
             reserved: presized.unwrap_or(0) as u64,
         }
     }
-}
 
-impl BufferedMiss {
     /// `view`: the fill's meta, decoded already.
     fn with_view(mut self, view: Option<HitView>) -> Self {
         self.view = Some(view);

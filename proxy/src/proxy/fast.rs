@@ -25,7 +25,8 @@ use crate::metrics;
 use crate::stats::Stats;
 use pingora_cache::key::HashBinary;
 use pingora_cache::predictor::{CacheablePredictor, Predictor};
-use pingora_http::RequestHeader;
+use pingora_cache::{CacheMeta, NoCacheReason};
+use pingora_http::{RequestHeader, ResponseHeader};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -83,20 +84,62 @@ impl FastHits {
             .key(primary, &req.headers, &self.live.policy().auth_cookies)
     }
 
-    /// Remembers that the cache refused a response to `req` (with `status`) for a reason of the
-    /// request's own: with credentials and no request directives, the same user's next requests
-    /// for the URL are forwarded by the front (`cache::credential_pass`).
-    pub fn remember_credential_refusal(
+    /// Whether `req` (`primary`: its URL's primary key) is of a (URL, credential) pair whose
+    /// last response the cache refused (`cache::credential_pass`).
+    pub fn credential_refused(&self, primary: &HashBinary, req: &RequestHeader) -> bool {
+        !self.credential_passes.is_empty()
+            && self
+                .credential_pair(primary, req)
+                .is_some_and(|pair| self.credential_passes.contains(pair))
+    }
+
+    /// What the cache decides of a fetched response to `req` (`primary`: its URL's primary key),
+    /// in both forwarding paths (pingora's `response_cache_filter` and the front's
+    /// pass-through), and what the decision teaches besides the predictor, which each path
+    /// feeds itself: a refusal's rule is kept for `explain`; a refusal of the request's own, with
+    /// credentials and without request directives, is remembered for its (URL, credential) pair;
+    /// a storable response forgets that pair. `check_size`: a declared length above
+    /// `cache.max_object_bytes` refuses it (not for a revalidated response, whose body is
+    /// stored already).
+    pub fn judge(
         &self,
         req: &RequestHeader,
-        status: u16,
+        resp: &ResponseHeader,
         primary: &HashBinary,
-    ) {
-        if !(200..400).contains(&status) || hit::has_directives(&req.headers) {
-            return;
+        check_size: bool,
+    ) -> Result<CacheMeta, NoCacheReason> {
+        let too_large = resp
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|n| n > self.store.max_object_bytes());
+        if check_size && too_large {
+            self.store.record_refusal(
+                *primary,
+                "the response is larger than cache.max_object_bytes",
+            );
+            return Err(NoCacheReason::ResponseTooLarge);
         }
-        if let Some(pair) = self.credential_pair(primary, req) {
-            self.credential_passes.remember(pair);
+        match policy::decide_with_rule(req, resp, SystemTime::now(), &self.live.policy()) {
+            Ok(meta) => {
+                if !self.credential_passes.is_empty() {
+                    if let Some(pair) = self.credential_pair(primary, req) {
+                        self.credential_passes.forget(pair);
+                    }
+                }
+                Ok(meta)
+            }
+            Err(refusal) => {
+                self.store.record_refusal(*primary, refusal.rule);
+                let own = refusal.reason == NoCacheReason::Custom(policy::reason::REQUEST_SPECIFIC)
+                    && (200..400).contains(&resp.status.as_u16())
+                    && !hit::has_directives(&req.headers);
+                if let Some(pair) = own.then(|| self.credential_pair(primary, req)).flatten() {
+                    self.credential_passes.remember(pair);
+                }
+                Err(refusal.reason)
+            }
         }
     }
 

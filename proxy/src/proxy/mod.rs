@@ -255,27 +255,11 @@ impl EdgeProxy {
                 pingora_cache::NoCacheReason::NeverEnabled,
             ));
         };
-        let too_large = header
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .is_some_and(|n| n > self.store.max_object_bytes());
-        if too_large && !revalidated {
-            self.store.record_refusal(
-                url.primary_hash(),
-                "the response is larger than cache.max_object_bytes",
-            );
-            return Ok(RespCacheable::Uncacheable(
-                pingora_cache::NoCacheReason::ResponseTooLarge,
-            ));
-        }
-        match policy::decide_with_rule(
-            session.req_header(),
-            header,
-            SystemTime::now(),
-            &self.live.policy(),
-        ) {
+        let primary = url.primary_hash();
+        match self
+            .fast
+            .judge(session.req_header(), header, &primary, !revalidated)
+        {
             Ok(mut meta) => {
                 let groups = response_groups(&header.headers);
                 meta.extensions_mut().insert(FillInfo {
@@ -290,20 +274,7 @@ impl EdgeProxy {
                 }
                 Ok(RespCacheable::Cacheable(meta))
             }
-            Err(refusal) => {
-                let primary = url.primary_hash();
-                self.store.record_refusal(primary, refusal.rule);
-                if refusal.reason
-                    == pingora_cache::NoCacheReason::Custom(policy::reason::REQUEST_SPECIFIC)
-                {
-                    self.fast.remember_credential_refusal(
-                        session.req_header(),
-                        header.status.as_u16(),
-                        &primary,
-                    );
-                }
-                Ok(RespCacheable::Uncacheable(refusal.reason))
-            }
+            Err(reason) => Ok(RespCacheable::Uncacheable(reason)),
         }
     }
 

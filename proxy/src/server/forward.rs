@@ -40,14 +40,13 @@ use bytes::{Buf, BytesMut};
 use http::{header, HeaderName, HeaderValue, Method, Version};
 use pingora_cache::key::HashBinary;
 use pingora_cache::predictor::CacheablePredictor;
-use pingora_cache::{NoCacheReason, RespCacheable};
 use pingora_core::protocols::http::date::get_cached_date;
 use pingora_core::protocols::Stream;
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -56,6 +55,9 @@ use tokio::time::timeout;
 const MAX_RESPONSE_FIELDS: usize = 128;
 /// A response head not complete within this many bytes is a bad response (502).
 const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
+/// Interim (1xx) responses passed on before a final one at most; an origin that sends more is a
+/// bad response (502).
+const MAX_INTERIM_RESPONSES: usize = 16;
 /// Bytes reserved for each read from the origin.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -158,10 +160,7 @@ impl Forwarder {
     ) -> bool {
         forwardable(req, body)
             && !hit::has_directives(&req.headers)
-            && self
-                .fast
-                .credential_pair(primary, req)
-                .is_some_and(|pair| self.fast.credential_passes.contains(pair))
+            && self.fast.credential_refused(primary, req)
     }
 
     /// Forwards `req` (its target's primary key `primary`) and relays the response to `client`.
@@ -427,38 +426,13 @@ impl Forwarder {
     /// What pingora's path learns from a bypassed response: a URL whose response became
     /// storable goes back to the cache path, and a refusal keeps it bypassed.
     fn learn(&self, req: &RequestHeader, primary: &HashBinary, resp: &ResponseHeader) {
-        let store = self.fast.store;
         let key = hit::primary_only_key(primary);
-        let too_large = resp
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .is_some_and(|n| n > store.max_object_bytes());
-        let decision = if too_large {
-            RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge)
-        } else {
-            match policy::decide_with_rule(req, resp, SystemTime::now(), &self.fast.live.policy()) {
-                Ok(meta) => RespCacheable::Cacheable(meta),
-                Err(refusal) => {
-                    store.record_refusal(*primary, refusal.rule);
-                    RespCacheable::Uncacheable(refusal.reason)
-                }
-            }
-        };
-        match decision {
-            RespCacheable::Cacheable(_) => {
+        match self.fast.judge(req, resp, primary, true) {
+            Ok(_) => {
                 self.fast.predictor.mark_cacheable(&key);
-                if let Some(pair) = self.fast.credential_pair(primary, req) {
-                    self.fast.credential_passes.forget(pair);
-                }
             }
-            RespCacheable::Uncacheable(reason) => {
+            Err(reason) => {
                 self.fast.predictor.mark_uncacheable(&key, reason);
-                if reason == NoCacheReason::Custom(policy::reason::REQUEST_SPECIFIC) {
-                    self.fast
-                        .remember_credential_refusal(req, resp.status.as_u16(), primary);
-                }
             }
         }
     }
@@ -581,6 +555,7 @@ async fn read_head(
     read_timeout: Duration,
     client: &mut Stream,
 ) -> Result<OriginHead, Failure> {
+    let mut interim = 0;
     loop {
         if !buf.is_empty() {
             match parse_head(buf, req)? {
@@ -588,7 +563,11 @@ async fn read_head(
                     buf.advance(len);
                     return Ok(head);
                 }
+                Some((_, None)) if interim == MAX_INTERIM_RESPONSES => {
+                    return Err(Failure::Broken);
+                }
                 Some((len, None)) => {
+                    interim += 1;
                     // a client that went away fails on the final head's write
                     let _ = client.write_all(&buf[..len]).await;
                     let _ = client.flush().await;

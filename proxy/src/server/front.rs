@@ -312,10 +312,10 @@ impl HitFront {
             if !writable(&found) {
                 return Route::Pingora;
             }
-            match ranged(req, &found) {
-                Ranged::Whole => Route::Answer(Answer::Entry(found, waited)),
-                Ranged::Part(header, range) => Route::Answer(Answer::Part(found, header, range)),
-                Ranged::Pingora => Route::Pingora,
+            match reshaped(req, &found) {
+                Reshaped::Whole => Route::Answer(Answer::Entry(found, waited)),
+                Reshaped::Part(header, range) => Route::Answer(Answer::Part(found, header, range)),
+                Reshaped::Pingora => Route::Pingora,
             }
         };
         if let Some(found) = self.fast.lookup(req, &primary, bus, start) {
@@ -352,23 +352,7 @@ impl HitFront {
         match answer {
             Answer::Entry(found, waited) => {
                 let view = found.entry.view.as_ref().ok_or(ErrorKind::InvalidData)?;
-                let timing = Timing {
-                    total: start.elapsed(),
-                    lookup: Some(found.lookup),
-                    lock: waited,
-                    origin: None,
-                };
-                if hit::is_conditional(&req.headers) && hit::not_modified(req, &view.header) {
-                    // pingora's hit path: the stored header made a 304 (`to_304`), no body
-                    let mut header = view.header.clone();
-                    to_304(&mut header);
-                    let status = header.status.as_u16();
-                    let wire = entry::wire_head(header).ok_or(ErrorKind::InvalidData)?;
-                    let head = Prepared::new(&wire, view, found.now, &timing, keepalive);
-                    stream.write_all(&head.bytes(0)).await?;
-                    stream.flush().await?;
-                    return Ok(status);
-                }
+                let timing = store_timing(start, Some(found.lookup), waited);
                 let wire = view.wire.as_deref().ok_or(ErrorKind::InvalidData)?;
                 let head = Prepared::new(wire, view, found.now, &timing, keepalive);
                 self.write_entry(stream, req, &found.entry.body, head)
@@ -377,12 +361,7 @@ impl HitFront {
             }
             Answer::Part(found, header, range) => {
                 let view = found.entry.view.as_ref().ok_or(ErrorKind::InvalidData)?;
-                let timing = Timing {
-                    total: start.elapsed(),
-                    lookup: Some(found.lookup),
-                    lock: None,
-                    origin: None,
-                };
+                let timing = store_timing(start, Some(found.lookup), None);
                 let status = header.status.as_u16();
                 let wire = entry::wire_head(*header).ok_or(ErrorKind::InvalidData)?;
                 let head = Prepared::new(&wire, view, found.now, &timing, keepalive);
@@ -400,12 +379,7 @@ impl HitFront {
                 waited,
             } => {
                 let view = fill.view.as_ref().ok_or(ErrorKind::InvalidData)?;
-                let timing = Timing {
-                    total: start.elapsed(),
-                    lookup: None,
-                    lock: waited,
-                    origin: None,
-                };
+                let timing = store_timing(start, None, waited);
                 let wire = view.wire.as_deref().ok_or(ErrorKind::InvalidData)?;
                 let head = Prepared::new(wire, view, now, &timing, keepalive);
                 let length = view.content_length.ok_or(ErrorKind::InvalidData)?;
@@ -479,8 +453,8 @@ enum Route {
 enum Answer {
     /// A stored response; `Some` wait when the request waited for the key's first fill.
     Entry(FreshHit, Option<Duration>),
-    /// A range of a stored response: the header as the range filter made it (`206`, or `416`
-    /// with `None`) and the bytes of the body it covers.
+    /// A stored response reshaped by the request's preconditions or range ([`reshaped`]): its
+    /// header (`304`, `206` or `416`) and the bytes of the body it covers (`None`: no body).
     Part(FreshHit, Box<ResponseHeader>, Option<Range<usize>>),
     /// A fill in progress, read as it arrives.
     Fill {
@@ -491,33 +465,50 @@ enum Answer {
     },
 }
 
-/// How a stored response answers a request's `Range` (and `If-Range`).
-enum Ranged {
-    /// Whole: no range asked, a stale `If-Range`, a `304` that takes precedence, or a range the
-    /// response cannot be cut by (pingora's filter decides all of it).
+/// How a stored response answers a request's preconditions and `Range`.
+enum Reshaped {
+    /// The stored response as it is: no precondition or range applies (a stale `If-Range`, a
+    /// range pingora's filter does not cut).
     Whole,
-    /// One range (`Some`) or an unsatisfiable one (`None`, `416`), with the header for it.
+    /// The header of a `304` (body `None`), a `206` of one range (`Some`) or a `416` (`None`).
     Part(Box<ResponseHeader>, Option<Range<usize>>),
     /// Several ranges: `multipart/byteranges` is pingora's to write.
     Pingora,
 }
 
-/// The answer to `req`'s `Range` from `found`, as pingora's hit path gives it: the conditional
-/// fields first (a matching one is a `304`, whole), then the same range filter
-/// (`cache::range::apply`) on the stored header.
-fn ranged(req: &RequestHeader, found: &FreshHit) -> Ranged {
+/// What `found` answers to `req`'s [`hit::CONDITIONAL_FIELDS`], as pingora's hit path gives it:
+/// a matching `If-None-Match` / `If-Modified-Since` first (`304`, pingora's `to_304`), then the
+/// same range filter (`cache::range::apply`) on the stored header.
+fn reshaped(req: &RequestHeader, found: &FreshHit) -> Reshaped {
     let Some(view) = found.entry.view.as_ref() else {
-        return Ranged::Pingora;
+        return Reshaped::Pingora;
     };
-    if !req.headers.contains_key(header::RANGE) || hit::not_modified(req, &view.header) {
-        return Ranged::Whole;
+    if !hit::is_conditional(&req.headers) {
+        return Reshaped::Whole;
     }
     let mut header = Box::new(view.header.clone());
+    if hit::not_modified(req, &view.header) {
+        to_304(&mut header);
+        return Reshaped::Part(header, None);
+    }
+    if !req.headers.contains_key(header::RANGE) {
+        return Reshaped::Whole;
+    }
     match range::apply(req, &mut header) {
-        RangeType::None => Ranged::Whole,
-        RangeType::Single(r) if r.end <= found.entry.body.len() => Ranged::Part(header, Some(r)),
-        RangeType::Invalid => Ranged::Part(header, None),
-        RangeType::Single(_) | RangeType::Multi(_) => Ranged::Pingora,
+        RangeType::None => Reshaped::Whole,
+        RangeType::Single(r) if r.end <= found.entry.body.len() => Reshaped::Part(header, Some(r)),
+        RangeType::Invalid => Reshaped::Part(header, None),
+        RangeType::Single(_) | RangeType::Multi(_) => Reshaped::Pingora,
+    }
+}
+
+/// The timings of a response the front writes from the store.
+fn store_timing(start: Instant, lookup: Option<Duration>, lock: Option<Duration>) -> Timing {
+    Timing {
+        total: start.elapsed(),
+        lookup,
+        lock,
+        origin: None,
     }
 }
 
