@@ -21,6 +21,7 @@
 //! - [`hit`]: the fast path for plain fresh hits.
 //! - [`encoding`]: compression of compressible responses, once, when they are stored.
 //! - [`invalidate`]: the one entry point for invalidations (mutations, admin, bus).
+//! - [`post_reuse`]: a `POST` response stored for later `GET`s of its target (RFC 9111 §4).
 
 pub(crate) mod credential_pass;
 pub(crate) mod directives;
@@ -35,6 +36,7 @@ pub(crate) mod inflight;
 pub(crate) mod invalidate;
 pub(crate) mod key;
 pub(crate) mod policy;
+pub(crate) mod post_reuse;
 pub(crate) mod range;
 pub(crate) mod storage;
 pub(crate) mod store;

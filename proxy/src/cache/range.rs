@@ -8,13 +8,14 @@
 //! (strong comparison only), and pingora only sees the request without it.
 //!
 //! Every path that answers a range request from the store goes through this one filter:
-//! pingora's hit path, and the raw HTTP/1 front for the single ranges and `416`s of fresh hits
-//! (`server::front`; several ranges, `multipart/byteranges`, stay pingora's to write).
+//! pingora's hit path, and the raw HTTP/1 front for the ranges and `416`s of fresh hits
+//! (`server::front`, which writes a `multipart/byteranges` body with [`multipart_body`]).
 
 use super::freshness::http_date;
+use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, HeaderValue};
 use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::RangeType;
+use pingora_proxy::{MultiRangeInfo, RangeType};
 use std::time::Duration;
 
 /// Most ranges answered in one `multipart/byteranges` response (pingora's default); more is
@@ -67,6 +68,44 @@ pub fn if_range_matches(if_range: Option<&HeaderValue>, resp: &ResponseHeader) -
         .and_then(|d| d.duration_since(last_modified).ok())
         .is_some_and(|gap| gap >= Duration::from_secs(1));
     strong && date == last_modified
+}
+
+/// The `multipart/byteranges` body (RFC 9110 §14.6) of `parts` cut from `body`, the whole
+/// stored representation: each part's delimiter, `Content-Type` and `Content-Range`, its bytes,
+/// then the closing delimiter. Byte for byte the framing whose length [`apply`] (pingora's
+/// filter) put in `Content-Length`, so the boundary and part heads agree with the response head.
+/// `None` when a part lies beyond `body`.
+pub fn multipart_body(parts: &MultiRangeInfo, body: &Bytes) -> Option<Bytes> {
+    if parts
+        .ranges
+        .iter()
+        .any(|r| r.start >= r.end || r.end > body.len())
+    {
+        return None;
+    }
+    let mut out = BytesMut::with_capacity(parts.calculate_multipart_length());
+    for r in &parts.ranges {
+        out.put_slice(b"\r\n--");
+        out.put_slice(parts.boundary.as_bytes());
+        out.put_slice(b"\r\n");
+        if let Some(content_type) = &parts.content_type {
+            out.put_slice(b"Content-Type: ");
+            out.put_slice(content_type.as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        let range = format!(
+            "Content-Range: bytes {}-{}/{}\r\n\r\n",
+            r.start,
+            r.end - 1,
+            body.len()
+        );
+        out.put_slice(range.as_bytes());
+        out.put_slice(&body[r.clone()]);
+    }
+    out.put_slice(b"\r\n--");
+    out.put_slice(parts.boundary.as_bytes());
+    out.put_slice(b"--\r\n");
+    Some(out.freeze())
 }
 
 /// A well-formed strong entity tag: `"` opaque `"`.
@@ -150,5 +189,33 @@ mod tests {
             .to_str()
             .unwrap()
             .starts_with("multipart/byteranges; boundary="));
+    }
+
+    #[test]
+    fn a_multipart_body_has_the_length_and_boundary_of_its_head() {
+        let mut resp = stored();
+        resp.insert_header("content-type", "text/plain").unwrap();
+        let req = crate::test_support::request(&[("range", "bytes=0-1, 5-6")]);
+        let RangeType::Multi(parts) = apply(&req, &mut resp) else {
+            panic!("several ranges");
+        };
+        let body = multipart_body(&parts, &Bytes::from_static(b"0123456789")).unwrap();
+        let b = &parts.boundary;
+        let expected = format!(
+            "\r\n--{b}\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-1/10\r\n\r\n01\
+             \r\n--{b}\r\nContent-Type: text/plain\r\nContent-Range: bytes 5-6/10\r\n\r\n56\
+             \r\n--{b}--\r\n"
+        );
+        assert_eq!(std::str::from_utf8(&body).unwrap(), expected);
+        assert_eq!(
+            resp.headers["content-length"].to_str().unwrap(),
+            body.len().to_string()
+        );
+        assert_eq!(
+            resp.headers["content-type"].to_str().unwrap(),
+            format!("multipart/byteranges; boundary={b}")
+        );
+        // a part beyond the body held: not written
+        assert!(multipart_body(&parts, &Bytes::from_static(b"0123")).is_none());
     }
 }

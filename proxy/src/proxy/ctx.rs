@@ -3,6 +3,7 @@
 use super::headers::XCache;
 use crate::cache::encoding::Encoder;
 use crate::cache::first_fill::FirstFillGuard;
+use crate::cache::post_reuse::PostFill;
 use crate::cache::Scope;
 use crate::cache::UrlKey;
 use pingora_http::ResponseHeader;
@@ -51,6 +52,8 @@ pub struct Ctx {
     /// This request fetches a cold key that other requests wait for in the front; dropped when
     /// they may stop waiting (the response is uncacheable, or this request ended).
     pub first_fill: Option<FirstFillGuard>,
+    /// A `POST` response collected to serve later `GET`s of its target (`cache::post_reuse`).
+    pub post_fill: Option<PostFill>,
 }
 
 impl Ctx {
@@ -76,6 +79,7 @@ impl Ctx {
             upstream_addr: None,
             inflight: None,
             first_fill: None,
+            post_fill: None,
         }
     }
 }

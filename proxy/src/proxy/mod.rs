@@ -11,6 +11,7 @@ use crate::cache::entry::{FillInfo, HitView};
 use crate::cache::invalidate::{response_groups, Invalidator, MutationScopes, Source};
 use crate::cache::key::{self, UrlKey};
 use crate::cache::policy;
+use crate::cache::post_reuse::PostFill;
 use crate::cache::range;
 use crate::cache::storage::BodyHit;
 use crate::cache::store::Store;
@@ -702,6 +703,14 @@ impl ProxyHttp for EdgeProxy {
                 self.invalidator
                     .apply(Source::Mutation, &scopes.all(), false);
                 ctx.pending_groups = scopes.groups;
+                // after the invalidation: what arrives from here on is newer than it
+                ctx.post_fill = PostFill::plan(
+                    req,
+                    resp,
+                    url,
+                    &self.live.policy(),
+                    self.store.max_object_bytes(),
+                );
             }
         }
         Ok(())
@@ -751,6 +760,16 @@ impl ProxyHttp for EdgeProxy {
             if end_of_stream {
                 let (coding, bytes_in, bytes_out) = encoder.totals();
                 metrics::record_compression(coding.token(), bytes_in, bytes_out);
+            }
+        }
+        if let Some(fill) = ctx.post_fill.as_mut() {
+            if !fill.push(body.as_deref().unwrap_or_default()) {
+                ctx.post_fill = None;
+            }
+        }
+        if end_of_stream {
+            if let Some(fill) = ctx.post_fill.take() {
+                fill.commit(self.store);
             }
         }
         if end_of_stream && !ctx.pending_groups.is_empty() {

@@ -16,7 +16,8 @@
 //!
 //! Ranges: a `Range` on a fresh hit goes through the same range filter as pingora's hit path
 //! (`cache::range::apply`, with `If-Range`); one range is written here as a `206` of that part of
-//! the stored body, an unsatisfiable one as its `416`, and several go to pingora.
+//! the stored body, several as a `206` of `multipart/byteranges`, an unsatisfiable one as its
+//! `416`.
 //!
 //! Cold keys: a request without a fresh hit whose key has a first fill under way
 //! (`cache::first_fill`) waits for it here rather than on pingora's cache lock, and is then
@@ -60,7 +61,6 @@ use pingora_core::server::ShutdownWatch;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{HttpProxy, RangeType};
 use std::io::ErrorKind;
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -314,7 +314,7 @@ impl HitFront {
             }
             match reshaped(req, &found) {
                 Reshaped::Whole => Route::Answer(Answer::Entry(found, waited)),
-                Reshaped::Part(header, range) => Route::Answer(Answer::Part(found, header, range)),
+                Reshaped::Part(header, body) => Route::Answer(Answer::Part(found, header, body)),
                 Reshaped::Pingora => Route::Pingora,
             }
         };
@@ -359,16 +359,13 @@ impl HitFront {
                     .await?;
                 Ok(view.header.status.as_u16())
             }
-            Answer::Part(found, header, range) => {
+            Answer::Part(found, header, body) => {
                 let view = found.entry.view.as_ref().ok_or(ErrorKind::InvalidData)?;
                 let timing = store_timing(start, Some(found.lookup), None);
                 let status = header.status.as_u16();
                 let wire = entry::wire_head(*header).ok_or(ErrorKind::InvalidData)?;
                 let head = Prepared::new(&wire, view, found.now, &timing, keepalive);
-                let body = match range {
-                    Some(range) => found.entry.body.slice(range),
-                    None => Bytes::new(),
-                };
+                let body = body.unwrap_or_default();
                 self.write_entry(stream, req, &body, head).await?;
                 Ok(status)
             }
@@ -454,8 +451,8 @@ enum Answer {
     /// A stored response; `Some` wait when the request waited for the key's first fill.
     Entry(FreshHit, Option<Duration>),
     /// A stored response reshaped by the request's preconditions or range ([`reshaped`]): its
-    /// header (`304`, `206` or `416`) and the bytes of the body it covers (`None`: no body).
-    Part(FreshHit, Box<ResponseHeader>, Option<Range<usize>>),
+    /// header (`304`, `206` or `416`) and its body (`None`: no body).
+    Part(FreshHit, Box<ResponseHeader>, Option<Bytes>),
     /// A fill in progress, read as it arrives.
     Fill {
         fill: Arc<InflightFill>,
@@ -470,9 +467,10 @@ enum Reshaped {
     /// The stored response as it is: no precondition or range applies (a stale `If-Range`, a
     /// range pingora's filter does not cut).
     Whole,
-    /// The header of a `304` (body `None`), a `206` of one range (`Some`) or a `416` (`None`).
-    Part(Box<ResponseHeader>, Option<Range<usize>>),
-    /// Several ranges: `multipart/byteranges` is pingora's to write.
+    /// The header of a `304` (body `None`), a `206` (its body: one range's bytes, or the
+    /// `multipart/byteranges` of several) or a `416` (`None`).
+    Part(Box<ResponseHeader>, Option<Bytes>),
+    /// What the front does not cut (a range beyond the stored body): pingora's to answer.
     Pingora,
 }
 
@@ -494,11 +492,16 @@ fn reshaped(req: &RequestHeader, found: &FreshHit) -> Reshaped {
     if !req.headers.contains_key(header::RANGE) {
         return Reshaped::Whole;
     }
+    let body = &found.entry.body;
     match range::apply(req, &mut header) {
         RangeType::None => Reshaped::Whole,
-        RangeType::Single(r) if r.end <= found.entry.body.len() => Reshaped::Part(header, Some(r)),
+        RangeType::Single(r) if r.end <= body.len() => Reshaped::Part(header, Some(body.slice(r))),
         RangeType::Invalid => Reshaped::Part(header, None),
-        RangeType::Single(_) | RangeType::Multi(_) => Reshaped::Pingora,
+        RangeType::Multi(parts) => match range::multipart_body(&parts, body) {
+            Some(parts) => Reshaped::Part(header, Some(parts)),
+            None => Reshaped::Pingora,
+        },
+        RangeType::Single(_) => Reshaped::Pingora,
     }
 }
 

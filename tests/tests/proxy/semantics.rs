@@ -399,3 +399,91 @@ async fn set_cookie_is_never_replayed_to_another_client() {
     assert_eq!(second.header("set-cookie"), "sid=alice");
     assert_eq!(strict.scripted().count("/shared-cookie"), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_response_naming_its_target_serves_later_gets() {
+    let e = env().await;
+    let post = |path: &str| e.proxy().client.post(e.proxy().url(path)).body("x");
+    // stored before the POST, which invalidates it and leaves its own response instead
+    e.scripted()
+        .route("GET", "/post/doc", Route::ok("old").cache("max-age=600"));
+    assert_eq!(get(e.proxy(), "/post/doc").await.body, "old");
+    e.scripted().route(
+        "POST",
+        "/post/doc",
+        Route::ok("new")
+            .cache("max-age=600")
+            .header("content-location", "/post/doc"),
+    );
+    let posted = send(post("/post/doc")).await;
+    assert_eq!((posted.status, posted.body.as_str()), (200, "new"));
+    let after = get(e.proxy(), "/post/doc").await;
+    assert_eq!((after.body.as_str(), after.x_cache()), ("new", "HIT"));
+    assert_eq!(e.scripted().count_method("GET", "/post/doc"), 1);
+
+    // keyed by credential like a GET fill: the same cookie hits, another one misses
+    let mine = |location: &str| {
+        Route::ok("mine")
+            .cache("max-age=600")
+            .header("content-location", location)
+    };
+    let as_user = |user: &str| {
+        e.proxy()
+            .get("/post/mine")
+            .header("cookie", format!("access_token_cookie={user}"))
+    };
+    let post_as_a = || post("/post/mine").header("cookie", "access_token_cookie=a");
+    e.scripted().route(
+        "GET",
+        "/post/mine",
+        Route::ok("fetched").cache("max-age=600"),
+    );
+    // another origin named: not stored
+    e.scripted().route(
+        "POST",
+        "/post/mine",
+        mine("http://ignored.invalid/post/mine"),
+    );
+    send(post_as_a()).await;
+    assert_eq!(send(as_user("a")).await.body, "fetched");
+    e.scripted().route("POST", "/post/mine", mine("/post/mine"));
+    send(post_as_a()).await;
+    let own = send(as_user("a")).await;
+    assert_eq!((own.body.as_str(), own.x_cache()), ("mine", "HIT"));
+    let other = send(as_user("b")).await;
+    assert_eq!((other.body.as_str(), other.x_cache()), ("fetched", "MISS"));
+    assert_eq!(e.scripted().count_method("GET", "/post/mine"), 2);
+
+    // neither another target, nor freshness that is not explicit, nor no-store is reused
+    for (path, route) in [
+        (
+            "/post/moved",
+            Route::ok("p")
+                .cache("max-age=600")
+                .header("content-location", "/post/elsewhere"),
+        ),
+        (
+            "/post/heuristic",
+            Route::ok("p")
+                .header("last-modified", &http_date_ago(86_400))
+                .header("content-location", "/post/heuristic"),
+        ),
+        (
+            "/post/unstored",
+            Route::ok("p")
+                .cache("no-store")
+                .header("content-location", "/post/unstored"),
+        ),
+    ] {
+        e.scripted().route("POST", path, route);
+        e.scripted()
+            .route("GET", path, Route::ok("fetched").cache("max-age=600"));
+        assert_eq!(send(post(path)).await.body, "p");
+        let next = get(e.proxy(), path).await;
+        assert_eq!(
+            (next.body.as_str(), next.x_cache()),
+            ("fetched", "MISS"),
+            "{path}"
+        );
+    }
+}
