@@ -328,14 +328,19 @@ pub fn suffix_304_etag(not_modified: &mut ResponseHeader, stored: &ResponseHeade
 /// representation. `None` when nothing changes.
 pub fn stored_length(meta: &(Vec<u8>, Vec<u8>), body_len: usize) -> Option<(Vec<u8>, Vec<u8>)> {
     let mut m = pingora_cache::CacheMeta::deserialize(&meta.0, &meta.1).ok()?;
-    let h = m.response_header();
-    if h.headers.contains_key(header::CONTENT_LENGTH) || own_coding(h).is_none() {
+    if !lacks_stored_length(m.response_header()) {
         return None;
     }
     let h = m.response_header_mut();
     h.remove_header(&header::TRANSFER_ENCODING);
     h.insert_header(header::CONTENT_LENGTH, body_len).ok()?;
     m.serialize().ok()
+}
+
+/// Whether a fill's header (or its decoded view's: the fields looked at are the same) lost its
+/// `Content-Length` to [`apply`], so [`stored_length`] has something to do.
+pub fn lacks_stored_length(stored: &ResponseHeader) -> bool {
+    !stored.headers.contains_key(header::CONTENT_LENGTH) && own_coding(stored).is_some()
 }
 
 /// A streaming encoder: its output for each chunk, and the end of the stream at the end.

@@ -74,7 +74,13 @@ impl Storage for Store {
         let reader = fill
             .own_reader()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "fill already trimmed"))?;
-        let meta = CacheMeta::deserialize(&fill.meta.0, &fill.meta.1)?;
+        // pingora-cache 0.9.1 drops the meta returned here (`set_miss_handler`, its only
+        // caller, keeps just the reader): a stand-in from the fill's view spares decoding the
+        // serialized meta, an eighth of a miss's instructions.
+        let meta = match &fill.view {
+            Some(view) => CacheMeta::new(view.fresh_until, view.created, 0, 0, view.header.clone()),
+            None => CacheMeta::deserialize(&fill.meta.0, &fill.meta.1)?,
+        };
         Ok(Some((meta, Box::new(reader))))
     }
 
@@ -120,7 +126,7 @@ impl Storage for Store {
         if !self.streams_fills() {
             return Ok(Box::new(buffered));
         }
-        let view = self.decode_view(&serialized);
+        let view = Some(self.view_of(meta));
         let buffered = buffered.with_view(view.clone());
         let fill = InflightFill::new(
             self.next_id(),
@@ -358,7 +364,15 @@ impl HandleMiss for BufferedMiss {
         };
         let buf = std::mem::take(&mut self.body);
         let mut view = self.view.take();
-        if let Some(framed) = encoding::stored_length(&meta, buf.len()) {
+        // the view, when there is one, tells without decoding the meta
+        let framing = match &view {
+            Some(Some(v)) => encoding::lacks_stored_length(&v.header),
+            _ => true,
+        };
+        if let Some(framed) = framing
+            .then(|| encoding::stored_length(&meta, buf.len()))
+            .flatten()
+        {
             meta = framed;
             view = None;
         }

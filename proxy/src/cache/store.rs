@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::HeaderName;
 use parking_lot::Mutex;
 use pingora_cache::key::HashBinary;
+use pingora_cache::CacheMeta;
 use pingora_error::{Error, ErrorType, Result};
 use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
@@ -233,6 +234,11 @@ impl Store {
     /// The view a fast hit reads, decoded from a serialized meta.
     pub fn decode_view(&self, meta: &(Vec<u8>, Vec<u8>)) -> Option<HitView> {
         HitView::decode(meta, &self.fields)
+    }
+
+    /// The view a fast hit reads, of a live meta (a fill's, just serialized).
+    pub fn view_of(&self, meta: &CacheMeta) -> HitView {
+        HitView::of(meta, &self.fields)
     }
 
     fn new_entry(
