@@ -394,16 +394,28 @@ pub(crate) fn forwarding_fields(
     ip: IpAddr,
     tls: bool,
 ) -> (String, String) {
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip.to_string(),
+    let ip_text = ip_text(ip);
+    let previous = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|prev| !prev.trim().is_empty())
     };
-    let node = match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    let xff = match previous("x-forwarded-for") {
+        Some(prev) => [prev, ", ", &ip_text].concat(),
+        None => ip_text.to_string(),
     };
-    let proto = if tls { "https" } else { "http" };
-    let mut element = format!("for={node};proto={proto}");
+    let mut element = String::with_capacity(64);
+    element.push_str("for=");
+    match ip {
+        IpAddr::V4(_) => element.push_str(&ip_text),
+        IpAddr::V6(_) => {
+            element.push_str("\"[");
+            element.push_str(&ip_text);
+            element.push_str("]\"");
+        }
+    }
+    element.push_str(if tls { ";proto=https" } else { ";proto=http" });
     if let Some(host) = headers
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -411,14 +423,37 @@ pub(crate) fn forwarding_fields(
         // Only a valid authority (no quote, backslash, `;` or `,`), always quoted: a client
         // cannot add `for=` elements or parameters through its Host.
         if key::valid_authority(host) {
-            element.push_str(&format!(";host=\"{host}\""));
+            element.push_str(";host=\"");
+            element.push_str(host);
+            element.push('"');
         }
     }
-    let forwarded = match headers.get("forwarded").and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {element}"),
-        _ => element,
+    let forwarded = match previous("forwarded") {
+        Some(prev) => [prev, ", ", &element].concat(),
+        None => element,
     };
     (xff, forwarded)
+}
+
+/// `ip` as text. The last address formatted on this thread is kept: the requests of one
+/// connection (and of one client's connections) come from one address, and formatting it was a
+/// tenth of a pass-through request's instructions.
+fn ip_text(ip: IpAddr) -> std::rc::Rc<str> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(IpAddr, std::rc::Rc<str>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((seen, text)) if *seen == ip => text.clone(),
+            _ => {
+                let text: std::rc::Rc<str> = ip.to_string().into();
+                *last = Some((ip, text.clone()));
+                text
+            }
+        }
+    })
 }
 
 #[async_trait]
@@ -888,5 +923,41 @@ impl ProxyHttp for EdgeProxy {
             elapsed,
             e.map(|e| e.to_string()),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::header_map;
+
+    #[test]
+    fn forwarding_fields_append_this_hop() {
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let bare = header_map(&[("host", "example.test:8080")]);
+        assert_eq!(
+            forwarding_fields(&bare, v4, false),
+            (
+                "192.0.2.7".to_string(),
+                "for=192.0.2.7;proto=http;host=\"example.test:8080\"".to_string()
+            )
+        );
+        let chained = header_map(&[
+            ("host", "bad\"host"),
+            ("x-forwarded-for", "198.51.100.1"),
+            ("forwarded", "for=198.51.100.1"),
+        ]);
+        assert_eq!(
+            forwarding_fields(&chained, v6, true),
+            (
+                "198.51.100.1, 2001:db8::1".to_string(),
+                "for=198.51.100.1, for=\"[2001:db8::1]\";proto=https".to_string()
+            )
+        );
+        // the remembered address is not reused for another one
+        assert_eq!(forwarding_fields(&bare, v4, false).0, "192.0.2.7");
+        let blank = header_map(&[("x-forwarded-for", " ")]);
+        assert_eq!(forwarding_fields(&blank, v6, false).0, "2001:db8::1");
     }
 }
