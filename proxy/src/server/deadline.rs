@@ -123,22 +123,25 @@ impl DeadlineStream {
         else {
             return;
         };
-        for &b in bytes {
-            match b {
-                b'\r' => {}
-                b'\n' => {
-                    if content && line_start {
-                        self.phase = Phase::Request;
-                        self.preface = None;
-                        return;
-                    }
-                    line_start = true;
-                }
-                _ => {
-                    content = true;
-                    line_start = false;
-                }
+        // From line feed to line feed (memchr), not byte by byte: a line counts as content as
+        // soon as it has a byte other than CR, which is almost always its first.
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', bytes) {
+            if bytes[start..end].iter().any(|&b| b != b'\r') {
+                content = true;
+                line_start = false;
             }
+            if content && line_start {
+                self.phase = Phase::Request;
+                self.preface = None;
+                return;
+            }
+            line_start = true;
+            start = end + 1;
+        }
+        if bytes[start..].iter().any(|&b| b != b'\r') {
+            content = true;
+            line_start = false;
         }
         self.phase = Phase::Header {
             content,
@@ -317,6 +320,63 @@ mod tests {
         let mut s = stream();
         s.observe(b"GET / HTTP/1.1\nHost: a\n\n");
         assert_eq!(s.phase, Phase::Request);
+    }
+
+    /// The rule, one byte at a time: where the header block ends (`None`: not in `bytes`).
+    fn header_end_bytewise(bytes: &[u8]) -> Option<usize> {
+        let (mut content, mut line_start) = (false, false);
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'\r' => {}
+                b'\n' if content && line_start => return Some(i),
+                b'\n' => line_start = true,
+                _ => (content, line_start) = (true, false),
+            }
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn the_header_end_is_found_however_the_bytes_are_split() {
+        let inputs: [&[u8]; 6] = [
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody",
+            b"\r\n\r\nGET / HTTP/1.1\nHost: a\n\n",
+            b"GET / HTTP/1.1\r\nX: \r\r\n\r\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n",
+            b"\n\n\r\n",
+            b"GET /\n\rX\n\r\n",
+        ];
+        for input in inputs {
+            let expected = header_end_bytewise(input);
+            for split in 0..=input.len() {
+                for second in split..=input.len() {
+                    let mut s = stream();
+                    let mut found = None;
+                    let parts = [&input[..split], &input[split..second], &input[second..]];
+                    let mut offset = 0;
+                    for part in parts {
+                        if found.is_none() {
+                            s.observe(part);
+                            if s.phase == Phase::Request {
+                                found = Some(offset + part.len());
+                            }
+                        }
+                        offset += part.len();
+                    }
+                    // the request is seen complete within the part holding the final LF
+                    match expected {
+                        Some(end) => {
+                            let part_end = [split, second, input.len()]
+                                .into_iter()
+                                .find(|&p| p > end)
+                                .unwrap();
+                            assert_eq!(found, Some(part_end), "{input:?} {split} {second}");
+                        }
+                        None => assert_eq!(found, None, "{input:?} {split} {second}"),
+                    }
+                }
+            }
+        }
     }
 
     #[tokio::test]
