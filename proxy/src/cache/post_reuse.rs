@@ -11,7 +11,8 @@
 //! It qualifies only when every rule a `GET` fill follows admits it, and more:
 //! - explicit freshness (`max-age`, `s-maxage`, `Expires`): never heuristic;
 //! - `Content-Location` names the target itself (same origin, same path and query);
-//! - a `Content-Length` within `cache.max_object_bytes`, not a stream;
+//! - a `Content-Length` within `cache.max_object_bytes`, not a stream, and room for it in the
+//!   in-flight fill budget (`cache.max_inflight_fill_bytes`, charged like any fill's buffer);
 //! - the response names no invalidation groups (a mutation that invalidates groups at the end
 //!   of its body would drop what is stored here anyway, so nothing is);
 //! - the policy decides on the request as a `GET` with the same fields, so credentials key the
@@ -31,14 +32,16 @@ use super::key::{self, UrlKey};
 use super::policy::{self, PolicyOptions};
 use super::store::Store;
 use super::vary;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::{header, Method};
 use pingora_cache::CacheMeta;
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::time::{Instant, SystemTime};
 
-/// A qualifying `POST` response being collected on its way to the client.
+/// A qualifying `POST` response being collected on its way to the client. Its buffer is
+/// charged to the store's in-flight budget until it is dropped.
 pub struct PostFill {
+    store: &'static Store,
     meta: CacheMeta,
     url: UrlKey,
     length: usize,
@@ -65,7 +68,7 @@ impl PostFill {
         resp: &ResponseHeader,
         url: &UrlKey,
         opts: &PolicyOptions,
-        max_object_bytes: usize,
+        store: &'static Store,
     ) -> Option<PostFill> {
         if req.method != Method::POST || !names_target(resp, url) {
             return None;
@@ -78,7 +81,7 @@ impl PostFill {
             .trim()
             .parse::<usize>()
             .ok()?;
-        if length > max_object_bytes || !response_groups(&resp.headers).is_empty() {
+        if length > store.max_object_bytes() || !response_groups(&resp.headers).is_empty() {
             return None;
         }
         let targeted = Directives::targeted_governs(&resp.headers, &opts.targeted_fields);
@@ -100,7 +103,11 @@ impl PostFill {
         if let Some(variance) = variance {
             meta.set_variance_key(variance);
         }
+        if !store.reserve_inflight(length as u64) {
+            return None;
+        }
         Some(PostFill {
+            store,
             meta,
             url: url.clone(),
             length,
@@ -121,7 +128,7 @@ impl PostFill {
 
     /// Stores the whole response under the target's `GET` key; the weight stored, 0 when it was
     /// not (a short body, an invalidation since it arrived, too large for the store).
-    pub fn commit(self, store: &Store) -> u64 {
+    pub fn commit(mut self) -> u64 {
         if self.body.len() != self.length {
             return 0;
         }
@@ -129,21 +136,22 @@ impl PostFill {
             return 0;
         };
         let primary = self.url.primary_hash();
+        let view = Some(self.store.view_of(&self.meta));
+        let body = std::mem::take(&mut self.body).freeze();
         let info = FillInfo {
             started: self.started,
-            url: self.url,
+            url: self.url.clone(),
             groups: Vec::new(),
             revalidates: None,
         };
-        let view = store.decode_view(&serialized);
-        store.commit_decoded(
-            primary,
-            primary,
-            serialized,
-            view,
-            Bytes::from(self.body),
-            info,
-        )
+        self.store
+            .commit_decoded(primary, primary, serialized, view, body, info)
+    }
+}
+
+impl Drop for PostFill {
+    fn drop(&mut self) {
+        self.store.release_inflight(self.length as u64);
     }
 }
 
@@ -179,7 +187,14 @@ fn as_get(req: &RequestHeader) -> RequestHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::store::StoreOptions;
     use crate::test_support::{request, response};
+
+    fn store() -> &'static Store {
+        Box::leak(Box::new(
+            Store::new(StoreOptions::for_tests(1 << 20, 4)).unwrap(),
+        ))
+    }
 
     fn post(fields: &[(&str, &str)]) -> RequestHeader {
         let mut req = request(fields);
@@ -200,7 +215,7 @@ mod tests {
             &resp,
             &url(),
             &PolicyOptions::of(&crate::config::Config::default()),
-            1024,
+            store(),
         )
     }
 
@@ -249,22 +264,18 @@ mod tests {
         let with_auth = post(&[("authorization", "Bearer a")]);
         assert!(plan(&with_auth, &[("cache-control", "max-age=60"), at]).is_none());
         // larger than the store takes
+        let store = store();
+        let too_long = (store.max_object_bytes() + 1).to_string();
         let big = response(
             200,
             &[
-                ("content-length", "2048"),
+                ("content-length", too_long.as_str()),
                 ("cache-control", "max-age=60"),
                 at,
             ],
         );
-        assert!(PostFill::plan(
-            &req,
-            &big,
-            &url(),
-            &PolicyOptions::of(&crate::config::Config::default()),
-            1024
-        )
-        .is_none());
+        let opts = PolicyOptions::of(&crate::config::Config::default());
+        assert!(PostFill::plan(&req, &big, &url(), &opts, store).is_none());
     }
 
     #[test]

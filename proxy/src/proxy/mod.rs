@@ -739,13 +739,7 @@ impl ProxyHttp for EdgeProxy {
                     .apply(Source::Mutation, &scopes.all(), false);
                 ctx.pending_groups = scopes.groups;
                 // after the invalidation: what arrives from here on is newer than it
-                ctx.post_fill = PostFill::plan(
-                    req,
-                    resp,
-                    url,
-                    &self.live.policy(),
-                    self.store.max_object_bytes(),
-                );
+                ctx.post_fill = PostFill::plan(req, resp, url, &self.live.policy(), self.store);
             }
         }
         Ok(())
@@ -804,7 +798,7 @@ impl ProxyHttp for EdgeProxy {
         }
         if end_of_stream {
             if let Some(fill) = ctx.post_fill.take() {
-                fill.commit(self.store);
+                fill.commit();
             }
         }
         if end_of_stream && !ctx.pending_groups.is_empty() {
