@@ -5,6 +5,13 @@
 # counters dumped.
 #
 #   scripts/callgrind-requests.sh hit|pass|miss [COUNT] [WARMUP]
+#   SERVER=haproxy|nginx scripts/callgrind-requests.sh …   # the same requests through a peer
+#
+# SERVER (default proxy) picks the server under callgrind: the proxy, or the peers of
+# `scripts/bench.sh --parts peers` configured as there (HAProxy `cache`, nginx `proxy_cache`, one
+# worker/thread each). CALLGRIND_OUT=FILE keeps the callgrind profile (for callgrind_annotate
+# --inclusive=yes FILE). Only user-space instructions are counted: the kernel's socket work, the
+# same for every server, is not in these figures.
 #
 # hit: GET /obj/<n % 100> (stored after the warm-up); pass: GET /nostore/<n % 100> (the front's
 # pass-through once the warm-up taught the predictor); miss: GET /obj/<unique> (a fill each).
@@ -18,7 +25,14 @@ case "$kind" in
   hit | pass | miss) ;;
   *) echo "unknown kind: $kind" >&2; exit 2 ;;
 esac
+server=${SERVER:-proxy}
+case "$server" in
+  proxy | haproxy | nginx) ;;
+  *) echo "unknown SERVER: $server (proxy, haproxy, nginx)" >&2; exit 2 ;;
+esac
 command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 1; }
+[ "$server" = proxy ] || command -v "$server" >/dev/null || [ -x "/usr/sbin/$server" ] ||
+  { echo "$server is needed (apt-get install $server)" >&2; exit 1; }
 bin=target/release
 [ -x "$bin/llmselect-proxy" ] && [ -x "$bin/llmselect-bench-responder" ] ||
   cargo build --release -p llmselect-proxy -p llmselect-bench --bins
@@ -30,7 +44,11 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-cat >"$work/proxy.toml" <<EOF
+"$bin/llmselect-bench-responder" 127.0.0.1:18181 &
+origin=$!
+case "$server" in
+proxy)
+  cat >"$work/proxy.toml" <<EOF
 listen = "127.0.0.1:18180"
 upstream = "http://127.0.0.1:18181"
 admin_listen = "127.0.0.1:18190"
@@ -39,10 +57,71 @@ log_level = "warn"
 [server]
 threads = 1
 EOF
-"$bin/llmselect-bench-responder" 127.0.0.1:18181 &
-origin=$!
-valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
-  "$bin/llmselect-proxy" --config "$work/proxy.toml" >"$work/proxy.log" 2>&1 &
+  set -- "$bin/llmselect-proxy" --config "$work/proxy.toml"
+  ;;
+haproxy)
+  cat >"$work/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-keep-alive 60s
+  http-reuse always
+cache bench
+  total-max-size 256
+  max-object-size 1048576
+  max-age 3600
+frontend fe
+  bind 127.0.0.1:18180
+  default_backend origin
+backend origin
+  http-request cache-use bench
+  http-response cache-store bench
+  server o 127.0.0.1:18181 maxconn 64
+EOF
+  set -- "$(command -v haproxy || echo /usr/sbin/haproxy)" -db -f "$work/haproxy.cfg"
+  ;;
+nginx)
+  n=$work/nginx
+  mkdir -p "$n/cache"
+  cat >"$n/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $n/nginx.pid;
+error_log $n/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $n/client_body;
+  proxy_temp_path $n/proxy_temp;
+  fastcgi_temp_path $n/fastcgi_temp;
+  uwsgi_temp_path $n/uwsgi_temp;
+  scgi_temp_path $n/scgi_temp;
+  proxy_cache_path $n/cache levels=1:2 keys_zone=bench:16m max_size=256m inactive=10m use_temp_path=off;
+  upstream origin { server 127.0.0.1:18181; keepalive 64; }
+  server {
+    listen 127.0.0.1:18180;
+    keepalive_requests 1000000;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache bench;
+      proxy_cache_lock on;
+      add_header X-Cache \$upstream_cache_status;
+    }
+  }
+}
+EOF
+  set -- "$(command -v nginx || echo /usr/sbin/nginx)" -e "$n/error.log" -p "$n" -c "$n/nginx.conf"
+  ;;
+esac
+valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" "$@" >"$work/server.log" 2>&1 &
 proxy=$!
 requests() { # N TAG: N requests of the kind over one connection
   python3 - "$1" "$2" "$kind" <<'EOF'
@@ -73,4 +152,5 @@ requests "$count" "run$$"
 control -d
 sleep 1
 total=$(grep -h '^summary:' "$work"/cg.*.* | tail -1 | awk '{print $2}')
-echo "$kind: $total instructions for $count requests, $((total / count)) per request"
+[ -z "${CALLGRIND_OUT:-}" ] || cp "$(ls "$work"/cg.*.* | tail -1)" "$CALLGRIND_OUT"
+echo "$server $kind: $total instructions for $count requests, $((total / count)) per request"

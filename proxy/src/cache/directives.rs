@@ -59,21 +59,21 @@ impl Directives {
     /// `Cache-Control` (all its lines). Without one, a response's `Pragma: no-cache` counts as
     /// `no-cache`.
     pub fn cache_control(headers: &HeaderMap) -> Directives {
-        let mut items: Vec<(String, Option<String>)> = headers
-            .get_all(header::CACHE_CONTROL)
-            .iter()
-            .flat_map(|v| split_list(v.as_bytes()))
-            .filter_map(|member| {
+        let mut items: Vec<(String, Option<String>)> = Vec::new();
+        for value in headers.get_all(header::CACHE_CONTROL) {
+            // bytes that are not UTF-8 spoil only the member they are in
+            let text = String::from_utf8_lossy(value.as_bytes());
+            for member in split_list(&text) {
                 let member = member.trim();
                 if member.is_empty() {
-                    return None;
+                    continue;
                 }
-                Some(match member.split_once('=') {
+                items.push(match member.split_once('=') {
                     Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(unquote(v.trim()))),
                     None => (member.to_ascii_lowercase(), None),
-                })
-            })
-            .collect();
+                });
+            }
+        }
         if items.is_empty() && pragma_no_cache(headers) {
             items.push(("no-cache".into(), None));
         }
@@ -212,26 +212,27 @@ fn delta_seconds(v: &str) -> u64 {
 }
 
 /// Splits a comma-separated field value, keeping commas inside quoted strings.
-fn split_list(value: &[u8]) -> Vec<String> {
-    let s = String::from_utf8_lossy(value);
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let (mut quoted, mut escaped) = (false, false);
-    for c in s.chars() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                out.push(std::mem::take(&mut current));
-                continue;
+fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let s = rest?;
+        let (mut quoted, mut escaped) = (false, false);
+        // the delimiters are ASCII, so a byte-wise scan never splits a character
+        for (i, b) in s.bytes().enumerate() {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' if quoted => escaped = true,
+                b'"' => quoted = !quoted,
+                b',' if !quoted => {
+                    rest = Some(&s[i + 1..]);
+                    return Some(&s[..i]);
+                }
+                _ => {}
             }
-            _ => {}
         }
-        current.push(c);
-    }
-    out.push(current);
-    out
+        rest = None;
+        Some(s)
+    })
 }
 
 /// A token or quoted-string value, unquoted.
@@ -289,6 +290,22 @@ mod tests {
             ("cache-control", "max-age=20"),
         ]));
         assert_eq!(d.seconds("max-age"), Some(10));
+    }
+
+    #[test]
+    fn lists_split_at_commas_outside_quoted_strings() {
+        let members: Vec<&str> = split_list(r#"a, b="x, \"y\", z", , c=é,"#).collect();
+        assert_eq!(members, ["a", r#" b="x, \"y\", z""#, " ", " c=é", ""]);
+        assert_eq!(split_list("").collect::<Vec<_>>(), [""]);
+        // bytes that are not UTF-8 spoil their member only: `no-store` still counts
+        let mut map = http::HeaderMap::new();
+        map.insert(
+            header::CACHE_CONTROL,
+            http::HeaderValue::from_bytes(b"no-store, x=\xff").unwrap(),
+        );
+        let d = Directives::cache_control(&map);
+        assert!(d.has("no-store"));
+        assert!(d.has("x"));
     }
 
     #[test]

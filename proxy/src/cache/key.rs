@@ -1,9 +1,12 @@
 //! Cache keys: scheme, host and path with a normalised query. The same function keys requests,
 //! mutation invalidations and admin purges, so they always agree.
 
-use pingora_cache::key::{hash_key, HashBinary};
+use blake2::{digest::consts::U16, Blake2b, Digest};
+use pingora_cache::key::HashBinary;
 use pingora_cache::CacheKey;
 use pingora_http::RequestHeader;
+
+type Blake2b128 = Blake2b<U16>;
 
 /// The scheme clients use to reach this proxy (it terminates plain HTTP).
 pub const SCHEME: &str = "http";
@@ -99,14 +102,68 @@ impl UrlKey {
         out
     }
 
-    /// The hash pingora uses for the primary slot.
+    /// The hash pingora uses for the primary slot: `pingora_cache::key::hash_key` of
+    /// [`Self::primary`]. Every request needs it and blake2 was a tenth of a front hit's
+    /// instructions, so the digests of the keys this thread hashed last are kept
+    /// ([`PrimaryMemo`]); a key is only ever matched by comparing it whole.
     pub fn primary_hash(&self) -> HashBinary {
-        hash_key(self.primary())
+        PRIMARY_MEMO.with(|memo| memo.borrow_mut().hash(self))
+    }
+
+    /// [`Self::primary_hash`] computed: blake2 fed the key in parts (the joined string would be
+    /// built only to be hashed).
+    fn primary_hash_uncached(&self) -> HashBinary {
+        let mut hasher = Blake2b128::new();
+        hasher.update(SCHEME.as_bytes());
+        hasher.update(b"://");
+        hasher.update(self.host.as_bytes());
+        hasher.update(self.path.as_bytes());
+        hasher.finalize().into()
     }
 
     /// The pingora cache key.
     pub fn cache_key(&self) -> CacheKey {
         CacheKey::new(self.primary(), "")
+    }
+}
+
+thread_local! {
+    static PRIMARY_MEMO: std::cell::RefCell<PrimaryMemo> =
+        std::cell::RefCell::new(PrimaryMemo::default());
+}
+
+/// Slots of [`PrimaryMemo`] (a power of two).
+const MEMO_SLOTS: usize = 256;
+/// Keys longer than this (host and path) are hashed every time: the memo's memory stays
+/// bounded (at most `MEMO_SLOTS` × this per worker thread) whatever clients send.
+const MEMO_MAX_KEY_BYTES: usize = 256;
+
+/// Blake2 digests of recently hashed primary keys, direct-mapped by a cheap hash of the key:
+/// a slot holds one key whole, and another key that maps to it replaces it.
+#[derive(Default)]
+struct PrimaryMemo {
+    slots: Vec<Option<(UrlKey, HashBinary)>>,
+}
+
+impl PrimaryMemo {
+    fn hash(&mut self, key: &UrlKey) -> HashBinary {
+        if key.host.len() + key.path.len() > MEMO_MAX_KEY_BYTES {
+            return key.primary_hash_uncached();
+        }
+        if self.slots.is_empty() {
+            self.slots.resize(MEMO_SLOTS, None);
+        }
+        let mut cheap = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(key, &mut cheap);
+        let slot = &mut self.slots[std::hash::Hasher::finish(&cheap) as usize % MEMO_SLOTS];
+        match slot {
+            Some((seen, digest)) if seen == key => *digest,
+            _ => {
+                let digest = key.primary_hash_uncached();
+                *slot = Some((key.clone(), digest));
+                digest
+            }
+        }
     }
 }
 
@@ -194,6 +251,32 @@ pub fn same_origin_target(base: &UrlKey, location: &str) -> Option<UrlKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_primary_hash_is_pingoras_hash_of_the_primary_key() {
+        let long = format!("/{}", "x".repeat(MEMO_MAX_KEY_BYTES));
+        let mut keys = vec![
+            ("a".to_string(), "/".to_string()),
+            ("Example.test:80".into(), "/x?b=2&a=1".into()),
+            ("h:8080".into(), "/é".into()),
+            ("a".into(), long),
+        ];
+        // more keys than the memo has slots, each hashed twice (computed, then remembered or
+        // replaced): every answer is the digest of its own key
+        keys.extend((0..MEMO_SLOTS * 2).map(|i| ("h".to_string(), format!("/{i}"))));
+        for (host, path) in keys.iter().chain(keys.iter()) {
+            let key = UrlKey::new(host, path);
+            assert_eq!(
+                key.primary_hash(),
+                pingora_cache::key::hash_key(key.primary())
+            );
+            assert_eq!(
+                key.primary_hash(),
+                pingora_cache::key::CacheHashKey::primary_bin(&key.cache_key()),
+                "{host}{path}"
+            );
+        }
+    }
 
     #[test]
     fn names_the_origin_decodes_alike_keep_their_order() {

@@ -394,14 +394,16 @@ pub(crate) fn forwarding_fields(
     ip: IpAddr,
     tls: bool,
 ) -> (String, String) {
+    const XFF: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
     let ip_text = ip_text(ip);
-    let previous = |name: &str| {
+    // names, not strings: a `&str` name is parsed again on every lookup
+    let previous = |name: &http::HeaderName| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .filter(|prev| !prev.trim().is_empty())
     };
-    let xff = match previous("x-forwarded-for") {
+    let xff = match previous(&XFF) {
         Some(prev) => [prev, ", ", &ip_text].concat(),
         None => ip_text.to_string(),
     };
@@ -428,7 +430,7 @@ pub(crate) fn forwarding_fields(
             element.push('"');
         }
     }
-    let forwarded = match previous("forwarded") {
+    let forwarded = match previous(&http::header::FORWARDED) {
         Some(prev) => [prev, ", ", &element].concat(),
         None => element,
     };

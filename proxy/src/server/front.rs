@@ -620,9 +620,10 @@ enum Parsed {
 /// Parses the request head at the start of `buf`. Only the heads of GET and HEAD requests are
 /// built into a request header; of the others only the framing is read.
 fn parse_head(buf: &[u8]) -> Parsed {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut parsed = httparse::Request::new(&mut fields);
-    let len = match parsed.parse(buf) {
+    // uninitialised: zeroing the whole array on every parse costs more than parsing a short head
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let len = match parsed.parse_with_uninit_headers(buf, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Other,
@@ -641,17 +642,9 @@ fn parse_head(buf: &[u8]) -> Parsed {
         "HEAD" => Some(Method::HEAD),
         _ => None,
     };
-    let mut req = match method {
-        Some(m) => {
-            match RequestHeader::build_no_case(m, path.as_bytes(), Some(parsed.headers.len())) {
-                Ok(req) => Some(req),
-                Err(_) => return Parsed::Other,
-            }
-        }
-        None => None,
-    };
-    if let Some(req) = req.as_mut() {
-        req.set_version(version);
+    let mut map = http::HeaderMap::new();
+    if method.is_some() {
+        map.reserve(parsed.headers.len());
     }
     let (mut close, mut keep_alive) = (false, false);
     let mut body = Some(0);
@@ -672,15 +665,32 @@ fn parse_head(buf: &[u8]) -> Parsed {
                 .and_then(|v| v.parse::<usize>().ok());
             body = body.and(n).filter(|_| lengths == 1);
         }
-        if let Some(req) = req.as_mut() {
+        if method.is_some() {
             let Ok(value) = HeaderValue::from_bytes(field.value) else {
                 return Parsed::Other;
             };
-            if req.append_header(name, value).is_err() {
+            // straight into a map: pingora's `append_header` would copy the name into a titled
+            // spelling for a case map this header does not have, and parse it back
+            if map.try_append(name, value).is_err() {
                 return Parsed::Other;
             }
         }
     }
+    let req = match method {
+        Some(m) => {
+            let (mut parts, ()) = http::Request::new(()).into_parts();
+            parts.method = m;
+            parts.version = version;
+            parts.headers = map;
+            let mut req = RequestHeader::from(parts);
+            // the target as sent (pingora keeps the raw bytes where they differ from the URI)
+            if req.set_raw_path(path.as_bytes()).is_err() {
+                return Parsed::Other;
+            }
+            Some(req)
+        }
+        None => None,
+    };
     let keepalive = match version {
         Version::HTTP_11 => !close,
         _ => keep_alive && !close,
