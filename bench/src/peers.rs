@@ -129,7 +129,10 @@ pub struct PeerRow {
 /// What one more cached entry costs the proxy in memory.
 #[derive(Debug, Clone, Serialize)]
 pub struct EntryMemory {
+    /// New objects requested.
     pub entries: u64,
+    /// Entries the store gained meanwhile (admin `/stats`): what the RSS growth is divided by.
+    pub stored: u64,
     pub rss_before_bytes: u64,
     pub rss_after_bytes: u64,
     /// Body bytes of each entry.
@@ -287,13 +290,24 @@ fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     Ok(kib * 1024)
 }
 
-/// Stores `entries` new 1 KiB objects through the proxy and reports the RSS growth per entry
-/// beyond its body and header bytes.
+/// Stores `entries` new 1 KiB objects through the proxy (`admin`: its admin listener) and
+/// reports the RSS growth per stored entry beyond its body and header bytes. Divided by what
+/// the store gained, not by what was requested: a store that evicted would otherwise look
+/// smaller per entry than it is.
 pub async fn entry_memory(
     proxy: (SocketAddr, u32),
+    admin: SocketAddr,
     responder: SocketAddr,
     entries: u64,
 ) -> anyhow::Result<EntryMemory> {
+    let stored_entries = || async {
+        let stats = crate::client::get(admin, "/stats", Some(crate::procs::PROXY_ADMIN_TOKEN))
+            .await?
+            .json()?;
+        stats["entries"]
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("the proxy's /stats has no entries: {stats}"))
+    };
     let sample = crate::client::get(responder, "/obj/sample", None).await?;
     let header_bytes: u64 = sample
         .headers
@@ -302,6 +316,7 @@ pub async fn entry_memory(
         .sum::<u64>()
         + "HTTP/1.1 200 OK\r\n".len() as u64;
     let body_bytes = sample.body.len() as u64;
+    let entries_before = stored_entries().await?;
     let before = rss_bytes(proxy.1)?;
     let plan = Plan {
         addr: proxy.0,
@@ -318,9 +333,12 @@ pub async fn entry_memory(
         r.total.errors
     );
     let after = rss_bytes(proxy.1)?;
-    let per = after.saturating_sub(before) as f64 / entries as f64;
+    let stored = stored_entries().await?.saturating_sub(entries_before);
+    anyhow::ensure!(stored > 0, "no entry was stored");
+    let per = after.saturating_sub(before) as f64 / stored as f64;
     Ok(EntryMemory {
         entries,
+        stored,
         rss_before_bytes: before,
         rss_after_bytes: after,
         body_bytes,

@@ -237,7 +237,9 @@ verify_model_lists = false
         nats_url: Option<&str>,
     ) -> anyhow::Result<Server> {
         let first = upstreams.first().context("a proxy needs an upstream")?;
-        let settings = "[cache]\ncapacity_bytes = 268435456\nshards = 16\n";
+        // 512 MiB: room for the 50,000 objects of the peers' memory measurement (each is charged
+        // about 6 KiB: its bytes plus `ENTRY_OVERHEAD`), so nothing is evicted while it runs
+        let settings = "[cache]\ncapacity_bytes = 536870912\nshards = 16\n";
         let (path, addr, admin) = self.proxy_config(name, *first, settings, 1)?;
         let mut cmd = self.command(&self.bin_dir.join("llmselect-proxy"));
         cmd.arg("--config")

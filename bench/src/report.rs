@@ -551,8 +551,9 @@ fn peers_markdown(s: &mut String, p: &PeerReport) {
     if let Some(m) = &p.memory {
         let _ = writeln!(
             s,
-            "Memory per cached entry: {} new 1 KiB objects stored through the proxy grew its RSS from {:.1} to {:.1} MiB, {:.0} B per entry, of which {} B body and {} B origin header: **{:.0} B overhead per entry**.\n",
+            "Memory per cached entry: {} new 1 KiB objects requested through the proxy, {} stored (admin `/stats`), grew its RSS from {:.1} to {:.1} MiB, {:.0} B per stored entry, of which {} B body and {} B origin header: **{:.0} B overhead per entry**.\n",
             m.entries,
+            m.stored,
             m.rss_before_bytes as f64 / 1048576.0,
             m.rss_after_bytes as f64 / 1048576.0,
             m.overhead_bytes + (m.body_bytes + m.header_bytes) as f64,

@@ -309,7 +309,10 @@ async fn run_peers(cli: &Cli, s: &Settings, env: &ProcEnv) -> anyhow::Result<pee
     .await?;
     report.workers = cli.peer_workers;
     let entries = if cli.quick { 2_000 } else { 50_000 };
-    report.memory = Some(peers::entry_memory(addrs.proxy, responder.addr, entries).await?);
+    let admin = proxy
+        .admin_addr
+        .context("the proxy was started without an admin listener")?;
+    report.memory = Some(peers::entry_memory(addrs.proxy, admin, responder.addr, entries).await?);
     report.slow_stampedes = peers::slow_stampedes(addrs, s.stampede, s.rounds).await?;
     Ok(report)
 }

@@ -141,8 +141,8 @@ pub fn check(r: &Report) -> Vec<TargetCheck> {
                 target: "memory per cached entry overhead (beyond body and header bytes) reported"
                     .into(),
                 measured: format!(
-                    "{:.0} B per entry ({} entries)",
-                    m.overhead_bytes, m.entries
+                    "{:.0} B per entry ({} entries stored)",
+                    m.overhead_bytes, m.stored
                 ),
                 met: m.overhead_bytes.is_finite(),
             });
