@@ -24,16 +24,19 @@ pub const OBJECTS: u64 = 100;
 pub enum Load {
     SmallHit,
     NoStore,
+    /// A never-seen 1 KiB object on every request: each one a fill of a cold key.
+    Miss,
     BigHit,
 }
 
 impl Load {
-    pub const ALL: [Load; 3] = [Load::SmallHit, Load::NoStore, Load::BigHit];
+    pub const ALL: [Load; 4] = [Load::SmallHit, Load::NoStore, Load::Miss, Load::BigHit];
 
     pub fn label(self) -> &'static str {
         match self {
             Load::SmallHit => "1 KiB hits",
             Load::NoStore => "no-store pass-through",
+            Load::Miss => "1 KiB misses",
             Load::BigHit => "64 KiB hits",
         }
     }
@@ -42,12 +45,22 @@ impl Load {
         match self {
             Load::SmallHit => "/obj/",
             Load::NoStore => "/nostore/",
+            Load::Miss => "/obj/miss-",
             Load::BigHit => "/big/",
         }
     }
 
-    fn is_hit(self) -> bool {
-        self != Load::NoStore
+    /// Served from the cache: such runs must never reach the origin.
+    pub fn is_hit(self) -> bool {
+        matches!(self, Load::SmallHit | Load::BigHit)
+    }
+
+    /// The requests of this load (`tag` makes the paths of a miss run new to every server).
+    fn scenario(self, tag: u64) -> Arc<dyn crate::loadgen::Scenario> {
+        match self {
+            Load::Miss => Arc::new(Fresh(tag)),
+            _ => Arc::new(Walk(self.prefix())),
+        }
     }
 }
 
@@ -274,7 +287,7 @@ struct Fresh(u64);
 
 impl Scenario for Fresh {
     fn next(&self, conn: usize, seq: u64) -> Req {
-        Req::get(format!("/obj/mem-{:x}-{conn}-{seq}", self.0))
+        Req::get(format!("{}{:x}-{conn}-{seq}", Load::Miss.prefix(), self.0))
     }
 }
 
@@ -376,7 +389,7 @@ pub async fn run(
         for (li, &load) in Load::ALL.iter().enumerate() {
             for (pi, &peer) in Peer::ALL.iter().enumerate() {
                 if peer == Peer::Responder && !load.is_hit() {
-                    continue; // the origin alone has nothing to pass through
+                    continue; // the origin alone has nothing to pass through or fill
                 }
                 let (addr, pid) = addrs.of(peer);
                 let plan = Plan {
@@ -394,7 +407,7 @@ pub async fn run(
                     (cpu_time(pid), cpu_time(origin_pid))
                 });
                 let count_before = origin_count(addrs.responder.0).await?;
-                let r = loadgen::run(&plan, Arc::new(Walk(load.prefix()))).await?;
+                let r = loadgen::run(&plan, load.scenario(rand::random())).await?;
                 let (cpu_end, origin_end) = (cpu_time(pid)?, cpu_time(origin_pid)?);
                 let (cpu_start, origin_start) = sampler.await?;
                 let count_after = origin_count(addrs.responder.0).await?;

@@ -435,7 +435,7 @@ impl Report {
 fn peers_markdown(s: &mut String, p: &PeerReport) {
     let _ = writeln!(
         s,
-        "## Peers: proxy vs nginx proxy_cache vs HAProxy cache ({})\n\nA tiny hyper origin (one thread, answers from memory) serving {} × 1 KiB and {} × 64 KiB cacheable objects and a `no-store` path; every server with {}; {} connections walking over the objects, {:.0} s per run, medians of {} interleaved rounds, ratios taken within each round. CPU is user + system time of the server process from `/proc/<pid>/stat` over the measured window, per request. Load average before / after: {} / {}.\n",
+        "## Peers: proxy vs nginx proxy_cache vs HAProxy cache ({})\n\nA tiny hyper origin (one thread, answers from memory) serving {} × 1 KiB and {} × 64 KiB cacheable objects, a `no-store` path and, for the miss runs, any other 1 KiB object (each request a new one); every server with {}; {} connections walking over the objects, {:.0} s per run, medians of {} interleaved rounds, ratios taken within each round. CPU is user + system time of the server process from `/proc/<pid>/stat` over the measured window, per request. Load average before / after: {} / {}.\n",
         p.haproxy_version,
         crate::peers::OBJECTS,
         crate::peers::OBJECTS,
@@ -496,6 +496,12 @@ fn peers_markdown(s: &mut String, p: &PeerReport) {
             line(
                 "server CPU per pass-through request (server + origin)",
                 Load::NoStore,
+                &both_cell,
+            ),
+            line("1 KiB misses (a new key per request), req/s", Load::Miss, &rps_cell),
+            line(
+                "CPU per miss (server + origin)",
+                Load::Miss,
                 &both_cell,
             ),
             line("64 KiB hits, req/s", Load::BigHit, &rps_cell),

@@ -299,6 +299,12 @@ async fn run_peers(cli: &Cli, s: &Settings, env: &ProcEnv) -> anyhow::Result<pee
         haproxy: (haproxy.addr, haproxy.pid()),
         responder: (responder.addr, responder.pid()),
     };
+    // measured first, while the store has room: the miss runs fill it afterwards
+    let entries = if cli.quick { 2_000 } else { 50_000 };
+    let admin = proxy
+        .admin_addr
+        .context("the proxy was started without an admin listener")?;
+    let memory = peers::entry_memory(addrs.proxy, admin, responder.addr, entries).await?;
     let mut report = peers::run(
         addrs,
         cli.peer_connections,
@@ -308,11 +314,7 @@ async fn run_peers(cli: &Cli, s: &Settings, env: &ProcEnv) -> anyhow::Result<pee
     )
     .await?;
     report.workers = cli.peer_workers;
-    let entries = if cli.quick { 2_000 } else { 50_000 };
-    let admin = proxy
-        .admin_addr
-        .context("the proxy was started without an admin listener")?;
-    report.memory = Some(peers::entry_memory(addrs.proxy, admin, responder.addr, entries).await?);
+    report.memory = Some(memory);
     report.slow_stampedes = peers::slow_stampedes(addrs, s.stampede, s.rounds).await?;
     Ok(report)
 }

@@ -129,6 +129,16 @@ pub fn check(r: &Report) -> Vec<TargetCheck> {
                 met: n.cpu_us <= 40.0,
             });
         }
+        if let Some(m) = p.row(Load::Miss, Peer::Proxy) {
+            out.push(TargetCheck {
+                target: "1 KiB misses (a new key per request): ≥ 1.0× HAProxy req/s".into(),
+                measured: format!(
+                    "{:.2}× HAProxy ({:.2}× nginx); {:.1} µs of proxy CPU per miss",
+                    m.over_haproxy, m.over_nginx, m.cpu_us
+                ),
+                met: m.over_haproxy >= 1.0,
+            });
+        }
         if let Some(b) = p.row(Load::BigHit, Peer::Proxy) {
             out.push(TargetCheck {
                 target: "64 KiB hits: ≥ 1.0× HAProxy req/s".into(),
@@ -150,9 +160,7 @@ pub fn check(r: &Report) -> Vec<TargetCheck> {
         let leaked: Vec<String> = p
             .rows
             .iter()
-            .filter(|r| {
-                r.load != Load::NoStore && r.peer != Peer::Responder && r.origin_requests > 0
-            })
+            .filter(|r| r.load.is_hit() && r.peer != Peer::Responder && r.origin_requests > 0)
             .map(|r| format!("{} {}", r.peer.label(), r.load.label()))
             .collect();
         out.push(TargetCheck {
