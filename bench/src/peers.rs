@@ -369,23 +369,24 @@ pub async fn run(
     haproxy_version: String,
 ) -> anyhow::Result<PeerReport> {
     let loadavg_before = loadavg();
-    // Store every object in every cache (twice: nginx and HAProxy store on the first miss).
-    for peer in [Peer::Proxy, Peer::Nginx, Peer::Haproxy] {
-        for load in [Load::SmallHit, Load::BigHit] {
-            for i in 0..OBJECTS {
-                for _ in 0..2 {
-                    let path = format!("{}{i}", load.prefix());
-                    let r = crate::client::get(addrs.of(peer).0, &path, None).await?;
-                    anyhow::ensure!(r.status.is_success(), "warm-up of {path}: {}", r.status);
-                }
-            }
-        }
-    }
     let warmup = duration / 5;
     let mut accs = vec![vec![Acc::default(); Peer::ALL.len()]; Load::ALL.len()];
     // per round and load: the req/s of every peer, for the in-round ratios
     let mut per_round = vec![vec![vec![f64::NAN; Peer::ALL.len()]; Load::ALL.len()]; rounds];
     for (round, this_round) in per_round.iter_mut().enumerate() {
+        // Every object in every cache before every round (twice: nginx and HAProxy store on the
+        // first miss): the miss runs of the round before may have pushed them out.
+        for peer in [Peer::Proxy, Peer::Nginx, Peer::Haproxy] {
+            for load in [Load::SmallHit, Load::BigHit] {
+                for i in 0..OBJECTS {
+                    for _ in 0..2 {
+                        let path = format!("{}{i}", load.prefix());
+                        let r = crate::client::get(addrs.of(peer).0, &path, None).await?;
+                        anyhow::ensure!(r.status.is_success(), "warm-up of {path}: {}", r.status);
+                    }
+                }
+            }
+        }
         for (li, &load) in Load::ALL.iter().enumerate() {
             for (pi, &peer) in Peer::ALL.iter().enumerate() {
                 if peer == Peer::Responder && !load.is_hit() {
