@@ -30,7 +30,9 @@ pub enum Load {
 }
 
 impl Load {
-    pub const ALL: [Load; 4] = [Load::SmallHit, Load::NoStore, Load::Miss, Load::BigHit];
+    /// In the order they run within a round: the misses last, as they may push the hit objects
+    /// out of a cache (the objects are stored again before every round).
+    pub const ALL: [Load; 4] = [Load::SmallHit, Load::NoStore, Load::BigHit, Load::Miss];
 
     pub fn label(self) -> &'static str {
         match self {
