@@ -289,16 +289,27 @@ pub fn strip_forwarded_hop_by_hop(header: &mut ResponseHeader) {
         // an upgrade needs its `Upgrade` field; nothing of it is stored
         return;
     }
-    for name in connection_named(&header.headers) {
-        if !matches!(
-            name.as_str(),
-            "content-length" | "transfer-encoding" | "connection"
-        ) {
-            header.remove_header(&name);
+    let named = connection_named(&header.headers);
+    for name in named
+        .iter()
+        .map(String::as_str)
+        .chain(["keep-alive", "proxy-connection"])
+    {
+        if forwarded_hop_by_hop(name, &named) {
+            header.remove_header(name);
         }
     }
-    header.remove_header("keep-alive");
-    header.remove_header("proxy-connection");
+}
+
+/// Whether the field `name` (lower-case) of a response on its way to the client was meant for
+/// the hop from the origin only (see [`strip_forwarded_hop_by_hop`]; the front's pass-through
+/// applies the same rule as it writes the client's head): `Keep-Alive`, `Proxy-Connection`, and
+/// what the response's `Connection` names (`named`, from [`connection_named`]) other than the
+/// framing fields and `Connection` itself.
+pub(crate) fn forwarded_hop_by_hop(name: &str, named: &[String]) -> bool {
+    matches!(name, "keep-alive" | "proxy-connection")
+        || (!matches!(name, "content-length" | "transfer-encoding" | "connection")
+            && named.iter().any(|c| c == name))
 }
 
 /// The end-to-end fields of `resp` that its stored form `stored` lacks (`Set-Cookie` and the

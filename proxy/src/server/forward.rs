@@ -702,17 +702,13 @@ fn parse_head(
     } else {
         keep_alive && !close
     };
-    // what pingora's path strips from a forwarded response (`policy::strip_forwarded_hop_by_hop`
-    // and the `Connection` field), and this proxy's own fields
+    // what pingora's path strips from a forwarded response (the same rule, and the `Connection`
+    // field), and this proxy's own fields
     let named = policy::connection_named(&header.headers);
     let relayed = |name: &HeaderName| {
-        let n = name.as_str();
         !(name == header::CONNECTION
-            || n == "keep-alive"
-            || n == "proxy-connection"
+            || policy::forwarded_hop_by_hop(name.as_str(), &named)
             || (chunked.is_some() && name == header::CONTENT_LENGTH)
-            || (!matches!(n, "content-length" | "transfer-encoding")
-                && named.iter().any(|c| c == n))
             || own_fields.contains(name))
     };
     let mut wire = Vec::with_capacity(len + 64);
