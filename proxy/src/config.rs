@@ -294,6 +294,10 @@ pub struct ServerConfig {
     /// the raw front (`server::forward`) instead of pingora's proxy state machine; `false`:
     /// every pass-through goes through pingora.
     pub front_pass_through: bool,
+    /// Plain HTTP/1.1 `GET` misses of cold keys are fetched, stored and answered by the raw
+    /// front (`server::fill`) instead of pingora's proxy state machine; `false`: every miss goes
+    /// through pingora. Needs `cache.stream_fills`.
+    pub front_fill: bool,
 }
 
 impl Default for Config {
@@ -363,6 +367,7 @@ impl Default for ServerConfig {
             work_stealing: true,
             h2c: false,
             front_pass_through: true,
+            front_fill: true,
         }
     }
 }

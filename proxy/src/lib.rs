@@ -58,7 +58,7 @@ use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch}
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use proxy::{EdgeProxy, FastHits, PREDICTOR_SHARDS};
-use server::{ClientGuard, Forwarder, HitFront, Lifecycle};
+use server::{ClientGuard, FillSettings, Forwarder, HitFront, Lifecycle};
 use stats::Stats;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -352,10 +352,20 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
         lock_wait: config.lock_wait_timeout(),
         credential_passes: Default::default(),
     });
-    let forward = config
-        .server
-        .front_pass_through
-        .then(|| Forwarder::new(fast.clone(), config.timeouts.clone(), own_fields.clone()));
+    let compression = CompressionOptions::from_config(&config.compression);
+    let fills = (config.server.front_fill && config.cache.stream_fills).then(|| FillSettings {
+        lock,
+        compression: compression.clone(),
+    });
+    let forward = (config.server.front_pass_through || fills.is_some()).then(|| {
+        Forwarder::new(
+            fast.clone(),
+            config.timeouts.clone(),
+            own_fields.clone(),
+            config.server.front_pass_through,
+            fills,
+        )
+    });
     let edge = EdgeProxy {
         fast: fast.clone(),
         store,
@@ -364,7 +374,7 @@ fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
         invalidator,
         stats,
         own_fields,
-        compression: CompressionOptions::from_config(&config.compression),
+        compression,
         live: live.clone(),
         bus: bus.clone(),
         timeouts: config.timeouts.clone(),

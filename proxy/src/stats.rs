@@ -29,6 +29,7 @@ pub struct Stats {
     hits: AtomicU64,
     fast_hits: AtomicU64,
     front_passes: AtomicU64,
+    front_fills: AtomicU64,
     misses: AtomicU64,
     stale: AtomicU64,
     revalidated: AtomicU64,
@@ -51,6 +52,8 @@ pub struct StatsSnapshot {
     /// Bypassed requests the raw front forwarded itself (a subset of `bypass`; see
     /// `server::forward`).
     pub front_passes: u64,
+    /// Misses fetched and stored by the raw front (`server::fill`).
+    pub front_fills: u64,
     pub misses: u64,
     pub stale: u64,
     pub revalidated: u64,
@@ -89,6 +92,10 @@ impl Stats {
         self.front_passes.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn record_front_fill(&self) {
+        self.front_fills.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn record_purge(&self, entries: usize) {
         self.purges.fetch_add(1, Ordering::Relaxed);
         self.purged_entries
@@ -123,6 +130,7 @@ impl Stats {
             hits: g(&self.hits),
             fast_hits: g(&self.fast_hits),
             front_passes: g(&self.front_passes),
+            front_fills: g(&self.front_fills),
             misses: g(&self.misses),
             stale: g(&self.stale),
             revalidated: g(&self.revalidated),

@@ -364,6 +364,7 @@ impl AdminApp {
             "hits": s.hits,
             "fast_hits": s.fast_hits,
             "front_passes": s.front_passes,
+            "front_fills": s.front_fills,
             "misses": s.misses,
             "stale": s.stale,
             "revalidated": s.revalidated,

@@ -221,6 +221,35 @@ pub fn accept_encoding_key(req: &HeaderMap) -> Vec<u8> {
     accepted_codings(req).join(",").into_bytes()
 }
 
+/// Plans and applies compression to the header of a fetched response (`resp`, the origin's
+/// response to `req`) on a path that may store it, as both fill paths do (pingora's
+/// `upstream_response_filter`, the front's `server::fill`): only a response the policy would
+/// store is touched. Returns whether the header changed, and the encoder of its body.
+pub fn prepare(
+    opts: &CompressionOptions,
+    req: &pingora_http::RequestHeader,
+    resp: &mut ResponseHeader,
+    policy: &super::policy::PolicyOptions,
+) -> pingora_error::Result<(bool, Option<Encoder>)> {
+    if !opts.enabled {
+        return Ok((false, None));
+    }
+    let plan = plan(opts, &req.headers, resp);
+    if plan == Plan::Untouched
+        || super::policy::decide(req, resp, std::time::SystemTime::now(), policy).is_err()
+    {
+        return Ok((false, None));
+    }
+    let encoder = match plan {
+        Plan::Encode(coding) => Some(Encoder::new(coding).map_err(|e| {
+            pingora_error::Error::because(pingora_error::ErrorType::InternalError, "compression", e)
+        })?),
+        _ => None,
+    };
+    apply(resp, plan)?;
+    Ok((true, encoder))
+}
+
 /// Rewrites the header of a response being stored according to `plan`.
 pub fn apply(resp: &mut ResponseHeader, plan: Plan) -> pingora_error::Result<()> {
     if plan == Plan::Untouched {
@@ -334,7 +363,7 @@ pub fn stored_length(meta: &(Vec<u8>, Vec<u8>), body_len: usize) -> Option<(Vec<
     let h = m.response_header_mut();
     h.remove_header(&header::TRANSFER_ENCODING);
     h.insert_header(header::CONTENT_LENGTH, body_len).ok()?;
-    m.serialize().ok()
+    super::meta_wire::serialize(&mut m).ok()
 }
 
 /// Whether a fill's header (or its decoded view's: the fields looked at are the same) lost its

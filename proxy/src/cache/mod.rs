@@ -11,6 +11,7 @@
 //! - [`range`]: `Range` / `If-Range` answered from stored responses.
 //! - [`vary`]: which request fields key a variant (`Vary` plus credentials), the variance hash.
 //! - [`entry`]: one stored response, its fill record and its decoded view for fast hits.
+//! - [`meta_wire`]: a fill's meta serialized in pingora's format without compressing its header.
 //! - [`store`]: the bounded quick_cache store, its purge vocabulary ([`Scope`]) and bookkeeping
 //!   ([`index`], [`tombstones`]).
 //! - [`inflight`]: fills in progress that waiting requests read as they arrive.
@@ -35,6 +36,7 @@ pub(crate) mod index;
 pub(crate) mod inflight;
 pub(crate) mod invalidate;
 pub(crate) mod key;
+pub(crate) mod meta_wire;
 pub(crate) mod policy;
 pub(crate) mod post_reuse;
 pub(crate) mod range;

@@ -23,6 +23,75 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+impl Store {
+    /// The handler of a fill that may be stored (`meta` carries its [`FillInfo`]; `serialized`
+    /// is `meta` serialized), and the fill's in-flight form when fills are streamed: published
+    /// for readers from here on, and the key's first fill marked moved on
+    /// (`cache::first_fill`). The front's fill (`server::fill`) starts its fills here, as
+    /// pingora does through `get_miss_handler`.
+    pub fn begin_miss(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        serialized: (Vec<u8>, Vec<u8>),
+    ) -> Result<(MissHandler, Option<Arc<InflightFill>>)> {
+        let info = match meta.extensions().get::<FillInfo>() {
+            Some(i) => i.clone(),
+            None => FillInfo {
+                // No fill start recorded (the proxy always records one): assume it started
+                // long ago, so any recent invalidation drops it.
+                started: Instant::now()
+                    .checked_sub(Duration::from_secs(3600))
+                    .unwrap_or_else(Instant::now),
+                url: key
+                    .primary_key_str()
+                    .and_then(UrlKey::from_absolute)
+                    .ok_or_else(|| {
+                        Error::explain(ErrorType::InternalError, "fill without FillInfo")
+                    })?,
+                groups: Vec::new(),
+                revalidates: None,
+            },
+        };
+        let combined = key.combined_bin();
+        let length = meta
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let buffered = BufferedMiss::new(
+            self,
+            combined,
+            key.primary_bin(),
+            serialized.clone(),
+            info.clone(),
+            length,
+        );
+        if !self.streams_fills() {
+            return Ok((Box::new(buffered), None));
+        }
+        let view = Some(self.view_of(meta));
+        let buffered = buffered.with_view(view.clone());
+        let fill = InflightFill::new(
+            self.next_id(),
+            serialized,
+            view,
+            info,
+            self.max_object_bytes(),
+        );
+        self.begin_fill(combined, fill.clone());
+        // readers may join from here on: requests waiting for a cold key's first fill read it
+        self.first_fills().moved(&key.primary_bin());
+        let store: &'static Store = self;
+        let miss = StreamingMiss::new(
+            buffered,
+            fill.clone(),
+            Box::new(move |f| store.end_fill(&combined, f.id)),
+        );
+        Ok((Box::new(miss), Some(fill)))
+    }
+}
+
 fn meta_of(entry: &Entry) -> Result<CacheMeta> {
     let mut meta = CacheMeta::deserialize(&entry.meta.0, &entry.meta.1)?;
     if let Some(at) = entry.soft_expiry() {
@@ -90,60 +159,7 @@ impl Storage for Store {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
-        let info = match meta.extensions().get::<FillInfo>() {
-            Some(i) => i.clone(),
-            None => FillInfo {
-                // No fill start recorded (the proxy always records one): assume it started
-                // long ago, so any recent invalidation drops it.
-                started: Instant::now()
-                    .checked_sub(Duration::from_secs(3600))
-                    .unwrap_or_else(Instant::now),
-                url: key
-                    .primary_key_str()
-                    .and_then(UrlKey::from_absolute)
-                    .ok_or_else(|| {
-                        Error::explain(ErrorType::InternalError, "fill without FillInfo")
-                    })?,
-                groups: Vec::new(),
-                revalidates: None,
-            },
-        };
-        let combined = key.combined_bin();
-        let serialized = meta.serialize()?;
-        let length = meta
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let buffered = BufferedMiss::new(
-            self,
-            combined,
-            key.primary_bin(),
-            serialized.clone(),
-            info.clone(),
-            length,
-        );
-        if !self.streams_fills() {
-            return Ok(Box::new(buffered));
-        }
-        let view = Some(self.view_of(meta));
-        let buffered = buffered.with_view(view.clone());
-        let fill = InflightFill::new(
-            self.next_id(),
-            serialized,
-            view,
-            info,
-            self.max_object_bytes(),
-        );
-        self.begin_fill(combined, fill.clone());
-        // readers may join from here on: requests waiting for a cold key's first fill read it
-        self.first_fills().moved(&key.primary_bin());
-        let store: &'static Store = self;
-        Ok(Box::new(StreamingMiss::new(
-            buffered,
-            fill,
-            Box::new(move |f| store.end_fill(&combined, f.id)),
-        )))
+        Ok(self.begin_miss(key, meta, meta.serialize()?)?.0)
     }
 
     async fn purge(

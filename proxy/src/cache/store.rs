@@ -303,6 +303,11 @@ impl Store {
         allowed.then_some(fill)
     }
 
+    /// Whether a fill is in progress under a storage key, in any state.
+    pub fn filling(&self, combined: &HashBinary) -> bool {
+        self.fills.lock().contains_key(combined)
+    }
+
     /// The fill `id` under a storage key, whatever its state (the fetching request's own reader).
     pub fn own_fill(&self, combined: &HashBinary, id: u64) -> Option<Arc<InflightFill>> {
         self.fills
@@ -360,6 +365,11 @@ impl Store {
         keys.into_iter()
             .filter_map(|k| self.entries.peek(&k).map(|e| (k, e)))
             .collect()
+    }
+
+    /// Whether an entry is committed under a storage key, fresh or not (not counted as a use).
+    pub fn holds(&self, combined: &HashBinary) -> bool {
+        self.entries.peek(combined).is_some()
     }
 
     /// The committed entry under a storage key.

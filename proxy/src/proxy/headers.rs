@@ -232,16 +232,51 @@ pub fn write_hit_fields(buf: &mut Vec<u8>, age: u64, ttl: i64, t: &Timing, keepa
     push_timing_fields(buf, x, t, keepalive);
 }
 
-/// The per-response fields of a bypass forwarded by the raw front (`server::forward`) as
-/// HTTP/1.1 lines, ending the header block: the four stamps as [`classify`] and [`stamp`] give
-/// them for a bypass with upstream status `fwd_status`, and `Connection`.
-pub fn write_pass_fields(buf: &mut Vec<u8>, fwd_status: u16, t: &Timing, keepalive: bool) {
-    let x = XCache::Bypass;
+/// The per-response fields of a miss the raw front stored (`server::fill`) as HTTP/1.1 lines,
+/// ending the header block: the four stamps as [`classify`] and [`stamp`] give them for a miss
+/// with upstream status `fwd_status` that was stored with `ttl` seconds of freshness, and
+/// `Connection`.
+pub fn write_miss_fields(
+    buf: &mut Vec<u8>,
+    fwd_status: u16,
+    ttl: i64,
+    t: &Timing,
+    keepalive: bool,
+) {
+    let x = XCache::Miss;
     buf.extend_from_slice(b"x-cache: ");
     buf.extend_from_slice(x.as_str().as_bytes());
     buf.extend_from_slice(b"\r\ncache-status: ");
     buf.extend_from_slice(CACHE_NAME.as_bytes());
-    buf.extend_from_slice(b"; fwd=bypass; fwd-status=");
+    buf.extend_from_slice(b"; fwd=uri-miss; fwd-status=");
+    push_int(buf, fwd_status);
+    buf.extend_from_slice(b"; stored; ttl=");
+    push_int(buf, ttl);
+    buf.extend_from_slice(b"\r\n");
+    push_timing_fields(buf, x, t, keepalive);
+}
+
+/// The per-response fields of a response relayed by the raw front without storing it, as
+/// HTTP/1.1 lines ending the header block: the four stamps as [`classify`] and [`stamp`] give
+/// them for upstream status `fwd_status` and `Connection`. `x`: a bypass of a URL known
+/// uncacheable (`server::forward`, `fwd=bypass`), or a miss the cache refused to store
+/// (`server::fill`, `fwd=uri-miss`).
+pub fn write_pass_fields(
+    buf: &mut Vec<u8>,
+    x: XCache,
+    fwd_status: u16,
+    t: &Timing,
+    keepalive: bool,
+) {
+    buf.extend_from_slice(b"x-cache: ");
+    buf.extend_from_slice(x.as_str().as_bytes());
+    buf.extend_from_slice(b"\r\ncache-status: ");
+    buf.extend_from_slice(CACHE_NAME.as_bytes());
+    buf.extend_from_slice(if x == XCache::Bypass {
+        b"; fwd=bypass; fwd-status=".as_slice()
+    } else {
+        b"; fwd=uri-miss; fwd-status=".as_slice()
+    });
     push_int(buf, fwd_status);
     buf.extend_from_slice(b"\r\n");
     push_timing_fields(buf, x, t, keepalive);
@@ -344,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn the_front_writes_the_fields_stamp_writes_for_a_bypass() {
+    fn the_front_writes_the_fields_stamp_writes_for_a_bypass_and_a_miss() {
         let t = Timing {
             total: Duration::from_micros(812),
             lookup: None,
@@ -359,7 +394,39 @@ mod tests {
         stamp(&mut resp, x, &cache_status, &t);
         resp.insert_header("connection", "keep-alive").unwrap();
         let mut buf = Vec::new();
-        write_pass_fields(&mut buf, 404, &t, true);
+        write_pass_fields(&mut buf, XCache::Bypass, 404, &t, true);
+        assert_same_fields(&resp, buf);
+        // a miss the cache refused to store (`server::fill`): what pingora's path stamps on a
+        // response whose cacheability was decided against
+        let refused = Outcome {
+            fwd_status: Some(200),
+            ..o(CachePhase::Disabled(NoCacheReason::OriginNotCache))
+        };
+        let (x, cache_status) = classify(&refused);
+        assert_eq!(cache_status, "llmselect-edge; fwd=uri-miss; fwd-status=200");
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        stamp(&mut resp, x, &cache_status, &t);
+        resp.insert_header("connection", "close").unwrap();
+        let mut buf = Vec::new();
+        write_pass_fields(&mut buf, x, 200, &t, false);
+        assert_same_fields(&resp, buf);
+        // a miss the front stored
+        let stored = Outcome {
+            fwd_status: Some(203),
+            stored: true,
+            ttl: Some(59),
+            ..o(CachePhase::Miss)
+        };
+        let (x, cache_status) = classify(&stored);
+        assert_eq!(
+            cache_status,
+            "llmselect-edge; fwd=uri-miss; fwd-status=203; stored; ttl=59"
+        );
+        let mut resp = ResponseHeader::build(203, None).unwrap();
+        stamp(&mut resp, x, &cache_status, &t);
+        resp.insert_header("connection", "keep-alive").unwrap();
+        let mut buf = Vec::new();
+        write_miss_fields(&mut buf, 203, 59, &t, true);
         assert_same_fields(&resp, buf);
     }
 

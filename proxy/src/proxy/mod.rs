@@ -6,7 +6,7 @@ pub(crate) mod fast;
 pub(crate) mod headers;
 
 use crate::bus::Bus;
-use crate::cache::encoding::{self, CompressionOptions, Encoder, Plan};
+use crate::cache::encoding::{self, CompressionOptions};
 use crate::cache::entry::{FillInfo, HitView};
 use crate::cache::invalidate::{response_groups, Invalidator, MutationScopes, Source};
 use crate::cache::key::{self, UrlKey};
@@ -291,23 +291,13 @@ impl EdgeProxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if !self.compression.enabled || !session.cache.enabled() {
+        if !session.cache.enabled() {
             return Ok(());
         }
         let req = session.req_header();
-        let plan = encoding::plan(&self.compression, &req.headers, resp);
-        if plan == Plan::Untouched
-            || policy::decide(req, resp, SystemTime::now(), &self.live.policy()).is_err()
-        {
-            return Ok(());
-        }
-        if let Plan::Encode(coding) = plan {
-            let encoder = Encoder::new(coding).map_err(|e| {
-                Error::because(pingora_error::ErrorType::InternalError, "compression", e)
-            })?;
-            ctx.encoder = Some(encoder);
-        }
-        encoding::apply(resp, plan)
+        let (_, encoder) = encoding::prepare(&self.compression, req, resp, &self.live.policy())?;
+        ctx.encoder = encoder;
+        Ok(())
     }
 }
 

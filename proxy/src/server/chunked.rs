@@ -4,6 +4,8 @@
 //! the client byte for byte; it only needs to know where the message ends, so that the origin
 //! connection can be reused and nothing of a next response is sent along. This scanner reads
 //! chunk sizes and skips chunk data, extensions and trailer fields without copying anything.
+//! The front's fill (`super::fill`) decodes with it too: [`ChunkedScanner::scan_data`] reports
+//! where the chunk data lies, which is what the store keeps.
 
 /// Where the scanner is within the chunked body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +57,16 @@ impl ChunkedScanner {
     /// Scans `bytes`, the next bytes of the body. Returns how many of them belong to the body:
     /// all of them while it goes on, fewer when it ended within them (see [`Self::done`]).
     pub fn scan(&mut self, bytes: &[u8]) -> Result<usize, Malformed> {
+        self.scan_data(bytes, |_| {})
+    }
+
+    /// [`Self::scan`], calling `data` with the range of `bytes` of every run of chunk data (the
+    /// decoded body), in order: what a fill stores of a chunked response.
+    pub fn scan_data(
+        &mut self,
+        bytes: &[u8],
+        mut data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<usize, Malformed> {
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
@@ -77,6 +89,7 @@ impl ChunkedScanner {
                 State::Data(left) => {
                     // skip as much data as this read holds at once
                     let take = left.min((bytes.len() - i) as u64);
+                    data(i..i + take as usize);
                     i += take as usize;
                     self.state = if take == left {
                         State::DataEnd(false)
@@ -155,6 +168,27 @@ mod tests {
         let mut s = ChunkedScanner::default();
         assert_eq!(s.scan(b"3\r\nab"), Ok(5));
         assert!(!s.done());
+    }
+
+    #[test]
+    fn chunk_data_is_reported_in_order_in_any_split() {
+        let body =
+            b"5\r\nhello\r\n1a;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-t: 1\r\n\r\nNEXT";
+        for step in [1, 2, 5, 64] {
+            let mut s = ChunkedScanner::default();
+            let mut decoded = Vec::new();
+            let mut used = 0;
+            for piece in body.chunks(step) {
+                used += s
+                    .scan_data(piece, |r| decoded.extend_from_slice(&piece[r]))
+                    .unwrap();
+                if s.done() {
+                    break;
+                }
+            }
+            assert_eq!(decoded, b"helloabcdefghijklmnopqrstuvwxyz", "step {step}");
+            assert_eq!(used, body.len() - 4, "step {step}");
+        }
     }
 
     #[test]

@@ -67,10 +67,31 @@ const FORWARDING: [&str; 2] = ["x-forwarded-for", "forwarded"];
 
 /// See the module documentation.
 pub struct Forwarder {
-    fast: Arc<FastHits>,
+    pub(super) fast: Arc<FastHits>,
     timeouts: TimeoutConfig,
     /// This proxy's own targeted fields, removed from every response it sends.
-    own_fields: Vec<HeaderName>,
+    pub(super) own_fields: Vec<HeaderName>,
+    /// Known-uncacheable URLs are forwarded here (`server.front_pass_through`).
+    passes: bool,
+    /// Plain misses of cold keys are fetched and stored here (`server.front_fill`, `super::fill`).
+    pub(super) fills: Option<super::fill::FillSettings>,
+}
+
+/// The stamps of a relayed response: a bypass of a URL known uncacheable, or a miss whose
+/// response the cache refused (`super::fill`), with the time its lookup took.
+pub(super) enum Stamps {
+    Bypass,
+    Miss { lookup: Duration },
+}
+
+/// What [`Forwarder::exchange`] sends where.
+struct Sending<'a> {
+    addr: SocketAddr,
+    request: &'a [u8],
+    req: &'a RequestHeader,
+    read_timeout: Duration,
+    /// See [`Forwarder::fetch`].
+    cased: bool,
 }
 
 /// How a forwarded request ended, for the front.
@@ -84,7 +105,7 @@ pub enum Forwarded {
 
 /// How the origin's response body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub(super) enum Framing {
     Empty,
     Length(u64),
     Chunked,
@@ -93,31 +114,33 @@ enum Framing {
 }
 
 /// An origin response head.
-struct OriginHead {
+pub(super) struct OriginHead {
     /// The head as the cache policy reads it: field names lower-case, values sharing one copy of
-    /// the head's bytes (no case map: the client gets [`Self::wire`], not this).
-    header: ResponseHeader,
+    /// the head's bytes (no case map: the client gets [`Self::wire`], not this). When fetched
+    /// `cased` ([`Forwarder::fetch`]): built as pingora's HTTP/1 client builds it (the origin's
+    /// version, reason phrase and field spelling kept), for a header that may be stored.
+    pub(super) header: ResponseHeader,
     /// The status line and the fields relayed to the client, in the origin's order and spelling,
     /// without the blank line: the fields of this connection only (hop-by-hop, those its
     /// `Connection` names, `Connection` itself), this proxy's own targeted fields, and
     /// `Content-Length` beside chunked framing are left out.
-    wire: Vec<u8>,
-    framing: Framing,
+    pub(super) wire: Vec<u8>,
+    pub(super) framing: Framing,
     /// The origin lets the connection be reused after this response.
-    keepalive: bool,
+    pub(super) keepalive: bool,
 }
 
 /// An origin response head that arrived, and what relaying its body needs.
-struct Exchange {
-    addr: SocketAddr,
-    conn: TcpStream,
-    head: OriginHead,
+pub(super) struct Exchange {
+    pub(super) addr: SocketAddr,
+    pub(super) conn: TcpStream,
+    pub(super) head: OriginHead,
     /// Bytes read after the head.
-    buf: BytesMut,
+    pub(super) buf: BytesMut,
     /// Time to the response head.
-    origin_time: Duration,
-    read_timeout: Duration,
-    long_route: bool,
+    pub(super) origin_time: Duration,
+    pub(super) read_timeout: Duration,
+    pub(super) long_route: bool,
 }
 
 /// Why an exchange with an origin failed before a response head arrived.
@@ -140,18 +163,28 @@ impl Failure {
 }
 
 impl Forwarder {
-    pub fn new(fast: Arc<FastHits>, timeouts: TimeoutConfig, own_fields: Vec<HeaderName>) -> Self {
+    /// `passes`: forward known-uncacheable URLs; `fills`: fetch and store plain misses.
+    pub fn new(
+        fast: Arc<FastHits>,
+        timeouts: TimeoutConfig,
+        own_fields: Vec<HeaderName>,
+        passes: bool,
+        fills: Option<super::fill::FillSettings>,
+    ) -> Self {
         Forwarder {
             fast,
             timeouts,
             own_fields,
+            passes,
+            fills,
         }
     }
 
     /// Whether the front forwards `req` (its primary key `primary`, with `body` bytes of body)
     /// itself because its URL is known uncacheable (the predictor).
     pub fn takes(&self, req: &RequestHeader, primary: &HashBinary, body: Option<usize>) -> bool {
-        forwardable(req, body)
+        self.passes
+            && forwardable(req, body)
             && !self
                 .fast
                 .predictor
@@ -166,7 +199,8 @@ impl Forwarder {
         primary: &HashBinary,
         body: Option<usize>,
     ) -> bool {
-        forwardable(req, body)
+        self.passes
+            && forwardable(req, body)
             && !hit::has_directives(&req.headers)
             && self.fast.credential_refused(primary, req)
     }
@@ -182,6 +216,50 @@ impl Forwarder {
         keepalive: bool,
         start: Instant,
     ) -> Forwarded {
+        let Some(exchange) = self.fetch(client, req, false, start).await else {
+            return Forwarded::Broken;
+        };
+        let status = exchange.head.header.status.as_u16();
+        // counted before the client can see the response (whoever reads `/stats` after it sees
+        // it counted), as pingora's `logging` counts a bypass
+        self.fast.stats.record(XCache::Bypass);
+        self.fast.stats.record_front_pass();
+        self.learn(req, primary, &exchange.head.header);
+        let relayed = self
+            .relay(client, exchange, Stamps::Bypass, keepalive, start)
+            .await;
+        self.finished(req, XCache::Bypass, status, start, &relayed);
+        match relayed {
+            Ok(reusable) => Forwarded::Sent(reusable),
+            Err(_) => Forwarded::Broken,
+        }
+    }
+
+    /// Records a request the front forwarded once its response was relayed (or failed).
+    pub(super) fn finished(
+        &self,
+        req: &RequestHeader,
+        x: XCache,
+        status: u16,
+        start: Instant,
+        relayed: &io::Result<bool>,
+    ) {
+        let elapsed = start.elapsed();
+        metrics::record_request(x, false, elapsed.as_secs_f64());
+        let error = relayed.as_ref().err().map(|e| e.to_string());
+        fast::log_access(req, status, x, false, Some(status), elapsed, error);
+    }
+
+    /// Sends `req` to an origin and reads its response head (`cased`: the policy's header keeps
+    /// the origin's spelling, as pingora's client builds it, for a header that may be stored).
+    /// On a failure the client gets pingora's `502`/`504` answer and `None` is returned.
+    pub(super) async fn fetch(
+        &self,
+        client: &mut Stream,
+        req: &RequestHeader,
+        cased: bool,
+        start: Instant,
+    ) -> Option<Exchange> {
         let long_route = Config::is_long_route(&self.timeouts.long_routes, req.uri.path());
         let read_timeout = if long_route {
             Duration::from_secs(self.timeouts.read_secs)
@@ -196,10 +274,14 @@ impl Forwarder {
             let Some(addr) = upstreams.select(&failed) else {
                 break Err((None, Failure::Connect));
             };
-            match self
-                .exchange(client, addr, &request, req, read_timeout)
-                .await
-            {
+            let sending = Sending {
+                addr,
+                request: &request,
+                req,
+                read_timeout,
+                cased,
+            };
+            match self.exchange(client, sending).await {
                 Ok((conn, head, buf)) => break Ok((addr, conn, head, buf)),
                 Err(Failure::Connect) if upstreams.several() => failed.push(addr),
                 Err(failure) => break Err((Some(addr), failure)),
@@ -215,18 +297,13 @@ impl Forwarder {
                 }
                 self.respond_error(client, req, failure.edge_error(), start)
                     .await;
-                return Forwarded::Broken;
+                return None;
             }
         };
         let origin_time = upstream_start.elapsed();
         metrics::record_origin_fetch(origin_time.as_secs_f64());
         self.fast.stats.record_origin_fetch(origin_time);
-        let status = head.header.status.as_u16();
-        // counted before the client can see the response (whoever reads `/stats` after it sees
-        // it counted), as pingora's `logging` counts a bypass
-        self.fast.stats.record(XCache::Bypass);
-        self.fast.stats.record_front_pass();
-        let exchange = Exchange {
+        Some(Exchange {
             addr,
             conn,
             head,
@@ -234,26 +311,7 @@ impl Forwarder {
             origin_time,
             read_timeout,
             long_route,
-        };
-        let relayed = self
-            .relay(client, req, primary, exchange, keepalive, start)
-            .await;
-        let elapsed = start.elapsed();
-        metrics::record_request(XCache::Bypass, false, elapsed.as_secs_f64());
-        let error = relayed.as_ref().err().map(|e| e.to_string());
-        fast::log_access(
-            req,
-            status,
-            XCache::Bypass,
-            false,
-            Some(status),
-            elapsed,
-            error,
-        );
-        match relayed {
-            Ok(reusable) => Forwarded::Sent(reusable),
-            Err(_) => Forwarded::Broken,
-        }
+        })
     }
 
     /// The request as sent to the origin: its own head without the per-connection fields, the
@@ -307,11 +365,15 @@ impl Forwarder {
     async fn exchange(
         &self,
         client: &mut Stream,
-        addr: SocketAddr,
-        request: &[u8],
-        req: &RequestHeader,
-        read_timeout: Duration,
+        sending: Sending<'_>,
     ) -> Result<(TcpStream, OriginHead, BytesMut), Failure> {
+        let Sending {
+            addr,
+            request,
+            req,
+            read_timeout,
+            cased,
+        } = sending;
         let idle = Duration::from_secs(self.timeouts.idle_secs);
         let write_timeout = Duration::from_secs(self.timeouts.write_secs);
         let mut pooled = origin_pool::take(addr, idle);
@@ -332,6 +394,7 @@ impl Forwarder {
                         conn: &mut conn,
                         read_timeout,
                         own_fields: &self.own_fields,
+                        cased,
                     };
                     read_head(origin, &mut buf, req, client).await
                 }
@@ -361,12 +424,11 @@ impl Forwarder {
     /// Writes the response head and relays the body; returns whether the client connection may
     /// carry another request. The origin connection is parked again when its response ended
     /// cleanly and nothing followed it.
-    async fn relay(
+    pub(super) async fn relay(
         &self,
         client: &mut Stream,
-        req: &RequestHeader,
-        primary: &HashBinary,
         exchange: Exchange,
+        stamps: Stamps,
         keepalive: bool,
         start: Instant,
     ) -> io::Result<bool> {
@@ -385,11 +447,14 @@ impl Forwarder {
             framing,
             keepalive: origin_keepalive,
         } = head;
-        self.learn(req, primary, &resp);
         let client_keepalive = keepalive && framing != Framing::Close;
+        let (x, lookup) = match stamps {
+            Stamps::Bypass => (XCache::Bypass, None),
+            Stamps::Miss { lookup } => (XCache::Miss, Some(lookup)),
+        };
         let timing = Timing {
             total: start.elapsed(),
-            lookup: None,
+            lookup,
             lock: None,
             origin: Some(origin_time),
         };
@@ -398,7 +463,7 @@ impl Forwarder {
         if !resp.headers.contains_key(header::DATE) {
             push_field(&mut out, b"date", get_cached_date().as_bytes());
         }
-        headers::write_pass_fields(&mut out, resp.status.as_u16(), &timing, client_keepalive);
+        headers::write_pass_fields(&mut out, x, resp.status.as_u16(), &timing, client_keepalive);
 
         // the body bytes that arrived with the head go out with it
         let mut left = match framing {
@@ -502,7 +567,7 @@ impl Forwarder {
 
 /// What any request the front forwards must be: HTTP/1.1, no body, no `Upgrade` or `Expect`, not
 /// `only-if-cached`.
-fn forwardable(req: &RequestHeader, body: Option<usize>) -> bool {
+pub(super) fn forwardable(req: &RequestHeader, body: Option<usize>) -> bool {
     req.version == Version::HTTP_11
         && body == Some(0)
         && !req.headers.contains_key(header::UPGRADE)
@@ -512,7 +577,7 @@ fn forwardable(req: &RequestHeader, body: Option<usize>) -> bool {
 
 /// Moves the body bytes at the start of `buf` (as far as the body goes) to `out`; returns
 /// whether the body ended. What follows the body stays in `buf`.
-fn take_body(
+pub(super) fn take_body(
     buf: &mut BytesMut,
     framing: Framing,
     left: &mut u64,
@@ -550,11 +615,45 @@ fn push_head(out: &mut Vec<u8>, resp: &ResponseHeader) {
     resp.header_to_h1_wire(out);
 }
 
-fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(super) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+/// A response head built as pingora's HTTP/1 client builds it (pingora-core 0.9.1
+/// `read_response`): the origin's version and reason phrase, every field in order with the
+/// origin's spelling in the case map, and no `Content-Length` beside `Transfer-Encoding`.
+fn pingora_header(
+    status: http::StatusCode,
+    minor: u8,
+    reason: Option<&str>,
+    fields: &[httparse::Header<'_>],
+    shared: &dyn Fn(&[u8]) -> Bytes,
+    chunked: bool,
+) -> Result<ResponseHeader, Failure> {
+    let mut header =
+        ResponseHeader::build(status, Some(fields.len())).map_err(|_| Failure::Broken)?;
+    header.set_version(if minor == 1 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    });
+    header
+        .set_reason_phrase(reason)
+        .map_err(|_| Failure::Broken)?;
+    for field in fields {
+        let value =
+            HeaderValue::from_maybe_shared(shared(field.value)).map_err(|_| Failure::Broken)?;
+        header
+            .append_header(shared(field.name.as_bytes()), value)
+            .map_err(|_| Failure::Broken)?;
+    }
+    if chunked {
+        header.remove_header(&header::CONTENT_LENGTH);
+    }
+    Ok(header)
 }
 
 /// The origin connection a response head is read from, and what reading it needs.
@@ -563,6 +662,8 @@ struct Origin<'a> {
     read_timeout: Duration,
     /// This proxy's own targeted fields, never relayed.
     own_fields: &'a [HeaderName],
+    /// See [`Forwarder::fetch`].
+    cased: bool,
 }
 
 /// Reads an origin response head into `buf` and leaves the bytes after it there. Interim (1xx)
@@ -576,7 +677,7 @@ async fn read_head(
     let mut interim = 0;
     loop {
         if !buf.is_empty() {
-            match parse_head(buf, req, origin.own_fields)? {
+            match parse_head(buf, req, origin.own_fields, origin.cased)? {
                 Some((len, Some(head))) => {
                     buf.advance(len);
                     return Ok(head);
@@ -618,6 +719,7 @@ fn parse_head(
     buf: &[u8],
     req: &RequestHeader,
     own_fields: &[HeaderName],
+    cased: bool,
 ) -> Result<Option<(usize, Option<OriginHead>)>, Failure> {
     // uninitialised: zeroing the whole array was a tenth of this function's instructions
     let mut fields = [const { MaybeUninit::uninit() }; MAX_RESPONSE_FIELDS];
@@ -639,7 +741,7 @@ fn parse_head(
         return Ok(Some((len, None)));
     }
     let status = http::StatusCode::from_u16(code).map_err(|_| Failure::Broken)?;
-    let mut map = http::HeaderMap::with_capacity(parsed.headers.len());
+    let mut map = http::HeaderMap::with_capacity(if cased { 0 } else { parsed.headers.len() });
     let copy = Bytes::copy_from_slice(&buf[..len]);
     let shared = |part: &[u8]| {
         let at = part.as_ptr() as usize - buf.as_ptr() as usize;
@@ -675,9 +777,12 @@ fn parse_head(
             length = Some(n);
         }
         // straight into a map: pingora's `append_header` would copy the name into a titled
-        // spelling for a case map this header does not have, and parse it back
-        map.try_append(name.clone(), value)
-            .map_err(|_| Failure::Broken)?;
+        // spelling for a case map this header does not have, and parse it back (a `cased` head
+        // is built below instead)
+        if !cased {
+            map.try_append(name.clone(), value)
+                .map_err(|_| Failure::Broken)?;
+        }
         names.push(name);
     }
     let no_body = req.method == Method::HEAD || matches!(code, 204 | 304);
@@ -693,10 +798,21 @@ fn parse_head(
         // the length is the chunked framing's to give (RFC 9112 §6.3)
         map.remove(header::CONTENT_LENGTH);
     }
-    let (mut parts, ()) = http::Response::new(()).into_parts();
-    parts.status = status;
-    parts.headers = map;
-    let header = ResponseHeader::from(parts);
+    let header = if cased {
+        pingora_header(
+            status,
+            minor,
+            parsed.reason,
+            parsed.headers,
+            &shared,
+            chunked.is_some(),
+        )?
+    } else {
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.status = status;
+        parts.headers = map;
+        ResponseHeader::from(parts)
+    };
     let keepalive = if minor == 1 {
         !close
     } else {
@@ -742,7 +858,7 @@ mod tests {
     }
 
     fn head_of(raw: &str, req: &RequestHeader) -> OriginHead {
-        match parse_head(raw.as_bytes(), req, &[]) {
+        match parse_head(raw.as_bytes(), req, &[], false) {
             Ok(Some((_, Some(head)))) => head,
             _ => panic!("not a final head: {raw:?}"),
         }
@@ -782,7 +898,8 @@ mod tests {
         assert!(parse_head(
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             &req,
-            &[]
+            &[],
+            false
         )
         .is_err());
     }
@@ -794,7 +911,8 @@ mod tests {
             parse_head(
                 b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n",
                 &req,
-                &[]
+                &[],
+                false
             ),
             Ok(Some((25, None)))
         ));
@@ -828,7 +946,7 @@ mod tests {
         let raw = "HTTP/1.0 404 Whatever\r\nX-A: 1\r\nConnection: keep-alive, X-Hop, Content-Length\r\n\
                    Keep-Alive: timeout=5\r\nX-Hop: secret\r\nSet-Cookie: a=1\r\nProxy-Connection: x\r\n\
                    Edge-Cache-Control: max-age=9\r\nContent-Length: 3\r\nset-cookie: b=2\r\n\r\nabc";
-        let Ok(Some((len, Some(head)))) = parse_head(raw.as_bytes(), &req, &own) else {
+        let Ok(Some((len, Some(head)))) = parse_head(raw.as_bytes(), &req, &own, false) else {
             panic!("not a final head");
         };
         assert_eq!(&raw[len..], "abc");

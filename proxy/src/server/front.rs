@@ -28,6 +28,9 @@
 //! Pass-through: a `GET`/`HEAD` for a URL the cache knows it cannot store is forwarded to the
 //! origin by [`Forwarder`] (`server::forward`) rather than by pingora's proxy state machine.
 //!
+//! Misses: a plain `GET` for a cold key nobody is fetching is fetched, stored and answered by
+//! the front's fill (`server::fill`), which takes pingora's cache lock for the key first.
+//!
 //! Handing over: the buffered bytes become the new pingora session's pipelined prefix, so pingora
 //! parses exactly what the client sent. After pingora's response the connection comes back to
 //! the front when nothing could have been read past that request (it had no body and nothing
@@ -37,6 +40,7 @@
 //! The header deadline and the connection cap stay in [`ClientGuard`](super::ClientGuard): the
 //! stream the front reads is already a [`DeadlineStream`](super::deadline::DeadlineStream).
 
+use super::fill::FillStart;
 use super::forward::{Forwarded, Forwarder};
 use super::Lifecycle;
 use crate::cache::entry::{self, HitView};
@@ -84,7 +88,8 @@ pub struct HitFront {
     keepalive: Duration,
     /// HTTP/2 with prior knowledge is accepted on cleartext connections.
     h2c: bool,
-    /// The pass-through of known-uncacheable URLs (`None`: `server.front_pass_through = false`).
+    /// The pass-through of known-uncacheable URLs and the fill of cold keys (`None`: both
+    /// `server.front_pass_through` and `server.front_fill` are off).
     forward: Option<Forwarder>,
 }
 
@@ -207,14 +212,26 @@ impl HitFront {
                         idle = true;
                         continue;
                     }
-                    Route::Forward(primary) => {
+                    route @ (Route::Forward(_) | Route::Fill(_)) => {
                         let Some(forward) = self.forward.as_ref() else {
                             return;
                         };
-                        match forward
-                            .forward(&mut stream, req, &primary, keepalive(), start)
-                            .await
-                        {
+                        let forwarded = match route {
+                            // whether the connection stays open is decided when the response
+                            // head is written (a graceful shutdown may have begun meanwhile)
+                            Route::Fill(fill) => {
+                                forward
+                                    .fill(&mut stream, req, fill, &keepalive, start)
+                                    .await
+                            }
+                            Route::Forward(primary) => {
+                                forward
+                                    .forward(&mut stream, req, &primary, keepalive(), start)
+                                    .await
+                            }
+                            _ => return,
+                        };
+                        match forwarded {
                             Forwarded::Sent(true) => {}
                             Forwarded::Sent(false) => {
                                 let _ = AsyncWriteExt::shutdown(&mut stream).await;
@@ -327,7 +344,13 @@ impl HitFront {
             }
         }
         let Some(collapsed) = self.fast.join(req, primary, bus).await else {
-            return Route::Pingora;
+            // a cold key nobody fetches: the front's fill, when it takes the request
+            return match &self.forward {
+                Some(forward) => forward
+                    .fill_start(req, &url, &primary, body, start.elapsed())
+                    .map_or(Route::Pingora, Route::Fill),
+                None => Route::Pingora,
+            };
         };
         match collapsed.joined {
             Joined::Entry(found) => entry(found, collapsed.waited),
@@ -443,6 +466,8 @@ enum Route {
     Answer(Answer),
     /// Forwarded by the front's pass-through (the target's primary key).
     Forward(HashBinary),
+    /// Fetched, stored and answered by the front's fill.
+    Fill(FillStart),
     Pingora,
 }
 

@@ -9,13 +9,15 @@
 //! - [`HitFront`] sits between the guard and pingora: it writes plain fresh hits on HTTP/1
 //!   connections from bytes prepared at store time and hands every other request to pingora.
 //! - [`Forwarder`] is the front's pass-through: requests for URLs the cache knows it cannot
-//!   store are forwarded to the origin beneath pingora too.
+//!   store are forwarded to the origin beneath pingora too, and plain misses of cold keys are
+//!   fetched, stored and answered there ([`fill`]).
 //! - [`Lifecycle`] counts connections and in-flight requests and carries the draining flag:
 //!   a graceful shutdown ends as soon as no request is in flight (the grace period is a maximum).
 //! - [`raise_nofile_limit`] lifts the soft open-file limit to the hard one at start.
 
 mod chunked;
 mod deadline;
+mod fill;
 mod forward;
 mod front;
 mod guard;
@@ -23,6 +25,7 @@ mod lifecycle;
 mod nofile;
 mod origin_pool;
 
+pub use fill::FillSettings;
 pub use forward::Forwarder;
 pub use front::HitFront;
 pub use guard::ClientGuard;

@@ -7,6 +7,7 @@ mod basics;
 mod coalescing;
 mod compression;
 mod console;
+mod fill;
 mod freshness;
 mod front;
 mod invalidation;
