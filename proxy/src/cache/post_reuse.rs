@@ -94,15 +94,7 @@ impl PostFill {
         if !meta.is_fresh(SystemTime::now()) {
             return None;
         }
-        let variance = vary::variance(
-            meta.headers(),
-            &get.headers,
-            &opts.auth_cookies,
-            &opts.targeted_fields,
-        );
-        if let Some(variance) = variance {
-            meta.set_variance_key(variance);
-        }
+        vary::key_fill(&mut meta, &get.headers, opts);
         if !store.reserve_inflight(length as u64) {
             return None;
         }

@@ -142,6 +142,24 @@ fn qvalue(v: &str) -> Option<u16> {
     }
 }
 
+/// Keys a fill's `meta` to the variant of the request fields `req`, as pingora's
+/// `update_variance` does for a miss of the primary key (the variance goes into the meta only;
+/// the fill is stored in the primary slot).
+pub fn key_fill(
+    meta: &mut pingora_cache::CacheMeta,
+    req: &HeaderMap,
+    opts: &policy::PolicyOptions,
+) {
+    if let Some(v) = variance(
+        meta.headers(),
+        req,
+        &opts.auth_cookies,
+        &opts.targeted_fields,
+    ) {
+        meta.set_variance_key(v);
+    }
+}
+
 /// The variance of `req` for the stored response `resp_headers`.
 pub fn variance(
     resp_headers: &HeaderMap,

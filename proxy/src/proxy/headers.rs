@@ -210,26 +210,19 @@ pub fn stamp(resp: &mut ResponseHeader, x: XCache, cache_status: &str, t: &Timin
 /// the raw front, which writes the prepared stored header and then these. A hit that waited for
 /// another request's fill (`t.lock`) is reported as collapsed, as [`classify`] reports it.
 pub fn write_hit_fields(buf: &mut Vec<u8>, age: u64, ttl: i64, t: &Timing, keepalive: bool) {
-    let x = XCache::Hit;
     let status: &[u8] = if t.lock.is_some() {
         b"fwd=uri-miss; collapsed"
     } else {
         b"hit"
     };
-    // the same text as `classify`, `response_time` and `server_timing` (tested below), written
-    // straight into the buffer
     buf.extend_from_slice(b"age: ");
     push_int(buf, age);
-    buf.extend_from_slice(b"\r\nx-cache: ");
-    buf.extend_from_slice(x.as_str().as_bytes());
-    buf.extend_from_slice(b"\r\ncache-status: ");
-    buf.extend_from_slice(CACHE_NAME.as_bytes());
-    buf.extend_from_slice(b"; ");
-    buf.extend_from_slice(status);
-    buf.extend_from_slice(b"; ttl=");
-    push_int(buf, ttl);
     buf.extend_from_slice(b"\r\n");
-    push_timing_fields(buf, x, t, keepalive);
+    push_stamps(buf, XCache::Hit, t, keepalive, |buf| {
+        buf.extend_from_slice(status);
+        buf.extend_from_slice(b"; ttl=");
+        push_int(buf, ttl);
+    });
 }
 
 /// The per-response fields of a miss the raw front stored (`server::fill`) as HTTP/1.1 lines,
@@ -243,17 +236,12 @@ pub fn write_miss_fields(
     t: &Timing,
     keepalive: bool,
 ) {
-    let x = XCache::Miss;
-    buf.extend_from_slice(b"x-cache: ");
-    buf.extend_from_slice(x.as_str().as_bytes());
-    buf.extend_from_slice(b"\r\ncache-status: ");
-    buf.extend_from_slice(CACHE_NAME.as_bytes());
-    buf.extend_from_slice(b"; fwd=uri-miss; fwd-status=");
-    push_int(buf, fwd_status);
-    buf.extend_from_slice(b"; stored; ttl=");
-    push_int(buf, ttl);
-    buf.extend_from_slice(b"\r\n");
-    push_timing_fields(buf, x, t, keepalive);
+    push_stamps(buf, XCache::Miss, t, keepalive, |buf| {
+        buf.extend_from_slice(b"fwd=uri-miss; fwd-status=");
+        push_int(buf, fwd_status);
+        buf.extend_from_slice(b"; stored; ttl=");
+        push_int(buf, ttl);
+    });
 }
 
 /// The per-response fields of a response relayed by the raw front without storing it, as
@@ -268,16 +256,32 @@ pub fn write_pass_fields(
     t: &Timing,
     keepalive: bool,
 ) {
+    push_stamps(buf, x, t, keepalive, |buf| {
+        buf.extend_from_slice(if x == XCache::Bypass {
+            b"fwd=bypass; fwd-status=".as_slice()
+        } else {
+            b"fwd=uri-miss; fwd-status=".as_slice()
+        });
+        push_int(buf, fwd_status);
+    });
+}
+
+/// `X-Cache`, `Cache-Status` (its member after the cache's name written by `status`), the
+/// timings and `Connection`, ending the header block: the same text as `classify`,
+/// `response_time` and `server_timing` (tested below), written straight into the buffer.
+fn push_stamps(
+    buf: &mut Vec<u8>,
+    x: XCache,
+    t: &Timing,
+    keepalive: bool,
+    status: impl FnOnce(&mut Vec<u8>),
+) {
     buf.extend_from_slice(b"x-cache: ");
     buf.extend_from_slice(x.as_str().as_bytes());
     buf.extend_from_slice(b"\r\ncache-status: ");
     buf.extend_from_slice(CACHE_NAME.as_bytes());
-    buf.extend_from_slice(if x == XCache::Bypass {
-        b"; fwd=bypass; fwd-status=".as_slice()
-    } else {
-        b"; fwd=uri-miss; fwd-status=".as_slice()
-    });
-    push_int(buf, fwd_status);
+    buf.extend_from_slice(b"; ");
+    status(buf);
     buf.extend_from_slice(b"\r\n");
     push_timing_fields(buf, x, t, keepalive);
 }

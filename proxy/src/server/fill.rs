@@ -338,15 +338,7 @@ impl Forwarder {
             groups: response_groups(&resp.headers),
             revalidates: None,
         });
-        let variance = vary::variance(
-            meta.headers(),
-            &req.headers,
-            &policy.auth_cookies,
-            &policy.targeted_fields,
-        );
-        if let Some(variance) = variance {
-            meta.set_variance_key(variance);
-        }
+        vary::key_fill(&mut meta, &req.headers, &policy);
         let ttl = policy::seconds_until(meta.fresh_until(), SystemTime::now());
         let serialized =
             meta_wire::serialize(&mut meta).map_err(|e| io::Error::other(e.to_string()))?;
