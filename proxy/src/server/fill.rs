@@ -33,7 +33,9 @@
 //! requests reading it and for the store).
 
 use super::chunked::ChunkedScanner;
-use super::forward::{forwardable, push_field, Exchange, Forwarded, Forwarder, Framing, Stamps};
+use super::forward::{
+    forwardable, push_field, push_head, Exchange, Forwarded, Forwarder, Framing, Stamps,
+};
 use super::origin_pool;
 use crate::cache::encoding::{self, CompressionOptions, Encoder};
 use crate::cache::entry::FillInfo;
@@ -459,12 +461,7 @@ async fn stream(
 ) -> io::Result<bool> {
     let framing = client_framing(&mut head, encoder.is_some());
     let mut out = Vec::with_capacity(1024 + body.exchange.buf.len());
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(head.status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(head.status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    head.header_to_h1_wire(&mut out);
+    push_head(&mut out, &head);
     push_field(
         &mut out,
         b"connection",

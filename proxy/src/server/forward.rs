@@ -606,7 +606,7 @@ pub(super) fn take_body(
 }
 
 /// The status line and fields of `resp` (not the blank line that ends them).
-fn push_head(out: &mut Vec<u8>, resp: &ResponseHeader) {
+pub(super) fn push_head(out: &mut Vec<u8>, resp: &ResponseHeader) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(resp.status.as_str().as_bytes());
     out.push(b' ');
@@ -753,8 +753,6 @@ fn parse_head(
     let mut names = Vec::with_capacity(parsed.headers.len());
     for field in parsed.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| Failure::Broken)?;
-        let value =
-            HeaderValue::from_maybe_shared(shared(field.value)).map_err(|_| Failure::Broken)?;
         if name == header::CONNECTION {
             connection_options(field.value, &mut close, &mut keep_alive);
         } else if name == header::TRANSFER_ENCODING {
@@ -780,6 +778,8 @@ fn parse_head(
         // spelling for a case map this header does not have, and parse it back (a `cased` head
         // is built below instead)
         if !cased {
+            let value =
+                HeaderValue::from_maybe_shared(shared(field.value)).map_err(|_| Failure::Broken)?;
             map.try_append(name.clone(), value)
                 .map_err(|_| Failure::Broken)?;
         }
