@@ -60,7 +60,7 @@ impl Load {
     /// The requests of this load (`tag` makes the paths of a miss run new to every server).
     fn scenario(self, tag: u64) -> Arc<dyn crate::loadgen::Scenario> {
         match self {
-            Load::Miss => Arc::new(Fresh(tag)),
+            Load::Miss => Arc::new(Fresh(Load::Miss.prefix(), tag)),
             _ => Arc::new(Walk(self.prefix())),
         }
     }
@@ -284,12 +284,12 @@ async fn origin_count(responder: SocketAddr) -> anyhow::Result<u64> {
     Ok(r.text().trim().parse()?)
 }
 
-/// Unique 1 KiB objects: every request is a miss that the proxy stores.
-struct Fresh(u64);
+/// Unique paths under a prefix (`tag` tells runs apart): every request is a miss.
+pub struct Fresh(pub &'static str, pub u64);
 
 impl Scenario for Fresh {
     fn next(&self, conn: usize, seq: u64) -> Req {
-        Req::get(format!("{}{:x}-{conn}-{seq}", Load::Miss.prefix(), self.0))
+        Req::get(format!("{}{:x}-{conn}-{seq}", self.0, self.1))
     }
 }
 
@@ -341,7 +341,7 @@ pub async fn entry_memory(
         warmup: Duration::ZERO,
         max_requests: Some(entries),
     };
-    let r = loadgen::run(&plan, Arc::new(Fresh(rand::random()))).await?;
+    let r = loadgen::run(&plan, Arc::new(Fresh(Load::Miss.prefix(), rand::random()))).await?;
     anyhow::ensure!(
         r.total.errors == 0,
         "{} errors while filling",

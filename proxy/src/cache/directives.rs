@@ -42,6 +42,9 @@ pub struct Directives {
 impl Directives {
     /// The governing directives of a response with these headers (see the module doc).
     pub fn governing(headers: &HeaderMap, targeted: &[HeaderName]) -> Directives {
+        if !any_present(headers, targeted) {
+            return Directives::cache_control(headers);
+        }
         targeted
             .iter()
             .find_map(|name| Directives::targeted(headers, name))
@@ -51,9 +54,10 @@ impl Directives {
     /// Whether one of `targeted` is present and valid (it then governs, and `Expires` is
     /// ignored: RFC 9213 §2.1).
     pub fn targeted_governs(headers: &HeaderMap, targeted: &[HeaderName]) -> bool {
-        targeted
-            .iter()
-            .any(|name| Directives::targeted(headers, name).is_some())
+        any_present(headers, targeted)
+            && targeted
+                .iter()
+                .any(|name| Directives::targeted(headers, name).is_some())
     }
 
     /// `Cache-Control` (all its lines). Without one, a response's `Pragma: no-cache` counts as
@@ -62,7 +66,10 @@ impl Directives {
         let mut items: Vec<(String, Option<String>)> = Vec::new();
         for value in headers.get_all(header::CACHE_CONTROL) {
             // bytes that are not UTF-8 spoil only the member they are in
-            let text = String::from_utf8_lossy(value.as_bytes());
+            let text = match std::str::from_utf8(value.as_bytes()) {
+                Ok(text) => std::borrow::Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(value.as_bytes()),
+            };
             for member in split_list(&text) {
                 let member = member.trim();
                 if member.is_empty() {
@@ -212,6 +219,12 @@ fn delta_seconds(v: &str) -> u64 {
 }
 
 /// Splits a comma-separated field value, keeping commas inside quoted strings.
+/// Whether a field of `headers` is one of `targeted`: one pass over the response's fields, which
+/// most responses settle without hashing the (custom, hence slower to hash) targeted names.
+pub(crate) fn any_present(headers: &HeaderMap, targeted: &[HeaderName]) -> bool {
+    !targeted.is_empty() && headers.keys().any(|name| targeted.contains(name))
+}
+
 fn split_list(value: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(value);
     std::iter::from_fn(move || {

@@ -363,7 +363,7 @@ pub fn stored_length(meta: &(Vec<u8>, Vec<u8>), body_len: usize) -> Option<(Vec<
     let h = m.response_header_mut();
     h.remove_header(&header::TRANSFER_ENCODING);
     h.insert_header(header::CONTENT_LENGTH, body_len).ok()?;
-    super::meta_wire::serialize(&mut m).ok()
+    super::meta_wire::serialize(&m).ok()
 }
 
 /// Whether a fill's header (or its decoded view's: the fields looked at are the same) lost its

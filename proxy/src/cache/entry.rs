@@ -9,6 +9,7 @@ use pingora_cache::key::HashBinary;
 use pingora_cache::CacheMeta;
 use pingora_http::{HeaderNameVariant, ResponseHeader};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Fixed per-entry weight for what the counted bytes miss: the index slots, the `Arc`, the map
@@ -86,7 +87,20 @@ impl HitView {
     pub fn of(m: &CacheMeta, fields: &TargetedFields) -> HitView {
         let stored = detached(m.response_header());
         let vary = VaryFields::of(&stored.headers, &fields.obeyed);
-        let header = served_header(stored, &fields.own);
+        Self::of_parts(stored, vary, m, &fields.own)
+    }
+
+    /// The view of a fill's meta whose header the caller took out of it (`stored`: names and
+    /// values in allocations no larger than the response head, as the front's origin reader
+    /// makes them, so nothing is detached) and whose `vary` fields it worked out already (to key
+    /// the fill). The same view as [`Self::of`] of the meta with its header.
+    pub fn of_parts(
+        stored: ResponseHeader,
+        vary: VaryFields,
+        m: &CacheMeta,
+        own: &[HeaderName],
+    ) -> HitView {
+        let header = served_header(stored, own);
         let content_length = header
             .headers
             .get(header::CONTENT_LENGTH)
@@ -128,7 +142,7 @@ pub struct Entry {
     pub meta: (Vec<u8>, Vec<u8>),
     /// The same meta, decoded for the fast hit path (`None` if it failed to decode, in which
     /// case only pingora's path serves the entry).
-    pub view: Option<HitView>,
+    pub view: Option<Arc<HitView>>,
     pub body: Bytes,
     pub primary: HashBinary,
     pub url: UrlKey,
@@ -147,7 +161,7 @@ impl Entry {
             + self.url.host.len()
             + self.url.path.len() * 2
             + groups
-            + self.view.as_ref().map_or(0, HitView::weight)) as u64
+            + self.view.as_ref().map_or(0, |v| v.weight())) as u64
             + ENTRY_OVERHEAD
     }
 
@@ -188,10 +202,7 @@ pub fn wire_head_of(head: &ResponseHeader) -> Option<Bytes> {
     {
         return None;
     }
-    if PER_RESPONSE_FIELDS
-        .iter()
-        .any(|name| head.headers.contains_key(*name))
-    {
+    if super::policy::has_any(&head.headers, &PER_RESPONSE_FIELDS) {
         let mut head = head.clone();
         for name in PER_RESPONSE_FIELDS {
             head.remove_header(name);
@@ -402,5 +413,11 @@ mod tests {
             format!("{:?}", live.header.headers),
             format!("{:?}", decoded.header.headers)
         );
+        // the front's fill builds it from the header it took out of the meta and the fields it
+        // keyed the variance with: the same view
+        let stored = meta.response_header().clone();
+        let vary = VaryFields::of(&stored.headers, &fields.obeyed);
+        let parts = HitView::of_parts(stored, vary, &meta, &fields.own);
+        assert_eq!(format!("{parts:?}"), format!("{live:?}"));
     }
 }

@@ -16,9 +16,9 @@
 //! readers (streamed fills), when the fill is committed or refused, when the response turns
 //! out to be uncacheable, and at the latest when the fetching request ends (its guard drops).
 
+use super::HashMap;
 use parking_lot::Mutex;
 use pingora_cache::key::HashBinary;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;

@@ -3,8 +3,8 @@
 
 use super::entry::Entry;
 use super::key::UrlKey;
+use super::{HashMap, HashSet};
 use pingora_cache::key::HashBinary;
-use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Default)]
 struct Primary {

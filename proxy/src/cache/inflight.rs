@@ -100,7 +100,7 @@ pub struct InflightFill {
     pub id: u64,
     pub meta: (Vec<u8>, Vec<u8>),
     /// `meta` decoded for the raw HTTP/1 front, which serves readers of the fill itself.
-    pub view: Option<HitView>,
+    pub view: Option<Arc<HitView>>,
     pub info: FillInfo,
     held: Mutex<Held>,
     progress: watch::Sender<Progress>,
@@ -112,7 +112,7 @@ impl InflightFill {
     pub fn new(
         id: u64,
         meta: (Vec<u8>, Vec<u8>),
-        view: Option<HitView>,
+        view: Option<Arc<HitView>>,
         info: FillInfo,
         max_lag: usize,
     ) -> Arc<InflightFill> {

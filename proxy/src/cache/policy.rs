@@ -101,6 +101,19 @@ pub fn decide_with_rule(
     now: SystemTime,
     opts: &PolicyOptions,
 ) -> Result<CacheMeta, Refusal> {
+    decide_sharing(req, resp, now, opts).map(|(meta, _)| meta)
+}
+
+/// [`decide_with_rule`], and whether the stored response is explicitly shared (what
+/// [`explicitly_shared`] says of the stored header), read from the directives the decision
+/// parsed unless the stored header lost a field that governs: a fill keys its variance with it
+/// (`vary::VaryFields::of_sharing`).
+pub fn decide_sharing(
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+    now: SystemTime,
+    opts: &PolicyOptions,
+) -> Result<(CacheMeta, bool), Refusal> {
     // Only what is intrinsic to the URL may teach the (variance-blind) predictor.
     let intrinsic = (200..400).contains(&resp.status.as_u16())
         && !carries_credentials(&req.headers)
@@ -132,11 +145,18 @@ pub fn decide_with_rule(
         return Err(custom(reason::NOT_STORABLE, rule));
     }
     let mut header = resp.clone();
+    // Whether a field that governs (`Cache-Control`, a targeted field) is left out of the stored
+    // header below: the stored header's sharing is then worked out from what is left of it.
+    let governs = |name: &str| {
+        name == "cache-control" || opts.targeted_fields.iter().any(|t| t.as_str() == name)
+    };
+    let mut governing_removed = connection_named(&resp.headers).iter().any(|n| governs(n));
     // `private="a, b"`: only the named fields are one user's; the rest may be shared (§5.2.2.7).
     // `no-cache="a, b"`: the named fields may not be reused without validation (§5.2.2.4).
     // Neither is stored.
     for directive in ["private", "no-cache"] {
         for name in dirs.field_names(directive).unwrap_or_default() {
+            governing_removed |= governs(&name);
             header.remove_header(&name);
         }
     }
@@ -193,9 +213,14 @@ pub fn decide_with_rule(
     };
     header.remove_header(&header::AGE);
     strip_hop_by_hop(&mut header);
+    let shared = if governing_removed {
+        explicitly_shared(&header.headers, &opts.targeted_fields)
+    } else {
+        dirs.explicitly_shared()
+    };
     let mut meta = CacheMeta::new(fresh_until, now, swr, sie, header);
     meta.set_epoch_override(now - fresh.age);
-    Ok(meta)
+    Ok((meta, shared))
 }
 
 /// Whether RFC 9111 §3 allows storing the response at all (a shared cache; every final status
@@ -276,9 +301,18 @@ pub fn strip_hop_by_hop(header: &mut ResponseHeader) {
     for name in connection_named(&header.headers) {
         header.remove_header(&name);
     }
-    for name in HOP_BY_HOP {
-        header.remove_header(name);
+    if has_any(&header.headers, &HOP_BY_HOP) {
+        for name in HOP_BY_HOP {
+            header.remove_header(name);
+        }
     }
+}
+
+/// Whether any field of `headers` is one of `names` (lower-case). One pass over the fields: a
+/// lookup per name parses the name first and cost as much as the rest of a fill's header work
+/// (nine lookups for the hop-by-hop fields most responses do not have).
+pub(crate) fn has_any(headers: &HeaderMap, names: &[&str]) -> bool {
+    headers.keys().any(|k| names.contains(&k.as_str()))
 }
 
 /// Removes, from a response on its way to the client, the fields its `Connection` names and the
@@ -290,6 +324,9 @@ pub fn strip_forwarded_hop_by_hop(header: &mut ResponseHeader) {
         return;
     }
     let named = connection_named(&header.headers);
+    if named.is_empty() && !has_any(&header.headers, &["keep-alive", "proxy-connection"]) {
+        return;
+    }
     for name in named
         .iter()
         .map(String::as_str)
@@ -456,6 +493,22 @@ pub fn forbids_stale(resp: &HeaderMap, targeted: &[HeaderName]) -> bool {
 /// `s-maxage` in the field this proxy obeys. Anything else is keyed by the request's credentials
 /// (see `cache::vary`), whatever its `Vary` says.
 pub fn explicitly_shared(resp: &HeaderMap, targeted: &[HeaderName]) -> bool {
+    // Without a targeted field `Cache-Control` governs, and it can only say `public` or
+    // `s-maxage` where its text does: most responses are settled without parsing it.
+    let mentions = |value: &http::HeaderValue, word: &[u8]| {
+        value
+            .as_bytes()
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
+    };
+    if !super::directives::any_present(resp, targeted)
+        && !resp
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .any(|v| mentions(v, b"public") || mentions(v, b"s-maxage"))
+    {
+        return false;
+    }
     Directives::governing(resp, targeted).explicitly_shared()
 }
 
@@ -863,6 +916,65 @@ mod tests {
             decide(&req(&[]), &no_store(), now, &opts()).unwrap_err(),
             NoCacheReason::Custom(reason::NOT_STORABLE)
         );
+    }
+
+    #[test]
+    fn explicit_sharing_is_read_from_the_field_that_governs() {
+        let shared = |fields: &[(&str, &str)]| {
+            explicitly_shared(&resp(200, fields).headers, &opts().targeted_fields)
+        };
+        assert!(shared(&[("cache-control", "PUBLIC")]));
+        assert!(shared(&[
+            ("cache-control", "max-age=5"),
+            ("cache-control", "S-MaxAge=9")
+        ]));
+        assert!(!shared(&[("cache-control", "max-age=5")]));
+        assert!(!shared(&[]));
+        // the words inside another directive or a value do not count
+        assert!(!shared(&[("cache-control", "x-public-note=1, max-age=5")]));
+        assert!(!shared(&[("cache-control", "private=\"s-maxage\"")]));
+        // a valid targeted field governs; an invalid one leaves it to Cache-Control
+        assert!(shared(&[
+            ("cache-control", "max-age=5"),
+            ("cdn-cache-control", "public")
+        ]));
+        assert!(!shared(&[
+            ("cache-control", "public"),
+            ("cdn-cache-control", "max-age=5")
+        ]));
+        assert!(shared(&[
+            ("cache-control", "public"),
+            ("cdn-cache-control", "max-age=x")
+        ]));
+    }
+
+    #[test]
+    fn a_decisions_sharing_is_that_of_the_stored_header() {
+        let now = SystemTime::now();
+        let cases: [&[(&str, &str)]; 5] = [
+            &[("cache-control", "public, max-age=60")],
+            &[("cache-control", "max-age=60")],
+            // the stored header loses the field that governed the decision
+            &[
+                ("cache-control", "public, max-age=60"),
+                ("cdn-cache-control", "max-age=60"),
+                ("connection", "cdn-cache-control"),
+            ],
+            &[(
+                "cache-control",
+                "public, max-age=60, no-cache=\"cache-control\"",
+            )],
+            &[
+                ("cdn-cache-control", "s-maxage=60"),
+                ("cache-control", "max-age=5"),
+            ],
+        ];
+        for fields in cases {
+            let (meta, shared) = decide_sharing(&req(&[]), &resp(200, fields), now, &opts())
+                .unwrap_or_else(|r| panic!("{fields:?}: {}", r.rule));
+            let stored = explicitly_shared(meta.headers(), &opts().targeted_fields);
+            assert_eq!(shared, stored, "{fields:?}");
+        }
     }
 
     #[test]

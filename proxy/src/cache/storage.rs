@@ -28,12 +28,14 @@ impl Store {
     /// is `meta` serialized), and the fill's in-flight form when fills are streamed: published
     /// for readers from here on, and the key's first fill marked moved on
     /// (`cache::first_fill`). The front's fill (`server::fill`) starts its fills here, as
-    /// pingora does through `get_miss_handler`.
+    /// pingora does through `get_miss_handler`. `view`: the fill's view when the caller built it
+    /// (`Store::view_of_taken`); otherwise it is made from `meta`.
     pub fn begin_miss(
         &'static self,
         key: &CacheKey,
         meta: &CacheMeta,
         serialized: (Vec<u8>, Vec<u8>),
+        view: Option<Arc<HitView>>,
     ) -> Result<(MissHandler, Option<Arc<InflightFill>>)> {
         let info = match meta.extensions().get::<FillInfo>() {
             Some(i) => i.clone(),
@@ -54,11 +56,14 @@ impl Store {
             },
         };
         let combined = key.combined_bin();
-        let length = meta
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
+        let length = match &view {
+            Some(view) => view.content_length,
+            None => meta
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok()),
+        };
         let buffered = BufferedMiss::new(
             self,
             combined,
@@ -70,7 +75,7 @@ impl Store {
         if !self.streams_fills() {
             return Ok((Box::new(buffered), None));
         }
-        let view = Some(self.view_of(meta));
+        let view = Some(view.unwrap_or_else(|| self.view_of(meta)));
         let buffered = buffered.with_view(view.clone());
         let fill = InflightFill::new(
             self.next_id(),
@@ -159,7 +164,7 @@ impl Storage for Store {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
-        Ok(self.begin_miss(key, meta, meta.serialize()?)?.0)
+        Ok(self.begin_miss(key, meta, meta.serialize()?, None)?.0)
     }
 
     async fn purge(
@@ -298,7 +303,7 @@ pub struct BufferedMiss {
     meta: Option<(Vec<u8>, Vec<u8>)>,
     /// `meta` decoded already (a streamed fill decodes it for its readers): the entry reuses it
     /// instead of decoding the same bytes again.
-    view: Option<Option<HitView>>,
+    view: Option<Option<Arc<HitView>>>,
     body: BytesMut,
     info: Option<FillInfo>,
     reserved: u64,
@@ -331,7 +336,7 @@ impl BufferedMiss {
     }
 
     /// `view`: the fill's meta, decoded already.
-    fn with_view(mut self, view: Option<HitView>) -> Self {
+    fn with_view(mut self, view: Option<Arc<HitView>>) -> Self {
         self.view = Some(view);
         self
     }

@@ -8,16 +8,17 @@ use super::index::Index;
 use super::inflight::InflightFill;
 use super::key::UrlKey;
 use super::tombstones::Tombstones;
+use super::vary::VaryFields;
+use super::{HashMap, MapHasher};
 use bytes::Bytes;
 use http::HeaderName;
 use parking_lot::Mutex;
 use pingora_cache::key::HashBinary;
 use pingora_cache::CacheMeta;
 use pingora_error::{Error, ErrorType, Result};
+use pingora_http::ResponseHeader;
 use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
-use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -121,7 +122,7 @@ struct State {
 
 /// The store. Build one per proxy instance and leak it (pingora wants `&'static`).
 pub struct Store {
-    entries: Cache<HashBinary, Arc<Entry>, EntryWeighter, RandomState, EvictionHook>,
+    entries: Cache<HashBinary, Arc<Entry>, EntryWeighter, MapHasher, EvictionHook>,
     state: Mutex<State>,
     hook: EvictionHook,
     max_object: usize,
@@ -163,7 +164,8 @@ impl Store {
                 Error::explain(ErrorType::InternalError, format!("store options: {e:?}"))
             })?;
         let hook = EvictionHook::default();
-        let entries = Cache::with_options(options, EntryWeighter, RandomState::new(), hook.clone());
+        let entries =
+            Cache::with_options(options, EntryWeighter, MapHasher::default(), hook.clone());
         // quick_cache silently refuses items heavier than a shard's hot section.
         let max_weight = (entries.shard_capacity() as f64 * 0.97) as u64;
         Ok(Store {
@@ -180,7 +182,7 @@ impl Store {
             inflight: AtomicU64::new(0),
             max_inflight: opts.max_inflight_fill_bytes,
             stream_fills: opts.stream_fills,
-            fills: Mutex::new(HashMap::new()),
+            fills: Mutex::new(HashMap::default()),
             fields: TargetedFields {
                 own: super::policy::own_fields(&opts.targeted_fields),
                 obeyed: opts.targeted_fields,
@@ -232,19 +234,31 @@ impl Store {
     }
 
     /// The view a fast hit reads, decoded from a serialized meta.
-    pub fn decode_view(&self, meta: &(Vec<u8>, Vec<u8>)) -> Option<HitView> {
-        HitView::decode(meta, &self.fields)
+    pub fn decode_view(&self, meta: &(Vec<u8>, Vec<u8>)) -> Option<Arc<HitView>> {
+        HitView::decode(meta, &self.fields).map(Arc::new)
     }
 
     /// The view a fast hit reads, of a live meta (a fill's, just serialized).
-    pub fn view_of(&self, meta: &CacheMeta) -> HitView {
-        HitView::of(meta, &self.fields)
+    pub fn view_of(&self, meta: &CacheMeta) -> Arc<HitView> {
+        Arc::new(HitView::of(meta, &self.fields))
+    }
+
+    /// The view of a fill's meta, its header taken out of `meta` (see [`HitView::of_parts`]).
+    pub fn view_of_taken(&self, meta: &mut CacheMeta, vary: VaryFields) -> Result<Arc<HitView>> {
+        let placeholder = ResponseHeader::build_no_case(200, Some(0))?;
+        let stored = std::mem::replace(meta.response_header_mut(), placeholder);
+        Ok(Arc::new(HitView::of_parts(
+            stored,
+            vary,
+            meta,
+            &self.fields.own,
+        )))
     }
 
     fn new_entry(
         &self,
         meta: (Vec<u8>, Vec<u8>),
-        view: Option<HitView>,
+        view: Option<Arc<HitView>>,
         body: Bytes,
         primary: HashBinary,
         url: UrlKey,
@@ -399,7 +413,7 @@ impl Store {
         combined: HashBinary,
         primary: HashBinary,
         meta: (Vec<u8>, Vec<u8>),
-        view: Option<HitView>,
+        view: Option<Arc<HitView>>,
         body: Bytes,
         info: FillInfo,
     ) -> u64 {

@@ -2,8 +2,9 @@
 //! store what the invalidation just removed) is not stored afterwards: the purge-vs-fill race.
 
 use super::key::UrlKey;
+use super::{HashMap, MapHasher};
 use pingora_cache::key::HashBinary;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// What a tombstone covers. Paths and groups are kept as keyed 64-bit hashes, not as the strings
@@ -39,13 +40,13 @@ pub struct Tombstones {
     floor: Option<Instant>,
     retention: Duration,
     max_bytes: usize,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: MapHasher,
 }
 
 impl Tombstones {
     pub fn new(retention: Duration, max_bytes: usize) -> Self {
         Tombstones {
-            latest: HashMap::new(),
+            latest: HashMap::default(),
             order: VecDeque::new(),
             prefixes: Vec::new(),
             prefix_bytes: 0,

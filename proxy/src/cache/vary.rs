@@ -29,8 +29,17 @@ impl VaryFields {
     /// The fields `resp_headers` is keyed on; `targeted` are the targeted cache-control fields
     /// the proxy obeys (they decide whether the response is explicitly shared).
     pub fn of(resp_headers: &HeaderMap, targeted: &[HeaderName]) -> VaryFields {
+        Self::of_sharing(
+            resp_headers,
+            policy::explicitly_shared(resp_headers, targeted),
+        )
+    }
+
+    /// [`Self::of`] when whether the response is explicitly shared is known already
+    /// (`policy::decide_sharing`).
+    pub fn of_sharing(resp_headers: &HeaderMap, shared: bool) -> VaryFields {
         let mut names: Vec<String> = vary_names(resp_headers).collect();
-        if !policy::explicitly_shared(resp_headers, targeted) {
+        if !shared {
             names.push("authorization".into());
             names.push("cookie".into());
         }

@@ -108,6 +108,19 @@ impl FastHits {
         primary: &HashBinary,
         check_size: bool,
     ) -> Result<CacheMeta, NoCacheReason> {
+        self.judge_sharing(req, resp, primary, check_size)
+            .map(|(meta, _)| meta)
+    }
+
+    /// [`Self::judge`], and whether the response is explicitly shared
+    /// (`policy::decide_sharing`).
+    pub fn judge_sharing(
+        &self,
+        req: &RequestHeader,
+        resp: &ResponseHeader,
+        primary: &HashBinary,
+        check_size: bool,
+    ) -> Result<(CacheMeta, bool), NoCacheReason> {
         let too_large = resp
             .headers
             .get(http::header::CONTENT_LENGTH)
@@ -121,14 +134,14 @@ impl FastHits {
             );
             return Err(NoCacheReason::ResponseTooLarge);
         }
-        match policy::decide_with_rule(req, resp, SystemTime::now(), &self.live.policy()) {
-            Ok(meta) => {
+        match policy::decide_sharing(req, resp, SystemTime::now(), &self.live.policy()) {
+            Ok(decided) => {
                 if !self.credential_passes.is_empty() {
                     if let Some(pair) = self.credential_pair(primary, req) {
                         self.credential_passes.forget(pair);
                     }
                 }
-                Ok(meta)
+                Ok(decided)
             }
             Err(refusal) => {
                 self.store.record_refusal(*primary, refusal.rule);

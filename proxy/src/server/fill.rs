@@ -45,7 +45,7 @@ use crate::cache::invalidate::response_groups;
 use crate::cache::key::UrlKey;
 use crate::cache::meta_wire;
 use crate::cache::policy;
-use crate::cache::vary;
+use crate::cache::vary::VaryFields;
 use crate::metrics;
 use crate::proxy::headers::{self, Outcome, Timing, XCache};
 use bytes::{Buf, Bytes, BytesMut};
@@ -297,8 +297,8 @@ impl Forwarder {
             lock: None,
             origin: Some(exchange.origin_time),
         };
-        let mut meta = match self.fast.judge(req, resp, &fill.primary, true) {
-            Ok(meta) => meta,
+        let (mut meta, shared) = match self.fast.judge_sharing(req, resp, &fill.primary, true) {
+            Ok(decided) => decided,
             Err(reason) => {
                 // as pingora's `response_became_uncacheable`: the predictor learns the refusal
                 // (those of the request's own are filtered by `proxy::predictor_skips`)
@@ -340,15 +340,22 @@ impl Forwarder {
             groups: response_groups(&resp.headers),
             revalidates: None,
         });
-        vary::key_fill(&mut meta, &req.headers, &policy);
+        // the variance keyed as `vary::key_fill` keys it, from fields worked out once for the
+        // key and the view
+        let fields = VaryFields::of_sharing(meta.headers(), shared);
+        if let Some(variance) = fields.variance(&req.headers, &policy.auth_cookies) {
+            meta.set_variance_key(variance);
+        }
         let ttl = policy::seconds_until(meta.fresh_until(), SystemTime::now());
-        let serialized =
-            meta_wire::serialize(&mut meta).map_err(|e| io::Error::other(e.to_string()))?;
-        let (miss, inflight) = self
-            .fast
-            .store
-            .begin_miss(&fill.lock.key, &meta, serialized)
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        let failed = |e: Box<pingora_error::Error>| io::Error::other(e.to_string());
+        let serialized = meta_wire::serialize(&meta).map_err(failed)?;
+        // the header is made of slices of one copy of the origin's head (`forward::parse_head`):
+        // the view keeps it as it is
+        let store = self.fast.store;
+        let view = store.view_of_taken(&mut meta, fields).map_err(failed)?;
+        let (miss, inflight) = store
+            .begin_miss(&fill.lock.key, &meta, serialized, Some(view))
+            .map_err(failed)?;
         // readers may join the fill from here on, as after pingora's streamed `set_miss_handler`
         fill.lock.release(LockStatus::Done);
         fill.first = None;
