@@ -9,7 +9,8 @@
 #
 # SERVER (default proxy) picks the server under callgrind: the proxy, or the peers of
 # `scripts/bench.sh --parts peers` configured as there (HAProxy `cache`, nginx `proxy_cache`, one
-# worker/thread each). CALLGRIND_OUT=FILE keeps the callgrind profile (for callgrind_annotate
+# worker/thread each). CAPACITY_BYTES=N gives the proxy's store that capacity (a small one makes
+# every miss evict an entry, as in a long run). CALLGRIND_OUT=FILE keeps the callgrind profile (for callgrind_annotate
 # --inclusive=yes FILE). Only user-space instructions are counted: the kernel's socket work, the
 # same for every server, is not in these figures.
 #
@@ -57,6 +58,10 @@ log_level = "warn"
 [server]
 threads = 1
 EOF
+  if [ -n "${CAPACITY_BYTES:-}" ]; then
+    printf '[cache]\ncapacity_bytes = %d\nmax_object_bytes = %d\n' \
+      "$CAPACITY_BYTES" $((CAPACITY_BYTES / 32)) >>"$work/proxy.toml"
+  fi
   set -- "$bin/llmselect-proxy" --config "$work/proxy.toml"
   ;;
 haproxy)

@@ -264,16 +264,8 @@ impl Store {
         url: UrlKey,
         groups: Vec<String>,
     ) -> Arc<Entry> {
-        Arc::new(Entry {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            view,
-            meta,
-            body,
-            primary,
-            url,
-            groups,
-            expired_at_ms: AtomicU64::new(0),
-        })
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Entry::new(id, meta, view, body, primary, url, groups))
     }
 
     /// Whether fills are streamed to the requests waiting on them.

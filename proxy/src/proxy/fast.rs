@@ -84,6 +84,11 @@ impl FastHits {
             .key(primary, &req.headers, &self.live.policy().auth_cookies)
     }
 
+    /// Whether the cache refused a response for any (URL, credential) pair it still remembers.
+    pub fn any_credential_refused(&self) -> bool {
+        !self.credential_passes.is_empty()
+    }
+
     /// Whether `req` (`primary`: its URL's primary key) is of a (URL, credential) pair whose
     /// last response the cache refused (`cache::credential_pass`).
     pub fn credential_refused(&self, primary: &HashBinary, req: &RequestHeader) -> bool {

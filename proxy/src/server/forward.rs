@@ -199,7 +199,9 @@ impl Forwarder {
         primary: &HashBinary,
         body: Option<usize>,
     ) -> bool {
+        // nothing refused for any credential (the usual case) settles it first
         self.passes
+            && self.fast.any_credential_refused()
             && forwardable(req, body)
             && !hit::has_directives(&req.headers)
             && self.fast.credential_refused(primary, req)
