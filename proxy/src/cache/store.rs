@@ -255,19 +255,6 @@ impl Store {
         )))
     }
 
-    fn new_entry(
-        &self,
-        meta: (Vec<u8>, Vec<u8>),
-        view: Option<Arc<HitView>>,
-        body: Bytes,
-        primary: HashBinary,
-        url: UrlKey,
-        groups: Vec<String>,
-    ) -> Arc<Entry> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        Arc::new(Entry::new(id, meta, view, body, primary, url, groups))
-    }
-
     /// Whether fills are streamed to the requests waiting on them.
     pub fn streams_fills(&self) -> bool {
         self.stream_fills
@@ -409,7 +396,15 @@ impl Store {
         body: Bytes,
         info: FillInfo,
     ) -> u64 {
-        let entry = self.new_entry(meta, view, body, primary, info.url, info.groups);
+        let entry = Arc::new(Entry::new(
+            self.next_id(),
+            meta,
+            view,
+            body,
+            primary,
+            info.url,
+            info.groups,
+        ));
         let weight = entry.weight();
         if weight > self.max_weight {
             return 0;
@@ -444,14 +439,15 @@ impl Store {
             return false;
         }
         let view = self.decode_view(&meta);
-        let entry = self.new_entry(
+        let entry = Arc::new(Entry::new(
+            self.next_id(),
             meta,
             view,
             old.body.clone(),
             old.primary,
             info.url,
             info.groups,
-        );
+        ));
         if entry.weight() > self.max_weight {
             return false;
         }
