@@ -19,6 +19,8 @@
 # Needs valgrind and python3; builds the release binaries if missing. Ports 18180/18181/18190.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/peer-configs.sh
+. scripts/peer-configs.sh
 kind=${1:?usage: scripts/callgrind-requests.sh hit|pass|miss [COUNT] [WARMUP]}
 count=${2:-2000}
 warmup=${3:-200}
@@ -49,45 +51,11 @@ trap cleanup EXIT
 origin=$!
 case "$server" in
 proxy)
-  cat >"$work/proxy.toml" <<EOF
-listen = "127.0.0.1:18180"
-upstream = "http://127.0.0.1:18181"
-admin_listen = "127.0.0.1:18190"
-admin_token = "callgrind"
-log_level = "warn"
-[server]
-threads = 1
-EOF
-  if [ -n "${CAPACITY_BYTES:-}" ]; then
-    printf '[cache]\ncapacity_bytes = %d\nmax_object_bytes = %d\n' \
-      "$CAPACITY_BYTES" $((CAPACITY_BYTES / 32)) >>"$work/proxy.toml"
-  fi
+  proxy_peer_config 127.0.0.1:18180 127.0.0.1:18181 127.0.0.1:18190 callgrind >"$work/proxy.toml"
   set -- "$bin/llmselect-proxy" --config "$work/proxy.toml"
   ;;
 haproxy)
-  cat >"$work/haproxy.cfg" <<EOF
-global
-  nbthread 1
-  maxconn 4096
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  timeout http-keep-alive 60s
-  http-reuse always
-cache bench
-  total-max-size 256
-  max-object-size 1048576
-  max-age 3600
-frontend fe
-  bind 127.0.0.1:18180
-  default_backend origin
-backend origin
-  http-request cache-use bench
-  http-response cache-store bench
-  server o 127.0.0.1:18181 maxconn 64
-EOF
+  haproxy_peer_config 127.0.0.1:18180 127.0.0.1:18181 >"$work/haproxy.cfg"
   set -- "$(command -v haproxy || echo /usr/sbin/haproxy)" -db -f "$work/haproxy.cfg"
   ;;
 nginx)

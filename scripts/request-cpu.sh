@@ -15,6 +15,8 @@
 # /nostore/<n % 100>; miss: a new /obj/ path per request. Ports 18280/18281/18290.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/peer-configs.sh
+. scripts/peer-configs.sh
 kind=${1:?usage: scripts/request-cpu.sh hit|pass|miss SERVER...}
 shift
 [ $# -gt 0 ] || { echo "name at least one SERVER (proxy, haproxy, a proxy binary)" >&2; exit 2; }
@@ -36,42 +38,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$work/proxy.toml" <<EOF
-listen = "127.0.0.1:18280"
-upstream = "http://127.0.0.1:18281"
-admin_listen = "127.0.0.1:18290"
-admin_token = "request-cpu"
-log_level = "warn"
-[server]
-threads = 1
-EOF
-if [ -n "${CAPACITY_BYTES:-}" ]; then
-  printf '[cache]\ncapacity_bytes = %d\nmax_object_bytes = %d\n' \
-    "$CAPACITY_BYTES" $((CAPACITY_BYTES / 32)) >>"$work/proxy.toml"
-fi
-cat >"$work/haproxy.cfg" <<EOF
-global
-  nbthread 1
-  maxconn 4096
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  timeout http-keep-alive 60s
-  http-reuse always
-cache bench
-  total-max-size 256
-  max-object-size 1048576
-  max-age 3600
-frontend fe
-  bind 127.0.0.1:18280
-  default_backend origin
-backend origin
-  http-request cache-use bench
-  http-response cache-store bench
-  server o 127.0.0.1:18281 maxconn 64
-EOF
+proxy_peer_config 127.0.0.1:18280 127.0.0.1:18281 127.0.0.1:18290 request-cpu >"$work/proxy.toml"
+haproxy_peer_config 127.0.0.1:18280 127.0.0.1:18281 >"$work/haproxy.cfg"
 
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }

@@ -221,7 +221,7 @@ fn delta_seconds(v: &str) -> u64 {
 /// Splits a comma-separated field value, keeping commas inside quoted strings.
 /// Whether a field of `headers` is one of `targeted`: one pass over the response's fields, which
 /// most responses settle without hashing the (custom, hence slower to hash) targeted names.
-pub(crate) fn any_present(headers: &HeaderMap, targeted: &[HeaderName]) -> bool {
+fn any_present(headers: &HeaderMap, targeted: &[HeaderName]) -> bool {
     !targeted.is_empty() && headers.keys().any(|name| targeted.contains(name))
 }
 

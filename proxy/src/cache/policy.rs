@@ -493,22 +493,6 @@ pub fn forbids_stale(resp: &HeaderMap, targeted: &[HeaderName]) -> bool {
 /// `s-maxage` in the field this proxy obeys. Anything else is keyed by the request's credentials
 /// (see `cache::vary`), whatever its `Vary` says.
 pub fn explicitly_shared(resp: &HeaderMap, targeted: &[HeaderName]) -> bool {
-    // Without a targeted field `Cache-Control` governs, and it can only say `public` or
-    // `s-maxage` where its text does: most responses are settled without parsing it.
-    let mentions = |value: &http::HeaderValue, word: &[u8]| {
-        value
-            .as_bytes()
-            .windows(word.len())
-            .any(|w| w.eq_ignore_ascii_case(word))
-    };
-    if !super::directives::any_present(resp, targeted)
-        && !resp
-            .get_all(header::CACHE_CONTROL)
-            .iter()
-            .any(|v| mentions(v, b"public") || mentions(v, b"s-maxage"))
-    {
-        return false;
-    }
     Directives::governing(resp, targeted).explicitly_shared()
 }
 

@@ -48,6 +48,18 @@ impl VaryFields {
         VaryFields { names }
     }
 
+    /// [`key_fill`] with these fields (those of `meta`'s header, worked out already).
+    pub fn key_fill(
+        &self,
+        meta: &mut pingora_cache::CacheMeta,
+        req: &HeaderMap,
+        auth_cookies: &[String],
+    ) {
+        if let Some(v) = self.variance(req, auth_cookies) {
+            meta.set_variance_key(v);
+        }
+    }
+
     /// The field names, lower-case and sorted.
     pub fn names(&self) -> &[String] {
         &self.names
@@ -159,14 +171,7 @@ pub fn key_fill(
     req: &HeaderMap,
     opts: &policy::PolicyOptions,
 ) {
-    if let Some(v) = variance(
-        meta.headers(),
-        req,
-        &opts.auth_cookies,
-        &opts.targeted_fields,
-    ) {
-        meta.set_variance_key(v);
-    }
+    VaryFields::of(meta.headers(), &opts.targeted_fields).key_fill(meta, req, &opts.auth_cookies);
 }
 
 /// The variance of `req` for the stored response `resp_headers`.

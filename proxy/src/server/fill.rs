@@ -343,9 +343,7 @@ impl Forwarder {
         // the variance keyed as `vary::key_fill` keys it, from fields worked out once for the
         // key and the view
         let fields = VaryFields::of_sharing(meta.headers(), shared);
-        if let Some(variance) = fields.variance(&req.headers, &policy.auth_cookies) {
-            meta.set_variance_key(variance);
-        }
+        fields.key_fill(&mut meta, &req.headers, &policy.auth_cookies);
         let ttl = policy::seconds_until(meta.fresh_until(), SystemTime::now());
         let failed = |e: Box<pingora_error::Error>| io::Error::other(e.to_string());
         let serialized = meta_wire::serialize(&meta).map_err(failed)?;

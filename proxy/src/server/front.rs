@@ -192,7 +192,7 @@ impl HitFront {
                 let inflight = self.lifecycle.request();
                 let keepalive =
                     || head.keepalive && !self.lifecycle.draining() && !*shutdown.borrow();
-                match self.route(req, head.body).await {
+                let forwarded = match self.route(req, head.body).await {
                     Route::Answer(answer) => {
                         let keepalive = keepalive();
                         self.fast.count_served_hit();
@@ -212,39 +212,39 @@ impl HitFront {
                         idle = true;
                         continue;
                     }
-                    route @ (Route::Forward(_) | Route::Fill(_)) => {
-                        let Some(forward) = self.forward.as_ref() else {
+                    // whether the connection stays open is decided when the response head is
+                    // written (a graceful shutdown may have begun meanwhile)
+                    Route::Fill(fill) => match self.forward.as_ref() {
+                        Some(forward) => Some(
+                            forward
+                                .fill(&mut stream, req, fill, &keepalive, start)
+                                .await,
+                        ),
+                        None => return,
+                    },
+                    Route::Forward(primary) => match self.forward.as_ref() {
+                        Some(forward) => Some(
+                            forward
+                                .forward(&mut stream, req, &primary, keepalive(), start)
+                                .await,
+                        ),
+                        None => return,
+                    },
+                    Route::Pingora => None,
+                };
+                if let Some(forwarded) = forwarded {
+                    match forwarded {
+                        Forwarded::Sent(true) => {}
+                        Forwarded::Sent(false) => {
+                            let _ = AsyncWriteExt::shutdown(&mut stream).await;
                             return;
-                        };
-                        let forwarded = match route {
-                            // whether the connection stays open is decided when the response
-                            // head is written (a graceful shutdown may have begun meanwhile)
-                            Route::Fill(fill) => {
-                                forward
-                                    .fill(&mut stream, req, fill, &keepalive, start)
-                                    .await
-                            }
-                            Route::Forward(primary) => {
-                                forward
-                                    .forward(&mut stream, req, &primary, keepalive(), start)
-                                    .await
-                            }
-                            _ => return,
-                        };
-                        match forwarded {
-                            Forwarded::Sent(true) => {}
-                            Forwarded::Sent(false) => {
-                                let _ = AsyncWriteExt::shutdown(&mut stream).await;
-                                return;
-                            }
-                            Forwarded::Broken => return,
                         }
-                        drop(inflight);
-                        let _ = buf.split_to(head.len);
-                        idle = true;
-                        continue;
+                        Forwarded::Broken => return,
                     }
-                    Route::Pingora => {}
+                    drop(inflight);
+                    let _ = buf.split_to(head.len);
+                    idle = true;
+                    continue;
                 }
             }
             // The whole request and nothing more is in the buffer, so pingora reads nothing
