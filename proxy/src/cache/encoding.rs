@@ -109,21 +109,18 @@ impl CompressionOptions {
         let Some(ct) = resp.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
             return false;
         };
-        let media = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        // compared without case, not lower-cased into a copy: asked of every response a fill
+        // stores
+        let media = ct.split(';').next().unwrap_or("").trim();
         // Events must reach the client as they are written: never through an encoder.
-        if media == "text/event-stream" {
+        if media.eq_ignore_ascii_case("text/event-stream") {
             return false;
         }
         self.types.iter().any(|t| match t.strip_suffix("/*") {
             Some(main) => media
                 .split_once('/')
-                .is_some_and(|(m, sub)| m == main && !sub.is_empty()),
-            None => *t == media,
+                .is_some_and(|(m, sub)| m.eq_ignore_ascii_case(main) && !sub.is_empty()),
+            None => t.eq_ignore_ascii_case(media),
         })
     }
 }
@@ -147,6 +144,10 @@ pub fn plan(opts: &CompressionOptions, req: &HeaderMap, resp: &ResponseHeader) -
         return Plan::Untouched;
     }
     let h = &resp.headers;
+    // the type first: most responses a cache stores are not of a compressible type
+    if !opts.compressible_type(h) {
+        return Plan::Untouched;
+    }
     let encoded = h
         .get_all(header::CONTENT_ENCODING)
         .iter()
@@ -160,7 +161,7 @@ pub fn plan(opts: &CompressionOptions, req: &HeaderMap, resp: &ResponseHeader) -
         .and_then(|v| v.trim().parse::<u64>().ok());
     // A response of unknown length (chunked) is compressed: its end reaches the encoder as the
     // last body chunk (a 200 to a GET always has a body phase).
-    if length.is_some_and(|n| n < opts.min_bytes) || !opts.compressible_type(h) {
+    if length.is_some_and(|n| n < opts.min_bytes) {
         return Plan::Untouched;
     }
     match choose(opts, req) {
@@ -517,6 +518,12 @@ mod tests {
         text.insert_header("content-type", "text/html; charset=utf-8")
             .unwrap();
         assert_eq!(plan(&o, &br, &text), Plan::Encode(Coding::Br));
+        // media types compare without case (RFC 9110 §8.3.1)
+        text.insert_header("content-type", "Text/HTML").unwrap();
+        assert_eq!(plan(&o, &br, &text), Plan::Encode(Coding::Br));
+        sse.insert_header("content-type", "Text/Event-Stream")
+            .unwrap();
+        assert_eq!(plan(&o, &br, &sse), Plan::Untouched);
         let mut png = json("500");
         png.insert_header("content-type", "image/png").unwrap();
         assert_eq!(plan(&o, &br, &png), Plan::Untouched);

@@ -115,10 +115,12 @@ pub fn decide_sharing(
     opts: &PolicyOptions,
 ) -> Result<(CacheMeta, bool), Refusal> {
     // Only what is intrinsic to the URL may teach the (variance-blind) predictor.
+    // (fields looked for in one pass: see `has_any`)
     let intrinsic = (200..400).contains(&resp.status.as_u16())
-        && !carries_credentials(&req.headers)
-        && !req.headers.contains_key(header::CACHE_CONTROL)
-        && !req.headers.contains_key(header::PRAGMA);
+        && !has_any(
+            &req.headers,
+            &["authorization", "cookie", "cache-control", "pragma"],
+        );
     let custom = |r: &'static str, rule: &'static str| Refusal {
         reason: NoCacheReason::Custom(if intrinsic {
             r
@@ -160,7 +162,7 @@ pub fn decide_sharing(
             header.remove_header(&name);
         }
     }
-    if header.headers.contains_key(header::SET_COOKIE) {
+    if has_any(&header.headers, &["set-cookie"]) {
         match opts.set_cookie {
             SetCookiePolicy::Strip if dirs.explicitly_shared() => {
                 header.remove_header(&header::SET_COOKIE);
@@ -189,8 +191,7 @@ pub fn decide_sharing(
             secs("stale-if-error", opts.default_sie_secs),
         )
     };
-    let has_validator =
-        resp.headers.contains_key(header::ETAG) || resp.headers.contains_key(header::LAST_MODIFIED);
+    let has_validator = has_any(&resp.headers, &["etag", "last-modified"]);
     // Something already stale without a validator is only worth storing when the origin asked
     // for stale serving itself; the configured default windows alone would hand a response
     // meant to be refetched (`max-age=0`, `Expires: 0`) to the next clients.
@@ -211,7 +212,9 @@ pub fn decide_sharing(
     } else {
         now + ttl
     };
-    header.remove_header(&header::AGE);
+    if has_any(&header.headers, &["age"]) {
+        header.remove_header(&header::AGE);
+    }
     strip_hop_by_hop(&mut header);
     let shared = if governing_removed {
         explicitly_shared(&header.headers, &opts.targeted_fields)

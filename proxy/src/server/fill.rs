@@ -34,7 +34,8 @@
 
 use super::chunked::ChunkedScanner;
 use super::forward::{
-    forwardable, push_field, push_head, Exchange, Forwarded, Forwarder, Framing, Stamps,
+    forwardable, push_field, push_head, relayed_head, Exchange, Forwarded, Forwarder, Framing,
+    Stamps,
 };
 use super::origin_pool;
 use crate::cache::encoding::{self, CompressionOptions, Encoder};
@@ -61,7 +62,6 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use std::io::{self, ErrorKind};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::timeout;
 
 /// Bytes reserved for each read from the origin.
 const READ_CHUNK: usize = 16 * 1024;
@@ -172,9 +172,14 @@ impl OriginBody {
     async fn read(&mut self) -> io::Result<()> {
         let e = &mut self.exchange;
         e.buf.reserve(READ_CHUNK);
-        let read = match timeout(e.read_timeout, e.conn.read_buf(&mut e.buf)).await {
-            Ok(read) => read?,
-            Err(_) => {
+        let conn = &mut e.conn;
+        let read = match conn
+            .read_timer
+            .limit(e.read_timeout, conn.stream.read_buf(&mut e.buf))
+            .await
+        {
+            Some(read) => read?,
+            None => {
                 metrics::record_origin_timeout(e.long_route);
                 return Err(ErrorKind::TimedOut.into());
             }
@@ -315,6 +320,7 @@ impl Forwarder {
                 // on: a `200` with a valid length is marked `Accept-Ranges: bytes`
                 let ranges = accepts_ranges(resp);
                 if !touched && !ranges {
+                    exchange.head.wire = relayed_head(resp, &self.own_fields);
                     return self.relay(client, exchange, stamps, keepalive, start).await;
                 }
                 // changed on its way (compression planned, then refused as too large; ranges

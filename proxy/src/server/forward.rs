@@ -28,7 +28,7 @@
 
 use super::chunked::ChunkedScanner;
 use super::front::connection_options;
-use super::origin_pool;
+use super::origin_pool::{self, OriginConn};
 use crate::cache::hit;
 use crate::cache::policy;
 use crate::config::{Config, TimeoutConfig};
@@ -123,7 +123,9 @@ pub(super) struct OriginHead {
     /// The status line and the fields relayed to the client, in the origin's order and spelling,
     /// without the blank line: the fields of this connection only (hop-by-hop, those its
     /// `Connection` names, `Connection` itself), this proxy's own targeted fields, and
-    /// `Content-Length` beside chunked framing are left out.
+    /// `Content-Length` beside chunked framing are left out. Empty for a `cased` head: a fill
+    /// writes its client's head from the stored one, or from the header ([`relayed_head`]) when
+    /// the cache refuses the response.
     pub(super) wire: Vec<u8>,
     pub(super) framing: Framing,
     /// The origin lets the connection be reused after this response.
@@ -133,7 +135,7 @@ pub(super) struct OriginHead {
 /// An origin response head that arrived, and what relaying its body needs.
 pub(super) struct Exchange {
     pub(super) addr: SocketAddr,
-    pub(super) conn: TcpStream,
+    pub(super) conn: OriginConn,
     pub(super) head: OriginHead,
     /// Bytes read after the head.
     pub(super) buf: BytesMut,
@@ -368,7 +370,7 @@ impl Forwarder {
         &self,
         client: &mut Stream,
         sending: Sending<'_>,
-    ) -> Result<(TcpStream, OriginHead, BytesMut), Failure> {
+    ) -> Result<(OriginConn, OriginHead, BytesMut), Failure> {
         let Sending {
             addr,
             request,
@@ -386,7 +388,7 @@ impl Forwarder {
                 None => self.connect(addr).await?,
             };
             let mut buf = BytesMut::with_capacity(READ_CHUNK);
-            let sent = match timeout(write_timeout, conn.write_all(request)).await {
+            let sent = match timeout(write_timeout, conn.stream.write_all(request)).await {
                 Err(_) => return Err(Failure::Timeout),
                 Ok(sent) => sent,
             };
@@ -411,14 +413,14 @@ impl Forwarder {
         }
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, Failure> {
+    async fn connect(&self, addr: SocketAddr) -> Result<OriginConn, Failure> {
         let limit = Duration::from_millis(self.timeouts.connect_ms);
         match timeout(limit, TcpStream::connect(addr)).await {
             Err(_) => Err(Failure::Timeout),
             Ok(Err(_)) => Err(Failure::Connect),
             Ok(Ok(conn)) => {
                 let _ = conn.set_nodelay(true);
-                Ok(conn)
+                Ok(OriginConn::new(conn))
             }
         }
     }
@@ -477,9 +479,13 @@ impl Forwarder {
         client.write_all(&out).await?;
         while !ended {
             buf.reserve(READ_CHUNK);
-            let read = match timeout(read_timeout, conn.read_buf(&mut buf)).await {
-                Ok(read) => read?,
-                Err(_) => {
+            let read = match conn
+                .read_timer
+                .limit(read_timeout, conn.stream.read_buf(&mut buf))
+                .await
+            {
+                Some(read) => read?,
+                None => {
                     metrics::record_origin_timeout(long_route);
                     return Err(ErrorKind::TimedOut.into());
                 }
@@ -609,11 +615,7 @@ pub(super) fn take_body(
 
 /// The status line and fields of `resp` (not the blank line that ends them).
 pub(super) fn push_head(out: &mut Vec<u8>, resp: &ResponseHeader) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(resp.status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(resp.status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    push_status_line(out, resp.status);
     resp.header_to_h1_wire(out);
 }
 
@@ -660,7 +662,7 @@ fn pingora_header(
 
 /// The origin connection a response head is read from, and what reading it needs.
 struct Origin<'a> {
-    conn: &'a mut TcpStream,
+    conn: &'a mut OriginConn,
     read_timeout: Duration,
     /// This proxy's own targeted fields, never relayed.
     own_fields: &'a [HeaderName],
@@ -700,10 +702,15 @@ async fn read_head(
             }
         }
         buf.reserve(READ_CHUNK);
-        match timeout(origin.read_timeout, origin.conn.read_buf(buf)).await {
-            Err(_) => return Err(Failure::Timeout),
-            Ok(Ok(0)) | Ok(Err(_)) => return Err(Failure::Broken),
-            Ok(Ok(_)) => {}
+        let conn = &mut *origin.conn;
+        match conn
+            .read_timer
+            .limit(origin.read_timeout, conn.stream.read_buf(buf))
+            .await
+        {
+            None => return Err(Failure::Timeout),
+            Some(Ok(0)) | Some(Err(_)) => return Err(Failure::Broken),
+            Some(Ok(_)) => {}
         }
     }
 }
@@ -752,12 +759,14 @@ fn parse_head(
     let (mut close, mut keep_alive) = (false, false);
     let mut chunked = None;
     let mut length: Option<u64> = None;
-    let mut names = Vec::with_capacity(parsed.headers.len());
+    let mut names = Vec::with_capacity(if cased { 0 } else { parsed.headers.len() });
     for field in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| Failure::Broken)?;
-        if name == header::CONNECTION {
+        // the framing fields found by their bytes: a `cased` head's names are parsed once, by
+        // pingora's `append_header` below
+        let raw = field.name.as_bytes();
+        if raw.eq_ignore_ascii_case(b"connection") {
             connection_options(field.value, &mut close, &mut keep_alive);
-        } else if name == header::TRANSFER_ENCODING {
+        } else if raw.eq_ignore_ascii_case(b"transfer-encoding") {
             // the final coding decides (RFC 9112 §6.3)
             let last = field
                 .value
@@ -765,7 +774,7 @@ fn parse_head(
                 .next()
                 .unwrap_or_default();
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name == header::CONTENT_LENGTH {
+        } else if raw.eq_ignore_ascii_case(b"content-length") {
             let n = std::str::from_utf8(field.value)
                 .ok()
                 .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
@@ -780,12 +789,13 @@ fn parse_head(
         // spelling for a case map this header does not have, and parse it back (a `cased` head
         // is built below instead)
         if !cased {
+            let name = HeaderName::from_bytes(raw).map_err(|_| Failure::Broken)?;
             let value =
                 HeaderValue::from_maybe_shared(shared(field.value)).map_err(|_| Failure::Broken)?;
             map.try_append(name.clone(), value)
                 .map_err(|_| Failure::Broken)?;
+            names.push(name);
         }
-        names.push(name);
     }
     let no_body = req.method == Method::HEAD || matches!(code, 204 | 304);
     let framing = match (no_body, chunked, length) {
@@ -820,26 +830,20 @@ fn parse_head(
     } else {
         keep_alive && !close
     };
-    // what pingora's path strips from a forwarded response (the same rule, and the `Connection`
-    // field), and this proxy's own fields
-    let named = policy::connection_named(&header.headers);
-    let relayed = |name: &HeaderName| {
-        !(name == header::CONNECTION
-            || policy::forwarded_hop_by_hop(name.as_str(), &named)
-            || (chunked.is_some() && name == header::CONTENT_LENGTH)
-            || own_fields.contains(name))
+    // a `cased` head is the fill's: stored, its client head written from the stored one (the
+    // wire of a refused one is `relayed_head`'s)
+    let wire = if cased {
+        Vec::new()
+    } else {
+        relayed_wire(
+            &header.headers,
+            status,
+            parsed.headers,
+            &names,
+            chunked.is_some(),
+            own_fields,
+        )
     };
-    let mut wire = Vec::with_capacity(len + 64);
-    wire.extend_from_slice(b"HTTP/1.1 ");
-    wire.extend_from_slice(status.as_str().as_bytes());
-    wire.push(b' ');
-    wire.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    wire.extend_from_slice(b"\r\n");
-    for (field, name) in parsed.headers.iter().zip(&names) {
-        if relayed(name) {
-            push_field(&mut wire, field.name.as_bytes(), field.value);
-        }
-    }
     Ok(Some((
         len,
         Some(OriginHead {
@@ -849,6 +853,66 @@ fn parse_head(
             keepalive,
         }),
     )))
+}
+
+/// The head relayed to the client from an origin's parsed `fields` (`names`: theirs, parsed) in
+/// the origin's order and spelling: what pingora's path strips from a forwarded response (the
+/// same rule, and the `Connection` field), `Content-Length` beside chunked framing, and this
+/// proxy's own fields left out.
+fn relayed_wire(
+    headers: &http::HeaderMap,
+    status: http::StatusCode,
+    fields: &[httparse::Header<'_>],
+    names: &[HeaderName],
+    chunked: bool,
+    own_fields: &[HeaderName],
+) -> Vec<u8> {
+    let named = policy::connection_named(headers);
+    let relayed = |name: &HeaderName| {
+        !(name == header::CONNECTION
+            || policy::forwarded_hop_by_hop(name.as_str(), &named)
+            || (chunked && name == header::CONTENT_LENGTH)
+            || own_fields.contains(name))
+    };
+    let mut wire = Vec::with_capacity(512);
+    push_status_line(&mut wire, status);
+    for (field, name) in fields.iter().zip(names) {
+        if relayed(name) {
+            push_field(&mut wire, field.name.as_bytes(), field.value);
+        }
+    }
+    wire
+}
+
+/// The head relayed to the client for `resp`, a fetched `cased` head the cache did not take
+/// (its hop-by-hop fields stripped already, `policy::strip_forwarded_hop_by_hop`): its fields as
+/// the case map spells them, this proxy's own fields left out. Field order is pingora's map
+/// order (a name's values together), as pingora's path writes the same response.
+pub(super) fn relayed_head(resp: &ResponseHeader, own_fields: &[HeaderName]) -> Vec<u8> {
+    let mut wire = Vec::with_capacity(512);
+    push_status_line(&mut wire, resp.status);
+    if resp.has_case() {
+        for ((name, _), (spelled, value)) in resp.headers.iter().zip(resp.case_header_iter()) {
+            if !own_fields.contains(name) {
+                push_field(&mut wire, spelled.as_slice(), value.as_bytes());
+            }
+        }
+    } else {
+        for (name, value) in resp.headers.iter() {
+            if !own_fields.contains(name) {
+                push_field(&mut wire, name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
+    }
+    wire
+}
+
+fn push_status_line(out: &mut Vec<u8>, status: http::StatusCode) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@
 
 use super::fill::FillStart;
 use super::forward::{Forwarded, Forwarder};
+use super::timer::ReusedTimer;
 use super::Lifecycle;
 use crate::cache::entry::{self, HitView};
 use crate::cache::hit;
@@ -175,8 +176,10 @@ impl HitFront {
     async fn serve_http1(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let mut idle = false;
+        let mut keepalive_timer = ReusedTimer::default();
         loop {
-            let head = match self.read_head(&mut stream, &mut buf, idle).await {
+            let read = self.read_head(&mut stream, &mut buf, idle, &mut keepalive_timer);
+            let head = match read.await {
                 Read::Head(head) => head,
                 Read::Pingora => {
                     if let Some(reused) = self.pingora_once(stream, buf, shutdown).await {
@@ -270,7 +273,14 @@ impl HitFront {
     /// The head is parsed when the bytes first arrive (a malformed start goes to pingora at once)
     /// and then only once a blank line has arrived: re-parsing a head trickled one byte per read
     /// from its start on every read would cost CPU quadratic in its length.
-    async fn read_head(&self, stream: &mut Stream, buf: &mut BytesMut, idle: bool) -> Read {
+    /// `keepalive_timer`: the connection's, for the keep-alive timeout.
+    async fn read_head(
+        &self,
+        stream: &mut Stream,
+        buf: &mut BytesMut,
+        idle: bool,
+        keepalive_timer: &mut ReusedTimer,
+    ) -> Read {
         // bytes of `buf` already searched for the blank line
         let mut scanned: usize = 0;
         loop {
@@ -290,9 +300,12 @@ impl HitFront {
             }
             buf.reserve(READ_CHUNK);
             let read = if idle && buf.is_empty() {
-                match tokio::time::timeout(self.keepalive, stream.read_buf(buf)).await {
-                    Ok(read) => read,
-                    Err(_) => return Read::Closed,
+                match keepalive_timer
+                    .limit(self.keepalive, stream.read_buf(buf))
+                    .await
+                {
+                    Some(read) => read,
+                    None => return Read::Closed,
                 }
             } else {
                 stream.read_buf(buf).await

@@ -24,6 +24,7 @@ mod guard;
 mod lifecycle;
 mod nofile;
 mod origin_pool;
+mod timer;
 
 pub use fill::FillSettings;
 pub use forward::Forwarder;

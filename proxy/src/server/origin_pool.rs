@@ -6,28 +6,45 @@
 //! by the same thread without a lock and stays with the I/O driver it was registered with.
 //! pingora's own pool (used by requests that go through its proxy state machine) is separate.
 
+use super::timer::ReusedTimer;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
+/// A connection to an origin, with the timer its reads wait with: one per connection, so the
+/// read deadlines of its responses only move later ([`ReusedTimer`]).
+pub struct OriginConn {
+    pub stream: TcpStream,
+    pub read_timer: ReusedTimer,
+}
+
+impl OriginConn {
+    pub fn new(stream: TcpStream) -> OriginConn {
+        OriginConn {
+            stream,
+            read_timer: ReusedTimer::default(),
+        }
+    }
+}
+
 /// Idle connections kept per origin and thread; more are closed when they come back.
 const MAX_IDLE_PER_ORIGIN: usize = 128;
 
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>> =
+    static IDLE: RefCell<HashMap<SocketAddr, Vec<(OriginConn, Instant)>>> =
         RefCell::new(HashMap::new());
 }
 
 /// Takes an idle connection to `addr` that was parked less than `idle` ago and that the origin
 /// has not closed (or written to) since, newest first. Stale ones are dropped on the way.
-pub fn take(addr: SocketAddr, idle: Duration) -> Option<TcpStream> {
+pub fn take(addr: SocketAddr, idle: Duration) -> Option<OriginConn> {
     IDLE.with(|pool| {
         let mut pool = pool.borrow_mut();
         let conns = pool.get_mut(&addr)?;
         while let Some((conn, parked)) = conns.pop() {
-            if parked.elapsed() < idle && is_quiet(&conn) {
+            if parked.elapsed() < idle && is_quiet(&conn.stream) {
                 return Some(conn);
             }
         }
@@ -36,7 +53,7 @@ pub fn take(addr: SocketAddr, idle: Duration) -> Option<TcpStream> {
 }
 
 /// Parks a connection whose last response ended cleanly.
-pub fn put(addr: SocketAddr, conn: TcpStream) {
+pub fn put(addr: SocketAddr, conn: OriginConn) {
     IDLE.with(|pool| {
         let mut pool = pool.borrow_mut();
         let conns = pool.entry(addr).or_default();
