@@ -2,7 +2,8 @@
 # CPU per request of servers run in turn, by hand: each run starts a fresh server (one worker
 # thread) and the bench responder, both pinned to CPU 0, warms up, then loads it from CPU 1 with
 # `llmselect-bench-load` (64 connections) and prints req/s, the server's user and system CPU per
-# request and the origin's (from /proc/<pid>/stat), context switches per request (all threads)
+# request and the origin's (from /proc/<pid>/stat), context switches per request (all threads),
+# the server's minor page faults per request
 # and the server's RSS. Rounds alternate the servers, so a drifting VM affects them alike.
 #
 #   scripts/request-cpu.sh hit|pass|miss SERVER...
@@ -41,7 +42,8 @@ trap cleanup EXIT
 proxy_peer_config 127.0.0.1:18280 127.0.0.1:18281 127.0.0.1:18290 request-cpu >"$work/proxy.toml"
 haproxy_peer_config 127.0.0.1:18280 127.0.0.1:18281 >"$work/haproxy.cfg"
 
-ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+# user and system CPU ticks, minor page faults
+ticks() { awk '{print $14, $15, $10}' "/proc/$1/stat"; }
 switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 
 run() { # SERVER
@@ -73,12 +75,12 @@ name, out, s0, s1, o0, o1, c0, c1, rss, hz = sys.argv[1:]
 rps = float(out.split()[0])
 n = int(re.search(r"(\d+) requests", out).group(1))
 per = lambda a, b: (int(b) - int(a)) / int(hz) / n * 1e6
-(su0, ss0), (su1, ss1) = s0.split(), s1.split()
-(ou0, os0), (ou1, os1) = o0.split(), o1.split()
+(su0, ss0, sf0), (su1, ss1, sf1) = s0.split(), s1.split()
+(ou0, os0, _), (ou1, os1, _) = o0.split(), o1.split()
 print(f"{name[-24:]:>24}  {rps:8.0f} req/s  server {per(su0, su1) + per(ss0, ss1):5.1f} µs/req "
       f"(user {per(su0, su1):4.1f}, sys {per(ss0, ss1):4.1f})  origin "
       f"{per(ou0, ou1) + per(os0, os1):4.1f} µs/req  switches {(int(c1) - int(c0)) / n:.2f}/req  "
-      f"rss {int(rss) / 1024:.0f} MiB")
+      f"faults {(int(sf1) - int(sf0)) / n:.3f}/req  rss {int(rss) / 1024:.0f} MiB")
 EOF
 }
 

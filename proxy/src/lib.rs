@@ -235,7 +235,7 @@ pub fn start_upgrade(config: Config) -> anyhow::Result<ProxyHandle> {
 fn start_inner(config: Config, upgrade: bool) -> anyhow::Result<ProxyHandle> {
     config.validate()?;
     metrics::init();
-    allocator::return_freed_memory_at_once();
+    allocator::return_freed_memory_soon();
     let nofile = server::raise_nofile_limit().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot read or raise the open-file limit");
         1024

@@ -36,7 +36,7 @@ impl VaryFields {
     }
 
     /// [`Self::of`] when whether the response is explicitly shared is known already
-    /// (`policy::decide_sharing`).
+    /// (`policy::Decided::shared`).
     pub fn of_sharing(resp_headers: &HeaderMap, shared: bool) -> VaryFields {
         let mut names: Vec<String> = vary_names(resp_headers).collect();
         if !shared {

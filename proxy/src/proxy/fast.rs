@@ -113,19 +113,23 @@ impl FastHits {
         primary: &HashBinary,
         check_size: bool,
     ) -> Result<CacheMeta, NoCacheReason> {
-        self.judge_sharing(req, resp, primary, check_size)
-            .map(|(meta, _)| meta)
+        let policy = self.live.policy();
+        // the header is copied only for a response that is stored
+        let stored = self.assess(req, resp, primary, check_size, &policy)?;
+        Ok(stored.apply(resp.clone(), &policy).meta)
     }
 
-    /// [`Self::judge`], and whether the response is explicitly shared
-    /// (`policy::decide_sharing`).
-    pub fn judge_sharing(
+    /// The decision of [`Self::judge`] before the header is touched (`policy::assess`), and what
+    /// it teaches. The front's fill applies it to the header it gives up (`policy::Stored`), so
+    /// the stored header is that one, not a copy.
+    pub fn assess(
         &self,
         req: &RequestHeader,
         resp: &ResponseHeader,
         primary: &HashBinary,
         check_size: bool,
-    ) -> Result<(CacheMeta, bool), NoCacheReason> {
+        policy: &policy::PolicyOptions,
+    ) -> Result<policy::Stored, NoCacheReason> {
         let too_large = resp
             .headers
             .get(http::header::CONTENT_LENGTH)
@@ -139,14 +143,14 @@ impl FastHits {
             );
             return Err(NoCacheReason::ResponseTooLarge);
         }
-        match policy::decide_sharing(req, resp, SystemTime::now(), &self.live.policy()) {
-            Ok(decided) => {
+        match policy::assess(req, resp, SystemTime::now(), policy) {
+            Ok(stored) => {
                 if !self.credential_passes.is_empty() {
                     if let Some(pair) = self.credential_pair(primary, req) {
                         self.credential_passes.forget(pair);
                     }
                 }
-                Ok(decided)
+                Ok(stored)
             }
             Err(refusal) => {
                 self.store.record_refusal(*primary, refusal.rule);

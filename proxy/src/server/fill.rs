@@ -35,7 +35,7 @@
 use super::chunked::ChunkedScanner;
 use super::forward::{
     forwardable, push_field, push_head, relayed_head, Exchange, Forwarded, Forwarder, Framing,
-    Stamps,
+    OriginHead, Stamps,
 };
 use super::origin_pool;
 use crate::cache::encoding::{self, CompressionOptions, Encoder};
@@ -302,8 +302,8 @@ impl Forwarder {
             lock: None,
             origin: Some(exchange.origin_time),
         };
-        let (mut meta, shared) = match self.fast.judge_sharing(req, resp, &fill.primary, true) {
-            Ok(decided) => decided,
+        let stored = match self.fast.assess(req, resp, &fill.primary, true, &policy) {
+            Ok(stored) => stored,
             Err(reason) => {
                 // as pingora's `response_became_uncacheable`: the predictor learns the refusal
                 // (those of the request's own are filtered by `proxy::predictor_skips`)
@@ -339,11 +339,18 @@ impl Forwarder {
                 return stream(client, body, None, encoder, head, keepalive).await;
             }
         };
-        let withheld = policy::withheld_fields(resp, meta.headers());
+        let groups = response_groups(&resp.headers);
+        // the stored header is the fetched one itself, not a copy
+        let decided = stored.apply(taken_header(&mut exchange.head), &policy);
+        let policy::Decided {
+            mut meta,
+            shared,
+            withheld,
+        } = decided;
         meta.extensions_mut().insert(FillInfo {
             started: start,
             url: fill.url.clone(),
-            groups: response_groups(&resp.headers),
+            groups,
             revalidates: None,
         });
         // the variance keyed as `vary::key_fill` keys it, from fields worked out once for the
@@ -397,6 +404,12 @@ impl Forwarder {
         let head = client_head(head, &outcome, &timing);
         stream(client, body, Some(miss), encoder, head, keepalive).await
     }
+}
+
+/// The response header of `head`, given up (an empty header is left in its place).
+fn taken_header(head: &mut OriginHead) -> ResponseHeader {
+    let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    std::mem::replace(&mut head.header, empty)
 }
 
 /// Whether pingora's range filter marks `resp` `Accept-Ranges: bytes` (pingora-proxy 0.9.1
