@@ -50,6 +50,17 @@ impl ReusedTimer {
 mod tests {
     use super::*;
 
+    /// A wait of `work` seconds limited to 5 s on `timer`: what it returned and how long it took.
+    async fn wait(timer: &mut ReusedTimer, work: u64) -> (Option<u64>, Duration) {
+        let started = Instant::now();
+        let work = async move {
+            tokio::time::sleep(Duration::from_secs(work)).await;
+            work
+        };
+        let out = timer.limit(Duration::from_secs(5), work).await;
+        (out, started.elapsed())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_reused_timer_limits_each_wait_from_its_own_start() {
         let mut timer = ReusedTimer::default();
@@ -58,35 +69,13 @@ mod tests {
             Some(1)
         );
         // a wait longer than its limit is cut at the limit, measured from this wait's start
-        let started = Instant::now();
-        let cut = timer
-            .limit(
-                Duration::from_secs(5),
-                tokio::time::sleep(Duration::from_secs(60)),
-            )
-            .await;
-        assert_eq!(cut, None);
-        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert_eq!(wait(&mut timer, 60).await, (None, Duration::from_secs(5)));
         // after a cut the timer serves the next wait, which completes within its limit
-        let started = Instant::now();
-        let done = timer
-            .limit(Duration::from_secs(5), async {
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                2
-            })
-            .await;
-        assert_eq!(done, Some(2));
-        assert_eq!(started.elapsed(), Duration::from_secs(3));
-        // a later wait is not cut by the earlier deadline
+        assert_eq!(wait(&mut timer, 3).await, (Some(3), Duration::from_secs(3)));
+        // the last deadline passed while nothing waited: the next wait arms the timer again
         tokio::time::sleep(Duration::from_secs(4)).await;
-        let started = Instant::now();
-        let done = timer
-            .limit(Duration::from_secs(5), async {
-                tokio::time::sleep(Duration::from_secs(4)).await;
-                3
-            })
-            .await;
-        assert_eq!(done, Some(3));
-        assert_eq!(started.elapsed(), Duration::from_secs(4));
+        assert_eq!(wait(&mut timer, 4).await, (Some(4), Duration::from_secs(4)));
+        // a deadline moved later (the earlier one still registered, 1 s away) cuts at the later
+        assert_eq!(wait(&mut timer, 6).await, (None, Duration::from_secs(5)));
     }
 }
