@@ -885,21 +885,23 @@ fn relayed_wire(
 }
 
 /// The head relayed to the client for `resp`, a fetched `cased` head the cache did not take
-/// (its hop-by-hop fields stripped already, `policy::strip_forwarded_hop_by_hop`): its fields as
-/// the case map spells them, this proxy's own fields left out. Field order is pingora's map
-/// order (a name's values together), as pingora's path writes the same response.
+/// (the fields its `Connection` names stripped already, `policy::strip_forwarded_hop_by_hop`):
+/// its fields as the case map spells them, without `Connection` (the client's own is written
+/// after this) and this proxy's own fields. Field order is pingora's map order (a name's values
+/// together), as pingora's path writes the same response.
 pub(super) fn relayed_head(resp: &ResponseHeader, own_fields: &[HeaderName]) -> Vec<u8> {
+    let relayed = |name: &HeaderName| name != header::CONNECTION && !own_fields.contains(name);
     let mut wire = Vec::with_capacity(512);
     push_status_line(&mut wire, resp.status);
     if resp.has_case() {
         for ((name, _), (spelled, value)) in resp.headers.iter().zip(resp.case_header_iter()) {
-            if !own_fields.contains(name) {
+            if relayed(name) {
                 push_field(&mut wire, spelled.as_slice(), value.as_bytes());
             }
         }
     } else {
         for (name, value) in resp.headers.iter() {
-            if !own_fields.contains(name) {
+            if relayed(name) {
                 push_field(&mut wire, name.as_str().as_bytes(), value.as_bytes());
             }
         }
@@ -1038,6 +1040,33 @@ mod tests {
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
         );
         assert!(!head.header.headers.contains_key(header::CONTENT_LENGTH));
+    }
+
+    #[test]
+    fn a_refused_fills_head_is_relayed_as_the_parsed_one_would_be() {
+        let raw = "HTTP/1.1 200 OK\r\nX-Mixed-Case: 1\r\nConnection: keep-alive, x-hop\r\n\
+                   X-Hop: h\r\nKeep-Alive: timeout=5\r\nLLMSelect-Cache-Control: max-age=5\r\n\
+                   Cache-Control: private\r\nContent-Length: 2\r\n\r\n";
+        let own = [HeaderName::from_static("llmselect-cache-control")];
+        let req = get();
+        let parsed = |cased| match parse_head(raw.as_bytes(), &req, &own, cased) {
+            Ok(Some((_, Some(head)))) => head,
+            _ => panic!("not a final head"),
+        };
+        // what the front's pass-through relays of it
+        let relayed = parsed(false).wire;
+        // what the fill relays once the cache refused it: its header stripped as the fill strips
+        // it, then written
+        let mut header = parsed(true).header;
+        policy::strip_forwarded_hop_by_hop(&mut header);
+        assert_eq!(
+            String::from_utf8_lossy(&relayed_head(&header, &own)),
+            String::from_utf8_lossy(&relayed)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&relayed),
+            "HTTP/1.1 200 OK\r\nX-Mixed-Case: 1\r\nCache-Control: private\r\nContent-Length: 2\r\n"
+        );
     }
 
     #[test]
