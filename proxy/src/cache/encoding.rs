@@ -236,8 +236,9 @@ pub fn prepare(
         return Ok((false, None));
     }
     let plan = plan(opts, &req.headers, resp);
+    // whether the response would be stored, without building its stored form (a header copy)
     if plan == Plan::Untouched
-        || super::policy::decide(req, resp, std::time::SystemTime::now(), policy).is_err()
+        || super::policy::assess(req, resp, std::time::SystemTime::now(), policy).is_err()
     {
         return Ok((false, None));
     }

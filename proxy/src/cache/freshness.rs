@@ -95,7 +95,7 @@ impl Freshness {
         let apparent = now.duration_since(date).unwrap_or_default();
         let (lifetime, source) = if dirs.unqualified("no-cache") {
             // every use needs a validation first (the qualified form only concerns the fields it
-            // names, which are not stored: see `policy::decide`)
+            // names, which are not stored: see `policy::Stored::apply`)
             (Duration::ZERO, "no-cache")
         } else if let Some(s) = dirs.seconds("s-maxage") {
             (Duration::from_secs(s), "s-maxage")

@@ -1,6 +1,7 @@
-//! RFC 9111 decisions: what to store and for how long (`decide`, on the governing directives of
-//! [`directives`](super::directives) and the freshness of [`freshness`](super::freshness)), and
-//! what the request's own directives demand of a stored response (`request_freshness`).
+//! RFC 9111 decisions: what to store and for how long (`assess`, then `Stored::apply`; on the
+//! governing directives of [`directives`](super::directives) and the freshness of
+//! [`freshness`](super::freshness)), and what the request's own directives demand of a stored
+//! response (`request_freshness`).
 
 use super::directives::Directives;
 use super::freshness::{self, Freshness};
@@ -76,7 +77,9 @@ pub mod reason {
 }
 
 /// Decides whether `resp` (answering `req`) is stored, and builds its `CacheMeta`.
-/// `now` is the time the response header arrived.
+/// `now` is the time the response header arrived. (The request paths use [`assess`] and
+/// [`Stored::apply`] through `FastHits`; this is the tests' shorthand.)
+#[cfg(test)]
 pub fn decide(
     req: &RequestHeader,
     resp: &ResponseHeader,
@@ -94,7 +97,8 @@ pub struct Refusal {
     pub rule: &'static str,
 }
 
-/// [`decide`], naming the rule that refused a response.
+/// Whether `resp` (answering `req`) is stored, and its `CacheMeta`, naming the rule that refused
+/// it. `now` is the time the response header arrived.
 pub fn decide_with_rule(
     req: &RequestHeader,
     resp: &ResponseHeader,
