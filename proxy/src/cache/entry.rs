@@ -212,6 +212,12 @@ impl Entry {
     }
 }
 
+/// The header in `slot`, given up: an empty header (no allocation) is left in its place.
+pub fn take_header(slot: &mut ResponseHeader) -> ResponseHeader {
+    let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    std::mem::replace(slot, empty)
+}
+
 /// The HTTP/1.1 form of a served header for the raw front: status line and fields as pingora
 /// would write them (its own serializer, so names keep the case the origin sent), minus the
 /// per-response fields, which the front appends. The stored `Date` is kept (pingora rewrites it

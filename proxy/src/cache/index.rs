@@ -13,11 +13,15 @@ struct Primary {
 }
 
 /// primary → variants, path → primaries, group → entries.
+///
+/// The maps keyed by digests hash with the cache layer's fast hasher; those keyed by text a
+/// client or an origin chooses (paths, groups) keep std's SipHash, whose collision resistance
+/// does not rest on the attacker not knowing the hash function.
 #[derive(Debug, Default)]
 pub struct Index {
     primaries: HashMap<HashBinary, Primary>,
-    paths: HashMap<String, HashSet<HashBinary>>,
-    groups: HashMap<String, HashSet<HashBinary>>,
+    paths: std::collections::HashMap<String, HashSet<HashBinary>>,
+    groups: std::collections::HashMap<String, HashSet<HashBinary>>,
 }
 
 impl Index {

@@ -132,7 +132,8 @@ pub struct Stored {
     age: Duration,
     swr: u32,
     sie: u32,
-    /// Fields (lower-case names) left out of the stored header besides the hop-by-hop ones.
+    /// Fields (lower-case names) left out of the stored header besides `Age` and the hop-by-hop
+    /// ones.
     unstored: Vec<String>,
     /// A field that governs (`Cache-Control`, a targeted field) is among them.
     governing_removed: bool,
@@ -165,18 +166,16 @@ pub fn assess(
         rule,
     };
     if vary_names(&resp.headers).any(|n| n == "*") {
-        let refusal = custom(
+        return Err(custom(
             reason::VARY_STAR,
             "the response says Vary: * (RFC 9111 §4.1: it never matches a later request)",
-        );
-        return Err(refusal);
+        ));
     }
     if is_event_stream(&resp.headers) {
-        let refusal = custom(
+        return Err(custom(
             reason::STREAM,
             "the response is a text/event-stream (streams are passed through, never stored)",
-        );
-        return Err(refusal);
+        ));
     }
     let targeted = Directives::targeted_governs(&resp.headers, &opts.targeted_fields);
     let dirs = Directives::governing(&resp.headers, &opts.targeted_fields);
@@ -203,12 +202,11 @@ pub fn assess(
         if matches!(opts.set_cookie, SetCookiePolicy::Strip) && dirs.explicitly_shared() {
             unstored.push("set-cookie".to_string());
         } else {
-            let refusal = custom(
+            return Err(custom(
                 reason::SET_COOKIE,
                 "the response sets a cookie and is not explicitly shared (public or \
                  s-maxage), or cache.set_cookie is \"refuse\"",
-            );
-            return Err(refusal);
+            ));
         }
     }
     let fresh = Freshness::of(resp.status.as_u16(), &resp.headers, &dirs, targeted, now);
@@ -235,22 +233,20 @@ pub fn assess(
         .any(|d| dirs.seconds(d).is_some_and(|s| s > 0))
         && !dirs.forbids_stale();
     if ttl.is_zero() && !has_validator && !explicit_stale {
-        let refusal = custom(
+        return Err(custom(
             reason::NO_FRESHNESS,
             "the response has no freshness lifetime left (no max-age, s-maxage, Expires or \
              Last-Modified heuristic), no validator and no stale-while-revalidate / \
              stale-if-error",
-        );
-        return Err(refusal);
+        ));
     }
     let fresh_until = if ttl.is_zero() {
         now - Duration::from_secs(1)
     } else {
         now + ttl
     };
-    // Stored: everything but the fields named above, the upstream `Age` and the hop-by-hop
-    // fields.
-    unstored.push("age".to_string());
+    // Stored: everything but the fields named above, the upstream `Age` (`Stored::apply`) and
+    // the hop-by-hop fields.
     unstored.extend(connection);
     Ok(Stored {
         fresh_until,
@@ -268,19 +264,19 @@ impl Stored {
     /// Makes `header` (the assessed response's) the stored form; what it loses and is not
     /// hop-by-hop is withheld: given back to the client whose request fetched it.
     pub fn apply(self, mut header: ResponseHeader, opts: &PolicyOptions) -> Decided {
-        let unstored = &self.unstored;
+        let unstored = || self.unstored.iter().map(String::as_str).chain(["age"]);
         let withheld: Vec<_> = header
             .headers
             .iter()
             .filter(|(name, _)| {
                 let name = name.as_str();
-                unstored.iter().any(|n| n == name) && !HOP_BY_HOP.contains(&name)
+                unstored().any(|n| n == name) && !HOP_BY_HOP.contains(&name)
             })
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
-        for name in unstored {
-            if has_any(&header.headers, &[name.as_str()]) {
-                header.remove_header(name.as_str());
+        for name in unstored() {
+            if has_any(&header.headers, &[name]) {
+                header.remove_header(name);
             }
         }
         strip_hop_by_hop(&mut header);
@@ -429,6 +425,7 @@ pub(crate) fn forwarded_hop_by_hop(name: &str, named: &[String]) -> bool {
 /// fields a qualified `private` / `no-cache` names, the upstream `Age`): they belong to the
 /// client whose request fetched the response, which gets them even when it is served from the
 /// fill in progress (`cache.stream_fills`).
+#[cfg(test)]
 pub fn withheld_fields(
     resp: &ResponseHeader,
     stored: &HeaderMap,

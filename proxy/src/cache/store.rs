@@ -16,7 +16,6 @@ use parking_lot::Mutex;
 use pingora_cache::key::HashBinary;
 use pingora_cache::CacheMeta;
 use pingora_error::{Error, ErrorType, Result};
-use pingora_http::ResponseHeader;
 use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -244,15 +243,9 @@ impl Store {
     }
 
     /// The view of a fill's meta, its header taken out of `meta` (see [`HitView::of_parts`]).
-    pub fn view_of_taken(&self, meta: &mut CacheMeta, vary: VaryFields) -> Result<Arc<HitView>> {
-        let placeholder = ResponseHeader::build_no_case(200, Some(0))?;
-        let stored = std::mem::replace(meta.response_header_mut(), placeholder);
-        Ok(Arc::new(HitView::of_parts(
-            stored,
-            vary,
-            meta,
-            &self.fields.own,
-        )))
+    pub fn view_of_taken(&self, meta: &mut CacheMeta, vary: VaryFields) -> Arc<HitView> {
+        let stored = super::entry::take_header(meta.response_header_mut());
+        Arc::new(HitView::of_parts(stored, vary, meta, &self.fields.own))
     }
 
     /// Whether fills are streamed to the requests waiting on them.

@@ -25,7 +25,7 @@ use crate::metrics;
 use crate::stats::Stats;
 use pingora_cache::key::HashBinary;
 use pingora_cache::predictor::{CacheablePredictor, Predictor};
-use pingora_cache::{CacheMeta, NoCacheReason};
+use pingora_cache::NoCacheReason;
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -112,11 +112,11 @@ impl FastHits {
         resp: &ResponseHeader,
         primary: &HashBinary,
         check_size: bool,
-    ) -> Result<CacheMeta, NoCacheReason> {
+    ) -> Result<policy::Decided, NoCacheReason> {
         let policy = self.live.policy();
         // the header is copied only for a response that is stored
         let stored = self.assess(req, resp, primary, check_size, &policy)?;
-        Ok(stored.apply(resp.clone(), &policy).meta)
+        Ok(stored.apply(resp.clone(), &policy))
     }
 
     /// The decision of [`Self::judge`] before the header is touched (`policy::assess`), and what

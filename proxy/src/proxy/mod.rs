@@ -261,7 +261,8 @@ impl EdgeProxy {
             .fast
             .judge(session.req_header(), header, &primary, !revalidated)
         {
-            Ok(mut meta) => {
+            Ok(decided) => {
+                let mut meta = decided.meta;
                 let groups = response_groups(&header.headers);
                 meta.extensions_mut().insert(FillInfo {
                     started: ctx.start,
@@ -271,7 +272,8 @@ impl EdgeProxy {
                 });
                 ctx.cacheable = true;
                 if !revalidated {
-                    ctx.withheld = policy::withheld_fields(resp, meta.headers());
+                    // (`header` is `resp` itself here)
+                    ctx.withheld = decided.withheld;
                 }
                 Ok(RespCacheable::Cacheable(meta))
             }

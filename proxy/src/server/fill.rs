@@ -35,11 +35,11 @@
 use super::chunked::ChunkedScanner;
 use super::forward::{
     forwardable, push_field, push_head, relayed_head, Exchange, Forwarded, Forwarder, Framing,
-    OriginHead, Stamps,
+    Stamps,
 };
 use super::origin_pool;
 use crate::cache::encoding::{self, CompressionOptions, Encoder};
-use crate::cache::entry::FillInfo;
+use crate::cache::entry::{self, FillInfo};
 use crate::cache::first_fill::FirstFillGuard;
 use crate::cache::hit;
 use crate::cache::invalidate::response_groups;
@@ -61,7 +61,7 @@ use pingora_core::protocols::Stream;
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::io::{self, ErrorKind};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Bytes reserved for each read from the origin.
 const READ_CHUNK: usize = 16 * 1024;
@@ -172,12 +172,7 @@ impl OriginBody {
     async fn read(&mut self) -> io::Result<()> {
         let e = &mut self.exchange;
         e.buf.reserve(READ_CHUNK);
-        let conn = &mut e.conn;
-        let read = match conn
-            .read_timer
-            .limit(e.read_timeout, conn.stream.read_buf(&mut e.buf))
-            .await
-        {
+        let read = match e.conn.read(e.read_timeout, &mut e.buf).await {
             Some(read) => read?,
             None => {
                 metrics::record_origin_timeout(e.long_route);
@@ -341,12 +336,11 @@ impl Forwarder {
         };
         let groups = response_groups(&resp.headers);
         // the stored header is the fetched one itself, not a copy
-        let decided = stored.apply(taken_header(&mut exchange.head), &policy);
         let policy::Decided {
             mut meta,
             shared,
             withheld,
-        } = decided;
+        } = stored.apply(entry::take_header(&mut exchange.head.header), &policy);
         meta.extensions_mut().insert(FillInfo {
             started: start,
             url: fill.url.clone(),
@@ -363,7 +357,7 @@ impl Forwarder {
         // the header is made of slices of one copy of the origin's head (`forward::parse_head`):
         // the view keeps it as it is
         let store = self.fast.store;
-        let view = store.view_of_taken(&mut meta, fields).map_err(failed)?;
+        let view = store.view_of_taken(&mut meta, fields);
         let (miss, inflight) = store
             .begin_miss(&fill.lock.key, &meta, serialized, Some(view))
             .map_err(failed)?;
@@ -404,12 +398,6 @@ impl Forwarder {
         let head = client_head(head, &outcome, &timing);
         stream(client, body, Some(miss), encoder, head, keepalive).await
     }
-}
-
-/// The response header of `head`, given up (an empty header is left in its place).
-fn taken_header(head: &mut OriginHead) -> ResponseHeader {
-    let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
-    std::mem::replace(&mut head.header, empty)
 }
 
 /// Whether pingora's range filter marks `resp` `Accept-Ranges: bytes` (pingora-proxy 0.9.1

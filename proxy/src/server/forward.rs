@@ -48,7 +48,7 @@ use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -479,11 +479,7 @@ impl Forwarder {
         client.write_all(&out).await?;
         while !ended {
             buf.reserve(READ_CHUNK);
-            let read = match conn
-                .read_timer
-                .limit(read_timeout, conn.stream.read_buf(&mut buf))
-                .await
-            {
+            let read = match conn.read(read_timeout, &mut buf).await {
                 Some(read) => read?,
                 None => {
                     metrics::record_origin_timeout(long_route);
@@ -511,7 +507,9 @@ impl Forwarder {
     /// storable goes back to the cache path, and a refusal keeps it bypassed.
     fn learn(&self, req: &RequestHeader, primary: &HashBinary, resp: &ResponseHeader) {
         let key = hit::primary_only_key(primary);
-        match self.fast.judge(req, resp, primary, true) {
+        // whether it would be stored, not its stored form
+        let policy = self.fast.live.policy();
+        match self.fast.assess(req, resp, primary, true, &policy) {
             Ok(_) => {
                 self.fast.predictor.mark_cacheable(&key);
             }
@@ -702,12 +700,7 @@ async fn read_head(
             }
         }
         buf.reserve(READ_CHUNK);
-        let conn = &mut *origin.conn;
-        match conn
-            .read_timer
-            .limit(origin.read_timeout, conn.stream.read_buf(buf))
-            .await
-        {
+        match origin.conn.read(origin.read_timeout, buf).await {
             None => return Err(Failure::Timeout),
             Some(Ok(0)) | Some(Err(_)) => return Err(Failure::Broken),
             Some(Ok(_)) => {}

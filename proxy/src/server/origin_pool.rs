@@ -7,10 +7,13 @@
 //! pingora's own pool (used by requests that go through its proxy state machine) is separate.
 
 use super::timer::ReusedTimer;
+use bytes::BytesMut;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 /// A connection to an origin, with the timer its reads wait with: one per connection, so the
@@ -26,6 +29,13 @@ impl OriginConn {
             stream,
             read_timer: ReusedTimer::default(),
         }
+    }
+
+    /// Reads more of the origin's response into `buf`; `None` when `limit` passes first.
+    pub async fn read(&mut self, limit: Duration, buf: &mut BytesMut) -> Option<io::Result<usize>> {
+        self.read_timer
+            .limit(limit, self.stream.read_buf(buf))
+            .await
     }
 }
 
